@@ -1,0 +1,67 @@
+"""The seams of the engine: what it needs from the outside world, and nothing more.
+
+Concrete implementations live in adapters (``aws/``, ``spill/``, ``budgets/``); tests pass fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from mwaa_logging.events import LogEvent
+from mwaa_logging.outcome import CallResult
+from mwaa_logging.spillformat import SpillRecord
+
+#: Monotonic seconds (``time.monotonic``); injected so timing logic is tested without sleeping.
+Clock = Callable[[], float]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Talks to one CloudWatch Logs endpoint. Never raises for AWS or network errors: it classifies."""
+
+    def put_log_events(self, group: str, stream: str, events: Sequence[LogEvent]) -> CallResult:
+        """Send ``events`` (already valid: sorted, within every PutLogEvents limit) in one call."""
+        ...
+
+    def create_log_group(self, group: str, tags: Mapping[str, str] | None = None) -> CallResult: ...
+
+    def create_log_stream(self, group: str, stream: str) -> CallResult: ...
+
+    def put_retention_policy(self, group: str, days: int) -> CallResult: ...
+
+
+@runtime_checkable
+class SpillSink(Protocol):
+    """Durable place for events CloudWatch could not take in time."""
+
+    #: Where the events go, for messages and markers (a path, a URL).
+    description: str
+
+    def write(self, records: Sequence[SpillRecord]) -> str:
+        """Store ``records`` durably; return where they went. Raise :class:`SpillError` on failure."""
+        ...
+
+
+class SpillError(Exception):
+    """A spill target could not store records."""
+
+
+@runtime_checkable
+class Budget(Protocol):
+    """A rate budget for one kind of AWS call, shared by some scope (process, host, fleet).
+
+    ``now`` is monotonic seconds. Implementations never block.
+    """
+
+    def acquire(self, now: float, tokens: float = 1.0) -> float:
+        """Take ``tokens`` if available and return 0.0; else take nothing and return seconds to wait."""
+        ...
+
+    def on_throttled(self, now: float) -> None:
+        """CloudWatch answered ThrottlingException: lower the rate (shared within the scope)."""
+        ...
+
+    def on_success(self, now: float) -> None:
+        """A call went through: let the rate recover towards the configured ceiling."""
+        ...

@@ -1,0 +1,89 @@
+"""The spill line format, shared by every spill target and by the reader and replay.
+
+A spill object is gzip-compressed JSON Lines; one object per event::
+
+    {"logGroupName": "g", "logStreamName": "s", "timestamp": 1700000000000,
+     "message": "...", "reason": "max_latency", "detail": "ThrottlingException"}
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+
+class SpillReason(str, enum.Enum):
+    """Why an event went to a spill target instead of CloudWatch."""
+
+    #: Buffers held more than ``max_buffer_bytes``.
+    MEMORY_CAP = "memory_cap"
+    #: The event waited longer than ``max_latency`` (throttling, outage).
+    MAX_LATENCY = "max_latency"
+    #: Still pending when ``close()`` reached its deadline.
+    CLOSE_DEADLINE = "close_deadline"
+    #: Older than CloudWatch accepts (14 days), seen before sending.
+    TOO_OLD = "too_old"
+    #: More than 2 hours in the future, seen before sending.
+    TOO_NEW = "too_new"
+    #: Rejected by CloudWatch in ``rejectedLogEventsInfo`` (tooOld/tooNew/expired).
+    REJECTED_TOO_OLD = "rejected_too_old"
+    REJECTED_TOO_NEW = "rejected_too_new"
+    REJECTED_EXPIRED = "rejected_expired"
+    #: CloudWatch refused the call as invalid.
+    INVALID = "invalid"
+    #: Credentials or permissions were refused.
+    AUTH = "auth"
+    #: The log group or stream is missing and may not be created.
+    NO_RESOURCE = "no_resource"
+
+
+@dataclass(frozen=True, slots=True)
+class SpillRecord:
+    group: str
+    stream: str
+    timestamp: int
+    message: str
+    reason: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        line: dict[str, object] = {
+            "logGroupName": self.group,
+            "logStreamName": self.stream,
+            "timestamp": self.timestamp,
+            "message": self.message,
+            "reason": self.reason,
+        }
+        if self.detail:
+            line["detail"] = self.detail
+        return line
+
+    @classmethod
+    def from_json(cls, line: dict[str, object]) -> SpillRecord:
+        return cls(
+            group=str(line["logGroupName"]),
+            stream=str(line["logStreamName"]),
+            timestamp=int(line["timestamp"]),  # type: ignore[call-overload]
+            message=str(line["message"]),
+            reason=str(line["reason"]),
+            detail=str(line.get("detail", "")),
+        )
+
+
+def encode_records(records: Iterable[SpillRecord], compresslevel: int = 6) -> bytes:
+    """Serialize records as gzip JSON Lines."""
+    body = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
+    return gzip.compress(body, compresslevel=compresslevel)
+
+
+def decode_records(data: bytes) -> Iterator[SpillRecord]:
+    """Parse gzip (or plain) JSON Lines produced by :func:`encode_records`."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    for raw in data.splitlines():
+        if raw.strip():
+            yield SpillRecord.from_json(orjson.loads(raw))
