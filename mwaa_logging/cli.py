@@ -1,0 +1,39 @@
+"""``mwaa-logging`` command line: one subcommand per feature module, imported lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("mwaa_logging.demo", "Run the end-to-end demo on the embedded local AWS endpoint."),
+    "replay": ("mwaa_logging.replay", "Re-ingest spilled events into CloudWatch Logs."),
+    "local-aws": ("mwaa_logging.testing.cli", "Serve the local CloudWatch Logs + S3 endpoint."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mwaa-logging", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        module.add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    return int(module.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
