@@ -1,0 +1,247 @@
+"""The CloudWatch Logs transport: pre-encoded (optionally gzip) PutLogEvents bodies through botocore.
+
+botocore keeps everything that is hard to get right: credentials and their refresh, endpoint
+resolution, SigV4, the connection pool, TLS, response parsing and modeled errors. Only the
+PutLogEvents body is ours. The call goes through ``client.put_log_events`` with a one-event
+placeholder (valid under parameter validation, cheap to serialize) and a private parameter that
+carries the real body; two handlers on the client's event system move it into place:
+
+- ``provide-client-params.cloudwatch-logs.PutLogEvents`` pops the private parameter into the
+  per-call request context (so concurrent calls on one client never see each other's body);
+- ``before-call.cloudwatch-logs.PutLogEvents`` swaps the serialized placeholder body for ours
+  and sets ``Content-Encoding``. Signing happens after this (``request-created``), so SigV4
+  signs the bytes that go on the wire.
+
+Calls without the private parameter (the user's own calls on a shared client) are untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from mwaa_logging.aws.encoding import (
+    DEFAULT_GZIP_LEVEL,
+    encode_put_log_events,
+    gzip_if_smaller,
+    rejected_info,
+)
+from mwaa_logging.events import LogEvent
+from mwaa_logging.outcome import ALREADY_EXISTS_CODES, CallResult, Outcome, classify_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+
+__all__ = ["PUT_LOG_EVENTS_EVENTS", "BotocoreTransport", "Compression"]
+
+logger = logging.getLogger("mwaa_logging.transport")
+
+Compression = Literal["gzip", "none", "auto"]
+
+_BODY_PARAM = "MwaaLoggingEncodedBody"
+_CONTEXT_KEY = "mwaa_logging_encoded_body"
+_PLACEHOLDER_EVENTS = ({"timestamp": 0, "message": "-"},)
+#: Error codes with which an endpoint says it cannot read a compressed body.
+_GZIP_REJECTION_CODES = frozenset({"SerializationException", "UnsupportedMediaTypeException"})
+
+#: The botocore events this module hooks (suffixed with the client's hyphenized service id).
+PUT_LOG_EVENTS_EVENTS = (
+    "provide-client-params.cloudwatch-logs.PutLogEvents",
+    "before-call.cloudwatch-logs.PutLogEvents",
+)
+
+
+class _GzipState(enum.Enum):
+    UNKNOWN = "unknown"  # auto mode, nothing learned yet: a gzip failure is probed with plain
+    ACCEPTED = "accepted"  # a gzip body went through: errors are the endpoint's, not gzip's
+    REJECTED = "rejected"  # the endpoint cannot read gzip: send plain
+
+
+#: Endpoints found (in this process) to refuse gzip bodies in ``auto`` mode.
+_PLAIN_ONLY_ENDPOINTS: set[str] = set()
+_PLAIN_ONLY_LOCK = threading.Lock()
+
+
+def _move_body_into_context(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    payload = params.pop(_BODY_PARAM, None)
+    if payload is not None:
+        context[_CONTEXT_KEY] = payload
+
+
+def _swap_in_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    payload = context.get(_CONTEXT_KEY)
+    if payload is None:
+        return
+    body, content_encoding = payload
+    params["body"] = body
+    if content_encoding:
+        params["headers"]["Content-Encoding"] = content_encoding
+
+
+class BotocoreTransport:
+    """:class:`mwaa_logging.protocols.Transport` over a botocore CloudWatch Logs client.
+
+    ``compression``: ``"gzip"`` always compresses (when that shrinks the body), ``"none"`` never,
+    ``"auto"`` compresses until the endpoint shows it cannot read gzip (a 5xx, 415 or
+    SerializationException answer to a gzip body that succeeds when resent plain), then sends
+    plain to that endpoint for the rest of the process, with one warning.
+    Never raises for AWS or network errors: every call ends in a :class:`CallResult`.
+    """
+
+    def __init__(
+        self,
+        client: CloudWatchLogsClient,
+        *,
+        compression: Compression = "auto",
+        gzip_level: int = DEFAULT_GZIP_LEVEL,
+    ) -> None:
+        if compression not in ("gzip", "none", "auto"):
+            raise ValueError(f"compression must be 'gzip', 'none' or 'auto', not {compression!r}")
+        self._client = client
+        self._compression = compression
+        self._gzip_level = gzip_level
+        self._endpoint = str(client.meta.endpoint_url)
+        self._gzip_state = _GzipState.UNKNOWN
+        service_id = client.meta.service_model.service_id.hyphenize()
+        events = client.meta.events
+        events.register(
+            f"provide-client-params.{service_id}.PutLogEvents",
+            _move_body_into_context,
+            unique_id="mwaa_logging.transport.move_body_into_context",
+        )
+        events.register(
+            f"before-call.{service_id}.PutLogEvents",
+            _swap_in_body,
+            unique_id="mwaa_logging.transport.swap_in_body",
+        )
+
+    @property
+    def client(self) -> CloudWatchLogsClient:
+        return self._client
+
+    def put_log_events(self, group: str, stream: str, events: Sequence[LogEvent]) -> CallResult:
+        body = encode_put_log_events(group, stream, events)
+        compressed = gzip_if_smaller(body, self._gzip_level) if self._wants_gzip() else None
+        if compressed is None:
+            return self._put(group, stream, body, None)[0]
+        result, status = self._put(group, stream, compressed, "gzip")
+        if self._compression != "auto" or self._gzip_state is not _GzipState.UNKNOWN:
+            return result
+        if result.outcome in (Outcome.OK, Outcome.PARTIAL):
+            self._gzip_state = _GzipState.ACCEPTED
+            return result
+        if not _may_be_gzip_rejection(result, status):
+            return result
+        plain, plain_status = self._put(group, stream, body, None)
+        if plain_status and not _may_be_gzip_rejection(plain, plain_status):
+            # The endpoint read the same events sent plain: it is the compression it refuses.
+            self._mark_plain_only(result)
+        return _with_wire_bytes(plain, plain.wire_bytes + result.wire_bytes)
+
+    def create_log_group(self, group: str, tags: Mapping[str, str] | None = None) -> CallResult:
+        if tags:
+            return self._create(lambda: self._client.create_log_group(logGroupName=group, tags=dict(tags)))
+        return self._create(lambda: self._client.create_log_group(logGroupName=group))
+
+    def create_log_stream(self, group: str, stream: str) -> CallResult:
+        return self._create(lambda: self._client.create_log_stream(logGroupName=group, logStreamName=stream))
+
+    def put_retention_policy(self, group: str, days: int) -> CallResult:
+        try:
+            self._client.put_retention_policy(logGroupName=group, retentionInDays=days)
+        except (ClientError, BotoCoreError) as error:
+            return _error_result(error, 0)[0]
+        return CallResult(Outcome.OK)
+
+    def _wants_gzip(self) -> bool:
+        if self._compression == "none":
+            return False
+        if self._compression == "gzip":
+            return True
+        return self._gzip_state is not _GzipState.REJECTED and self._endpoint not in _PLAIN_ONLY_ENDPOINTS
+
+    def _mark_plain_only(self, gzip_result: CallResult) -> None:
+        self._gzip_state = _GzipState.REJECTED
+        with _PLAIN_ONLY_LOCK:
+            first = self._endpoint not in _PLAIN_ONLY_ENDPOINTS
+            _PLAIN_ONLY_ENDPOINTS.add(self._endpoint)
+        if first:
+            logger.warning(
+                "CloudWatch Logs endpoint %s does not accept gzip request bodies (%s %s); "
+                "sending uncompressed PutLogEvents to it from now on",
+                self._endpoint,
+                gzip_result.error_code,
+                gzip_result.message,
+            )
+
+    def _put(
+        self, group: str, stream: str, body: bytes, content_encoding: str | None
+    ) -> tuple[CallResult, int]:
+        params: dict[str, Any] = {
+            "logGroupName": group,
+            "logStreamName": stream,
+            "logEvents": list(_PLACEHOLDER_EVENTS),
+            _BODY_PARAM: (body, content_encoding),
+        }
+        try:
+            response = self._client.put_log_events(**params)
+        except (ClientError, BotoCoreError) as error:
+            return _error_result(error, len(body))
+        rejected = rejected_info(response)
+        outcome = Outcome.PARTIAL if rejected else Outcome.OK
+        return CallResult(outcome, rejected=rejected, wire_bytes=len(body)), 200
+
+    def _create(self, call: Callable[[], object]) -> CallResult:
+        try:
+            call()
+        except (ClientError, BotoCoreError) as error:
+            result = _error_result(error, 0)[0]
+            if result.error_code in ALREADY_EXISTS_CODES:
+                return CallResult(Outcome.OK, error_code=result.error_code, message=result.message)
+            return result
+        return CallResult(Outcome.OK)
+
+
+def _error_result(error: ClientError | BotoCoreError, wire_bytes: int) -> tuple[CallResult, int]:
+    """Classify a botocore exception; also return the HTTP status (0 when there was no answer)."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        outcome = classify_error(code, status or None)
+        return CallResult(outcome, error_code=code, message=message, wire_bytes=wire_bytes), status
+    code = type(error).__name__
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return CallResult(Outcome.AUTH, error_code=code, message=str(error)), 0
+    if isinstance(error, ParamValidationError):
+        return CallResult(Outcome.INVALID, error_code=code, message=str(error)), 0
+    if isinstance(error, HTTPClientError):
+        # The request was (maybe partly) sent and no answer came back: it may have been applied.
+        return CallResult(Outcome.TRANSIENT, error_code=code, message=str(error), ambiguous=True,
+                          wire_bytes=wire_bytes), 0
+    if isinstance(error, ConnectionError):
+        # No connection was made (refused, DNS, connect timeout, TLS handshake): nothing was sent.
+        return CallResult(Outcome.TRANSIENT, error_code=code, message=str(error)), 0
+    return CallResult(Outcome.TRANSIENT, error_code=code, message=str(error)), 0
+
+
+def _may_be_gzip_rejection(result: CallResult, status: int) -> bool:
+    return status >= 500 or status == 415 or result.error_code in _GZIP_REJECTION_CODES
+
+
+def _with_wire_bytes(result: CallResult, wire_bytes: int) -> CallResult:
+    return CallResult(result.outcome, result.error_code, result.message, result.rejected, result.ambiguous,
+                      wire_bytes)
