@@ -1,0 +1,176 @@
+"""Token bucket with an adaptive (CUBIC) rate: the pure arithmetic behind every rate budget.
+
+No I/O and no clock: every function takes ``now`` (seconds) and returns a new immutable
+:class:`BudgetState`. The same arithmetic runs in memory (``budgets/process``), in a shared memory
+file (``budgets/host``) and, mirrored in Lua, inside Redis (``budgets/redis``).
+
+Rate model:
+
+* ``rate`` (calls/s) is the ceiling. ``None`` means no configured limit: the budget grants
+  everything until the first throttle, then learns a rate, like botocore's ``adaptive`` mode.
+* On a throttle the rate drops to ``beta`` x the rate actually in use (measured over the whole
+  scope), the bucket is drained, and the rate then recovers along a CUBIC curve
+  ``scale * (t - k)**3 + w_max`` (``k`` is when it regains ``w_max``), up to the ceiling. With no
+  ceiling, reaching ``unlimited_after`` x ``w_max`` ends the episode: unlimited again.
+* Throttles closer than ``throttle_cooldown`` to the last counted one are the same episode (the
+  in-flight calls of every participant come back throttled together) and lower the rate once.
+* The bucket holds ``burst`` tokens at the ceiling; its capacity shrinks with the adaptive rate
+  so a lowered rate does not come with a full-size burst.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Final
+
+#: Grant when the bucket lacks less than this (float rounding of ``tokens + wait * rate``).
+EPSILON: Final = 1e-9
+UNLIMITED: Final = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """How one budget behaves. Every participant of a shared budget should use the same values."""
+
+    #: Ceiling in tokens (calls) per second; ``None``: unlimited until throttled.
+    rate: float | None = None
+    #: Tokens the bucket holds at the ceiling; default one second of ``rate`` (at least 1).
+    burst: float | None = None
+    #: Multiplicative decrease on throttle (botocore: 0.7).
+    beta: float = 0.7
+    #: CUBIC scale constant in calls/s per s**3 (botocore: 0.4).
+    scale: float = 0.4
+    #: The adaptive rate never drops below this.
+    min_rate: float = 1.0
+    #: Throttles within this many seconds of the last counted one lower the rate only once.
+    throttle_cooldown: float = 1.0
+    #: Time constant (s) of the exponentially weighted measured rate.
+    measure_window: float = 1.0
+    #: With no ceiling, the episode ends (unlimited again) when the curve reaches this x ``w_max``.
+    unlimited_after: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and not self.rate > 0:
+            raise ValueError(f"rate must be > 0 or None, got {self.rate!r}")
+        if self.burst is not None and not self.burst >= 1:
+            raise ValueError(f"burst must be >= 1 or None, got {self.burst!r}")
+        if not 0 < self.beta < 1:
+            raise ValueError(f"beta must be in (0, 1), got {self.beta!r}")
+        if not self.scale > 0 or not self.min_rate > 0 or not self.measure_window > 0:
+            raise ValueError("scale, min_rate and measure_window must be > 0")
+        if not self.throttle_cooldown >= 0 or not self.unlimited_after > 1:
+            raise ValueError("throttle_cooldown must be >= 0 and unlimited_after > 1")
+
+    @property
+    def ceiling(self) -> float:
+        """The configured rate, or infinity."""
+        return UNLIMITED if self.rate is None else float(self.rate)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """Everything a budget remembers; plain floats so it fits a struct and a Redis hash."""
+
+    #: Tokens in the bucket at ``updated`` (negative: debt of an oversized acquire).
+    tokens: float = 0.0
+    #: When ``tokens`` was last brought up to date; ``-inf``: never used (bucket starts full).
+    updated: float = -math.inf
+    #: Rate in use at the last counted throttle; 0: no throttle episode.
+    w_max: float = 0.0
+    #: When the last counted throttle arrived.
+    throttled_at: float = -math.inf
+    #: Exponentially weighted granted tokens per second, as of ``measured_at``.
+    measured: float = 0.0
+    measured_at: float = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one acquire."""
+
+    state: BudgetState
+    #: 0.0 when granted, else seconds until the tokens will be there.
+    wait: float
+    #: The rate in force (``inf``: unlimited).
+    rate: float
+
+
+def cubic_zero_point(config: BudgetConfig, w_max: float) -> float:
+    """Seconds after a throttle at which the CUBIC curve is back at ``w_max``."""
+    return math.pow(w_max * (1.0 - config.beta) / config.scale, 1.0 / 3.0)
+
+
+def current_rate(config: BudgetConfig, state: BudgetState, now: float) -> float:
+    """The rate in force at ``now``: the CUBIC recovery curve capped by the ceiling."""
+    if state.w_max <= 0.0:
+        return config.ceiling
+    elapsed = max(0.0, now - state.throttled_at)
+    offset = elapsed - cubic_zero_point(config, state.w_max)
+    curve = config.scale * offset**3 + state.w_max
+    if config.rate is None and curve >= config.unlimited_after * state.w_max:
+        return UNLIMITED
+    return max(config.min_rate, min(config.ceiling, curve))
+
+
+def capacity(config: BudgetConfig, rate: float) -> float:
+    """Bucket size at ``rate``: ``burst`` at the ceiling, scaled down with the rate, at least 1."""
+    if config.rate is not None:
+        burst = config.burst if config.burst is not None else max(1.0, config.rate)
+        return max(1.0, burst * min(rate, config.rate) / config.rate)
+    one_second = max(1.0, rate)
+    return one_second if config.burst is None else min(config.burst, one_second)
+
+
+def measured_rate(config: BudgetConfig, state: BudgetState, now: float) -> float:
+    """The weighted rate of granted tokens, decayed to ``now``."""
+    if state.measured <= 0.0:
+        return 0.0
+    elapsed = max(0.0, now - state.measured_at)
+    return state.measured * math.exp(-elapsed / config.measure_window)
+
+
+def _record_grant(config: BudgetConfig, state: BudgetState, now: float, tokens: float) -> BudgetState:
+    measured = measured_rate(config, state, now) + tokens / config.measure_window
+    return replace(state, measured=measured, measured_at=now)
+
+
+def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float = 1.0) -> Decision:
+    """Take ``tokens`` if the bucket has them (wait 0.0), else take nothing and say how long to wait.
+
+    A request larger than the bucket is granted when the bucket is full and leaves a debt, so
+    the long-run rate holds for any size.
+    """
+    if not tokens > 0:
+        raise ValueError(f"tokens must be > 0, got {tokens!r}")
+    rate = current_rate(config, state, now)
+    if rate == UNLIMITED:
+        return Decision(_record_grant(config, state, now, tokens), 0.0, rate)
+    size = capacity(config, rate)
+    if state.updated == -math.inf:
+        level = size
+    else:
+        level = min(size, state.tokens + max(0.0, now - state.updated) * rate)
+    needed = min(tokens, size)
+    if level + EPSILON >= needed:
+        granted = replace(state, tokens=level - tokens, updated=now)
+        return Decision(_record_grant(config, granted, now, tokens), 0.0, rate)
+    return Decision(replace(state, tokens=level, updated=now), (needed - level) / rate, rate)
+
+
+def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetState:
+    """A ThrottlingException arrived: lower the rate to ``beta`` x the rate in use, drain the bucket.
+
+    Ignored within ``throttle_cooldown`` of the last counted throttle (same episode).
+    """
+    if state.w_max > 0.0 and now - state.throttled_at < config.throttle_cooldown:
+        return state
+    rate = current_rate(config, state, now)
+    in_use = measured_rate(config, state, now)
+    w_max = max(config.min_rate, in_use if rate == UNLIMITED else min(in_use, rate))
+    if rate == UNLIMITED or state.updated == -math.inf:
+        tokens = 0.0
+    else:
+        level = state.tokens + max(0.0, now - state.updated) * rate
+        tokens = min(0.0, level)
+    return replace(state, tokens=tokens, updated=now, w_max=w_max, throttled_at=now)

@@ -1,0 +1,193 @@
+"""``host`` scope: one budget shared by every process on this machine, with no server.
+
+The state is a 64-byte record in a small file (``/dev/shm`` when present, else the temp dir),
+memory-mapped by each process and guarded by ``flock``. The kernel releases a ``flock`` when its
+holder dies, so a process killed mid-call cannot wedge the others; a CRC over the record turns a
+write torn by such a death into a fresh bucket instead of garbage. Waiting for the lock is bounded
+(``lock_timeout``): past it, acquire answers "wait a little" rather than blocking logging.
+
+``now`` must be comparable across processes: pass ``time.monotonic()``, which is the system-wide
+``CLOCK_MONOTONIC`` on Linux (and a system-wide clock on macOS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import re
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from mwaa_logging import budget
+from mwaa_logging.budget import BudgetConfig, BudgetState
+from mwaa_logging.budgets.stats import BudgetStats, Counters
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"MWLBUD01"
+_FIELDS = struct.Struct("<6d")  # tokens, updated, w_max, throttled_at, measured, measured_at
+_CRC = struct.Struct("<I")
+RECORD_SIZE = 64
+_CRC_OFFSET = len(_MAGIC) + _FIELDS.size
+_LOCK_POLL_MAX = 0.002
+
+
+def default_directory() -> Path:
+    """``/dev/shm`` (memory, cleared at boot) when usable, else the temp dir."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def budget_path(name: str, namespace: str = "mwaa-logging", directory: Path | None = None) -> Path:
+    """Where the host budget called ``name`` lives; one file per user, namespace and name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{namespace}-{name}")
+    return (directory or default_directory()) / f"{safe}-uid{os.getuid()}.budget"
+
+
+def encode(state: BudgetState) -> bytes:
+    """The on-disk record: magic, six doubles, CRC32 of both."""
+    body = _MAGIC + _FIELDS.pack(
+        state.tokens, state.updated, state.w_max, state.throttled_at, state.measured, state.measured_at
+    )
+    return (body + _CRC.pack(zlib.crc32(body))).ljust(RECORD_SIZE, b"\0")
+
+
+def decode(record: bytes) -> BudgetState:
+    """The state in ``record``; a fresh state when it is new, foreign or torn."""
+    body = record[:_CRC_OFFSET]
+    (crc,) = _CRC.unpack_from(record, _CRC_OFFSET)
+    if not body.startswith(_MAGIC) or zlib.crc32(body) != crc:
+        return BudgetState()
+    return BudgetState(*_FIELDS.unpack_from(record, len(_MAGIC)))
+
+
+class LockTimeout(Exception):
+    """The host budget's lock stayed busy longer than ``lock_timeout``."""
+
+
+class HostBudget:
+    """A budget shared through a memory-mapped file by all processes of one user on this host."""
+
+    scope = "host"
+
+    def __init__(
+        self,
+        config: BudgetConfig,
+        name: str = "put",
+        *,
+        namespace: str = "mwaa-logging",
+        directory: Path | None = None,
+        lock_timeout: float = 0.05,
+    ) -> None:
+        self.config = config
+        self.path = budget_path(name, namespace, directory)
+        self.lock_timeout = lock_timeout
+        self._counters = Counters()
+        self._pid = -1
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+        self._thread_lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        """(Re)open the file: at construction and in a forked child (a new open file description,
+        because ``flock`` does not exclude holders of the same one)."""
+        self._thread_lock = threading.Lock()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < RECORD_SIZE:
+                os.ftruncate(fd, RECORD_SIZE)  # zero bytes decode as a fresh state
+            self._map = mmap.mmap(fd, RECORD_SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Unmap and close the file (the shared state stays for the other processes)."""
+        with self._thread_lock:
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[mmap.mmap]:
+        if self._pid != os.getpid():
+            self._open()
+        deadline = time.monotonic() + self.lock_timeout
+        if not self._thread_lock.acquire(timeout=self.lock_timeout):
+            raise LockTimeout(str(self.path))
+        try:
+            pause = 0.0001
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                        raise
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(str(self.path))
+                time.sleep(pause)
+                pause = min(pause * 2, _LOCK_POLL_MAX)
+            try:
+                if self._map is None:
+                    raise ValueError("host budget is closed")
+                yield self._map
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def acquire(self, now: float, tokens: float = 1.0) -> float:
+        try:
+            with self._locked() as record:
+                decision = budget.acquire(self.config, decode(record[:RECORD_SIZE]), now, tokens)
+                record[:RECORD_SIZE] = encode(decision.state)
+        except LockTimeout:
+            log.debug("host budget %s busy; asking the caller to retry", self.path)
+            self._counters.count_acquire(self.lock_timeout, self._counters.rate)
+            return self.lock_timeout
+        self._counters.count_acquire(decision.wait, decision.rate)
+        return decision.wait
+
+    def on_throttled(self, now: float) -> None:
+        try:
+            with self._locked() as record:
+                state = budget.throttled(self.config, decode(record[:RECORD_SIZE]), now)
+                record[:RECORD_SIZE] = encode(state)
+        except LockTimeout:
+            log.debug("host budget %s busy; throttle signal not recorded", self.path)
+            self._counters.count_throttle()
+            return
+        self._counters.count_throttle(budget.current_rate(self.config, state, now))
+
+    def on_success(self, now: float) -> None:
+        """Nothing to do: recovery is a function of the time since the last shared throttle."""
+
+    def state(self) -> BudgetState:
+        """The shared state as it is now (for stats and tests)."""
+        with self._locked() as record:
+            return decode(record[:RECORD_SIZE])
+
+    def rate(self, now: float) -> float:
+        """The shared rate in force at ``now`` (``inf``: unlimited)."""
+        return budget.current_rate(self.config, self.state(), now)
+
+    def stats(self) -> BudgetStats:
+        return self._counters.snapshot(self.scope)
