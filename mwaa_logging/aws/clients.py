@@ -1,0 +1,169 @@
+"""boto3 clients for the library: standard AWS configuration, one retry owner, no I/O at creation.
+
+- Region, profile, ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` / ``AWS_ENDPOINT_URL_S3``
+  and the rest of the shared config are botocore's, unchanged.
+- botocore's own retries are off (``total_max_attempts=1``): the sender decides what to retry.
+- Credentials are resolved through botocore's standard chain on the first signed request, not
+  when the client is built: a container or instance-metadata lookup is network I/O and must not
+  happen in the thread that configures logging.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import (
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    ReadOnlyCredentials,
+    create_credential_resolver,
+)
+from botocore.exceptions import NoCredentialsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+
+#: Seconds to open a TCP/TLS connection.
+DEFAULT_CONNECT_TIMEOUT = 3.0
+#: Seconds to wait for an answer. A PutLogEvents answer takes well under a second; a timeout
+#: makes the call ambiguous (it may have been applied), so this is not set tight.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Pooled HTTP connections per client (botocore's default is 10).
+DEFAULT_MAX_POOL_CONNECTIONS = 16
+USER_AGENT_EXTRA = "mwaa-logging"
+
+
+def make_logs_client(
+    boto3_client: CloudWatchLogsClient | None = None,
+    profile_name: str | None = None,
+    *,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
+) -> CloudWatchLogsClient:
+    """A CloudWatch Logs client; ``boto3_client`` is returned unchanged when given."""
+    if boto3_client is not None:
+        return boto3_client
+    return _session(profile_name).client(  # type: ignore[no-any-return]
+        "logs",
+        region_name=region_name,
+        endpoint_url=endpoint_url,
+        config=client_config(connect_timeout, read_timeout, max_pool_connections),
+    )
+
+
+def make_s3_client(
+    boto3_client: S3Client | None = None,
+    profile_name: str | None = None,
+    *,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
+) -> S3Client:
+    """An S3 client built like :func:`make_logs_client`; ``boto3_client`` is returned unchanged."""
+    if boto3_client is not None:
+        return boto3_client
+    return _session(profile_name).client(  # type: ignore[no-any-return]
+        "s3",
+        region_name=region_name,
+        endpoint_url=endpoint_url,
+        config=client_config(connect_timeout, read_timeout, max_pool_connections),
+    )
+
+
+def client_config(connect_timeout: float, read_timeout: float, max_pool_connections: int) -> Config:
+    """botocore ``Config`` for the library's clients: no botocore retries, explicit timeouts."""
+    return Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+        retries={"mode": "standard", "total_max_attempts": 1},
+        user_agent_extra=USER_AGENT_EXTRA,
+        tcp_keepalive=True,
+    )
+
+
+def _session(profile_name: str | None) -> boto3.Session:
+    core = botocore.session.Session(profile=profile_name)
+    chain = create_credential_resolver(core)
+    core.register_component("credential_provider", CredentialResolver([_DeferredChainProvider(chain)]))
+    return boto3.Session(botocore_session=core)
+
+
+class _DeferredChainProvider(CredentialProvider):  # type: ignore[misc]
+    METHOD = "mwaa-logging-deferred-chain"
+
+    def __init__(self, chain: CredentialResolver) -> None:
+        super().__init__()
+        self._chain = chain
+
+    def load(self) -> Credentials:
+        return DeferredChainCredentials(self._chain.load_credentials)
+
+
+class DeferredChainCredentials(Credentials):  # type: ignore[misc]
+    """Credentials that run the standard chain on first use, then delegate to what it found.
+
+    Delegation keeps the found credentials' own refresh (container, instance, SSO, assume-role).
+    No credentials found: every use raises :class:`NoCredentialsError`, like an unsigned client.
+    """
+
+    def __init__(self, resolve: Callable[[], Credentials | None]) -> None:
+        # Credentials.__init__ would assign the key attributes; they are properties here.
+        self._resolve = resolve
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._found: Credentials | None = None
+        self.method = _DeferredChainProvider.METHOD
+
+    def _credentials(self) -> Credentials:
+        with self._lock:
+            if not self._loaded:
+                self._found = self._resolve()
+                self._loaded = True
+                if self._found is not None:
+                    self.method = self._found.method
+        if self._found is None:
+            raise NoCredentialsError()
+        return self._found
+
+    @property
+    def access_key(self) -> str:  # type: ignore[override]
+        return str(self._credentials().access_key)
+
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
+        return str(self._credentials().secret_key)
+
+    @property
+    def token(self) -> str | None:  # type: ignore[override]
+        token: str | None = self._credentials().token
+        return token
+
+    @property
+    def account_id(self) -> str | None:  # type: ignore[override]
+        account_id: str | None = getattr(self._credentials(), "account_id", None)
+        return account_id
+
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return self._credentials().get_frozen_credentials()
+
+    def get_deferred_property(self, property_name: str) -> Callable[[], Any]:
+        def get_property() -> Any:
+            try:
+                return getattr(self._credentials(), property_name, None)
+            except NoCredentialsError:
+                return None
+
+        return get_property
