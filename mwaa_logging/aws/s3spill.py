@@ -1,0 +1,252 @@
+"""Spill to S3: gzip JSON Lines objects, one stream per object, same layout as the local spill.
+
+Key of an object: ``<prefix>/`` + :func:`mwaa_logging.spill.layout.object_name`, i.e.
+``<prefix>/<group>/<stream>/<UTC time>-<host>-<pid>-<n>.jsonl.gz``, so one stream's spilled lines are
+found by listing one prefix. Replayed objects are moved under ``<prefix>/@replayed/`` (a segment no
+quoted group name can produce), which a lifecycle rule can expire.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlparse
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mwaa_logging.protocols import SpillError
+from mwaa_logging.spill.fallback import PartialSpillError
+from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
+from mwaa_logging.spillformat import SpillRecord, decode_records
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: Upper bound of the uncompressed JSON Lines in one object (so compressed objects stay below it too).
+DEFAULT_MAX_OBJECT_BYTES = 8 * 1024 * 1024
+#: Segment under the spill prefix that holds objects already replayed into CloudWatch.
+REPLAYED_SEGMENT = "@replayed"
+CONTENT_TYPE = "application/x-ndjson"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")`` (prefix without slashes around)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"expected s3://bucket[/prefix], got {url!r}")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def default_s3_client(
+    *, endpoint_url: str | None = None, profile_name: str | None = None, region_name: str | None = None
+) -> S3Client:
+    """An S3 client from the standard AWS configuration (``AWS_ENDPOINT_URL_S3``, profiles, region).
+
+    Short timeouts and few retries: a spill happens when something is already late.
+    """
+    try:
+        from mwaa_logging.aws.clients import make_s3_client
+    except ImportError:  # the shared client factory is optional here
+        pass
+    else:
+        return make_s3_client(endpoint_url=endpoint_url, profile_name=profile_name, region_name=region_name)
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile_name, region_name=region_name)
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """One spill object found by a listing."""
+
+    bucket: str
+    key: str
+    size: int
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class S3SpillSink:
+    """Writes spilled records to ``s3://bucket/prefix`` (implements ``protocols.SpillSink``).
+
+    Records of one ``write`` are grouped per stream, sorted by timestamp (stable) and cut into objects of
+    at most ``max_object_bytes`` uncompressed JSON Lines. SSE-S3 (AES256) unless ``kms_key_id`` asks for
+    SSE-KMS. The client is created on first use: construction does no network I/O.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: S3Client | None = None,
+        client_factory: Callable[[], S3Client] | None = None,
+        kms_key_id: str | None = None,
+        expected_bucket_owner: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+        compresslevel: int = 6,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3 spill needs a bucket name")
+        if max_object_bytes <= 0:
+            raise ValueError("max_object_bytes must be positive")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.description = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.kms_key_id = kms_key_id
+        self.expected_bucket_owner = expected_bucket_owner
+        self.tags = dict(tags or {})
+        self.max_object_bytes = max_object_bytes
+        self.compresslevel = compresslevel
+        self._client = client
+        self._client_factory = client_factory or default_s3_client
+        self._client_lock = threading.Lock()
+        #: Objects and bytes written (compressed), for stats.
+        self.objects_written = 0
+        self.bytes_written = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> S3SpillSink:
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, **options)
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._client_factory()
+        return self._client
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def key_for(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def put_options(self) -> dict[str, Any]:
+        """The PutObject parameters every spill object carries (encryption, owner check, tags)."""
+        options: dict[str, Any] = {"ContentType": CONTENT_TYPE, "ContentEncoding": "gzip"}
+        if self.kms_key_id:
+            options["ServerSideEncryption"] = "aws:kms"
+            options["SSEKMSKeyId"] = self.kms_key_id
+        else:
+            options["ServerSideEncryption"] = "AES256"
+        if self.expected_bucket_owner:
+            options["ExpectedBucketOwner"] = self.expected_bucket_owner
+        if self.tags:
+            options["Tagging"] = urlencode(self.tags)
+        return options
+
+    def write(self, records: Sequence[SpillRecord]) -> str:
+        """Store ``records``; return the object URL (or the stream prefix / sink URL for several)."""
+        if not records:
+            return self.description
+        by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
+        for record in records:
+            by_stream.setdefault((record.group, record.stream), []).append(record)
+        written: list[str] = []
+        done: set[int] = set()
+        options = self.put_options()
+        try:
+            for (group, stream), stream_records in by_stream.items():
+                stream_records.sort(key=lambda r: r.timestamp)
+                for chunk, body in self._objects(stream_records):
+                    key = self.key_for(object_name(group, stream, chunk[0].timestamp))
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **options)
+                    self.objects_written += 1
+                    self.bytes_written += len(body)
+                    written.append(key)
+                    done.update(id(r) for r in chunk)
+        except (ClientError, BotoCoreError) as exc:
+            message = f"cannot write spill object to {self.description}: {exc}"
+            if not written:
+                raise SpillError(message) from exc
+            remaining = [r for r in records if id(r) not in done]
+            raise PartialSpillError(message, remaining, self._location_of(written)) from exc
+        return self._location_of(written)
+
+    def _location_of(self, keys: list[str]) -> str:
+        if len(keys) == 1:
+            return f"s3://{self.bucket}/{keys[0]}"
+        parents = {key.rsplit("/", 1)[0] for key in keys}
+        if len(parents) == 1:
+            return f"s3://{self.bucket}/{parents.pop()}/"
+        return self.description
+
+    def _objects(self, records: list[SpillRecord]) -> Iterator[tuple[list[SpillRecord], bytes]]:
+        """Cut one stream's sorted records into (records, gzip body) of bounded size."""
+        chunk: list[SpillRecord] = []
+        lines: list[bytes] = []
+        size = 0
+        for record in records:
+            line = orjson.dumps(record.to_json()) + b"\n"
+            if chunk and size + len(line) > self.max_object_bytes:
+                yield chunk, gzip.compress(b"".join(lines), compresslevel=self.compresslevel)
+                chunk, lines, size = [], [], 0
+            chunk.append(record)
+            lines.append(line)
+            size += len(line)
+        if chunk:
+            yield chunk, gzip.compress(b"".join(lines), compresslevel=self.compresslevel)
+
+    # -- reading and bookkeeping (reader, replay) ------------------------------------------------------
+
+    def list_objects(self, under: str = "") -> Iterator[S3Object]:
+        """Spill objects below ``prefix/under`` in key order, skipping already replayed ones."""
+        list_prefix = self.key_for(under) if under else (f"{self.prefix}/" if self.prefix else "")
+        paginator = self.client.get_paginator("list_objects_v2")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": list_prefix}
+        if self.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = self.expected_bucket_owner
+        replayed = self.key_for(REPLAYED_SEGMENT) + "/"
+        for page in paginator.paginate(**params):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if key.endswith(SUFFIX) and not key.startswith(replayed):
+                    yield S3Object(self.bucket, key, int(item.get("Size", 0)))
+
+    def stream_objects(self, group: str, stream: str) -> Iterator[S3Object]:
+        """The spill objects of one stream (one prefix listing)."""
+        return self.list_objects(stream_prefix(group, stream))
+
+    def read_object(self, obj: S3Object) -> list[SpillRecord]:
+        params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+        if self.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = self.expected_bucket_owner
+        body = self.client.get_object(**params)["Body"].read()
+        return list(decode_records(body))
+
+    def replayed_key(self, obj: S3Object) -> str:
+        """Where :meth:`mark_replayed` moves ``obj``: ``<prefix>/@replayed/<group>/<stream>/<name>``."""
+        relative = obj.key[len(self.prefix) + 1 :] if self.prefix else obj.key
+        return self.key_for(f"{REPLAYED_SEGMENT}/{relative}")
+
+    def mark_replayed(self, obj: S3Object) -> str:
+        """Move ``obj`` under the replayed prefix (copy, then delete); return the new URL."""
+        target = self.replayed_key(obj)
+        copy: dict[str, Any] = {
+            "Bucket": obj.bucket,
+            "Key": target,
+            "CopySource": {"Bucket": obj.bucket, "Key": obj.key},
+        }
+        encryption = ("ServerSideEncryption", "SSEKMSKeyId")
+        copy.update({k: v for k, v in self.put_options().items() if k in encryption})
+        if self.expected_bucket_owner:
+            copy["ExpectedBucketOwner"] = self.expected_bucket_owner
+            copy["ExpectedSourceBucketOwner"] = self.expected_bucket_owner
+        self.client.copy_object(**copy)
+        delete: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+        if self.expected_bucket_owner:
+            delete["ExpectedBucketOwner"] = self.expected_bucket_owner
+        self.client.delete_object(**delete)
+        return f"s3://{obj.bucket}/{target}"

@@ -1,0 +1,77 @@
+"""A chain of spill targets: the first that takes the records wins (S3, then the local directory)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from mwaa_logging.protocols import Clock, SpillError, SpillSink
+from mwaa_logging.spillformat import SpillRecord
+
+#: After a target failed, skip it for this long (seconds) so every spill does not pay its timeout again.
+DEFAULT_COOLDOWN = 30.0
+
+
+class PartialSpillError(SpillError):
+    """A target stored some records (at ``location``) and failed on the rest (``remaining``)."""
+
+    def __init__(self, message: str, remaining: Sequence[SpillRecord], location: str) -> None:
+        super().__init__(message)
+        self.remaining = list(remaining)
+        self.location = location
+
+
+class FallbackSpillSink:
+    """Tries each sink in order; records a sink could not store go to the next one.
+
+    Nothing is stored twice: after a :class:`PartialSpillError` only the remaining records move on.
+    A sink that failed is skipped for ``cooldown`` seconds (the last sink is always tried).
+    Raises :class:`SpillError` only when the last sink fails too.
+    """
+
+    def __init__(
+        self, sinks: Sequence[SpillSink], *, cooldown: float = DEFAULT_COOLDOWN, clock: Clock = time.monotonic
+    ) -> None:
+        if not sinks:
+            raise ValueError("FallbackSpillSink needs at least one sink")
+        self.sinks = list(sinks)
+        self.description = " -> ".join(sink.description for sink in self.sinks)
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._skip_until = [float("-inf")] * len(self.sinks)
+        #: Failed writes per sink description, and records that went to a later sink.
+        self.failures: dict[str, int] = {sink.description: 0 for sink in self.sinks}
+        self.records_fallen_back = 0
+        self.last_error: str | None = None
+
+    def write(self, records: Sequence[SpillRecord]) -> str:
+        if not records:
+            return self.sinks[0].description
+        pending = list(records)
+        locations: list[str] = []
+        last = len(self.sinks) - 1
+        for index, sink in enumerate(self.sinks):
+            if index < last and self._clock() < self._skip_until[index]:
+                continue
+            try:
+                locations.append(sink.write(pending))
+            except PartialSpillError as exc:
+                locations.append(exc.location)
+                self._failed(index, sink, exc)
+                pending = exc.remaining
+            except SpillError as exc:
+                self._failed(index, sink, exc)
+            else:
+                if index > 0:
+                    with self._lock:
+                        self.records_fallen_back += len(pending)
+                return locations[0] if len(locations) == 1 else " + ".join(locations)
+        raise SpillError(f"every spill target failed ({self.description}): {self.last_error}")
+
+    def _failed(self, index: int, sink: SpillSink, exc: SpillError) -> None:
+        with self._lock:
+            self.failures[sink.description] = self.failures.get(sink.description, 0) + 1
+            self._skip_until[index] = self._clock() + self.cooldown
+            self.last_error = str(exc)
