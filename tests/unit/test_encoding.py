@@ -94,7 +94,8 @@ def test_lone_surrogates_become_replacement_characters(message: str, sent: str) 
 
 
 def test_gzip_round_trips_and_is_deterministic() -> None:
-    body = encode_put_log_events("g", "s", [make_event(i, f"line {i} of the task log", i) for i in range(500)])
+    events = [make_event(i, f"line {i} of the task log", i) for i in range(500)]
+    body = encode_put_log_events("g", "s", events)
     compressed = gzip_if_smaller(body)
     assert compressed is not None
     assert len(compressed) < len(body) / 5
