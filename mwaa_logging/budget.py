@@ -132,7 +132,7 @@ def measured_rate(config: BudgetConfig, state: BudgetState, now: float) -> float
 
 def _record_grant(config: BudgetConfig, state: BudgetState, now: float, tokens: float) -> BudgetState:
     measured = measured_rate(config, state, now) + tokens / config.measure_window
-    return replace(state, measured=measured, measured_at=now)
+    return replace(state, measured=measured, measured_at=max(now, state.measured_at))
 
 
 def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float = 1.0) -> Decision:
@@ -152,10 +152,12 @@ def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float 
     else:
         level = min(size, state.tokens + max(0.0, now - state.updated) * rate)
     needed = min(tokens, size)
+    # Callers in other processes may arrive with a slightly older ``now``: time never runs back.
+    stamp = max(now, state.updated)
     if level + EPSILON >= needed:
-        granted = replace(state, tokens=level - tokens, updated=now)
+        granted = replace(state, tokens=level - tokens, updated=stamp)
         return Decision(_record_grant(config, granted, now, tokens), 0.0, rate)
-    return Decision(replace(state, tokens=level, updated=now), (needed - level) / rate, rate)
+    return Decision(replace(state, tokens=level, updated=stamp), (needed - level) / rate, rate)
 
 
 def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetState:
@@ -173,4 +175,5 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
     else:
         level = state.tokens + max(0.0, now - state.updated) * rate
         tokens = min(0.0, level)
-    return replace(state, tokens=tokens, updated=now, w_max=w_max, throttled_at=now)
+    stamp = max(now, state.updated)
+    return replace(state, tokens=tokens, updated=stamp, w_max=w_max, throttled_at=now)

@@ -46,6 +46,15 @@ def test_a_denied_acquire_takes_nothing() -> None:
     assert state.tokens == pytest.approx(0.2)
 
 
+def test_a_caller_with_an_older_clock_reading_does_not_refill_time_twice() -> None:
+    config = BudgetConfig(rate=10, burst=1)
+    state = take(config, BudgetState(), 1.0, 1)
+    stale = acquire(config, state, 0.5)  # another process read the clock earlier, got the lock later
+    assert stale.wait == pytest.approx(0.1)
+    assert stale.state.updated == 1.0
+    assert acquire(config, stale.state, 1.05).wait == pytest.approx(0.05)  # not 0.045
+
+
 def test_refill_stops_at_the_burst() -> None:
     config = BudgetConfig(rate=10, burst=5)
     state = take(config, BudgetState(), 0.0, 5)

@@ -1,0 +1,169 @@
+"""Host scope with real processes sharing one memory-mapped budget file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Barrier, Event
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.host import RECORD_SIZE, HostBudget
+
+RATE = 200.0
+BURST = 20.0
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def hammer(directory: str, ready: Barrier, until: Synchronized[float], out: str) -> None:
+    """Take tokens as fast as the shared budget allows until ``until``; write grant times to ``out``."""
+    shared = HostBudget(BudgetConfig(rate=RATE, burst=BURST), directory=Path(directory))
+    ready.wait(30)  # everyone is up
+    ready.wait(30)  # the parent has set ``until``
+    grants: list[str] = []
+    while (now := time.monotonic()) < until.value:
+        wait = shared.acquire(now)
+        if wait == 0.0:
+            grants.append(repr(now))
+        else:
+            time.sleep(min(wait, 0.002))
+    Path(out).write_text("\n".join(grants))
+
+
+def hold_lock(directory: str, ready: Event) -> None:
+    """Take the budget's lock and never let go (until killed)."""
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=Path(directory))
+    with shared._locked():
+        ready.set()
+        time.sleep(60)
+
+
+def throttle_once(directory: str, now: float) -> None:
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=Path(directory))
+    for _ in range(100):
+        shared.acquire(now)
+    shared.on_throttled(now)
+
+
+def read_grants(paths: list[Path]) -> list[float]:
+    return sorted(float(line) for path in paths if path.exists() for line in path.read_text().split())
+
+
+def assert_within_budget(grants: list[float]) -> None:
+    """Every interval [a, b] between two grants holds at most burst + rate x (b - a) grants."""
+    for i, first in enumerate(grants):
+        for j in range(i, len(grants)):
+            assert j - i + 1 <= BURST + RATE * (grants[j] - first) + 1e-6, (i, j)
+
+
+@dataclass
+class Hammers:
+    procs: Sequence[BaseProcess]
+    until: float
+    ready: Barrier
+
+
+def run_hammers(tmp_path: Path, count: int, window: float) -> Hammers:
+    """Start ``count`` hammering processes on one budget for ``window`` seconds once all are up."""
+    ready = SPAWN.Barrier(count + 1)
+    until = SPAWN.Value("d", 0.0)
+    procs = [
+        SPAWN.Process(target=hammer, args=(str(tmp_path), ready, until, str(tmp_path / f"grants{n}")))
+        for n in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait(30)
+    until.value = time.monotonic() + window
+    ready.wait(30)
+    return Hammers(procs, until.value, ready)
+
+
+def test_processes_share_one_budget(tmp_path: Path) -> None:
+    procs = run_hammers(tmp_path, count=4, window=1.5).procs
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    per_process = [read_grants([tmp_path / f"grants{n}"]) for n in range(4)]
+    grants = read_grants([tmp_path / f"grants{n}" for n in range(4)])
+    assert all(per_process), "every process got tokens"
+    assert_within_budget(grants)
+    span = grants[-1] - grants[0]
+    assert len(grants) <= BURST + RATE * span + 1
+    assert len(grants) >= 0.5 * RATE * span  # the shared budget is actually used, not starved
+
+
+def test_a_process_killed_mid_run_does_not_wedge_the_others(tmp_path: Path) -> None:
+    hammers = run_hammers(tmp_path, count=3, window=2.0)
+    procs, until = hammers.procs, hammers.until
+    time.sleep(max(0.0, until - 1.0 - time.monotonic()))  # one second before the end
+    assert procs[0].pid is not None
+    os.kill(procs[0].pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    for proc in procs:
+        proc.join(timeout=30)
+    assert procs[0].exitcode == -signal.SIGKILL
+    assert [proc.exitcode for proc in procs[1:]] == [0, 0]
+    survivors = read_grants([tmp_path / "grants1", tmp_path / "grants2"])
+    after_kill = [t for t in survivors if t > killed_at + 0.1]
+    assert len(after_kill) >= 0.5 * RATE * (until - killed_at - 0.1)
+    assert_within_budget(survivors)
+
+
+def test_the_lock_of_a_killed_holder_is_released(tmp_path: Path) -> None:
+    ready = SPAWN.Event()
+    holder = SPAWN.Process(target=hold_lock, args=(str(tmp_path), ready))
+    holder.start()
+    assert ready.wait(30)
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path, lock_timeout=0.05)
+    started = time.monotonic()
+    assert shared.acquire(time.monotonic()) == 0.05  # lock busy: bounded, "come back shortly"
+    assert time.monotonic() - started < 1.0
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(timeout=10)
+    assert shared.acquire(time.monotonic()) == 0.0
+
+
+def test_a_throttle_in_one_process_lowers_the_rate_of_all(tmp_path: Path) -> None:
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path)
+    now = time.monotonic()
+    assert shared.rate(now) == RATE
+    other = SPAWN.Process(target=throttle_once, args=(str(tmp_path), now))
+    other.start()
+    other.join(timeout=30)
+    assert other.exitcode == 0
+    # The other process took 100 tokens (measured 100/s) and was throttled: 0.7 x 100 for everyone.
+    assert shared.rate(now) == pytest.approx(70.0)
+    assert shared.acquire(now) == pytest.approx(1 / 70)
+
+
+def test_a_torn_record_becomes_a_fresh_bucket(tmp_path: Path) -> None:
+    shared = HostBudget(BudgetConfig(rate=10, burst=2), directory=tmp_path)
+    assert [shared.acquire(0.0) for _ in range(3)] == [0.0, 0.0, pytest.approx(0.1)]
+    with shared.path.open("r+b") as raw:
+        raw.seek(12)
+        raw.write(b"\xff" * 8)  # half-written field: CRC no longer matches
+    assert shared.path.stat().st_size == RECORD_SIZE
+    assert shared.acquire(0.0) == 0.0
+
+
+def test_a_forked_child_gets_its_own_lock(tmp_path: Path) -> None:
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path, lock_timeout=0.05)
+    fork = multiprocessing.get_context("fork")
+    result = fork.Queue()
+    with shared._locked():  # the parent holds the flock while the child tries
+        child = fork.Process(target=lambda: result.put(shared.acquire(time.monotonic())))
+        child.start()
+        answer = result.get(timeout=10)
+        child.join(timeout=10)
+    assert answer == 0.05  # a shared open file description would have let it through
+    assert shared.acquire(time.monotonic()) == 0.0
