@@ -1,0 +1,301 @@
+"""Read one stream back as one log: CloudWatch events and spilled events, merged and made whole.
+
+:func:`read_stream` yields :class:`ReadEvent` in timestamp order from
+
+- CloudWatch ``GetLogEvents`` (``startFromHead=True``, paginated until the forward token repeats,
+  throttling answered with capped backoff), streamed page by page;
+- the spill targets (S3 prefix listing and/or local directory) of that stream.
+
+Then, in this order:
+
+1. **Duplicates** from at-least-once delivery are dropped. ``dedupe="exact"`` (default): events
+   with the same timestamp (ms) and the same message are one event, whatever their source — an
+   ambiguous retry puts a whole batch twice, and a line may be both delivered and spilled. The
+   cost: a line genuinely logged twice in the same millisecond with identical text shows once.
+   ``dedupe="across_sources"`` only drops spilled copies of lines CloudWatch holds (a line is kept
+   as many times as the source that has it most often); ``dedupe="off"`` keeps everything.
+2. **Split events** (``[mwaa-logging split ...]`` chunks, see :mod:`mwaa_logging.splitting`) are
+   reassembled, also when some chunks were delivered and others spilled.
+
+Memory: CloudWatch pages are streamed; the spilled records of the stream inside the time window are
+held (sorted) while merging — spill is the exception path, bounded by what one stream spilled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.outcome import Outcome, classify_error
+from mwaa_logging.retry import Backoff
+from mwaa_logging.spill.factory import is_s3_url, local_directory_of
+from mwaa_logging.spill.fallback import FallbackSpillSink
+from mwaa_logging.spill.layout import SUFFIX, stream_prefix
+from mwaa_logging.spill.local import LocalSpillSink
+from mwaa_logging.spillformat import SpillRecord, decode_records
+from mwaa_logging.splitting import Reassembler
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["CLOUDWATCH", "Dedupe", "ReadEvent", "cloudwatch_events", "drop_duplicates", "merge_sources",
+           "read_stream", "reassemble_events", "spilled_events"]
+
+#: ``ReadEvent.source`` of events read from CloudWatch Logs.
+CLOUDWATCH = "cloudwatch"
+_READ_BACKOFF = Backoff(base=0.5, cap=10.0)
+Dedupe = Literal["exact", "across_sources", "off"]
+#: What ``spill_to`` may name: a URL or path, a sink, or several of them.
+SpillLocation: TypeAlias = "str | os.PathLike[str] | S3SpillSink | LocalSpillSink | FallbackSpillSink"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """One event of the merged log. ``source`` is ``"cloudwatch"`` or the spill object it came from."""
+
+    timestamp: int
+    message: str
+    source: str
+    #: CloudWatch ingestion time (ms), for events read from CloudWatch.
+    ingestion_time: int | None = None
+    #: Why the event was spilled (``SpillReason`` value), for spilled events.
+    reason: str | None = None
+
+    @property
+    def spilled(self) -> bool:
+        return self.source != CLOUDWATCH
+
+
+def read_stream(
+    group: str,
+    stream: str,
+    *,
+    logs_client: CloudWatchLogsClient | None = None,
+    spill_to: SpillLocation | Sequence[SpillLocation] | None = None,
+    start_time: int | None = None,
+    end_time: int | None = None,
+    dedupe: Dedupe = "exact",
+    reassemble: bool = True,
+    include_cloudwatch: bool = True,
+    s3_client: S3Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[ReadEvent]:
+    """Every event of ``group``/``stream`` in ``[start_time, end_time)`` (ms), merged, deduplicated, whole.
+
+    ``logs_client`` defaults to :func:`mwaa_logging.aws.clients.make_logs_client` (standard AWS config);
+    ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks).
+    """
+    sources = [] if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
+    spilled = spilled_events(sources, group, stream, start_time, end_time)
+    if include_cloudwatch:
+        if logs_client is None:
+            from mwaa_logging.aws.clients import make_logs_client
+
+            logs_client = make_logs_client()
+        cloud: Iterable[ReadEvent] = cloudwatch_events(
+            logs_client, group, stream, start_time=start_time, end_time=end_time, sleep=sleep
+        )
+    else:
+        cloud = ()
+    events = drop_duplicates(merge_sources(cloud, spilled), dedupe)
+    return reassemble_events(events) if reassemble else events
+
+
+# -- CloudWatch ------------------------------------------------------------------------------------------
+
+
+def cloudwatch_events(
+    client: CloudWatchLogsClient,
+    group: str,
+    stream: str,
+    *,
+    start_time: int | None = None,
+    end_time: int | None = None,
+    max_retries: int = 8,
+    backoff: Backoff = _READ_BACKOFF,
+    sleep: Callable[[float], None] = time.sleep,
+    jitter: Callable[[], float] = random.random,
+) -> Iterator[ReadEvent]:
+    """GetLogEvents from the head, page by page; a missing group or stream reads as empty.
+
+    Throttling and transient errors are retried (capped exponential backoff with full jitter, at most
+    ``max_retries`` in a row); other errors raise ``ClientError``/``BotoCoreError``.
+    """
+    params: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+    if start_time is not None:
+        params["startTime"] = start_time
+    if end_time is not None:
+        params["endTime"] = end_time
+    token: str | None = None
+    while True:
+        if token is not None:
+            params["nextToken"] = token
+        page = _get_page(client, params, max_retries, backoff, sleep, jitter)
+        if page is None:
+            return
+        for event in page.get("events", []):
+            yield ReadEvent(int(event["timestamp"]), event["message"], CLOUDWATCH,
+                            ingestion_time=event.get("ingestionTime"))
+        next_token = page.get("nextForwardToken")
+        if not next_token or next_token == token:
+            return
+        token = next_token
+
+
+def _get_page(
+    client: CloudWatchLogsClient,
+    params: dict[str, Any],
+    max_retries: int,
+    backoff: Backoff,
+    sleep: Callable[[float], None],
+    jitter: Callable[[], float],
+) -> dict[str, Any] | None:
+    state = backoff.reset()
+    while True:
+        try:
+            return client.get_log_events(**params)  # type: ignore[return-value]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            outcome = classify_error(code, status)
+            if outcome is Outcome.NO_RESOURCE:
+                return None
+            if outcome not in (Outcome.THROTTLED, Outcome.TRANSIENT) or state.attempts >= max_retries:
+                raise
+            state = state.failed(str(code))
+        except BotoCoreError as error:
+            if state.attempts >= max_retries:
+                raise
+            state = state.failed(type(error).__name__)
+        sleep(state.delay(jitter))
+
+
+# -- spill -----------------------------------------------------------------------------------------------
+
+
+class _LocalReader:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, list[SpillRecord]]]:
+        folder = self.directory / stream_prefix(group, stream)
+        if folder.is_dir():
+            for path in sorted(folder.glob("*" + SUFFIX)):
+                yield str(path), list(decode_records(path.read_bytes()))
+
+
+class _S3Reader:
+    def __init__(self, sink: S3SpillSink) -> None:
+        self.sink = sink
+
+    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, list[SpillRecord]]]:
+        for obj in self.sink.stream_objects(group, stream):
+            yield obj.url, self.sink.read_object(obj)
+
+
+SpillReader: TypeAlias = "_LocalReader | _S3Reader"
+
+
+def spill_readers(
+    spill_to: SpillLocation | Sequence[SpillLocation], *, s3_client: S3Client | None = None
+) -> list[SpillReader]:
+    """Readers for every spill target named (a fallback chain counts as all of its targets)."""
+    items: Sequence[SpillLocation] = (
+        [spill_to] if isinstance(spill_to, (str, os.PathLike, S3SpillSink, LocalSpillSink, FallbackSpillSink))
+        else spill_to
+    )
+    readers: list[SpillReader] = []
+    for item in items:
+        if isinstance(item, FallbackSpillSink):
+            readers.extend(spill_readers(item.sinks, s3_client=s3_client))  # type: ignore[arg-type]
+        elif isinstance(item, S3SpillSink):
+            readers.append(_S3Reader(item))
+        elif isinstance(item, LocalSpillSink):
+            readers.append(_LocalReader(item.directory))
+        elif is_s3_url(os.fspath(item)):
+            readers.append(_S3Reader(S3SpillSink.from_url(os.fspath(item), client=s3_client)))
+        else:
+            readers.append(_LocalReader(local_directory_of(os.fspath(item))))
+    return readers
+
+
+def spilled_events(
+    readers: Iterable[SpillReader],
+    group: str,
+    stream: str,
+    start_time: int | None = None,
+    end_time: int | None = None,
+) -> Iterator[ReadEvent]:
+    """The spilled events of one stream in ``[start_time, end_time)``, sorted by timestamp (stable)."""
+    events: list[ReadEvent] = []
+    for reader in readers:
+        for location, records in reader.stream_objects(group, stream):
+            events.extend(
+                ReadEvent(r.timestamp, r.message, location, reason=r.reason)
+                for r in records
+                if r.group == group and r.stream == stream
+                and (start_time is None or r.timestamp >= start_time)
+                and (end_time is None or r.timestamp < end_time)
+            )
+    events.sort(key=lambda e: e.timestamp)
+    yield from events
+
+
+# -- pure merging ----------------------------------------------------------------------------------------
+
+
+def merge_sources(*sources: Iterable[ReadEvent]) -> Iterator[ReadEvent]:
+    """Merge timestamp-ordered iterables; at equal timestamps, earlier sources come first."""
+    return heapq.merge(*sources, key=lambda e: e.timestamp)
+
+
+def drop_duplicates(events: Iterable[ReadEvent], dedupe: Dedupe = "exact") -> Iterator[ReadEvent]:
+    """Drop copies left by at-least-once delivery from timestamp-ordered ``events`` (see module doc)."""
+    if dedupe == "off":
+        yield from events
+        return
+    if dedupe not in ("exact", "across_sources"):
+        raise ValueError(f"dedupe must be 'exact', 'across_sources' or 'off', not {dedupe!r}")
+    for _, same_ms in itertools.groupby(events, key=lambda e: e.timestamp):
+        if dedupe == "exact":
+            seen: set[str] = set()
+            for event in same_ms:
+                if event.message not in seen:
+                    seen.add(event.message)
+                    yield event
+        else:
+            yield from _across_sources(list(same_ms))
+
+
+def _across_sources(events: list[ReadEvent]) -> Iterator[ReadEvent]:
+    """Keep each message max(count in CloudWatch, count in spill) times; CloudWatch copies first."""
+    in_cloudwatch = Counter(e.message for e in events if not e.spilled)
+    for event in events:
+        if not event.spilled:
+            yield event
+        elif in_cloudwatch[event.message] > 0:
+            in_cloudwatch[event.message] -= 1
+        else:
+            yield event
+
+
+def reassemble_events(events: Iterable[ReadEvent], *, max_held: int = 100_000) -> Iterator[ReadEvent]:
+    """Put split events back together (at the first chunk's place, timestamp and source)."""
+    reassembler: Reassembler[ReadEvent] = Reassembler(
+        lambda e: e.message, lambda e, whole: replace(e, message=whole), max_held=max_held
+    )
+    for event in events:
+        yield from reassembler.feed(event)
+    yield from reassembler.finish()

@@ -1,0 +1,149 @@
+"""The reader's pure parts: merge order, duplicate rules, reassembly across sources, GetLogEvents paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mwaa_logging.reader import (
+    CLOUDWATCH,
+    ReadEvent,
+    cloudwatch_events,
+    drop_duplicates,
+    merge_sources,
+    reassemble_events,
+)
+from mwaa_logging.splitting import split_message
+
+S3 = "s3://b/p/g/s/obj.jsonl.gz"
+
+
+def cw(ts: int, message: str) -> ReadEvent:
+    return ReadEvent(ts, message, CLOUDWATCH)
+
+
+def sp(ts: int, message: str, where: str = S3) -> ReadEvent:
+    return ReadEvent(ts, message, where, reason="max_latency")
+
+
+def pairs(events: Any) -> list[tuple[int, str, str]]:
+    return [(e.timestamp, e.message, e.source) for e in events]
+
+
+def test_merge_orders_by_timestamp_and_puts_cloudwatch_first_on_ties() -> None:
+    merged = merge_sources([cw(1, "a"), cw(3, "c"), cw(3, "d")], [sp(2, "b"), sp(3, "x"), sp(4, "e")])
+    assert pairs(merged) == [(1, "a", CLOUDWATCH), (2, "b", S3), (3, "c", CLOUDWATCH), (3, "d", CLOUDWATCH),
+                             (3, "x", S3), (4, "e", S3)]
+
+
+def test_exact_dedupe_keeps_one_copy_of_same_timestamp_and_message() -> None:
+    events = [cw(1, "a"), cw(1, "a"), cw(1, "b"), sp(1, "a"), cw(2, "a"), sp(2, "a"), sp(3, "z"), sp(3, "z")]
+    assert pairs(drop_duplicates(events, "exact")) == [
+        (1, "a", CLOUDWATCH), (1, "b", CLOUDWATCH), (2, "a", CLOUDWATCH), (3, "z", S3)]
+
+
+def test_across_sources_keeps_genuine_repeats_and_drops_spilled_copies() -> None:
+    # CloudWatch holds "+---+" twice at t=1 (a table border logged twice): both stay.
+    # The spill holds one copy of a delivered line, and one line CloudWatch never got.
+    border = "+---+"
+    events = [cw(1, border), cw(1, border), sp(1, border), sp(1, "lost"), cw(2, "x"), sp(2, "x"), sp(2, "x")]
+    assert pairs(drop_duplicates(events, "across_sources")) == [
+        (1, border, CLOUDWATCH), (1, border, CLOUDWATCH), (1, "lost", S3), (2, "x", CLOUDWATCH), (2, "x", S3)]
+    assert len(list(drop_duplicates(events, "off"))) == len(events)
+    with pytest.raises(ValueError, match="dedupe"):
+        list(drop_duplicates(events, "sometimes"))  # type: ignore[arg-type]
+
+
+def test_split_event_is_whole_when_its_chunks_came_from_both_sources_twice() -> None:
+    message = "é" * 3000 + "end"
+    chunks = split_message(message, max_bytes=1000, split_id="abc123")
+    assert len(chunks) > 4
+    delivered = [cw(5, c) for c in chunks[::2]]
+    spilled = [sp(5, c) for c in chunks[1::2]] + [sp(5, chunks[0])]  # one chunk both delivered and spilled
+    stream = [cw(4, "before"), *delivered, cw(6, "after")]
+    events = reassemble_events(drop_duplicates(merge_sources(stream, [*spilled, sp(5, "between")]), "off"))
+    assert pairs(events) == [(4, "before", CLOUDWATCH), (5, message, CLOUDWATCH), (5, "between", S3),
+                             (6, "after", CLOUDWATCH)]
+
+
+lines = st.lists(st.tuples(st.integers(0, 20), st.sampled_from("abcdef")), max_size=60)
+
+
+@given(lines, st.lists(st.sampled_from(["cw", "spill", "both", "cw-twice"]), min_size=60, max_size=60))
+def test_exact_merge_yields_every_distinct_line_once_in_order(
+    logged: list[tuple[int, str]], placement: list[str]
+) -> None:
+    cloud: list[ReadEvent] = []
+    spill: list[ReadEvent] = []
+    for (ts, message), where in zip(logged, placement, strict=False):
+        if where in ("cw", "both", "cw-twice"):
+            cloud.append(cw(ts, message))
+        if where == "cw-twice":
+            cloud.append(cw(ts, message))
+        if where in ("spill", "both"):
+            spill.append(sp(ts, message))
+    cloud.sort(key=lambda e: e.timestamp)
+    spill.sort(key=lambda e: e.timestamp)
+    result = [(e.timestamp, e.message) for e in drop_duplicates(merge_sources(cloud, spill), "exact")]
+    assert set(result) == set(logged)
+    assert [ts for ts, _ in result] == sorted(ts for ts, _ in result)
+    assert len(result) == len(set(result))
+
+
+class FakeLogs:
+    """GetLogEvents pages by token; ``script`` lists what each call does."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.calls: list[dict[str, Any]] = []
+
+    def get_log_events(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(dict(params))
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step  # type: ignore[no-any-return]
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "GetLogEvents")
+
+
+def page(token: str, *events: tuple[int, str]) -> dict[str, Any]:
+    return {"events": [{"timestamp": t, "message": m, "ingestionTime": t + 1} for t, m in events],
+            "nextForwardToken": token, "nextBackwardToken": "b"}
+
+
+def test_paging_follows_tokens_through_empty_pages_until_the_token_repeats() -> None:
+    fake = FakeLogs([page("t1", (1, "a"), (2, "b")), page("t2"), page("t3", (3, "c")), page("t3")])
+    events = list(cloudwatch_events(fake, "g", "s", start_time=1, end_time=10))  # type: ignore[arg-type]
+    got = [(e.timestamp, e.message, e.ingestion_time) for e in events]
+    assert got == [(1, "a", 2), (2, "b", 3), (3, "c", 4)]
+    assert [c.get("nextToken") for c in fake.calls] == [None, "t1", "t2", "t3"]
+    assert all(c["startFromHead"] is True and c["startTime"] == 1 and c["endTime"] == 10 for c in fake.calls)
+
+
+def test_throttling_is_retried_with_growing_capped_backoff() -> None:
+    fake = FakeLogs([client_error("ThrottlingException", 400)] * 3
+                    + [page("t1", (1, "a")), client_error("ServiceUnavailableException", 503), page("t1")])
+    slept: list[float] = []
+    events = list(cloudwatch_events(fake, "g", "s", sleep=slept.append, jitter=lambda: 0.999))  # type: ignore[arg-type]
+    assert [e.message for e in events] == ["a"]
+    assert len(slept) == 4
+    assert slept[:3] == sorted(slept[:3]) and slept[0] < slept[2] <= 10.0
+    assert slept[3] == slept[0]  # a success resets the backoff
+
+
+def test_missing_stream_reads_empty_and_other_errors_raise() -> None:
+    assert list(cloudwatch_events(FakeLogs([client_error("ResourceNotFoundException", 400)]), "g", "s")) == []  # type: ignore[arg-type]
+    with pytest.raises(ClientError):
+        list(cloudwatch_events(FakeLogs([client_error("AccessDeniedException", 400)]), "g", "s"))  # type: ignore[arg-type]
+    throttled = FakeLogs([client_error("ThrottlingException", 400)] * 3)
+    with pytest.raises(ClientError):
+        list(cloudwatch_events(throttled, "g", "s", max_retries=2, sleep=lambda _: None))  # type: ignore[arg-type]
+    assert len(throttled.calls) == 3
