@@ -107,7 +107,7 @@ def current_rate(config: BudgetConfig, state: BudgetState, now: float) -> float:
         return config.ceiling
     elapsed = max(0.0, now - state.throttled_at)
     offset = elapsed - cubic_zero_point(config, state.w_max)
-    curve = config.scale * offset**3 + state.w_max
+    curve = config.scale * offset * offset * offset + state.w_max  # as in the Lua twin
     if config.rate is None and curve >= config.unlimited_after * state.w_max:
         return UNLIMITED
     return max(config.min_rate, min(config.ceiling, curve))

@@ -1,0 +1,295 @@
+"""Fleet scope: one budget in Redis shared by every worker, with host scope as the fallback.
+
+Each call is one atomic Lua script that runs the arithmetic of :mod:`mwaa_logging.budget`
+(token bucket + shared CUBIC rate + shared throttle signal) on a Redis hash, so every participant
+takes from the same bucket and backs off together. Time inside the script is the Redis server's
+``TIME``: hosts' monotonic clocks are not comparable, the server's clock is the one clock they all
+see, and the answer (seconds to wait) is a duration, valid on any client clock. The ``now``
+passed in by callers only schedules reconnection attempts.
+
+When Redis is unreachable (short socket timeouts, no retries inside redis-py), calls go to the
+host budget, with one warning per outage; Redis is tried again with exponential backoff and used
+again as soon as it answers. redis-py is imported here only (it is the ``redis`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.stats import BudgetStats, Counters
+from mwaa_logging.protocols import Budget
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
+
+#: KEYS[1]: the budget's hash. ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none),
+#: burst (<= 0: none), beta, scale, min_rate, cooldown, window, unlimited_after, ttl_ms,
+#: now ("" = the server's TIME). Returns {wait, rate} as strings (Lua numbers would be truncated).
+#: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
+LUA_BUDGET = """
+local key = KEYS[1]
+local op = ARGV[1]
+local want = tonumber(ARGV[2])
+local rate_cfg = tonumber(ARGV[3])
+local burst_cfg = tonumber(ARGV[4])
+local beta, scale, min_rate = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local cooldown, window, unlimited_after = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ttl_ms = tonumber(ARGV[11])
+local now
+if ARGV[12] ~= '' then
+  now = tonumber(ARGV[12])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local INF = math.huge
+local ceiling = INF
+if rate_cfg > 0 then ceiling = rate_cfg end
+
+local f = redis.call('HMGET', key, 'tokens', 'updated', 'w_max', 'throttled_at', 'measured', 'measured_at')
+local tokens = tonumber(f[1]) or 0
+local updated = tonumber(f[2]) or -INF
+local w_max = tonumber(f[3]) or 0
+local throttled_at = tonumber(f[4]) or -INF
+local measured = tonumber(f[5]) or 0
+local measured_at = tonumber(f[6]) or -INF
+
+local function current_rate()
+  if w_max <= 0 then return ceiling end
+  local k = (w_max * (1 - beta) / scale) ^ (1 / 3)
+  local offset = math.max(0, now - throttled_at) - k
+  local curve = scale * offset * offset * offset + w_max
+  if rate_cfg <= 0 and curve >= unlimited_after * w_max then return INF end
+  return math.max(min_rate, math.min(ceiling, curve))
+end
+
+local function capacity(rate)
+  if rate_cfg > 0 then
+    local burst = math.max(1, rate_cfg)
+    if burst_cfg > 0 then burst = burst_cfg end
+    return math.max(1, burst * math.min(rate, rate_cfg) / rate_cfg)
+  end
+  local one_second = math.max(1, rate)
+  if burst_cfg > 0 then return math.min(burst_cfg, one_second) end
+  return one_second
+end
+
+local function measured_now()
+  if measured <= 0 then return 0 end
+  return measured * math.exp(-math.max(0, now - measured_at) / window)
+end
+
+local wait = 0
+if op == 'acquire' then
+  local rate = current_rate()
+  local granted = true
+  if rate ~= INF then
+    local size = capacity(rate)
+    local level = size
+    if updated ~= -INF then level = math.min(size, tokens + math.max(0, now - updated) * rate) end
+    local needed = math.min(want, size)
+    if level + 1e-9 >= needed then
+      tokens = level - want
+    else
+      tokens = level
+      wait = (needed - level) / rate
+      granted = false
+    end
+    updated = math.max(now, updated)
+  end
+  if granted then
+    measured = measured_now() + want / window
+    measured_at = math.max(now, measured_at)
+  end
+elseif op == 'throttle' then
+  if not (w_max > 0 and now - throttled_at < cooldown) then
+    local rate = current_rate()
+    local in_use = measured_now()
+    local w = in_use
+    if rate ~= INF then w = math.min(in_use, rate) end
+    if rate == INF or updated == -INF then
+      tokens = 0
+    else
+      tokens = math.min(0, tokens + math.max(0, now - updated) * rate)
+    end
+    updated = math.max(now, updated)
+    w_max = math.max(min_rate, w)
+    throttled_at = now
+  end
+end
+
+if op ~= 'rate' then
+  local fields = {tokens = tokens, updated = updated, w_max = w_max, throttled_at = throttled_at,
+                  measured = measured, measured_at = measured_at}
+  local args = {}
+  for name, value in pairs(fields) do
+    if value > -INF then
+      args[#args + 1] = name
+      args[#args + 1] = string.format('%.17g', value)
+    end
+  end
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, ttl_ms)
+end
+return {string.format('%.17g', wait), string.format('%.17g', current_rate())}
+"""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class RedisBudget:
+    """A budget shared through Redis by every process of the fleet; host scope while Redis is away."""
+
+    scope = "fleet"
+
+    def __init__(
+        self,
+        url: str,
+        config: BudgetConfig,
+        fallback: Budget,
+        name: str = "put",
+        *,
+        namespace: str = "mwaa-logging",
+        timeout: float = 0.1,
+        reconnect_initial: float = 1.0,
+        reconnect_max: float = 30.0,
+        ttl: float = 86_400.0,
+        server_time: bool = True,
+        client: Redis[bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self.fallback = fallback
+        self.key = f"{namespace}:budget:{name}"
+        self.url = redact(url)
+        self.reconnect_initial = reconnect_initial
+        self.reconnect_max = reconnect_max
+        self._ttl_ms = int(ttl * 1000)
+        self._server_time = server_time
+        self._client = client if client is not None else connect(url, timeout)
+        self._script = self._client.register_script(LUA_BUDGET)
+        self._lock = threading.Lock()
+        self._down = False
+        self._retry_at = 0.0
+        self._backoff = reconnect_initial
+        self._counters = Counters()
+
+    @property
+    def available(self) -> bool:
+        """False while calls go to the host fallback."""
+        return not self._down
+
+    def _call(self, op: str, now: float, tokens: float = 1.0) -> tuple[float, float] | None:
+        """Run the script; ``None`` when Redis is unreachable (the caller uses the fallback)."""
+        import redis
+
+        with self._lock:
+            if self._down and now < self._retry_at:
+                return None
+        config = self.config
+        args: list[Any] = [
+            op,
+            repr(float(tokens)),
+            repr(float(config.rate or 0.0)),
+            repr(float(config.burst or 0.0)),
+            repr(config.beta),
+            repr(config.scale),
+            repr(config.min_rate),
+            repr(config.throttle_cooldown),
+            repr(config.measure_window),
+            repr(config.unlimited_after),
+            self._ttl_ms,
+            "" if self._server_time else repr(float(now)),
+        ]
+        try:
+            wait, rate = self._script(keys=[self.key], args=args)
+        except (redis.RedisError, OSError) as exc:
+            self._went_down(now, exc)
+            return None
+        self._came_back()
+        return float(wait), float(rate)
+
+    def _went_down(self, now: float, exc: BaseException) -> None:
+        with self._lock:
+            first = not self._down
+            if first:
+                self._down = True
+                self._backoff = self.reconnect_initial
+            else:
+                self._backoff = min(self._backoff * 2, self.reconnect_max)
+            self._retry_at = now + self._backoff
+        if first:
+            self._counters.count_fallback()
+            log.warning(
+                "Redis budget %s at %s unreachable (%s); sharing the budget per host until it is back",
+                self.key,
+                self.url,
+                exc,
+            )
+        else:
+            log.debug(
+                "Redis budget %s still unreachable (%s); next try in %.1f s", self.key, exc, self._backoff
+            )
+
+    def _came_back(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            log.warning("Redis budget %s at %s reachable again; back to fleet scope", self.key, self.url)
+
+    def acquire(self, now: float, tokens: float = 1.0) -> float:
+        answer = self._call("acquire", now, tokens)
+        if answer is None:
+            return self.fallback.acquire(now, tokens)
+        wait, rate = answer
+        self._counters.count_acquire(wait, rate)
+        return wait
+
+    def on_throttled(self, now: float) -> None:
+        answer = self._call("throttle", now)
+        if answer is None:
+            self.fallback.on_throttled(now)
+            return
+        self._counters.count_throttle(answer[1])
+
+    def on_success(self, now: float) -> None:
+        """Nothing to send: recovery is a function of the time since the last shared throttle."""
+
+    def rate(self, now: float) -> float:
+        """The fleet's rate in force (``inf``: unlimited); the fallback's while Redis is away."""
+        answer = self._call("rate", now)
+        if answer is None:
+            rate_of = getattr(self.fallback, "rate", None)
+            return float(rate_of(now)) if callable(rate_of) else float("nan")
+        return answer[1]
+
+    def stats(self) -> BudgetStats:
+        return self._counters.snapshot(self.scope if not self._down else "fleet->host")
+
+
+def connect(url: str, timeout: float) -> Redis[bytes]:
+    """A redis-py client for ``redis://`` / ``rediss://`` URLs that fails fast: short timeouts, no retries."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
