@@ -1,0 +1,99 @@
+"""The composition root: turn user-facing arguments and :class:`Settings` into a wired :class:`Channel`.
+
+The only place that chooses concrete transports, spill targets and budgets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from mwaa_logging.aws.clients import make_logs_client
+from mwaa_logging.aws.transport import BotocoreTransport
+from mwaa_logging.engine.channel import Budgets, Channel, Destination
+from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.engine.engine import Engine, get_engine
+from mwaa_logging.limits import CREATE_LOG_GROUP_TPS, CREATE_LOG_STREAM_TPS
+from mwaa_logging.protocols import Budget, SpillSink, Transport
+from mwaa_logging.settings import Settings
+from mwaa_logging.spill.factory import build_spill_sink
+from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
+
+_said_default_spill = threading.Event()
+_budget_cache: dict[tuple[Any, ...], Budget] = {}
+_budget_lock = threading.Lock()
+
+
+def build_channel(
+    *,
+    log_group_name: str,
+    settings: Settings,
+    boto3_client: Any = None,
+    boto3_profile_name: str | None = None,
+    create_log_group: bool = True,
+    create_log_stream: bool = True,
+    log_group_tags: Mapping[str, str] | None = None,
+    log_group_retention_days: int | None = None,
+    engine: Engine | None = None,
+    transport: Transport | None = None,
+    spill: SpillSink | None = None,
+) -> Channel:
+    """Everything one handler needs, with no network I/O (clients connect on first use)."""
+
+    def transport_factory() -> Transport:
+        if transport is not None:
+            return transport
+        client = make_logs_client(
+            boto3_client, boto3_profile_name, region_name=settings.region_name,
+            endpoint_url=settings.endpoint_url, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        return BotocoreTransport(client, compression=settings.compression)  # type: ignore[arg-type]
+
+    sink = spill if spill is not None else _spill_sink(settings)
+    # The configured target may fail (disk full, S3 down): the default directory is the last resort.
+    fallback = LocalSpillSink(default_spill_directory())
+    return Channel(
+        Destination(log_group_name, create_log_group, create_log_stream, log_group_tags,
+                    log_group_retention_days),
+        settings,
+        transport_factory,
+        sink,
+        build_budgets(settings),
+        engine or get_engine(),
+        fallback_spill=fallback,
+    )
+
+
+def _spill_sink(settings: Settings) -> SpillSink:
+    if settings.spill_to is None and not _said_default_spill.is_set():
+        _said_default_spill.set()
+        report(f"spill_to is not set: events CloudWatch cannot take in time go to {default_spill_directory()}",
+               level=20)
+    return build_spill_sink(
+        settings.spill_to,
+        s3_kms_key_id=settings.spill_s3_kms_key_id,
+        s3_expected_bucket_owner=settings.spill_s3_expected_bucket_owner,
+        s3_tags=settings.spill_s3_tags,
+    )
+
+
+def build_budgets(settings: Settings) -> Budgets:
+    """Budgets shared by every handler of the process with the same scope and limits."""
+    return Budgets(
+        put=_budget(settings, "put", settings.put_rate_limit, settings.rate_limit_burst),
+        create_stream=_budget(settings, "create_stream", float(CREATE_LOG_STREAM_TPS), None),
+        create_group=_budget(settings, "create_group", float(CREATE_LOG_GROUP_TPS), None),
+    )
+
+
+def _budget(settings: Settings, name: str, rate: float | None, burst: float | None) -> Budget:
+    from mwaa_logging.budgets.factory import build_budget
+
+    key = (settings.rate_limit_scope, name, rate, burst)
+    with _budget_lock:
+        budget = _budget_cache.get(key)
+        if budget is None:
+            budget = _budget_cache[key] = build_budget(settings.rate_limit_scope, rate=rate, burst=burst, name=name)
+        return budget

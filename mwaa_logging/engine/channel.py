@@ -1,0 +1,254 @@
+"""A channel: the buffers of one handler (or ``open_stream``) and the collaborators its events go through.
+
+Application threads only ever call :meth:`Channel.append` (no I/O, no waiting), :meth:`Channel.flush` and
+:meth:`Channel.close` (bounded by a deadline). The sender thread owns delivery (see ``engine/delivery.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mwaa_logging.engine.stats import Counters, Stats
+from mwaa_logging.events import LogEvent
+from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
+from mwaa_logging.protocols import Budget, SpillSink, Transport
+from mwaa_logging.retry import Backoff
+from mwaa_logging.settings import Settings
+from mwaa_logging.splitting import new_split_id, split_message, truncate_message
+
+if TYPE_CHECKING:
+    from mwaa_logging.engine.engine import Engine
+
+#: Process-wide emission counter; ``next()`` on it is atomic in CPython.
+_seq = itertools.count()
+_new_event = tuple.__new__
+EMPTY_MESSAGE = "(empty log message)"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a channel's streams go and what may be created there."""
+
+    group: str
+    create_log_group: bool = True
+    create_log_stream: bool = True
+    log_group_tags: Mapping[str, str] | None = None
+    log_group_retention_days: int | None = None
+
+
+@dataclass
+class Budgets:
+    """One budget per kind of call (PutLogEvents, CreateLogStream, CreateLogGroup)."""
+
+    put: Budget
+    create_stream: Budget
+    create_group: Budget
+
+
+class InFlight:
+    """A batch handed to the transport; ``abandoned`` once close() spilled it at its deadline."""
+
+    __slots__ = ("abandoned", "events")
+
+    def __init__(self, events: list[LogEvent]) -> None:
+        self.events = events
+        self.abandoned = False
+
+
+class StreamBuffer:
+    """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
+
+    __slots__ = ("backoff", "bytes", "count", "in_flight", "marker_where", "pending", "ready", "retry_at",
+                 "since", "spilled_unmarked", "stream")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.pending: list[LogEvent] = []
+        self.ready: list[LogEvent] = []
+        #: Counted bytes and events in pending + ready (not in flight).
+        self.bytes = 0
+        self.count = 0
+        #: Monotonic time the buffer last became non-empty (None when empty).
+        self.since: float | None = None
+        self.in_flight: InFlight | None = None
+        self.backoff = Backoff()
+        self.retry_at = 0.0
+        self.spilled_unmarked = 0
+        self.marker_where: set[str] = set()
+
+    def is_empty(self) -> bool:
+        return self.count == 0 and self.in_flight is None
+
+
+class Channel:
+    """The buffers of one handler plus its transport, spill target and budgets."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        settings: Settings,
+        transport_factory: Callable[[], Transport],
+        spill: SpillSink,
+        budgets: Budgets,
+        engine: Engine,
+        fallback_spill: SpillSink | None = None,
+    ) -> None:
+        self.destination = destination
+        self.settings = settings
+        self.spill = spill
+        self.fallback_spill = fallback_spill
+        self.budgets = budgets
+        self.engine = engine
+        self._transport_factory = transport_factory
+        self._transport: Transport | None = None
+        self._transport_pid = -1
+        self._max_event_bytes = settings.max_message_size - EVENT_OVERHEAD_BYTES
+        self._full_bytes = settings.max_batch_size
+        self._full_count = settings.max_batch_count
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.lock = threading.Lock()
+        self.settled_cond = threading.Condition(self.lock)
+        self.buffers: dict[str, StreamBuffer] = {}
+        self.counters = Counters()
+        #: Events settled (delivered or spilled), for flush() targets.
+        self.settled = 0
+        self.flush_requests = 0
+        self.closed = False
+        self.pending_bytes = 0
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent owns every buffered event; start empty, with fresh locks."""
+        self._init_state()
+        self._transport = None
+
+    # -- application side -------------------------------------------------------------------------
+
+    def append(self, stream: str, timestamp: int, message: str) -> None:
+        """Buffer one message for ``stream``. Never does I/O, never waits on the sender."""
+        if message.isascii():
+            size = len(message) + EVENT_OVERHEAD_BYTES
+            if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes or not message:
+                self._append_unusual(stream, timestamp, message)
+                return
+        else:
+            size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+            if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes:
+                self._append_unusual(stream, timestamp, message)
+                return
+        event = _new_event(LogEvent, (timestamp, message, size, next(_seq)))
+        with self.lock:
+            buffer = self.buffers.get(stream)
+            if buffer is None:
+                buffer = self.buffers[stream] = StreamBuffer(stream)
+            buffer.pending.append(event)
+            buffer.bytes += size
+            buffer.count += 1
+            self.pending_bytes += size
+            self.counters.emitted += 1
+            wake = buffer.since is None or buffer.bytes >= self._full_bytes or buffer.count >= self._full_count
+            if buffer.since is None:
+                buffer.since = time.monotonic()
+        if wake:
+            self.engine.wake()
+
+    def _append_unusual(self, stream: str, timestamp: int, message: str) -> None:
+        """Empty or oversized messages: deliver something valid, never drop."""
+        if not message:
+            self.append(stream, timestamp, EMPTY_MESSAGE)
+            return
+        if self.settings.oversize == "truncate":
+            with self.lock:
+                self.counters.truncated_events += 1
+            self.append(stream, timestamp, truncate_message(message, self._max_event_bytes))
+            return
+        chunks = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
+        with self.lock:
+            self.counters.split_events += 1
+            self.counters.split_chunks += len(chunks)
+        for chunk in chunks:
+            self.append(stream, timestamp, chunk)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything appended so far is delivered or spilled; False at the deadline."""
+        timeout = self.settings.close_timeout if timeout is None else timeout
+        with self.lock:
+            target = self.counters.emitted
+            if self.settled >= target:
+                return True
+            self.flush_requests += 1
+        self.engine.wake()
+        try:
+            if _holds_logging_lock():
+                # dictConfig/logging.shutdown hold logging's module lock: waiting here could starve the
+                # sender (botocore logs through that lock). Ask for delivery and return.
+                return False
+            deadline = time.monotonic() + timeout
+            with self.settled_cond:
+                while self.settled < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.settled_cond.wait(remaining)
+                return True
+        finally:
+            with self.lock:
+                self.flush_requests -= 1
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled."""
+        from mwaa_logging.engine.delivery import spill_everything
+
+        if self.closed:
+            return True
+        flushed = self.flush(timeout)
+        if not flushed and not _holds_logging_lock():
+            spill_everything(self, reason="close_deadline")
+        with self.lock:
+            self.closed = True
+        if flushed or not _holds_logging_lock():
+            self.engine.detach(self)
+        return flushed
+
+    def reopen(self) -> None:
+        """Accept events again after close() (they are delivered, not dropped)."""
+        with self.lock:
+            if not self.closed:
+                return
+            self.closed = False
+        self.engine.attach(self)
+
+    # -- shared ---------------------------------------------------------------------------------------
+
+    def transport(self) -> Transport:
+        """The transport for this process (rebuilt after fork: connection pools are not fork-safe)."""
+        pid = os.getpid()
+        if self._transport is None or self._transport_pid != pid:
+            self._transport = self._transport_factory()
+            self._transport_pid = pid
+        return self._transport
+
+    def stats(self) -> Stats:
+        now = time.monotonic()
+        with self.lock:
+            flights = [b.in_flight.events for b in self.buffers.values()
+                       if b.in_flight is not None and not b.in_flight.abandoned]
+            pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights)
+            pending_bytes = self.pending_bytes + sum(e.size for f in flights for e in f)
+            oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
+            return Stats.of(self.counters, pending, pending_bytes, 0.0 if oldest is None else now - oldest)
+
+
+def _holds_logging_lock() -> bool:
+    """True when the calling thread holds ``logging``'s module lock (dictConfig, logging.shutdown)."""
+    lock = getattr(logging, "_lock", None)
+    is_owned = getattr(lock, "_is_owned", None)
+    return bool(is_owned()) if is_owned is not None else False

@@ -1,0 +1,356 @@
+"""Delivery of one channel's buffers, run by the sender thread: batch, budget, send, classify, retry or spill.
+
+The sender is the one owner of retries. Every event ends delivered or spilled with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
+from mwaa_logging.engine.channel import Channel, InFlight, StreamBuffer
+from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.events import LogEvent
+from mwaa_logging.outcome import CallResult, Outcome
+from mwaa_logging.protocols import Clock, SpillError
+from mwaa_logging.retry import Random
+from mwaa_logging.spillformat import SpillReason, SpillRecord
+
+
+@dataclass
+class Context:
+    """What the sender passes down: time sources and randomness (injected for tests)."""
+
+    clock: Clock
+    wall_ms: Clock
+    random: Random
+
+
+def service_channel(channel: Channel, ctx: Context) -> float:
+    """Send what is due in ``channel``; return the monotonic time it next needs attention (inf: idle)."""
+    now = ctx.clock()
+    with channel.lock:
+        flushing = channel.flush_requests > 0 or channel.closed
+        buffers = [b for b in channel.buffers.values() if not b.is_empty()]
+    buffers.sort(key=lambda b: now if b.since is None else b.since)  # oldest pending first: no stream starves
+    _enforce_memory_cap(channel, buffers)
+    next_wake = math.inf
+    interval = channel.settings.send_interval
+    for buffer in buffers:
+        now = ctx.clock()
+        _expire(channel, buffer, ctx)
+        if buffer.count == 0:
+            continue
+        if buffer.retry_at > now:
+            next_wake = min(next_wake, buffer.retry_at)
+            continue
+        since = buffer.since if buffer.since is not None else now
+        due = flushing or now - since >= interval
+        if not due and buffer.bytes < channel.settings.max_batch_size \
+                and buffer.count < channel.settings.max_batch_count:
+            next_wake = min(next_wake, since + interval)
+            continue
+        next_wake = min(next_wake, _drain(channel, buffer, ctx, send_partial=due))
+    return next_wake
+
+
+def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
+    """Merge appended events into the sorted ``ready`` list (timsort merges the two runs cheaply)."""
+    with channel.lock:
+        if buffer.pending:
+            pending, buffer.pending = buffer.pending, []
+            if buffer.ready:
+                buffer.ready.extend(pending)
+                buffer.ready.sort(key=sort_key)
+            else:
+                pending.sort(key=sort_key)
+                buffer.ready = pending
+
+
+def _remove_ready_head(channel: Channel, buffer: StreamBuffer, end: int) -> list[LogEvent]:
+    """Remove ``ready[:end]`` (caller holds the lock) and update the accounting."""
+    taken = buffer.ready[:end]
+    del buffer.ready[:end]
+    size = sum(e.size for e in taken)
+    buffer.bytes -= size
+    buffer.count -= len(taken)
+    channel.pending_bytes -= size
+    return taken
+
+
+def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
+    """Spill events CloudWatch cannot take (too old/new) or that waited past ``max_latency``."""
+    _take_pending(channel, buffer)
+    wall = int(ctx.wall_ms())
+    latency_cutoff = wall - int(channel.settings.max_latency * 1000)
+    with channel.lock:
+        ready = buffer.ready
+        if not ready:
+            return
+        if ready[0].timestamp >= latency_cutoff and ready[-1].timestamp < wall + 3_600_000:
+            return  # the common case: nothing old, nothing far in the future
+        sendable, too_old, too_new = partition_by_age(ready, wall)
+        late = [e for e in sendable if e.timestamp < latency_cutoff]
+        if late:
+            sendable = [e for e in sendable if e.timestamp >= latency_cutoff]
+        removed = len(ready) - len(sendable)
+        if not removed:
+            return
+        buffer.ready = sendable
+        gone = too_old + too_new + late
+        size = sum(e.size for e in gone)
+        buffer.bytes -= size
+        buffer.count -= len(gone)
+        channel.pending_bytes -= size
+    for events, reason in ((too_old, SpillReason.TOO_OLD), (too_new, SpillReason.TOO_NEW),
+                           (late, SpillReason.MAX_LATENCY)):
+        if events:
+            detail = buffer.backoff.history[-1] if reason is SpillReason.MAX_LATENCY and buffer.backoff.history else ""
+            spill_events(channel, buffer, events, reason.value, detail)
+
+
+def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> None:
+    """Above ``max_buffer_bytes``, spill the oldest events of the largest buffers."""
+    cap = channel.settings.max_buffer_bytes
+    if channel.pending_bytes <= cap:
+        return
+    for buffer in sorted(buffers, key=lambda b: b.bytes, reverse=True):
+        excess = channel.pending_bytes - int(cap * 0.9)
+        if excess <= 0:
+            return
+        _take_pending(channel, buffer)
+        with channel.lock:
+            end, freed = 0, 0
+            while end < len(buffer.ready) and freed < excess:
+                freed += buffer.ready[end].size
+                end += 1
+            gone = _remove_ready_head(channel, buffer, end)
+        if gone:
+            spill_events(channel, buffer, gone, SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")
+
+
+def _drain(channel: Channel, buffer: StreamBuffer, ctx: Context, *, send_partial: bool) -> float:
+    """Send batches of one stream until it is empty, not due, out of budget, or failing."""
+    settings = channel.settings
+    while True:
+        now = ctx.clock()
+        _take_pending(channel, buffer)
+        with channel.lock:
+            ready = buffer.ready
+            if not ready:
+                buffer.since = None if buffer.count == 0 else buffer.since
+                return math.inf
+            end = batch_end(ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
+        if end == len(ready) and not send_partial:
+            since = buffer.since if buffer.since is not None else now
+            return since + settings.send_interval
+        wait = channel.budgets.put.acquire(now)
+        if wait > 0:
+            return now + wait
+        with channel.lock:
+            if not buffer.ready:  # close() took them meanwhile
+                continue
+            batch = _remove_ready_head(channel, buffer, min(end, len(buffer.ready)))
+            flight = buffer.in_flight = InFlight(batch)
+        result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
+        if not _settle_put(channel, buffer, flight, result, ctx):
+            return buffer.retry_at
+        with channel.lock:
+            if buffer.count == 0:
+                buffer.since = None
+            elif not send_partial:
+                buffer.since = buffer.since if buffer.since is not None else now
+
+
+def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result: CallResult,
+                ctx: Context) -> bool:
+    """Act on one PutLogEvents result. True when the batch is settled, False when it waits for a retry."""
+    now = ctx.clock()
+    batch = flight.events
+    counters = channel.counters
+    outcome = result.outcome
+    with channel.lock:
+        buffer.in_flight = None
+        counters.put_calls += 1
+        counters.bytes_sent += result.wire_bytes
+        if flight.abandoned:  # close() spilled this batch at its deadline while we were sending it
+            if outcome in (Outcome.OK, Outcome.PARTIAL):
+                counters.duplicates += len(batch)
+            return True
+    if outcome is Outcome.OK:
+        _delivered(channel, buffer, batch)
+        channel.budgets.put.on_success(now)
+        return True
+    if outcome is Outcome.PARTIAL:
+        rejected_idx: set[int] = set()
+        for start, stop, reason in rejected_slices(len(batch), result.rejected):  # type: ignore[arg-type]
+            rejected_idx.update(range(start, stop))
+            spill_events(channel, buffer, batch[start:stop], reason, result.message)
+        _delivered(channel, buffer, [e for i, e in enumerate(batch) if i not in rejected_idx])
+        channel.budgets.put.on_success(now)
+        return True
+    if outcome is Outcome.NO_RESOURCE:
+        created = _create_resources(channel, buffer, result, ctx)
+        if created is None:
+            spill_events(channel, buffer, batch, SpillReason.NO_RESOURCE.value, result.message)
+            return True
+        _requeue(channel, buffer, batch, retry_at=now if created else _backoff(buffer, "create", ctx))
+        return False
+    if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):
+        with channel.lock:
+            counters.retries += 1
+            if outcome is Outcome.THROTTLED:
+                counters.throttled += 1
+            if result.ambiguous:
+                counters.ambiguous_failures += 1
+        if outcome is Outcome.THROTTLED:
+            channel.budgets.put.on_throttled(now)
+        _requeue(channel, buffer, batch, retry_at=_backoff(buffer, result.error_code or outcome.value, ctx))
+        return False
+    # INVALID or AUTH: retrying the same call cannot help; keep the lines, slow this stream down.
+    reason = SpillReason.AUTH if outcome is Outcome.AUTH else SpillReason.INVALID
+    spill_events(channel, buffer, batch, reason.value, f"{result.error_code}: {result.message}")
+    if outcome is Outcome.AUTH:
+        buffer.retry_at = _backoff(buffer, result.error_code or "auth", ctx)
+        return False
+    return True
+
+
+def _backoff(buffer: StreamBuffer, reason: str, ctx: Context) -> float:
+    buffer.backoff = buffer.backoff.failed(reason)
+    buffer.retry_at = ctx.clock() + buffer.backoff.delay(ctx.random)
+    return buffer.retry_at
+
+
+def _requeue(channel: Channel, buffer: StreamBuffer, batch: list[LogEvent], retry_at: float) -> None:
+    """Put a failed batch back at the head of the stream, in order."""
+    size = sum(e.size for e in batch)
+    with channel.lock:
+        buffer.ready[:0] = batch
+        buffer.bytes += size
+        buffer.count += len(batch)
+        channel.pending_bytes += size
+        buffer.retry_at = retry_at
+
+
+def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent]) -> None:
+    marker = None
+    with channel.lock:
+        counters = channel.counters
+        counters.delivered += len(events)
+        counters.counted_bytes_delivered += sum(e.size for e in events)
+        channel.settled += len(events)
+        if channel.flush_requests:
+            channel.settled_cond.notify_all()
+        if buffer.backoff.attempts:
+            buffer.backoff = buffer.backoff.reset()
+        if buffer.spilled_unmarked and channel.settings.spill_marker:
+            marker = (f"[mwaa-logging] {buffer.spilled_unmarked} log events of this stream could not be "
+                      f"delivered in time and were spilled to {', '.join(sorted(buffer.marker_where))}; "
+                      f"`mwaa-logging replay` puts them back.")
+            buffer.spilled_unmarked = 0
+            buffer.marker_where.clear()
+            counters.markers += 1
+    if marker is not None:
+        channel.append(buffer.stream, events[-1].timestamp if events else 0, marker)
+
+
+def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence[LogEvent], reason: str,
+                 detail: str = "") -> None:
+    """Write events to the spill target (the fallback directory if that fails) and count them settled."""
+    if not events:
+        return
+    stream = buffer.stream if buffer is not None else ""
+    group = channel.destination.group
+    records = [SpillRecord(group, stream, e.timestamp, e.message, reason, detail) for e in events]
+    where = None
+    try:
+        where = channel.spill.write(records)
+    except SpillError as exc:
+        report(f"spill to {channel.spill.description} failed ({exc}); using {_fallback_description(channel)}")
+        with channel.lock:
+            channel.counters.spill_failures += 1
+        if channel.fallback_spill is not None:
+            try:
+                where = channel.fallback_spill.write(records)
+            except SpillError as exc2:
+                report(f"fallback spill failed too ({exc2}); keeping {len(records)} events in memory")
+    if where is None:
+        if buffer is not None:
+            size = sum(e.size for e in events)
+            with channel.lock:
+                buffer.ready[:0] = sorted(events, key=sort_key)
+                buffer.bytes += size
+                buffer.count += len(events)
+                channel.pending_bytes += size
+                buffer.retry_at = channel.engine.clock() + 5.0
+        return
+    with channel.lock:
+        channel.counters.spilled[reason] += len(events)
+        channel.settled += len(events)
+        if channel.flush_requests:
+            channel.settled_cond.notify_all()
+        if buffer is not None:
+            buffer.spilled_unmarked += len(events)
+            buffer.marker_where.add(where)
+
+
+def _fallback_description(channel: Channel) -> str:
+    return channel.fallback_spill.description if channel.fallback_spill is not None else "nothing"
+
+
+def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult, ctx: Context) -> bool | None:
+    """Create the missing group and/or stream. True: created (retry now); False: try later; None: not allowed."""
+    destination = channel.destination
+    transport = channel.transport()
+    group_missing = "group" in result.message.lower()
+    if group_missing:
+        if not destination.create_log_group:
+            return None
+        if channel.budgets.create_group.acquire(ctx.clock()) > 0:
+            return False
+        created = transport.create_log_group(destination.group, destination.log_group_tags)
+        with channel.lock:
+            channel.counters.create_calls += 1
+        if created.outcome is not Outcome.OK:
+            report(f"CreateLogGroup {destination.group} failed: {created.error_code} {created.message}")
+            return None if created.outcome in (Outcome.AUTH, Outcome.INVALID) else False
+        if destination.log_group_retention_days:
+            transport.put_retention_policy(destination.group, destination.log_group_retention_days)
+            with channel.lock:
+                channel.counters.create_calls += 1
+    if not destination.create_log_stream:
+        return None
+    if channel.budgets.create_stream.acquire(ctx.clock()) > 0:
+        return False
+    created = transport.create_log_stream(destination.group, buffer.stream)
+    with channel.lock:
+        channel.counters.create_calls += 1
+    if created.outcome is Outcome.NO_RESOURCE and not group_missing:
+        return _create_resources(channel, buffer, CallResult(Outcome.NO_RESOURCE, message="log group"), ctx)
+    if created.outcome is not Outcome.OK:
+        report(f"CreateLogStream {buffer.stream} failed: {created.error_code} {created.message}")
+        return None if created.outcome in (Outcome.AUTH, Outcome.INVALID) else False
+    return True
+
+
+def spill_everything(channel: Channel, reason: str) -> None:
+    """Spill every pending and in-flight event of ``channel`` now (close deadline, interpreter exit)."""
+    with channel.lock:
+        work: list[tuple[StreamBuffer, list[LogEvent]]] = []
+        for buffer in channel.buffers.values():
+            events = buffer.ready + buffer.pending
+            if buffer.in_flight is not None and not buffer.in_flight.abandoned:
+                buffer.in_flight.abandoned = True
+                events = buffer.in_flight.events + events
+            buffer.ready, buffer.pending = [], []
+            channel.pending_bytes -= buffer.bytes
+            buffer.bytes = buffer.count = 0
+            buffer.since = None
+            if events:
+                work.append((buffer, events))
+    for buffer, events in work:
+        events.sort(key=sort_key)
+        spill_events(channel, buffer, events, reason)

@@ -1,0 +1,37 @@
+"""The library's own messages, from any thread, without ever waiting on ``logging``'s module lock.
+
+The sender must not block on that lock: ``dictConfig`` holds it while it flushes handlers. A message goes
+through the ``mwaa_logging`` logger when the lock is free (our handler filters these records out, so they
+never loop back), else straight to stderr. Repeats of one message are muted for a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+
+logger = logging.getLogger("mwaa_logging")
+_last_said: dict[str, float] = {}
+_MUTE_SECONDS = 60.0
+
+
+def report(message: str, level: int = logging.WARNING) -> None:
+    """Say ``message`` once a minute at most (per distinct text)."""
+    now = time.monotonic()
+    key = message[:200]
+    if now - _last_said.get(key, -_MUTE_SECONDS) < _MUTE_SECONDS:
+        return
+    if len(_last_said) > 1000:
+        _last_said.clear()
+    _last_said[key] = now
+    lock = getattr(logging, "_lock", None)
+    if lock is not None and lock.acquire(blocking=False):
+        try:
+            logger.log(level, message)
+        finally:
+            lock.release()
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"mwaa_logging: {message}\n")

@@ -1,0 +1,188 @@
+"""The engine: one background sender thread per process serving every channel (handler) and stream.
+
+It wakes when a batch is full, a send interval or retry delay is up, a flush is requested, or a channel
+is closed. Forked children get a fresh engine state (the parent keeps and sends what it buffered);
+pending events are flushed at interpreter exit, and spilled if the deadline passes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from mwaa_logging.engine.channel import Channel
+from mwaa_logging.engine.delivery import Context, service_channel, spill_everything
+from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.engine.stats import Counters, Stats
+from mwaa_logging.protocols import Clock
+from mwaa_logging.retry import Random
+
+#: Longest the sender sleeps without a reason: a backstop against a missed wake-up.
+_MAX_IDLE = 1.0
+
+
+class Engine:
+    """Owns the channels of this process and the thread that delivers their events."""
+
+    def __init__(self, clock: Clock = time.monotonic, wall_clock: Clock = time.time,
+                 random_source: Random = random.random, *, start_thread: bool = True) -> None:
+        self.clock = clock
+        self._ctx = Context(clock=clock, wall_ms=lambda: wall_clock() * 1000.0, random=random_source)
+        self._start_thread = start_thread
+        self._channels: list[Channel] = []
+        self._retired = Counters()
+        self._reset_thread_state()
+
+    def _reset_thread_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._stopped = False
+
+    # -- channels ---------------------------------------------------------------------------------
+
+    def attach(self, channel: Channel) -> None:
+        with self._lock:
+            if channel not in self._channels:
+                self._channels.append(channel)
+        self.wake()
+
+    def detach(self, channel: Channel) -> None:
+        with self._lock:
+            if channel in self._channels:
+                self._channels.remove(channel)
+
+    def channels(self) -> list[Channel]:
+        with self._lock:
+            return list(self._channels)
+
+    # -- the sender -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the sender to look at the buffers now (cheap; called from emit on transitions only)."""
+        if self._thread is None or self._pid != os.getpid():
+            self._ensure_thread()
+        self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid():  # backstop when the at-fork hook did not run (e.g. os.fork in C code)
+            self.after_fork_in_child()
+        if not self._start_thread or self._stopped:
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="mwaa-logging-sender", daemon=True)
+            self._thread.start()
+
+    def run_once(self) -> float:
+        """Service every channel once; return seconds until the sender next needs to run (inf: idle)."""
+        next_wake = math.inf
+        for channel in self.channels():
+            try:
+                next_wake = min(next_wake, service_channel(channel, self._ctx))
+            except Exception as exc:  # the sender must survive anything; the events stay buffered
+                report(f"sender error on log group {channel.destination.group}: {exc!r}")
+                next_wake = min(next_wake, self.clock() + 1.0)
+            if channel.closed and all(b.is_empty() for b in list(channel.buffers.values())):
+                self._retire(channel)
+        return next_wake - self.clock()
+
+    def _retire(self, channel: Channel) -> None:
+        with self._lock:
+            if channel in self._channels:
+                self._channels.remove(channel)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.clear()
+            delay = self.run_once()
+            if delay > 0:
+                self._wake.wait(min(delay, _MAX_IDLE))
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def after_fork_in_child(self) -> None:
+        """The child starts empty: buffered events belong to the parent, which sends them."""
+        self._reset_thread_state()
+        for channel in self._channels:
+            channel.reset_after_fork()
+
+    def flush_all(self, timeout: float) -> bool:
+        """Flush every channel within one overall deadline."""
+        deadline = self.clock() + timeout
+        ok = True
+        for channel in self.channels():
+            ok = channel.flush(max(0.0, deadline - self.clock())) and ok
+        return ok
+
+    def at_exit(self) -> None:
+        """Interpreter exit: deliver what is pending within the channels' close_timeout, spill the rest."""
+        channels = self.channels()
+        if not channels:
+            return
+        timeout = max(c.settings.close_timeout for c in channels)
+        if not self.flush_all(timeout):
+            for channel in self.channels():
+                spill_everything(channel, reason="close_deadline")
+
+    def stats(self) -> Stats:
+        """Counters of every channel of this process, summed."""
+        total = Counters()
+        total.add(self._retired)
+        pending = pending_bytes = 0
+        oldest = 0.0
+        for channel in self.channels():
+            snapshot = channel.stats()
+            with channel.lock:
+                total.add(channel.counters)
+            pending += snapshot.pending
+            pending_bytes += snapshot.pending_bytes
+            oldest = max(oldest, snapshot.oldest_pending_age)
+        return Stats.of(total, pending, pending_bytes, oldest)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine (created on first use; hooks for fork and exit installed once)."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = Engine()
+                _install_hooks(_engine)
+    return _engine
+
+
+def _install_hooks(engine: Engine) -> None:
+    ref = weakref.ref(engine)
+
+    def call(method: Callable[[Engine], None]) -> Callable[[], None]:
+        def hook() -> None:
+            target = ref()
+            if target is not None:
+                method(target)
+
+        return hook
+
+    os.register_at_fork(after_in_child=call(Engine.after_fork_in_child))
+    # threading's exit hooks run before non-daemon threads are joined and before atexit (so before
+    # logging.shutdown), also at the end of multiprocessing's forked children; atexit is the fallback.
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading._register_atexit")
+        register(call(Engine.at_exit))
+    except RuntimeError:
+        import atexit
+
+        atexit.register(call(Engine.at_exit))

@@ -1,0 +1,179 @@
+"""``CloudWatchLogHandler``: a drop-in replacement for ``watchtower.CloudWatchLogHandler``.
+
+``emit`` formats once, sizes once and appends to a buffer: no I/O, no waiting, thread-safe without the
+handler lock. One sender thread per process delivers every handler's events.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mwaa_logging.build import build_channel
+from mwaa_logging.engine.stats import Stats
+from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
+from mwaa_logging.formatter import CloudWatchLogFormatter
+from mwaa_logging.settings import Settings, SettingsError
+from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compile_stream_name
+
+#: Records of these loggers never reach CloudWatch through us: they are what sending produces.
+SKIPPED_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "mwaa_logging", "redis")
+_GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
+_LOG_RECORD = logging.LogRecord
+
+
+def validate_group_name(name: str) -> str:
+    if not isinstance(name, str) or not _GROUP_NAME.match(name):
+        raise SettingsError(
+            f"invalid setting log_group_name={name!r}: expected 1-512 characters from a-z A-Z 0-9 . - _ / #"
+        )
+    return name
+
+
+class CloudWatchLogHandler(logging.Handler):
+    """Ship records to CloudWatch Logs; accepts every ``watchtower.CloudWatchLogHandler`` argument.
+
+    Extra keywords are mwaa-logging settings (``spill_to``, ``max_latency``, ``close_timeout``, ...), each
+    also read from ``MWAA_LOGGING_<NAME>``; see README. Nothing here touches the network.
+    """
+
+    def __init__(
+        self,
+        log_group_name: str = "watchtower",
+        log_stream_name: str = DEFAULT_LOG_STREAM_NAME,
+        use_queues: bool = True,
+        send_interval: Any = None,
+        max_batch_size: int | None = None,
+        max_batch_count: int | None = None,
+        boto3_client: Any = None,
+        boto3_profile_name: str | None = None,
+        create_log_group: bool = True,
+        log_group_tags: Mapping[str, str] | None = None,
+        json_serialize_default: Callable[[Any], Any] | None = None,
+        log_group_retention_days: int | None = None,
+        create_log_stream: bool = True,
+        max_message_size: int | None = None,
+        log_group: str | None = None,
+        stream_name: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        handler_kwargs = {k: kwargs.pop(k) for k in ("level",) if k in kwargs}
+        super().__init__(*args, **handler_kwargs)
+        if log_group is not None:
+            warnings.warn("Please use log_group_name instead of log_group", DeprecationWarning, stacklevel=2)
+            log_group_name = log_group
+        if stream_name is not None:
+            warnings.warn("Please use log_stream_name instead of stream_name", DeprecationWarning, stacklevel=2)
+            log_stream_name = stream_name
+        if boto3_client is not None and boto3_profile_name is not None:
+            raise WatchtowerError("Either boto3_client or boto3_profile_name can be specified, but not both")
+        if log_group_retention_days is not None and (
+                isinstance(log_group_retention_days, bool) or not isinstance(log_group_retention_days, int)
+                or log_group_retention_days < 1):
+            raise SettingsError(f"invalid setting log_group_retention_days={log_group_retention_days!r}: "
+                                "expected a whole number of days >= 1")
+        overrides = dict(kwargs, max_batch_size=max_batch_size, max_batch_count=max_batch_count,
+                         max_message_size=max_message_size)
+        if send_interval is not None:
+            overrides["send_interval"] = send_interval
+        if not use_queues:
+            overrides["send_interval"] = 0  # watchtower sends each record at once; we still never block
+        self.settings = Settings.resolve(overrides)
+        self.log_group_name = validate_group_name(log_group_name)
+        self.use_queues = use_queues
+        self.send_interval = self.settings.send_interval
+        self.max_batch_size = self.settings.max_batch_size
+        self.max_batch_count = self.settings.max_batch_count
+        self.max_message_size = self.settings.max_message_size
+        self.create_log_group = create_log_group
+        self.create_log_stream = create_log_stream
+        self.log_group_retention_days = log_group_retention_days
+        self.json_serialize_default = json_serialize_default
+        self.log_stream_name = log_stream_name
+        self.shutting_down = False
+        self._warned_after_close = False
+        self.setFormatter(CloudWatchLogFormatter(json_serialize_default=json_serialize_default))
+        self._channel = build_channel(
+            log_group_name=self.log_group_name, settings=self.settings, boto3_client=boto3_client,
+            boto3_profile_name=boto3_profile_name, create_log_group=create_log_group,
+            create_log_stream=create_log_stream, log_group_tags=log_group_tags or None,
+            log_group_retention_days=log_group_retention_days,
+        )
+        self._channel.engine.attach(self._channel)
+
+    # -- stream names ---------------------------------------------------------------------------------
+
+    @property
+    def log_stream_name(self) -> str:
+        return self._log_stream_name
+
+    @log_stream_name.setter
+    def log_stream_name(self, template: str) -> None:
+        """Airflow reassigns this after construction; the template is compiled again."""
+        try:
+            namer: StreamNamer = compile_stream_name(template)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
+        self._log_stream_name = template
+        self._stream_namer = namer
+
+    # -- logging.Handler ------------------------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
+        """Filter, then emit without the handler lock (emit is thread-safe on its own)."""
+        if self.filters:
+            rv = self.filter(record)
+            if not rv:
+                return False
+            if isinstance(rv, _LOG_RECORD):
+                record = rv
+        self.emit(record)
+        return record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.name.startswith(SKIPPED_LOGGERS):
+                return  # MWAA calls emit() directly, bypassing handle()
+            formatter = self.formatter
+            message = formatter.format(record) if formatter is not None else record.getMessage()
+            channel = self._channel
+            if channel.closed:
+                self._after_close()
+            channel.append(self._stream_namer(record), int(record.created * 1000), message)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _after_close(self) -> None:
+        if not self._warned_after_close:
+            self._warned_after_close = True
+            warnings.warn("Received message after logging system shutdown; it is delivered anyway",
+                          WatchtowerWarning, stacklevel=3)
+        with self._channel.lock:
+            self._channel.counters.emitted_after_close += 1
+        self.shutting_down = False
+        self._channel.reopen()
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default
+        ``close_timeout``) passed first."""
+        return self._channel.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        """Flush until ``timeout`` (default ``close_timeout``), then spill what is left. Idempotent."""
+        if not self.shutting_down:
+            self.shutting_down = True
+            self._channel.close(timeout)
+        super().close()
+
+    def stats(self) -> Stats:
+        """Counters of this handler: emitted, delivered, spilled by reason, retries, throttles, ..."""
+        return self._channel.stats()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.log_group_name}:{self._log_stream_name} ({self.level})>"

@@ -1,0 +1,256 @@
+"""One validated ``Settings`` object: constructor keywords win over ``MWAA_LOGGING_<NAME>`` variables,
+which win over defaults. A bad value raises :class:`SettingsError` naming the setting and the accepted form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+
+ENV_PREFIX = "MWAA_LOGGING_"
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def _fail(name: str, form: str, raw: object, source: str) -> SettingsError:
+    where = f" (from {source})" if source else ""
+    return SettingsError(f"invalid setting {name}={raw!r}{where}: expected {form}")
+
+
+@dataclass(frozen=True)
+class Spec(Generic[T]):
+    """How one setting is parsed from text/Python values and what it accepts."""
+
+    default: T
+    form: str
+    parse: Callable[[Any], T]
+    help: str
+
+
+def _number(low: float | None = None, *, allow_zero: bool = True, integer: bool = False,
+            high: float | None = None, optional: bool = False) -> Callable[[Any], Any]:
+    def parse(raw: Any) -> Any:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+            if optional:
+                return None
+            raise ValueError("required")
+        if isinstance(raw, bool):
+            raise ValueError("bool is not a number")
+        if hasattr(raw, "total_seconds"):  # datetime.timedelta, as watchtower accepts for send_interval
+            raw = raw.total_seconds()
+        value = float(raw) if not integer else _as_int(raw)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not finite")
+        if low is not None and (value < low or (not allow_zero and value == low)):
+            raise ValueError("too small")
+        if high is not None and value > high:
+            raise ValueError("too large")
+        return value
+
+    return parse
+
+
+def _as_int(raw: Any) -> int:
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError("not an integer")
+        return int(raw)
+    return int(str(raw).replace("_", "")) if isinstance(raw, str) else int(raw)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = str(raw).strip().lower()
+        if text not in choices:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+def _optional_text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def _scope(raw: Any) -> str:
+    text = str(raw).strip()
+    if text.lower() in ("process", "host"):
+        return text.lower()
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    raise ValueError(text)
+
+
+def _spill_to(raw: Any) -> str | None:
+    text = _optional_text(raw)
+    if text is None:
+        return None
+    if "://" in text and not text.startswith(("file://", "s3://")):
+        raise ValueError(text)
+    if text.startswith("s3://") and len(text) <= len("s3://"):
+        raise ValueError(text)
+    return text
+
+
+def _tags(raw: Any) -> Mapping[str, str] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    pairs = [p for p in str(raw).split(",") if p.strip()]
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(pair)
+        result[key.strip()] = value.strip()
+    return result
+
+
+SPECS: dict[str, Spec[Any]] = {
+    "spill_to": Spec(None, "a directory path, a file:// URL or s3://bucket/prefix", _spill_to,
+                     "Where events go that CloudWatch cannot take in time. Unset: a directory under the "
+                     "user's cache (or temp) dir."),
+    "max_buffer_bytes": Spec(64 * 1024 * 1024, "an integer number of bytes >= 1048576",
+                             _number(MAX_BATCH_BYTES, integer=True),
+                             "Memory cap of one handler's buffers; above it the oldest events are spilled."),
+    "max_latency": Spec(300.0, "a number of seconds > 0", _number(0, allow_zero=False),
+                        "An event not delivered this long after its timestamp is spilled."),
+    "close_timeout": Spec(10.0, "a number of seconds >= 0", _number(0),
+                          "Deadline of flush()/close() (and of the flush at interpreter exit); what is still "
+                          "pending at close is spilled."),
+    "send_interval": Spec(2.0, "a number of seconds >= 0", _number(0),
+                          "Longest time an event waits for a fuller batch before it is sent."),
+    "max_batch_size": Spec(MAX_BATCH_BYTES, f"an integer from 27 to {MAX_BATCH_BYTES}",
+                           _number(27, integer=True, high=MAX_BATCH_BYTES),
+                           "Most bytes in one PutLogEvents call (UTF-8 + 26 per event)."),
+    "max_batch_count": Spec(MAX_BATCH_EVENTS, f"an integer from 1 to {MAX_BATCH_EVENTS}",
+                            _number(1, integer=True, high=MAX_BATCH_EVENTS),
+                            "Most events in one PutLogEvents call."),
+    "max_message_size": Spec(MAX_BATCH_BYTES, f"an integer from 64 to {MAX_BATCH_BYTES}",
+                             _number(64, integer=True, high=MAX_BATCH_BYTES),
+                             "Largest event (message UTF-8 bytes + 26); larger messages are split "
+                             "(or truncated with oversize=truncate)."),
+    "oversize": Spec("split", "'split' or 'truncate'", _choice("split", "truncate"),
+                     "What happens to a message above max_message_size: split into ordered chunks "
+                     "(lossless) or truncate."),
+    "compression": Spec("auto", "'auto', 'gzip' or 'none'", _choice("auto", "gzip", "none"),
+                        "gzip PutLogEvents bodies; auto falls back to plain if the endpoint refuses gzip."),
+    "put_rate_limit": Spec(None, "a number of PutLogEvents calls per second > 0, or empty for no limit",
+                           _number(0, allow_zero=False, optional=True),
+                           "Ceiling on PutLogEvents calls/s for the whole rate_limit_scope."),
+    "rate_limit_burst": Spec(None, "a number of calls >= 1, or empty for one second of put_rate_limit",
+                             _number(1, optional=True), "Burst allowed above put_rate_limit."),
+    "rate_limit_scope": Spec("process", "'process', 'host' or a redis://host:port/db URL", _scope,
+                             "Who shares put_rate_limit: this process, all processes of this host, "
+                             "or every host using the same Redis."),
+    "endpoint_url": Spec(None, "a URL", _optional_text,
+                         "CloudWatch Logs endpoint (else AWS_ENDPOINT_URL_CLOUDWATCH_LOGS / AWS_ENDPOINT_URL / AWS)."),
+    "region_name": Spec(None, "an AWS region name", _optional_text, "AWS region (else the AWS configuration)."),
+    "connect_timeout": Spec(5.0, "a number of seconds > 0", _number(0, allow_zero=False),
+                            "TCP connect timeout of AWS calls."),
+    "read_timeout": Spec(20.0, "a number of seconds > 0", _number(0, allow_zero=False),
+                         "Read timeout of AWS calls (a call that gets no answer is retried)."),
+    "spill_marker": Spec(True, "true or false", _bool,
+                         "After a spill, write one marker event into the stream saying where the lines went."),
+    "spill_s3_kms_key_id": Spec(None, "a KMS key id or ARN", _optional_text,
+                                "Encrypt S3 spill objects with SSE-KMS and this key (default SSE-S3)."),
+    "spill_s3_expected_bucket_owner": Spec(None, "an AWS account id", _optional_text,
+                                           "ExpectedBucketOwner sent with every S3 spill request."),
+    "spill_s3_tags": Spec(None, "key=value pairs separated by commas", _tags, "Tags of S3 spill objects."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of mwaa-logging, validated. Build with :meth:`resolve`."""
+
+    spill_to: str | None = SPECS["spill_to"].default
+    max_buffer_bytes: int = SPECS["max_buffer_bytes"].default
+    max_latency: float = SPECS["max_latency"].default
+    close_timeout: float = SPECS["close_timeout"].default
+    send_interval: float = SPECS["send_interval"].default
+    max_batch_size: int = SPECS["max_batch_size"].default
+    max_batch_count: int = SPECS["max_batch_count"].default
+    max_message_size: int = SPECS["max_message_size"].default
+    oversize: str = SPECS["oversize"].default
+    compression: str = SPECS["compression"].default
+    put_rate_limit: float | None = SPECS["put_rate_limit"].default
+    rate_limit_burst: float | None = SPECS["rate_limit_burst"].default
+    rate_limit_scope: str = SPECS["rate_limit_scope"].default
+    endpoint_url: str | None = SPECS["endpoint_url"].default
+    region_name: str | None = SPECS["region_name"].default
+    connect_timeout: float = SPECS["connect_timeout"].default
+    read_timeout: float = SPECS["read_timeout"].default
+    spill_marker: bool = SPECS["spill_marker"].default
+    spill_s3_kms_key_id: str | None = SPECS["spill_s3_kms_key_id"].default
+    spill_s3_expected_bucket_owner: str | None = SPECS["spill_s3_expected_bucket_owner"].default
+    spill_s3_tags: Mapping[str, str] | None = field(default=SPECS["spill_s3_tags"].default)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def resolve(cls, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> Settings:
+        """Keywords (``overrides``, None values ignored) > ``MWAA_LOGGING_<NAME>`` > defaults."""
+        overrides = dict(overrides or {})
+        environ = os.environ if environ is None else environ
+        unknown = set(overrides) - set(SPECS)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(SPECS)}")
+        values: dict[str, Any] = {}
+        for name, spec in SPECS.items():
+            env_name = ENV_PREFIX + name.upper()
+            if overrides.get(name) is not None:
+                raw, source = overrides[name], ""
+            elif env_name in environ:
+                raw, source = environ[env_name], env_name
+            else:
+                continue
+            try:
+                values[name] = spec.parse(raw)
+            except (TypeError, ValueError) as exc:
+                raise _fail(name, spec.form, raw, source) from exc
+        settings = cls(**values)
+        settings._check_consistency()
+        return settings
+
+    def _check_consistency(self) -> None:
+        if self.max_latency <= self.send_interval:
+            raise SettingsError(
+                f"invalid setting max_latency={self.max_latency!r}: expected a number of seconds greater than "
+                f"send_interval ({self.send_interval!r}), else events would be spilled before they are sent"
+            )
+
+    def replace(self, **changes: Any) -> Settings:
+        return Settings.resolve({**{n: getattr(self, n) for n in self.names()}, **changes}, environ={})
+
+
+def env_var(name: str) -> str:
+    """The environment variable that sets ``name``."""
+    return ENV_PREFIX + name.upper()

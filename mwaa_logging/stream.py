@@ -1,0 +1,53 @@
+"""``open_stream``: write to one log stream without the logging module (Airflow 3 processors, tools)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mwaa_logging.build import build_channel
+from mwaa_logging.engine.channel import Channel
+from mwaa_logging.engine.stats import Stats
+from mwaa_logging.handler import validate_group_name
+from mwaa_logging.settings import Settings
+from mwaa_logging.streamnames import sanitize
+
+
+class LogStream:
+    """One log stream of one log group, sharing the process-wide sender."""
+
+    def __init__(self, channel: Channel, stream: str) -> None:
+        self._channel = channel
+        self.log_group_name = channel.destination.group
+        self.log_stream_name = sanitize(stream)
+
+    def write(self, message: str, timestamp_ms: int | None = None) -> None:
+        """Buffer one event (non-blocking). ``timestamp_ms`` defaults to now."""
+        if self._channel.closed:
+            self._channel.reopen()
+        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        self._channel.append(self.log_stream_name, ts, message)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver or spill everything written so far; False if ``timeout`` passed first."""
+        return self._channel.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush until ``timeout``, then spill what is left; True if everything was delivered."""
+        return self._channel.close(timeout)
+
+    def stats(self) -> Stats:
+        return self._channel.stats()
+
+
+def open_stream(log_group_name: str, log_stream_name: str, *, boto3_client: Any = None,
+                boto3_profile_name: str | None = None, create_log_group: bool = True,
+                create_log_stream: bool = True, **settings: Any) -> LogStream:
+    """A :class:`LogStream`; ``settings`` as for the handler (keywords > ``MWAA_LOGGING_*`` > defaults)."""
+    channel = build_channel(
+        log_group_name=validate_group_name(log_group_name), settings=Settings.resolve(settings),
+        boto3_client=boto3_client, boto3_profile_name=boto3_profile_name,
+        create_log_group=create_log_group, create_log_stream=create_log_stream,
+    )
+    channel.engine.attach(channel)
+    return LogStream(channel, log_stream_name)

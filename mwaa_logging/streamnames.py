@@ -1,0 +1,72 @@
+"""Log stream name templates (watchtower's placeholders), compiled once into a function of the record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import string
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+STATIC_FIELDS = frozenset({"machine_name", "program_name", "process_id"})
+RECORD_FIELDS = frozenset({"logger_name", "thread_name"})
+KNOWN_FIELDS = STATIC_FIELDS | RECORD_FIELDS | {"strftime"}
+DEFAULT_LOG_STREAM_NAME = "{machine_name}/{program_name}/{logger_name}/{process_id}"
+_FORBIDDEN = str.maketrans({":": "_", "*": "_"})
+
+StreamNamer = Callable[[logging.LogRecord], str]
+
+
+def template_fields(template: str) -> set[str]:
+    """Placeholder names used in ``template``; raises ValueError for unknown ones or bad syntax."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = fields - KNOWN_FIELDS
+    if unknown or "" in fields:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {sorted(KNOWN_FIELDS)}")
+    return fields
+
+
+def sanitize(name: str) -> str:
+    """CloudWatch forbids ':' and '*' in stream names; they become '_' (as Airflow does)."""
+    return name.translate(_FORBIDDEN) or "_"
+
+
+def compile_stream_name(template: str) -> StreamNamer:
+    """A function record -> stream name, doing per record only the work the template needs."""
+    fields = template_fields(template)
+
+    def render(logger_name: str, thread_name: str) -> str:
+        return sanitize(template.format(
+            machine_name=platform.node(), program_name=sys.argv[0].replace(":", "") if sys.argv else "",
+            process_id=os.getpid(), logger_name=logger_name, thread_name=thread_name,
+            strftime=datetime.now(timezone.utc),
+        ))
+
+    if "strftime" in fields:
+        return lambda record: render(record.name, record.threadName or "")
+    if not fields & RECORD_FIELDS:
+        cached: dict[int, str] = {}
+
+        def static(record: logging.LogRecord) -> str:
+            pid = os.getpid()
+            name = cached.get(pid)
+            if name is None:
+                name = cached[pid] = render("", "")
+            return name
+
+        return static
+    per_record: dict[tuple[int, str, str], str] = {}
+    uses_thread = "thread_name" in fields
+
+    def dynamic(record: logging.LogRecord) -> str:
+        key = (record.process or 0, record.name, (record.threadName or "") if uses_thread else "")
+        name = per_record.get(key)
+        if name is None:
+            if len(per_record) > 10_000:
+                per_record.clear()
+            name = per_record[key] = render(key[1], key[2])
+        return name
+
+    return dynamic
