@@ -1,0 +1,53 @@
+"""``mwaa-logging local-aws``: serve the local CloudWatch Logs + S3 endpoint in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--put-quota", type=float, default=None, metavar="TPS",
+                        help="account-wide PutLogEvents quota in calls/s (default: unlimited)")
+    parser.add_argument("--create-quotas", action="store_true",
+                        help="apply AWS's CreateLogStream (50/s) and CreateLogGroup (10/s) quotas")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mwaa_logging.testing.local_aws import LocalAWS
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with LocalAWS(host=args.host, port=args.port, put_quota_tps=args.put_quota,
+                      create_quotas=args.create_quotas) as aws:
+            print(aws.url, flush=True)
+            print(f"export AWS_ENDPOINT_URL_CLOUDWATCH_LOGS={aws.url} AWS_ENDPOINT_URL_S3={aws.url}",
+                  file=sys.stderr, flush=True)
+            print(f"admin API: {aws.url}/_local_aws/stats (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mwaa_logging.testing.cli", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""WSGI middleware in front of moto's server: what moto lacks to behave like CloudWatch Logs.
+
+Per request: admin routes (``/_local_aws/...``) -> gzip body decoding -> stats -> faults -> quota ->
+strict PutLogEvents (validated here, stored straight into moto's models) or moto for everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from mwaa_logging.testing.cloudwatch_rules import RuleViolation, check_structure, check_times
+from mwaa_logging.testing.faults import FaultKind, FaultRule, Faults
+from mwaa_logging.testing.quota import Quotas
+from mwaa_logging.testing.stats import StatsRecorder
+from mwaa_logging.testing.store import LogsStore, ResourceNotFound
+
+ADMIN_PREFIX = "/_local_aws/"
+LOGS_TARGET_PREFIX = "Logs_20140328."
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class CloseWithoutReply(ConnectionError):
+    """Raised by the app to make werkzeug's server close the connection without answering."""
+
+
+def _respond(
+    start_response: StartResponse, status: str, body: bytes, content_type: str = JSON_CONTENT_TYPE
+) -> list[bytes]:
+    start_response(
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000"),
+        ],
+    )
+    return [body]
+
+
+def aws_error(start_response: StartResponse, status: str, error_type: str, message: str) -> list[bytes]:
+    """An AWS JSON-protocol error answer."""
+    return _respond(start_response, status, orjson.dumps({"__type": error_type, "message": message}))
+
+
+def region_of(environ: dict[str, Any]) -> str:
+    """Region from the SigV4 credential scope (``Credential=KEY/DATE/REGION/SERVICE/aws4_request``)."""
+    auth = str(environ.get("HTTP_AUTHORIZATION", ""))
+    try:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0]
+        return scope.split("/")[2]
+    except IndexError:
+        return "us-east-1"
+
+
+def api_of(environ: dict[str, Any]) -> str:
+    """API name of a request: the JSON ``X-Amz-Target`` operation, else ``service:METHOD``."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return target.rsplit(".", 1)[-1]
+    auth = str(environ.get("HTTP_AUTHORIZATION", ""))
+    service = "unknown"
+    with contextlib.suppress(IndexError):
+        service = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")[3]
+    return f"{service}:{environ.get('REQUEST_METHOD', 'GET')}"
+
+
+def _required_name(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise RuleViolation(
+            f"1 validation error detected: Value at '{key}' failed to satisfy constraint: Member must not be null"
+        )
+    return value
+
+
+class LocalAWSMiddleware:
+    """The WSGI app served by :class:`~mwaa_logging.testing.local_aws.LocalAWS`."""
+
+    def __init__(
+        self,
+        moto_app: WSGIApp,
+        *,
+        account_id: Callable[[], str],
+        store: Callable[[], LogsStore],
+        faults: Faults,
+        quotas: Quotas,
+        stats: StatsRecorder,
+        stopping: threading.Event,
+        wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._moto_app = moto_app
+        self._account_id = account_id
+        self._store = store
+        self.faults = faults
+        self.quotas = quotas
+        self.stats = stats
+        self._stopping = stopping
+        self._now_ms = wall_clock_ms
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(ADMIN_PREFIX):
+            return self._admin(environ, start_response)
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = self._account_id()
+        api = api_of(environ)
+        is_logs = environ.get("HTTP_X_AMZ_TARGET", "").startswith(LOGS_TARGET_PREFIX)
+        body = b""
+        if is_logs:
+            raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            self.stats.add("bytes_received", len(raw))
+            body = raw
+            if "gzip" in environ.get("HTTP_CONTENT_ENCODING", "").lower():
+                self.stats.add("gzip_bodies")
+                try:
+                    body = gzip.decompress(raw)
+                except (OSError, EOFError, zlib.error):
+                    self.stats.call(api)
+                    return aws_error(
+                        start_response, "400 Bad Request", "SerializationException",
+                        "Content-Encoding gzip, but the body is not valid gzip",
+                    )
+                del environ["HTTP_CONTENT_ENCODING"]
+            else:
+                self.stats.add("plain_bodies")
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        else:
+            self.stats.add("bytes_received", int(environ.get("CONTENT_LENGTH") or 0))
+        self.stats.call(api)
+
+        decision = self.faults.decide(api)
+        if decision.delay > 0:
+            self.stats.add("delayed")
+            self._stopping.wait(decision.delay)
+        kind = decision.kind
+        if kind is FaultKind.THROTTLE:
+            self.stats.add("throttled")
+            return aws_error(start_response, "400 Bad Request", "ThrottlingException", "Rate exceeded")
+        if kind is FaultKind.UNAVAILABLE:
+            self.stats.add("unavailable")
+            return aws_error(
+                start_response, "503 Service Unavailable", "ServiceUnavailableException",
+                "The service is unavailable. Please try again later.",
+            )
+        if kind is FaultKind.DROP:
+            self.stats.add("dropped")
+            raise CloseWithoutReply("injected: connection dropped")
+        if kind is FaultKind.HANG:
+            self.stats.add("hung")
+            while not (self._stopping.is_set() or self.faults.cleared.is_set()):
+                self.faults.cleared.wait(0.05)
+            raise CloseWithoutReply("injected: hang released")
+
+        if not self.quotas.admit(api):
+            self.stats.add("throttled")
+            self.stats.add("throttled_by_quota")
+            return aws_error(start_response, "400 Bad Request", "ThrottlingException", "Rate exceeded")
+
+        if api == "PutLogEvents" and is_logs:
+            result: Iterable[bytes] = self._put_log_events(body, region_of(environ), start_response)
+        else:
+            result = self._moto_app(environ, start_response)
+        if kind is FaultKind.LOST_REPLY:
+            self.stats.add("lost_replies")
+            for _ in result:  # let moto finish its work, then answer nothing
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise CloseWithoutReply("injected: reply lost")
+        return result
+
+    # -- PutLogEvents ------------------------------------------------------------------------
+    def _put_log_events(self, body: bytes, region: str, start_response: StartResponse) -> list[bytes]:
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self.stats.add("invalid")
+            return aws_error(start_response, "400 Bad Request", "SerializationException", "Invalid JSON")
+        if not isinstance(request, dict):
+            request = {}
+        try:
+            group = _required_name(request, "logGroupName")
+            stream = _required_name(request, "logStreamName")
+            timestamps, messages = check_structure(request.get("logEvents"))
+            store = self._store()
+            log_stream, retention_days = store.find_stream(region, group, stream)
+            now_ms = self._now_ms()
+            verdict = check_times(timestamps, now_ms, retention_days)
+        except RuleViolation as violation:
+            self.stats.add("invalid")
+            return aws_error(start_response, "400 Bad Request", violation.error_type, violation.message)
+        except ResourceNotFound as missing:
+            self.stats.add("not_found")
+            return aws_error(start_response, "400 Bad Request", "ResourceNotFoundException", str(missing))
+        start, end = verdict.accept_start, verdict.accept_end
+        token = store.append(log_stream, timestamps[start:end], messages[start:end], now_ms)
+        self.stats.add("puts_ok")
+        self.stats.add("events_accepted", end - start)
+        self.stats.add("events_rejected", len(timestamps) - (end - start))
+        answer: dict[str, Any] = {"nextSequenceToken": token}
+        rejected = verdict.rejected_info()
+        if rejected:
+            answer["rejectedLogEventsInfo"] = rejected
+        return _respond(start_response, "200 OK", orjson.dumps(answer))
+
+    # -- admin API ---------------------------------------------------------------------------
+    def _admin(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = environ.get("PATH_INFO", "")[len(ADMIN_PREFIX):].strip("/")
+        query = {key: values[-1] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            payload = orjson.loads(environ["wsgi.input"].read(length)) if length else {}
+            answer = self._admin_route(method, route, query, payload)
+        except (ValueError, KeyError, TypeError) as error:
+            return _respond(start_response, "400 Bad Request", orjson.dumps({"error": str(error)}),
+                            "application/json")
+        except ResourceNotFound as missing:
+            return _respond(start_response, "404 Not Found", orjson.dumps({"error": str(missing)}),
+                            "application/json")
+        if answer is None:
+            return _respond(start_response, "404 Not Found", orjson.dumps({"error": f"no route {route}"}),
+                            "application/json")
+        return _respond(start_response, "200 OK", orjson.dumps(answer), "application/json")
+
+    def _admin_route(self, method: str, route: str, query: dict[str, str], payload: Any) -> Any:
+        if route == "health":
+            return {"ok": True, "account_id": self._account_id()}
+        if route == "stats":
+            if method == "DELETE":
+                self.stats.reset()
+            return self.stats.snapshot().to_json()
+        if route == "faults":
+            if method == "POST":
+                return self.faults.add(FaultRule.from_json(payload)).to_json()
+            if method == "DELETE":
+                self.faults.clear()
+            return {"faults": [rule.to_json() for rule in self.faults.rules()]}
+        if route == "quota":
+            if method == "POST":
+                for api, tps in dict(payload).items():
+                    self.quotas.set(str(api), None if tps is None else float(tps))
+            return {"quotas": self.quotas.limits()}
+        if route == "events":
+            events = self._store().events(query["group"], query["stream"], query.get("region"))
+            return {"events": events}
+        if route == "streams":
+            return {"groups": self._store().streams(query.get("region"))}
+        return None

@@ -1,0 +1,29 @@
+"""Shared fixtures: fake AWS environment for every test, root logger restored, local AWS endpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from mwaa_logging.testing.fixtures import aws_test_env, local_aws, logs_client, s3_client
+
+__all__ = ["aws_test_env", "local_aws", "logs_client", "s3_client"]
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_environment(aws_test_env: None) -> None:
+    """Every test runs with fake credentials, region us-east-1 and no real profile or endpoint."""
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """Put the root logger's handlers and level back as they were before the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
