@@ -162,9 +162,12 @@ def parse_chunk(message: str) -> Chunk | None:
 def truncate_message(message: str, max_bytes: int, *, marker: str | None = None) -> str:
     """``message`` cut to at most ``max_bytes`` UTF-8 bytes, on a character boundary, with a marker.
 
-    The marker (default ``" [mwaa-logging truncated from N bytes]"``) is part of the budget.
-    Only for the opt-in truncate policy: the default is to split, which loses nothing.
+    The marker (default ``" [mwaa-logging truncated from N bytes]"``) is part of the budget; it is
+    left out when ``max_bytes`` cannot hold it. Only for the opt-in truncate policy: the default is
+    to split, which loses nothing.
     """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
     data = _encode(message)
     if len(data) <= max_bytes:
         return message
@@ -172,7 +175,7 @@ def truncate_message(message: str, max_bytes: int, *, marker: str | None = None)
         marker = f" [mwaa-logging truncated from {len(data)} bytes]"
     keep = max_bytes - len(_encode(marker))
     if keep < 0:
-        raise ValueError(f"max_bytes={max_bytes} is smaller than the truncation marker")
+        marker, keep = "", max_bytes
     return data[: _char_boundary(data, keep)].decode("utf-8", "surrogatepass") + marker
 
 
