@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from urllib.parse import urlencode, urlparse
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.protocols import SpillError
 from mwaa_logging.spill.fallback import PartialSpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
@@ -95,6 +97,9 @@ class S3SpillSink:
         tags: Mapping[str, str] | None = None,
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         compresslevel: int = 6,
+        put_attempts: int = 3,
+        retry_pause: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not bucket:
             raise ValueError("S3 spill needs a bucket name")
@@ -108,6 +113,9 @@ class S3SpillSink:
         self.tags = dict(tags or {})
         self.max_object_bytes = max_object_bytes
         self.compresslevel = compresslevel
+        self.put_attempts = max(1, put_attempts)
+        self.retry_pause = retry_pause
+        self._sleep = sleep
         self._client = client
         self._client_factory = client_factory or default_s3_client
         self._client_lock = threading.Lock()
@@ -162,7 +170,7 @@ class S3SpillSink:
                 stream_records.sort(key=lambda r: r.timestamp)
                 for chunk, body in self._objects(stream_records):
                     key = self.key_for(object_name(group, stream, chunk[0].timestamp))
-                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **options)
+                    self._put(key, body, options)
                     self.objects_written += 1
                     self.bytes_written += len(body)
                     written.append(key)
@@ -174,6 +182,23 @@ class S3SpillSink:
             remaining = [r for r in records if id(r) not in done]
             raise PartialSpillError(message, remaining, self._location_of(written)) from exc
         return self._location_of(written)
+
+    def _put(self, key: str, body: bytes, options: dict[str, Any]) -> None:
+        """PutObject; a throttle (503 SlowDown) or 5xx is retried after a short pause.
+
+        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object.
+        """
+        for attempt in range(1, self.put_attempts + 1):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **options)
+                return
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                retry = classify_error(code, status) in (Outcome.THROTTLED, Outcome.TRANSIENT)
+                if not retry or attempt == self.put_attempts:
+                    raise
+            self._sleep(self.retry_pause * attempt)
 
     def _location_of(self, keys: list[str]) -> str:
         if len(keys) == 1:
@@ -208,11 +233,11 @@ class S3SpillSink:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": list_prefix}
         if self.expected_bucket_owner:
             params["ExpectedBucketOwner"] = self.expected_bucket_owner
-        replayed = self.key_for(REPLAYED_SEGMENT) + "/"
+        replayed = f"/{REPLAYED_SEGMENT}/"
         for page in paginator.paginate(**params):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if key.endswith(SUFFIX) and not key.startswith(replayed):
+                if key.endswith(SUFFIX) and replayed not in f"/{key}":
                     yield S3Object(self.bucket, key, int(item.get("Size", 0)))
 
     def stream_objects(self, group: str, stream: str) -> Iterator[S3Object]:
@@ -226,10 +251,16 @@ class S3SpillSink:
         body = self.client.get_object(**params)["Body"].read()
         return list(decode_records(body))
 
-    def replayed_key(self, obj: S3Object) -> str:
-        """Where :meth:`mark_replayed` moves ``obj``: ``<prefix>/@replayed/<group>/<stream>/<name>``."""
-        relative = obj.key[len(self.prefix) + 1 :] if self.prefix else obj.key
-        return self.key_for(f"{REPLAYED_SEGMENT}/{relative}")
+    @staticmethod
+    def replayed_key(obj: S3Object) -> str:
+        """Where :meth:`mark_replayed` moves ``obj``: ``<root>/@replayed/<group>/<stream>/<name>``.
+
+        ``<root>`` is the spill prefix the object was written under (its key minus the three layout
+        segments), whatever prefix this sink lists, so replaying a sub-prefix marks objects alike.
+        """
+        parts = obj.key.split("/")
+        root, relative = parts[:-3], parts[-3:]
+        return "/".join([*root, REPLAYED_SEGMENT, *relative])
 
     def mark_replayed(self, obj: S3Object) -> str:
         """Move ``obj`` under the replayed prefix (copy, then delete); return the new URL."""

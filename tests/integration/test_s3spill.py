@@ -48,7 +48,7 @@ class MotoS3:
     def client(self, **config: Any) -> Any:
         return boto3.client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            config=Config(retries={"mode": "standard", "max_attempts": 1}, **config),
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}, **config),
         )
 
     def puts(self) -> list[Recorded]:
@@ -233,6 +233,7 @@ def test_partial_s3_failure_sends_only_the_rest_to_local(moto_s3: MotoS3, tmp_pa
     s3 = S3SpillSink(BUCKET, "p", client=client)
     # The first PUT succeeds, every later one answers 503 SlowDown.
     moto_s3.fail = lambda r: r.method == "PUT" and len(moto_s3.puts()) > 1
+    s3._sleep = lambda _: None
     sink = FallbackSpillSink([s3, LocalSpillSink(tmp_path)])
     batch = records("a", "s", 10) + records("b", "s", 10)
     location = sink.write(batch)
@@ -241,11 +242,12 @@ def test_partial_s3_failure_sends_only_the_rest_to_local(moto_s3: MotoS3, tmp_pa
     local = list(LocalSpillSink(tmp_path).read_stream("b", "s"))
     assert in_s3 == batch[:10] and local == batch[10:]
     assert sink.failures[s3.description] == 1
+    assert len(moto_s3.puts()) == 1 + 3  # SlowDown was retried (3 attempts), then the rest went local
 
 
 def test_every_target_failing_raises_spill_error(moto_s3: MotoS3) -> None:
     moto_s3.fail = lambda r: r.method == "PUT"
-    s3 = S3SpillSink(BUCKET, "p", client=moto_s3.client())
+    s3 = S3SpillSink(BUCKET, "p", client=moto_s3.client(), sleep=lambda _: None)
     with pytest.raises(SpillError) as info:
         s3.write(records("g", "s", 3))
     assert not isinstance(info.value, PartialSpillError)
