@@ -170,15 +170,17 @@ def partition_by_age(
     return sendable, too_old, too_new
 
 
-def rejected_slices(batch_len: int, info: RejectedInfo) -> list[tuple[int, int, str]]:
+def rejected_slices(batch_len: int, info: RejectedInfo | None) -> list[tuple[int, int, str]]:
     """Index ranges ``(start, end, reason)`` of a sent batch that CloudWatch rejected.
 
     ``rejectedLogEventsInfo`` indexes the sorted batch: ``[0, too_old_end)`` too old,
     ``[0, expired_end)`` expired (older than the group's retention), ``[too_new_start, len)`` too
     new. Each event gets one reason: too old wins over expired, and both win over too new. The
-    ranges returned are non-empty, disjoint, clamped to the batch and sorted.
+    ranges returned are non-empty, disjoint, clamped to the batch and sorted; ``None`` gives none.
     """
     slices: list[tuple[int, int, str]] = []
+    if info is None:
+        return slices
     too_old_end = _clamp(info.too_old_end, 0, batch_len)
     expired_end = _clamp(info.expired_end, 0, batch_len)
     if too_old_end > 0:
@@ -197,8 +199,6 @@ def partition_rejected(
     batch: Sequence[LogEvent], info: RejectedInfo | None
 ) -> tuple[list[LogEvent], list[tuple[LogEvent, str]]]:
     """Split a sent batch into ``(accepted, [(rejected_event, reason), ...])``, order kept."""
-    if info is None:
-        return list(batch), []
     accepted: list[LogEvent] = []
     rejected: list[tuple[LogEvent, str]] = []
     position = 0

@@ -260,4 +260,5 @@ def test_rejected_slices_typical_response() -> None:
     assert rejected_slices(10, info) == [(0, 2, TOO_OLD), (2, 3, EXPIRED), (8, 10, TOO_NEW)]
     assert rejected_slices(10, RejectedInfo(too_old_end=4, expired_end=3)) == [(0, 4, TOO_OLD)]
     assert rejected_slices(10, RejectedInfo()) == []
+    assert rejected_slices(10, None) == []
     assert partition_rejected([make_event(T0, "x", 0)], None) == ([make_event(T0, "x", 0)], [])
