@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: KEYS[1]: the budget's hash. ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none),
 #: burst (<= 0: none), beta, scale, min_rate, cooldown, window, unlimited_after, ttl_ms,
-#: now ("" = the server's TIME). Returns {wait, rate} as strings (Lua numbers would be truncated).
+#: now ("" = the server's TIME). Returns {wait, rate, now} as strings (Lua numbers would be truncated).
 #: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
 LUA_BUDGET = """
 local key = KEYS[1]
@@ -137,7 +137,7 @@ if op ~= 'rate' then
   redis.call('HSET', key, unpack(args))
   redis.call('PEXPIRE', key, ttl_ms)
 end
-return {string.format('%.17g', wait), string.format('%.17g', current_rate())}
+return {string.format('%.17g', wait), string.format('%.17g', current_rate()), string.format('%.17g', now)}
 """
 
 
@@ -186,6 +186,8 @@ class RedisBudget:
         self._retry_at = 0.0
         self._backoff = reconnect_initial
         self._counters = Counters()
+        #: The script's clock at this process's last answer from Redis (diagnostics, tests).
+        self.last_server_time = float("nan")
 
     @property
     def available(self) -> bool:
@@ -215,11 +217,12 @@ class RedisBudget:
             "" if self._server_time else repr(float(now)),
         ]
         try:
-            wait, rate = self._script(keys=[self.key], args=args)
+            wait, rate, server_now = self._script(keys=[self.key], args=args)
         except (redis.RedisError, OSError) as exc:
             self._went_down(now, exc)
             return None
         self._came_back()
+        self.last_server_time = float(server_now)
         return float(wait), float(rate)
 
     def _went_down(self, now: float, exc: BaseException) -> None:
