@@ -33,6 +33,8 @@ from mwaa_logging.protocols import Transport
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
 
+    from mwaa_logging.testing.local_aws import LocalAWS
+
 pytestmark = pytest.mark.timeout(60)
 
 SECRET = "testing"
@@ -548,3 +550,27 @@ def test_timeouts_and_pool_are_configured() -> None:
     config: Any = client.meta.config
     assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (1.5, 7.0, 32)
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+# ----------------------------------------------------------------------------------------------
+# The strict local endpoint (mwaa_logging.testing.LocalAWS): gzip as AWS takes it
+
+
+def test_full_batches_reach_local_aws_gzipped_without_fallback(
+    local_aws: LocalAWS, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = transport_for(local_aws.url, "auto")
+    create(transport, "strict", "s")
+    # 10,000 events of 78 message bytes: 1,040,000 counted bytes, just under the 1 MiB batch limit.
+    first = events(10_000, "airflow.task INFO - Done. Returned value was: None; rows=42 elapsed {i:08d}")
+    second = events(3, "second {i}", start=first[-1].timestamp + 1)
+    assert sum(e.size for e in first) <= 1_048_576
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
+        results = [transport.put_log_events("strict", "s", batch) for batch in (first, second)]
+    assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
+    assert local_aws.messages("strict", "s") == [e.message for e in first + second]
+    stats = local_aws.stats()
+    assert (stats.gzip_bodies, stats.invalid, stats.puts_ok) == (2, 0, 2)
+    put_bytes = sum(r.wire_bytes for r in results)
+    assert put_bytes < len(encode_put_log_events("strict", "s", first)) / 5
+    assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
