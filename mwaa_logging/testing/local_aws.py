@@ -62,6 +62,10 @@ def _handler_class() -> type:
         def log(self, type: str, message: str, *args: Any) -> None:
             pass
 
+        def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+            # Dropped on purpose (or by the client): never read another request from this socket.
+            self.close_connection = True
+
     return QuietHandler
 
 

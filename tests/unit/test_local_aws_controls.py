@@ -1,0 +1,124 @@
+"""Faults, quotas and stats of the local endpoint, driven by a fake clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mwaa_logging.testing.faults import Decision, FaultKind, FaultRule, Faults
+from mwaa_logging.testing.quota import Quotas, TokenBucket
+from mwaa_logging.testing.stats import Stats, StatsRecorder
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_count_fault_applies_to_the_next_n_matching_calls_only() -> None:
+    faults = Faults(FakeClock())
+    faults.inject("unavailable", count=2)
+    assert faults.decide("CreateLogStream") == Decision()
+    kinds = [faults.decide("PutLogEvents").kind for _ in range(3)]
+    assert kinds == [FaultKind.UNAVAILABLE, FaultKind.UNAVAILABLE, None]
+    assert faults.rules() == []
+
+
+def test_window_fault_expires_with_the_clock() -> None:
+    clock = FakeClock()
+    faults = Faults(clock)
+    faults.throttle_for(5.0)
+    assert faults.decide("PutLogEvents").kind is FaultKind.THROTTLE
+    clock.now += 4.9
+    assert faults.decide("PutLogEvents").kind is FaultKind.THROTTLE
+    clock.now += 0.2
+    assert faults.decide("PutLogEvents").kind is None
+
+
+def test_probability_fault_follows_the_random_draws() -> None:
+    faults = Faults(FakeClock(), random.Random(7))
+    faults.inject("drop", probability=0.25)
+    hits = sum(faults.decide("PutLogEvents").kind is FaultKind.DROP for _ in range(4000))
+    expected_rng = random.Random(7)
+    assert hits == sum(expected_rng.random() < 0.25 for _ in range(4000))
+    assert 800 < hits < 1200
+
+
+def test_latency_adds_up_and_combines_with_the_first_other_fault() -> None:
+    faults = Faults(FakeClock())
+    faults.inject("latency", delay=0.5, count=1)
+    faults.inject("unavailable", count=1)
+    faults.inject("drop", count=1)
+    faults.inject("latency", delay=0.25, api="*")
+    first = faults.decide("PutLogEvents")
+    assert (first.kind, first.delay) == (FaultKind.UNAVAILABLE, 0.75)
+    second = faults.decide("PutLogEvents")
+    assert (second.kind, second.delay) == (FaultKind.DROP, 0.25)
+
+
+def test_clear_removes_rules_and_releases_hung_calls() -> None:
+    faults = Faults(FakeClock())
+    faults.inject("hang")
+    assert not faults.cleared.is_set()
+    faults.clear()
+    assert faults.cleared.is_set()
+    assert faults.decide("PutLogEvents") == Decision()
+
+
+def test_rules_round_trip_through_json() -> None:
+    rule = FaultRule(FaultKind.LATENCY, api="*", count=3, probability=0.5, duration=2.0, delay=0.1)
+    data = rule.to_json()
+    assert data["kind"] == "latency"
+    del data["id"], data["until"]
+    assert FaultRule.from_json(data) == rule
+    with pytest.raises(ValueError, match="unknown fault fields"):
+        FaultRule.from_json({"kind": "drop", "cuont": 1})
+    with pytest.raises(ValueError):
+        Faults(FakeClock()).inject("drop", probability=1.5)
+
+
+def test_token_bucket_allows_a_one_second_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=10, now=0.0)
+    assert sum(bucket.try_take(0.0) for _ in range(20)) == 10
+    assert not bucket.try_take(0.05)
+    assert bucket.try_take(0.1)
+    assert sum(bucket.try_take(10.0) for _ in range(20)) == 10
+
+
+def test_quotas_per_api_and_removable() -> None:
+    clock = FakeClock()
+    quotas = Quotas(clock)
+    quotas.set("PutLogEvents", 2)
+    assert [quotas.admit("PutLogEvents") for _ in range(3)] == [True, True, False]
+    assert all(quotas.admit("CreateLogStream") for _ in range(100))
+    clock.now += 0.5
+    assert quotas.admit("PutLogEvents")
+    quotas.set("PutLogEvents", None)
+    assert quotas.limits() == {}
+    assert all(quotas.admit("PutLogEvents") for _ in range(100))
+
+
+def test_stats_peak_and_timeline_of_put_calls() -> None:
+    clock = FakeClock()
+    stats = StatsRecorder(clock)
+    for step in range(10):  # 10 calls within 0.9 s
+        clock.now = 100.0 + step * 0.1
+        stats.call("PutLogEvents")
+    clock.now = 102.5
+    stats.call("PutLogEvents")
+    stats.call("CreateLogStream")
+    stats.add("events_accepted", 7)
+    snapshot = stats.snapshot()
+    assert snapshot.put_peak_1s == 10
+    assert snapshot.put_timeline == [10, 0, 1]
+    assert snapshot.calls == {"PutLogEvents": 11, "CreateLogStream": 1}
+    assert snapshot.events_accepted == 7
+    assert Stats.from_json(snapshot.to_json()) == snapshot
+    with pytest.raises(KeyError):
+        stats.add("no_such_counter")
+    stats.reset()
+    assert stats.snapshot() == Stats()
