@@ -1,0 +1,30 @@
+"""Read a task's stream back for Airflow: CloudWatch plus spilled lines, split events reassembled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mwaa_logging.reader import ReadEvent, read_stream
+from mwaa_logging.spill.local import default_spill_directory
+
+
+def spill_locations(spill_to: str | None) -> list[str]:
+    """Where this deployment's spilled lines can be: ``spill_to`` and the engine's local fallback."""
+    fallback = str(default_spill_directory())
+    locations = [spill_to] if spill_to else []
+    if fallback not in locations and Path(fallback).is_dir():
+        locations.append(fallback)
+    return locations
+
+
+def read_events(client: Any, log_group: str, log_stream: str, spill_to: str | None = None) -> Iterator[ReadEvent]:
+    """Every event of ``log_stream`` in order, complete (spilled lines merged, split events joined)."""
+    return read_stream(log_group, log_stream, logs_client=client, spill_to=spill_locations(spill_to))
+
+
+def is_missing_stream(error: BaseException) -> bool:
+    """Whether ``error`` is CloudWatch's ResourceNotFoundException (no such group or stream)."""
+    response = getattr(error, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ResourceNotFoundException"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create or update the cached Airflow virtualenv used by the `airflow`-marked tests.
+#
+#   scripts/airflow-venv.sh            # Airflow 3.3 into .venv-airflow (default)
+#   AIRFLOW_VERSION=2.10.5 AIRFLOW_VENV=.venv-airflow2 scripts/airflow-venv.sh
+#
+# Idempotent: when the venv already holds the requested Airflow and the project is installed
+# editable in it, it returns in well under a second. Prints the venv path on its last line.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+airflow_version="${AIRFLOW_VERSION:-3.3.*}"
+venv="${AIRFLOW_VENV:-$repo/.venv-airflow}"
+python="${PYTHON:-python3}"
+stamp="$venv/.mwaa-logging-airflow-stamp"
+
+if [[ "$airflow_version" == 2.* ]]; then
+    # Airflow 2.10 predates several dependency majors: pin what breaks it without the constraints file.
+    requirements=("apache-airflow==$airflow_version" "apache-airflow-providers-amazon<9.18"
+                  "marshmallow<4" "connexion<3" "flask-session<0.6" "werkzeug<3" "pendulum<4")
+else
+    requirements=("apache-airflow==$airflow_version" "apache-airflow-providers-amazon")
+fi
+wanted="$(printf '%s\n' "${requirements[@]}" "$repo" "$(sha1sum "$repo/pyproject.toml" | cut -c1-12)")"
+
+if [[ -x "$venv/bin/airflow" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+    echo "$venv"
+    exit 0
+fi
+
+[[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+# One resolution for Airflow, the provider and the project (editable, with its runtime dependencies).
+"$venv/bin/python" -m pip install --quiet "${requirements[@]}" -e "$repo" >&2
+"$venv/bin/airflow" version >&2
+printf '%s' "$wanted" >"$stamp"
+echo "$venv"

@@ -1,0 +1,281 @@
+"""Drive a real Airflow installation (its own virtualenv) from tests: api-server, DAG runs, REST reads.
+
+Every step is bounded by a timeout and every process started here is stopped here, by pid
+(Airflow's task processes run in their own process groups, so killing a group is not enough).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = Path(__file__).resolve().parent / "dags"
+LOG_GROUP = "airflow-mwaa-logging-test-Task"
+LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:123456789012:log-group:{LOG_GROUP}"
+WORKLOAD_FINISHED = "Workload finished"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def airflow_venv() -> Path:
+    """Create (or reuse) the cached Airflow virtualenv and return its path."""
+    out = subprocess.run(
+        [str(REPO / "scripts" / "airflow-venv.sh")], check=True, capture_output=True, text=True, timeout=600
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def children_of(pid: int) -> list[int]:
+    """All descendants of ``pid`` (from /proc), deepest last."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def stop_tree(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """Stop ``proc`` and every descendant by pid: TERM, wait up to ``grace`` s, then KILL."""
+    pids = [*children_of(proc.pid), proc.pid]
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    for pid in pids:
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
+            time.sleep(0.05)
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class DagRun:
+    """Outcome of one ``airflow dags test --use-executor`` run."""
+
+    dag_id: str
+    run_id: str
+    output: str
+    seconds: float
+    finished: bool  # "Workload finished" was logged, i.e. the supervisor's upload returned
+
+
+@dataclass
+class AirflowEnv:
+    """One AIRFLOW_HOME with a migrated database, sharing an api-server across DAG runs."""
+
+    venv: Path
+    home: Path
+    endpoint_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    api_server: subprocess.Popen[bytes] | None = None
+
+    def env(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MWAA_LOGGING", "AWS_"))}
+        base.pop("PYTEST_CURRENT_TEST", None)  # Airflow re-raises handler errors when it sees pytest
+        env = {
+            **base,
+            "PATH": f"{self.venv / 'bin'}:{base.get('PATH', '')}",
+            "HOME": str(self.home),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "mwaa-logging-test-jwt-secret-0123456789abcdef",
+            "AIRFLOW__API__SECRET_KEY": "mwaa-logging-test-secret-key",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"cloudwatch://{LOG_GROUP_ARN}",
+            "AIRFLOW__LOGGING__DELETE_LOCAL_LOGS": "True",
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.endpoint_url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            **self.extra_env,
+        }
+        env.update(overrides or {})
+        return env
+
+    def airflow(self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
+        out = subprocess.run(
+            [str(self.venv / "bin" / "airflow"), *args],
+            env=self.env(env),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        return out.stdout + out.stderr
+
+    def python(self, code: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
+        """Run ``code`` with the Airflow venv's interpreter in this environment; return stdout."""
+        out = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", code],
+            env=self.env(env),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"python failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        return out.stdout
+
+    def migrate(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.airflow("db", "migrate", timeout=180)
+
+    def start_api_server(self, timeout: float = 90) -> None:
+        log = (self.home / "api-server.log").open("wb")
+        self.api_server = subprocess.Popen(
+            [str(self.venv / "bin" / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env(),
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.api_server.poll() is not None:
+                raise RuntimeError(f"api-server exited:\n{(self.home / 'api-server.log').read_text()[-4000:]}")
+            with suppress(OSError), urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+            time.sleep(0.3)
+        raise TimeoutError(f"api-server not healthy in {timeout}s")
+
+    def stop(self) -> None:
+        if self.api_server is not None:
+            stop_tree(self.api_server)
+            self.api_server = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run_dag(self, dag_id: str, *, env: Mapping[str, str] | None = None, timeout: float = 120) -> DagRun:
+        """Run ``dag_id`` through the LocalExecutor; return once the upload is done (not at task state).
+
+        ``dags test`` sometimes hangs at "Shutting down LocalExecutor" after everything is done, so
+        the run is judged by its output and the process tree is stopped as soon as it is complete.
+        """
+        log_path = self.home / f"dags-test-{time.monotonic_ns()}.log"
+        started = time.monotonic()
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(self.venv / "bin" / "airflow"), "dags", "test", dag_id, "--use-executor"],
+                env=self.env(env),
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = started + timeout
+            while time.monotonic() < deadline:
+                text = log_path.read_text(errors="replace")
+                if WORKLOAD_FINISHED in text:
+                    break
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        finally:
+            # Give a clean exit a moment, then stop whatever is left (the LocalExecutor hang).
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            stop_tree(proc)
+        text = log_path.read_text(errors="replace")
+        return DagRun(
+            dag_id=dag_id,
+            run_id=self._latest_run_id(dag_id),
+            output=text,
+            seconds=time.monotonic() - started,
+            finished=WORKLOAD_FINISHED in text,
+        )
+
+    def _latest_run_id(self, dag_id: str) -> str:
+        runs = self.rest(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date&limit=1")
+        return str(runs["dag_runs"][0]["dag_run_id"])
+
+    def token(self) -> str:
+        with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=10) as resp:
+            return str(json.load(resp)["access_token"])
+
+    def rest(self, path: str, timeout: float = 60) -> dict[str, object]:
+        req = urllib.request.Request(
+            f"{self.base_url}{path}",
+            headers={"Authorization": f"Bearer {self.token()}", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                data: dict[str, object] = json.load(resp)
+                return data
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"GET {path}: {err.code} {err.read()[:2000]!r}") from err
+
+    def task_log(self, run: DagRun, task_id: str, try_number: int = 1) -> list[dict[str, object]]:
+        """The task's log as Airflow's REST API returns it (structured lines)."""
+        data = self.rest(
+            f"/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/logs/{try_number}"
+            "?full_content=true"
+        )
+        content = data["content"]
+        assert isinstance(content, list)
+        return content
+
+
+@contextmanager
+def running_airflow(venv: Path, home: Path, endpoint_url: str, **extra_env: str) -> Iterator[AirflowEnv]:
+    env = AirflowEnv(venv=venv, home=home, endpoint_url=endpoint_url, extra_env=dict(extra_env))
+    env.migrate()
+    env.start_api_server()
+    try:
+        yield env
+    finally:
+        env.stop()
