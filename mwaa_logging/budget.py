@@ -135,6 +135,13 @@ def _record_grant(config: BudgetConfig, state: BudgetState, now: float, tokens: 
     return replace(state, measured=measured, measured_at=max(now, state.measured_at))
 
 
+def _refilled(state: BudgetState, now: float, rate: float, size: float) -> float:
+    """Tokens at ``now``: a full bucket on first use, else refilled at ``rate`` up to ``size``."""
+    if state.updated == -math.inf:
+        return size
+    return min(size, state.tokens + max(0.0, now - state.updated) * rate)
+
+
 def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float = 1.0) -> Decision:
     """Take ``tokens`` if the bucket has them (wait 0.0), else take nothing and say how long to wait.
 
@@ -147,10 +154,7 @@ def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float 
     if rate == UNLIMITED:
         return Decision(_record_grant(config, state, now, tokens), 0.0, rate)
     size = capacity(config, rate)
-    if state.updated == -math.inf:
-        level = size
-    else:
-        level = min(size, state.tokens + max(0.0, now - state.updated) * rate)
+    level = _refilled(state, now, rate, size)
     needed = min(tokens, size)
     # Callers in other processes may arrive with a slightly older ``now``: time never runs back.
     stamp = max(now, state.updated)
@@ -170,10 +174,6 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
     rate = current_rate(config, state, now)
     in_use = measured_rate(config, state, now)
     w_max = max(config.min_rate, in_use if rate == UNLIMITED else min(in_use, rate))
-    if rate == UNLIMITED or state.updated == -math.inf:
-        tokens = 0.0
-    else:
-        level = state.tokens + max(0.0, now - state.updated) * rate
-        tokens = min(0.0, level)
+    tokens = 0.0 if rate == UNLIMITED else min(0.0, _refilled(state, now, rate, capacity(config, rate)))
     stamp = max(now, state.updated)
     return replace(state, tokens=tokens, updated=stamp, w_max=w_max, throttled_at=now)

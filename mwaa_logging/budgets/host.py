@@ -98,6 +98,7 @@ class HostBudget:
         self._fd = -1
         self._map: mmap.mmap | None = None
         self._thread_lock = threading.Lock()
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._open()
 
     def _open(self) -> None:

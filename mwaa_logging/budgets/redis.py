@@ -5,19 +5,25 @@ Each call is one atomic Lua script that runs the arithmetic of :mod:`mwaa_loggin
 takes from the same bucket and backs off together. Time inside the script is the Redis server's
 ``TIME``: hosts' monotonic clocks are not comparable, the server's clock is the one clock they all
 see, and the answer (seconds to wait) is a duration, valid on any client clock. The ``now``
-passed in by callers only schedules reconnection attempts.
+passed in by callers only schedules reconnection attempts and heartbeats.
 
 When Redis is unreachable (short socket timeouts, no retries inside redis-py), calls go to the
 host budget, with one warning per outage; Redis is tried again with exponential backoff and used
-again as soon as it answers. redis-py is imported here only (it is the ``redis`` extra).
+again as soon as it answers. Every ``heartbeat_interval`` each participant records its host in a
+sorted set, so at an outage the host budget gets this host's share: the fleet's rate divided by
+the hosts seen within ``host_liveness`` (the whole rate when that is not known).
+redis-py is imported here only (it is the ``redis`` extra).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import socket
 import threading
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.stats import BudgetStats, Counters
@@ -28,9 +34,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: KEYS[1]: the budget's hash. ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none),
-#: burst (<= 0: none), beta, scale, min_rate, cooldown, window, unlimited_after, ttl_ms,
-#: now ("" = the server's TIME). Returns {wait, rate, now} as strings (Lua numbers would be truncated).
+#: KEYS[1]: the budget's hash, KEYS[2]: the hosts seen lately (sorted set, score = last seen).
+#: ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none), burst (<= 0: none), beta,
+#: scale, min_rate, cooldown, window, unlimited_after, ttl_ms, now ("" = the server's TIME),
+#: host ("" = no heartbeat), seconds a host counts as live. Returns {wait, rate, now, hosts}
+#: as strings (Lua numbers would be truncated); hosts is "" without a heartbeat.
 #: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
 LUA_BUDGET = """
 local key = KEYS[1]
@@ -137,7 +145,14 @@ if op ~= 'rate' then
   redis.call('HSET', key, unpack(args))
   redis.call('PEXPIRE', key, ttl_ms)
 end
-return {string.format('%.17g', wait), string.format('%.17g', current_rate()), string.format('%.17g', now)}
+local hosts = ''
+if ARGV[13] ~= '' then
+  redis.call('ZADD', KEYS[2], string.format('%.17g', now), ARGV[13])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.17g', now - tonumber(ARGV[14])))
+  redis.call('PEXPIRE', KEYS[2], ttl_ms)
+  hosts = tostring(redis.call('ZCARD', KEYS[2]))
+end
+return {string.format('%.17g', wait), string.format('%.17g', current_rate()), string.format('%.17g', now), hosts}
 """
 
 
@@ -151,6 +166,20 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
 
 
+class FallbackBudget(Budget, Protocol):
+    """The budget used while Redis is away; its config is set to this host's share of the fleet's."""
+
+    config: BudgetConfig
+
+
+def fallback_config(config: BudgetConfig, hosts: int) -> BudgetConfig:
+    """One host's share of a fleet budget: rate and burst divided by the hosts seen lately."""
+    if config.rate is None or hosts <= 1:
+        return config
+    burst = config.burst if config.burst is not None else max(1.0, config.rate)
+    return replace(config, rate=config.rate / hosts, burst=max(1.0, burst / hosts))
+
+
 class RedisBudget:
     """A budget shared through Redis by every process of the fleet; host scope while Redis is away."""
 
@@ -160,7 +189,7 @@ class RedisBudget:
         self,
         url: str,
         config: BudgetConfig,
-        fallback: Budget,
+        fallback: FallbackBudget,
         name: str = "put",
         *,
         namespace: str = "mwaa-logging",
@@ -169,11 +198,18 @@ class RedisBudget:
         reconnect_max: float = 30.0,
         ttl: float = 86_400.0,
         server_time: bool = True,
+        host_id: str | None = None,
+        heartbeat_interval: float = 5.0,
+        host_liveness: float = 60.0,
         client: Redis[bytes] | None = None,
     ) -> None:
         self.config = config
         self.fallback = fallback
         self.key = f"{namespace}:budget:{name}"
+        self.hosts_key = f"{self.key}:hosts"
+        self.host_id = host_id if host_id is not None else socket.gethostname()
+        self.heartbeat_interval = heartbeat_interval
+        self.host_liveness = host_liveness
         self.url = redact(url)
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
@@ -188,6 +224,9 @@ class RedisBudget:
         self._counters = Counters()
         #: The script's clock at this process's last answer from Redis (diagnostics, tests).
         self.last_server_time = float("nan")
+        #: Hosts that used this budget within ``host_liveness`` s, as last seen (0: not known yet).
+        self.hosts = 0
+        self._next_heartbeat = -math.inf
 
     @property
     def available(self) -> bool:
@@ -201,6 +240,9 @@ class RedisBudget:
         with self._lock:
             if self._down and now < self._retry_at:
                 return None
+            heartbeat = now >= self._next_heartbeat
+            if heartbeat:
+                self._next_heartbeat = now + self.heartbeat_interval
         config = self.config
         args: list[Any] = [
             op,
@@ -215,14 +257,18 @@ class RedisBudget:
             repr(config.unlimited_after),
             self._ttl_ms,
             "" if self._server_time else repr(float(now)),
+            self.host_id if heartbeat else "",
+            repr(self.host_liveness),
         ]
         try:
-            wait, rate, server_now = self._script(keys=[self.key], args=args)
+            wait, rate, server_now, hosts = self._script(keys=[self.key, self.hosts_key], args=args)
         except (redis.RedisError, OSError) as exc:
             self._went_down(now, exc)
             return None
         self._came_back()
         self.last_server_time = float(server_now)
+        if hosts:
+            self.hosts = int(hosts)
         return float(wait), float(rate)
 
     def _went_down(self, now: float, exc: BaseException) -> None:
@@ -231,6 +277,7 @@ class RedisBudget:
             if first:
                 self._down = True
                 self._backoff = self.reconnect_initial
+                self.fallback.config = fallback_config(self.config, self.hosts)
             else:
                 self._backoff = min(self._backoff * 2, self.reconnect_max)
             self._retry_at = now + self._backoff
@@ -243,9 +290,7 @@ class RedisBudget:
                 exc,
             )
         else:
-            log.debug(
-                "Redis budget %s still unreachable (%s); next try in %.1f s", self.key, exc, self._backoff
-            )
+            log.debug("Redis budget %s still unreachable (%s); next try in %.1f s", self.key, exc, self._backoff)
 
     def _came_back(self) -> None:
         with self._lock:

@@ -91,10 +91,12 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         running.kill()
 
 
-def fleet(url: str, directory: Path, *, rate: float = RATE, burst: float | None = BURST) -> RedisBudget:
+def fleet(
+    url: str, directory: Path, *, rate: float = RATE, burst: float | None = BURST, host_id: str | None = None
+) -> RedisBudget:
     config = BudgetConfig(rate=rate, burst=burst)
     host = HostBudget(config, directory=directory)
-    return RedisBudget(url, config, host, timeout=TIMEOUT, reconnect_initial=0.2, reconnect_max=0.2)
+    return RedisBudget(url, config, host, timeout=TIMEOUT, reconnect_initial=0.2, reconnect_max=0.2, host_id=host_id)
 
 
 def hammer(url: str, directory: str, ready: Barrier, until: Synchronized[float], out: str) -> None:
@@ -173,9 +175,11 @@ def test_killing_redis_mid_run_falls_back_to_the_host_budget_without_blocking(
 def test_unreachable_redis_warns_once_and_the_fleet_returns(
     server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    shared = fleet(server.url, tmp_path)
+    assert fleet(server.url, tmp_path / "elsewhere", host_id="worker-2").acquire(0.0) == 0.0
+    shared = fleet(server.url, tmp_path, host_id="worker-1")
     assert shared.acquire(0.0) == 0.0
     assert shared.stats().scope == "fleet"
+    assert shared.hosts == 2  # both heartbeats are in
     server.kill()
     caplog.set_level(logging.WARNING, logger="mwaa_logging.budgets.redis")
     for step in range(20):  # 2 s of injected time: the connection is retried every 0.2 s
@@ -187,6 +191,7 @@ def test_unreachable_redis_warns_once_and_the_fleet_returns(
     assert not shared.available
     assert shared.stats().scope == "fleet->host"
     assert shared.fallback.stats().granted > 0  # type: ignore[attr-defined]
+    assert (shared.fallback.config.rate, shared.fallback.config.burst) == (RATE / 2, BURST / 2)  # our share
 
     server.start()  # same port
     assert shared.acquire(2.0) == 0.0  # the retry time has passed: Redis is asked again
