@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from botocore.credentials import (
     create_credential_resolver,
 )
 from botocore.exceptions import NoCredentialsError
+from botocore.loaders import Loader, create_loader
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -96,9 +98,16 @@ def client_config(connect_timeout: float, read_timeout: float, max_pool_connecti
 
 def _session(profile_name: str | None) -> boto3.Session:
     core = botocore.session.Session(profile=profile_name)
+    core.register_component("data_loader", _shared_loader(core.get_config_variable("data_path")))
     chain = create_credential_resolver(core)
     core.register_component("credential_provider", CredentialResolver([_DeferredChainProvider(chain)]))
     return boto3.Session(botocore_session=core)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_loader(data_path: str | None) -> Loader:
+    """One model loader (and its parsed-model cache) for all our sessions: a new client costs ~1 ms."""
+    return create_loader(data_path)
 
 
 class _DeferredChainProvider(CredentialProvider):  # type: ignore[misc]

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from mwaa_logging.aws.clients import make_logs_client
+from mwaa_logging.aws.clients import make_logs_client, make_s3_client
 from mwaa_logging.aws.encoding import encode_put_log_events
 from mwaa_logging.aws.transport import BotocoreTransport, Compression
 from mwaa_logging.events import LogEvent, make_event
@@ -575,3 +575,13 @@ def test_full_batches_reach_local_aws_gzipped_without_fallback(
     put_bytes = sum(r.wire_bytes for r in results)
     assert put_bytes < len(encode_put_log_events("strict", "s", first)) / 5
     assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
+
+
+def test_s3_client_is_built_the_same_way(monkeypatch: pytest.MonkeyPatch, local_aws: LocalAWS) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", local_aws.url)
+    s3 = make_s3_client(read_timeout=4.0)
+    config: Any = s3.meta.config
+    assert (config.read_timeout, config.retries["total_max_attempts"]) == (4.0, 1)
+    s3.create_bucket(Bucket="spill")
+    s3.put_object(Bucket="spill", Key="k", Body=b"payload")
+    assert s3.get_object(Bucket="spill", Key="k")["Body"].read() == b"payload"
