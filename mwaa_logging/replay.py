@@ -1,0 +1,523 @@
+"""``mwaa-logging replay SOURCE``: put spilled events back into their CloudWatch group and stream.
+
+SOURCE is ``s3://bucket/prefix`` (any prefix of the spill layout) or a spill directory. Objects are
+taken in key order, a few at a time per stream (a *unit*: at most one full PutLogEvents batch of
+events, or ``--max-objects-per-unit`` objects). For each unit:
+
+1. events older than CloudWatch accepts (14 days, minus a 5 minute margin) or more than 2 hours
+   in the future are set aside as rejected; the rest is cut into valid PutLogEvents batches;
+2. every batch goes through the PutLogEvents budget (``--rate`` calls/s), throttles and transient
+   errors are retried with capped exponential backoff and full jitter, a missing group or stream is
+   created; events CloudWatch rejects in ``rejectedLogEventsInfo`` (too old, expired by retention,
+   too new) are set aside too;
+3. rejected events are appended to the export file (``--export-rejected``, default
+   ``./mwaa-logging-rejected-<UTC time>.jsonl.gz``, spill line format) and synced;
+4. then, only then, the unit's objects are marked: S3 objects move to ``<root>/@replayed/...``
+   (copy + delete), local files are renamed to ``<name>.replayed``.
+
+A second run finds nothing left to replay. A crash between step 2 and step 4 replays that one
+unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
+A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+
+from mwaa_logging.batching import cut_batches, partition_by_age, partition_rejected
+from mwaa_logging.events import LogEvent, make_event
+from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from mwaa_logging.outcome import CallResult, Outcome
+from mwaa_logging.protocols import Budget, Clock, Transport
+from mwaa_logging.retry import Backoff
+from mwaa_logging.spill.layout import SUFFIX
+from mwaa_logging.spillformat import SpillReason, SpillRecord, decode_records
+from mwaa_logging.splitting import split_oversized
+
+__all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_arguments", "open_source", "run"]
+
+#: Suffix a replayed local spill file gets.
+REPLAYED_SUFFIX = ".replayed"
+DEFAULT_RATE = 10.0
+#: A unit holds at most this many objects (and at most one full batch of events).
+DEFAULT_MAX_OBJECTS_PER_UNIT = 200
+
+
+class ReplayError(Exception):
+    """A unit could not be replayed (its objects stay unmarked)."""
+
+
+# -- sources -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpillObject:
+    """One spill object/file: ``location`` is its URL or path, ``handle`` what its source needs."""
+
+    location: str
+    size: int
+    stream_key: str
+    handle: Any = None
+
+
+class SpillSource(Protocol):
+    description: str
+
+    def objects(self) -> Iterator[SpillObject]: ...
+
+    def read(self, obj: SpillObject) -> list[SpillRecord]: ...
+
+    def mark(self, obj: SpillObject) -> str: ...
+
+
+class LocalSource:
+    """Spill files under a directory; replayed files are renamed to ``<name>.replayed``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.description = str(self.directory)
+
+    def objects(self) -> Iterator[SpillObject]:
+        for path in sorted(self.directory.rglob("*" + SUFFIX)):
+            yield SpillObject(str(path), path.stat().st_size, str(path.parent), path)
+
+    def read(self, obj: SpillObject) -> list[SpillRecord]:
+        return list(decode_records(Path(obj.handle).read_bytes()))
+
+    def mark(self, obj: SpillObject) -> str:
+        path = Path(obj.handle)
+        target = path.with_name(path.name + REPLAYED_SUFFIX)
+        os.replace(path, target)
+        return str(target)
+
+
+class S3Source:
+    """Spill objects under ``s3://bucket/prefix``; replayed objects move under ``<root>/@replayed/``."""
+
+    def __init__(self, url: str, *, client: Any = None, expected_bucket_owner: str | None = None) -> None:
+        from mwaa_logging.aws.s3spill import S3SpillSink
+
+        self.sink = S3SpillSink.from_url(url, client=client, expected_bucket_owner=expected_bucket_owner)
+        self.description = self.sink.description
+
+    def objects(self) -> Iterator[SpillObject]:
+        for obj in self.sink.list_objects():
+            yield SpillObject(obj.url, obj.size, obj.key.rsplit("/", 1)[0], obj)
+
+    def read(self, obj: SpillObject) -> list[SpillRecord]:
+        return self.sink.read_object(obj.handle)
+
+    def mark(self, obj: SpillObject) -> str:
+        return self.sink.mark_replayed(obj.handle)
+
+
+def open_source(
+    source: str, *, s3_client: Any = None, expected_bucket_owner: str | None = None
+) -> LocalSource | S3Source:
+    """The source SOURCE names: ``s3://bucket/prefix``, ``file://dir`` or a directory."""
+    if source.startswith("s3://"):
+        return S3Source(source, client=s3_client, expected_bucket_owner=expected_bucket_owner)
+    from mwaa_logging.spill.factory import local_directory_of
+
+    directory = Path(local_directory_of(source))
+    if not directory.is_dir():
+        raise ReplayError(f"spill directory {directory} does not exist")
+    return LocalSource(directory)
+
+
+# -- the replay itself -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamSummary:
+    group: str
+    stream: str
+    objects: int = 0
+    read: int = 0
+    put: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class ReplaySummary:
+    """What a run did; ``read == put + rejected`` for every fully replayed stream."""
+
+    dry_run: bool = False
+    objects_found: int = 0
+    objects_replayed: int = 0
+    objects_failed: int = 0
+    events_read: int = 0
+    events_put: int = 0
+    events_rejected: int = 0
+    put_calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    created: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    streams: dict[tuple[str, str], StreamSummary] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    export_path: str | None = None
+
+    def stream(self, group: str, stream: str) -> StreamSummary:
+        key = (group, stream)
+        if key not in self.streams:
+            self.streams[key] = StreamSummary(group, stream)
+        return self.streams[key]
+
+
+class RejectedExport:
+    """Appends rejected events to a file in the spill line format (gzip when the name ends in .gz)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: IO[bytes] | None = None
+        self.count = 0
+
+    def write(self, records: Sequence[SpillRecord]) -> None:
+        if not records:
+            return
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        data = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
+        if self.path.name.endswith(".gz"):
+            data = gzip.compress(data)  # members appended to one file form one valid gzip stream
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.count += len(records)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Replayer:
+    """Replays units of spill objects through a :class:`Transport` under a :class:`Budget`.
+
+    Time is injected: ``clock`` (monotonic s) for the budget, ``wall_ms`` for the age rules,
+    ``sleep`` for waits, ``jitter`` for backoff.
+    """
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        budget: Budget | None,
+        *,
+        export: RejectedExport | None = None,
+        dry_run: bool = False,
+        clock: Clock = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        backoff: Backoff | None = None,
+        max_attempts: int = 10,
+        create_budget: Budget | None = None,
+    ) -> None:
+        if not dry_run and (transport is None or budget is None):
+            raise ValueError("a transport and a budget are needed unless dry_run")
+        self.transport = transport
+        self.budget = budget
+        self.create_budget = create_budget
+        self.export = export
+        self.dry_run = dry_run
+        self.clock = clock
+        self.wall_ms = wall_ms
+        self.sleep = sleep
+        self.jitter = jitter
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self.max_attempts = max_attempts
+        self.summary = ReplaySummary(dry_run=dry_run)
+
+    def run(
+        self,
+        source: SpillSource,
+        *,
+        max_objects_per_unit: int = DEFAULT_MAX_OBJECTS_PER_UNIT,
+        on_object: Callable[[SpillObject], None] | None = None,
+        objects: Sequence[SpillObject] | None = None,
+    ) -> ReplaySummary:
+        """Replay every object of ``source`` (or the ``objects`` already listed)."""
+        listed = list(source.objects()) if objects is None else list(objects)
+        self.summary.objects_found += len(listed)
+        for unit in self._units(source, listed, max_objects_per_unit):
+            self._replay_unit(source, unit)
+            if on_object is not None:
+                for obj, _ in unit:
+                    on_object(obj)
+            if self.summary.errors and self.summary.errors[-1].startswith("auth:"):
+                break  # credentials or permissions refused: the rest cannot go better
+        return self.summary
+
+    def _units(
+        self, source: SpillSource, listed: Sequence[SpillObject], max_objects: int
+    ) -> Iterator[list[tuple[SpillObject, list[SpillRecord]]]]:
+        unit: list[tuple[SpillObject, list[SpillRecord]]] = []
+        events = size = 0
+        for obj in listed:
+            if unit and (unit[0][0].stream_key != obj.stream_key or len(unit) >= max_objects
+                         or events >= MAX_BATCH_EVENTS or size >= MAX_BATCH_BYTES):
+                yield unit
+                unit, events, size = [], 0, 0
+            try:
+                records = source.read(obj)
+            except Exception as exc:  # a corrupt or vanished object must not stop the run
+                self.summary.objects_failed += 1
+                self.summary.errors.append(f"read {obj.location}: {exc}")
+                continue
+            unit.append((obj, records))
+            events += len(records)
+            size += sum(len(r.message) + 26 for r in records)
+        if unit:
+            yield unit
+
+    def _replay_unit(self, source: SpillSource, unit: list[tuple[SpillObject, list[SpillRecord]]]) -> None:
+        by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
+        for _obj, records in unit:
+            seen: set[tuple[str, str]] = set()
+            for record in records:
+                by_stream.setdefault((record.group, record.stream), []).append(record)
+                seen.add((record.group, record.stream))
+            for key in seen:
+                self.summary.stream(*key).objects += 1
+        rejected: list[SpillRecord] = []
+        try:
+            for (group, stream), records in by_stream.items():
+                rejected.extend(self._replay_stream(group, stream, records))
+        except ReplayError as exc:
+            self.summary.objects_failed += len(unit)
+            self.summary.errors.append(str(exc))
+            return
+        if self.dry_run:
+            return
+        if self.export is not None:
+            self.export.write(rejected)
+        for obj, _ in unit:
+            try:
+                source.mark(obj)
+            except Exception as exc:  # reported; the object will be replayed again
+                self.summary.objects_failed += 1
+                self.summary.errors.append(f"mark {obj.location}: {exc}")
+            else:
+                self.summary.objects_replayed += 1
+
+    def _replay_stream(self, group: str, stream: str, records: list[SpillRecord]) -> list[SpillRecord]:
+        """Put one stream's records; return those CloudWatch cannot take (with their reasons)."""
+        summary = self.summary.stream(group, stream)
+        summary.read += len(records)
+        self.summary.events_read += len(records)
+        events = [make_event(r.timestamp, r.message, seq) for seq, r in enumerate(records)]
+        empty = [e for e in events if not e.message]  # CloudWatch refuses empty messages
+        sendable, too_old, too_new = partition_by_age([e for e in events if e.message], self.wall_ms())
+        rejected = [(e, SpillReason.INVALID.value) for e in empty]
+        rejected += [(e, SpillReason.TOO_OLD.value) for e in too_old]
+        rejected += [(e, SpillReason.TOO_NEW.value) for e in too_new]
+        put: set[int] = set()  # seqs: an event split into chunks counts once
+        for batch in cut_batches(split_oversized(sendable)):
+            if self.dry_run:
+                self.summary.put_calls += 1
+                put.update(e.seq for e in batch)
+            else:
+                accepted, refused = partition_rejected(batch, self._put(group, stream, batch).rejected)
+                rejected.extend(refused)
+                put.update(e.seq for e in accepted)
+        summary.put += len(put)
+        self.summary.events_put += len(put)
+        out = [SpillRecord(group, stream, e.timestamp, e.message, reason, "replay") for e, reason in rejected]
+        for record in out:
+            self.summary.rejected_by_reason[record.reason] = self.summary.rejected_by_reason.get(record.reason, 0) + 1
+        summary.rejected += len(out)
+        self.summary.events_rejected += len(out)
+        return out
+
+    def _put(self, group: str, stream: str, batch: list[LogEvent]) -> CallResult:
+        assert self.transport is not None and self.budget is not None
+        state = self.backoff.reset()
+        while True:
+            wait = self.budget.acquire(self.clock())
+            if wait > 0:
+                self.sleep(wait)
+                continue
+            result = self.transport.put_log_events(group, stream, batch)
+            self.summary.put_calls += 1
+            outcome = result.outcome
+            if outcome is Outcome.THROTTLED:
+                self.summary.throttled += 1
+                self.budget.on_throttled(self.clock())
+            if outcome in (Outcome.OK, Outcome.PARTIAL):
+                self.budget.on_success(self.clock())
+                return result
+            if outcome is Outcome.NO_RESOURCE and state.attempts < self.max_attempts:
+                self._create(group, stream)
+            elif outcome in (Outcome.THROTTLED, Outcome.TRANSIENT) and state.attempts < self.max_attempts:
+                pass
+            else:
+                prefix = "auth" if outcome is Outcome.AUTH else outcome.value
+                raise ReplayError(f"{prefix}: PutLogEvents {group}/{stream}: {result.error_code} {result.message}")
+            state = state.failed(result.error_code or outcome.value)
+            self.summary.retries += 1
+            if outcome is not Outcome.NO_RESOURCE:
+                self.sleep(state.delay(self.jitter))
+
+    def _create(self, group: str, stream: str) -> None:
+        transport = self.transport
+        assert transport is not None
+        creates: list[Callable[[], CallResult]] = [
+            lambda: transport.create_log_group(group),
+            lambda: transport.create_log_stream(group, stream),
+        ]
+        for create in creates:
+            if self.create_budget is not None:
+                while (wait := self.create_budget.acquire(self.clock())) > 0:
+                    self.sleep(wait)
+            result = create()
+            if result.outcome is Outcome.OK:
+                self.summary.created += 1 if result.error_code is None else 0
+            elif result.outcome is Outcome.AUTH:
+                raise ReplayError(f"auth: creating {group}/{stream}: {result.error_code} {result.message}")
+
+
+# -- command line ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix or a spill directory")
+    parser.add_argument("--dry-run", action="store_true", help="read and count, put and mark nothing")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
+                        help=f"PutLogEvents calls per second for this replay (default {DEFAULT_RATE:g})")
+    parser.add_argument("--rate-limit-scope", default="process",
+                        help="share the budget: process, host or redis://host:port/db (default process)")
+    parser.add_argument("--export-rejected", metavar="PATH",
+                        help="file for events CloudWatch no longer accepts (default "
+                             "./mwaa-logging-rejected-<UTC time>.jsonl.gz, created only if needed)")
+    parser.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: AWS configuration)")
+    parser.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS configuration)")
+    parser.add_argument("--region", help="AWS region (default: AWS configuration)")
+    parser.add_argument("--profile", help="AWS profile (default: AWS configuration)")
+    parser.add_argument("--expected-bucket-owner", help="account id the spill bucket must belong to")
+    parser.add_argument("--max-objects-per-unit", type=int, default=DEFAULT_MAX_OBJECTS_PER_UNIT,
+                        help="objects put together before they are marked (bounds duplicates after a crash)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed, 2 cannot start."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    out = Console()
+    try:
+        source, replayer, export = _build(args)
+    except (ReplayError, ValueError) as exc:
+        console.print(f"[red]replay: {exc}[/red]")
+        return 2
+    try:
+        objects = list(source.objects())
+        with _Progress(console, len(objects), disable=args.no_progress) as advance:
+            summary = replayer.run(source, objects=objects, on_object=advance,
+                                   max_objects_per_unit=args.max_objects_per_unit)
+    except Exception as exc:  # listing failed (S3 unreachable, denied)
+        console.print(f"[red]replay of {source.description} stopped: {exc}[/red]")
+        return 2
+    finally:
+        if export is not None:
+            export.close()
+    if export is not None and export.count:
+        summary.export_path = str(export.path)
+    out.print(summary_table(summary, source.description))
+    for error in summary.errors:
+        console.print(f"[red]{error}[/red]")
+    return 1 if summary.objects_failed else 0
+
+
+def _build(args: argparse.Namespace) -> tuple[LocalSource | S3Source, Replayer, RejectedExport | None]:
+    s3_client = None
+    if args.source.startswith("s3://"):
+        from mwaa_logging.aws.clients import make_s3_client
+
+        s3_client = make_s3_client(None, args.profile, region_name=args.region, endpoint_url=args.s3_endpoint_url)
+    source = open_source(args.source, s3_client=s3_client, expected_bucket_owner=args.expected_bucket_owner)
+    if args.rate is not None and not args.rate > 0:
+        raise ValueError(f"--rate must be > 0, got {args.rate}")
+    if args.dry_run:
+        return source, Replayer(None, None, dry_run=True), None
+    from mwaa_logging.aws.clients import make_logs_client
+    from mwaa_logging.aws.transport import BotocoreTransport
+    from mwaa_logging.budgets.factory import CREATE_STREAM, build_budget
+    from mwaa_logging.limits import CREATE_LOG_STREAM_TPS
+
+    client = make_logs_client(None, args.profile, region_name=args.region, endpoint_url=args.endpoint_url)
+    budget = build_budget(args.rate_limit_scope, rate=args.rate, burst=None)
+    create_budget = build_budget(args.rate_limit_scope, rate=float(CREATE_LOG_STREAM_TPS), burst=None,
+                                 name=CREATE_STREAM)
+    export_path = args.export_rejected or time.strftime("mwaa-logging-rejected-%Y%m%dT%H%M%SZ.jsonl.gz",
+                                                        time.gmtime())
+    export = RejectedExport(export_path)
+    replayer = Replayer(BotocoreTransport(client), budget, export=export, create_budget=create_budget)
+    return source, replayer, export
+
+
+class _Progress:
+    """A rich progress bar over objects; yields the callback that advances it."""
+
+    def __init__(self, console: Any, total: int, *, disable: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=console, disable=disable, transient=True)
+        self._task = self._progress.add_task("replay", total=total)
+
+    def __enter__(self) -> Callable[[SpillObject], None]:
+        self._progress.start()
+        return lambda _obj: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def summary_table(summary: ReplaySummary, source: str) -> Any:
+    """A rich table: one row per stream, then the totals and where rejected events went."""
+    from rich.table import Table
+
+    verb = "would put" if summary.dry_run else "put"
+    table = Table(title=f"replay of {source}" + (" (dry run)" if summary.dry_run else ""))
+    for column in ("log group", "log stream", "objects", "events", verb, "rejected"):
+        table.add_column(column, justify="right" if column not in ("log group", "log stream") else "left")
+    for s in sorted(summary.streams.values(), key=lambda s: (s.group, s.stream)):
+        table.add_row(s.group, s.stream, str(s.objects), str(s.read), str(s.put), str(s.rejected))
+    table.add_section()
+    table.add_row("total", f"{len(summary.streams)} streams", str(summary.objects_found),
+                  str(summary.events_read), str(summary.events_put), str(summary.events_rejected))
+    notes = [f"PutLogEvents calls: {summary.put_calls}", f"throttled: {summary.throttled}",
+             f"retries: {summary.retries}", f"objects marked replayed: {summary.objects_replayed}",
+             f"objects failed: {summary.objects_failed}"]
+    if summary.rejected_by_reason:
+        notes.append("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())))
+    if summary.export_path:
+        notes.append(f"rejected events exported to {summary.export_path}")
+    table.caption = "; ".join(notes)
+    return table
+
+
+def records_in(paths: Iterable[str | os.PathLike[str]]) -> Iterator[SpillRecord]:
+    """Every record of spill or export files (for checking an export)."""
+    for path in paths:
+        yield from decode_records(Path(path).read_bytes())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="mwaa-logging replay")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -1,0 +1,181 @@
+"""``mwaa-logging replay`` end to end over HTTP: S3 and local sources into the strict local endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.aws.clients import make_logs_client
+from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.aws.transport import BotocoreTransport
+from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.process import ProcessBudget
+from mwaa_logging.cli import main
+from mwaa_logging.limits import MAX_AGE_MS
+from mwaa_logging.replay import REPLAYED_SUFFIX, LocalSource, Replayer, records_in
+from mwaa_logging.spill.local import LocalSpillSink
+from mwaa_logging.spillformat import SpillRecord
+from mwaa_logging.testing.local_aws import LocalAWS
+
+BUCKET = "spill"
+DAY_MS = 24 * 3600 * 1000
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAWS]:
+    with LocalAWS() as local:
+        for name, value in local.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield local
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def spilled(group: str, stream: str, count: int, start: int, tag: str = "") -> list[SpillRecord]:
+    return [SpillRecord(group, stream, start + i, f"{tag}{group}|{stream}|{i:05d}", "max_latency", "Throttling")
+            for i in range(count)]
+
+
+def replay(aws: LocalAWS, source: str, *extra: str) -> int:
+    return main(["replay", source, "--endpoint-url", aws.url, "--s3-endpoint-url", aws.url,
+                 "--no-progress", "--rate", "200", *extra])
+
+
+def test_s3_replay_puts_every_line_once_exports_too_old_and_a_second_run_adds_nothing(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "env/spill", client=s3)
+    recent = now_ms() - 3600_000
+    expected: dict[tuple[str, str], list[str]] = {}
+    for group in ("airflow-env-Task", "/aws/other"):
+        for stream in ("dag_id=d/run_id=r/task_id=t/attempt=1.log", "worker-1"):
+            # Several spills per stream (objects interleaved in time), as a throttled sender makes them.
+            first = spilled(group, stream, 300, recent, "a:")
+            second = spilled(group, stream, 300, recent + 100, "b:")
+            sink.write(first)
+            sink.write(second)
+            expected[(group, stream)] = [r.message for r in sorted(first + second, key=lambda r: r.timestamp)]
+    too_old = spilled("airflow-env-Task", "worker-1", 5, now_ms() - MAX_AGE_MS - DAY_MS, "old:")
+    sink.write(too_old)
+    objects_before = len(list(sink.list_objects()))
+    assert objects_before == 9
+    export = tmp_path / "rejected.jsonl.gz"
+
+    assert replay(aws, "s3://spill/env/spill", "--export-rejected", str(export)) == 0
+    out = capsys.readouterr().out
+    assert "replay of s3://spill/env/spill" in out and "2400" in out
+
+    for (group, stream), messages in expected.items():
+        assert aws.messages(group, stream) == messages  # each exactly once, in timestamp order
+    assert sorted(r.message for r in records_in([export])) == sorted(r.message for r in too_old)
+    assert {r.reason for r in records_in([export])} == {"too_old"}
+    assert list(sink.list_objects()) == []
+    moved = s3.list_objects_v2(Bucket=BUCKET, Prefix="env/spill/@replayed/")["KeyCount"]
+    assert moved == objects_before
+
+    stats = aws.stats()
+    assert stats.events_accepted == 2400 and stats.invalid == 0
+    assert stats.calls["PutLogEvents"] <= 4 + stats.not_found  # one batch per stream (+ retries after create)
+    assert replay(aws, "s3://spill/env/spill", "--export-rejected", str(export)) == 0
+    for (group, stream), messages in expected.items():
+        assert aws.messages(group, stream) == messages  # no duplicates after the second run
+    assert aws.stats().events_accepted == 2400
+    assert len(list(records_in([export]))) == len(too_old)
+
+
+def test_local_dry_run_changes_nothing_then_replay_creates_the_missing_stream(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "spill"
+    local = LocalSpillSink(directory)
+    records = spilled("new-group", "new/stream", 50, now_ms() - 60_000)
+    local.write(records[:20])
+    local.write(records[20:])
+    files = sorted(directory.rglob("*.jsonl.gz"))
+    assert len(files) == 2
+
+    assert replay(aws, str(directory), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "would put" in out
+    assert sorted(directory.rglob("*.jsonl.gz")) == files
+    assert aws.streams() == {}
+
+    export = tmp_path / "rejected.jsonl"
+    assert replay(aws, f"file://{directory}", "--export-rejected", str(export)) == 0
+    assert aws.messages("new-group", "new/stream") == [r.message for r in records]
+    assert list(directory.rglob("*.jsonl.gz")) == []
+    assert sorted(p.name for p in directory.rglob("*" + REPLAYED_SUFFIX)) == sorted(
+        p.name + REPLAYED_SUFFIX for p in files)
+    assert not export.exists()  # nothing rejected: no export file
+
+
+def test_replay_under_a_tight_quota_retries_throttles_and_loses_nothing(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "spill"
+    local = LocalSpillSink(directory)
+    start = now_ms() - 600_000
+    streams = [f"s{i:02d}" for i in range(8)]
+    for stream in streams:
+        local.write(spilled("g", stream, 40, start))
+    aws.set_quota(put_tps=4)
+    started = time.monotonic()
+    assert replay(aws, str(directory), "--max-objects-per-unit", "1") == 0
+    elapsed = time.monotonic() - started
+    for stream in streams:
+        assert aws.messages("g", stream) == [r.message for r in spilled("g", stream, 40, start)]
+    stats = aws.stats()
+    out = capsys.readouterr().out
+    assert stats.throttled > 0, "the quota must have been hit for this test to mean anything"
+    assert "throttled" in out
+    assert elapsed < 60
+
+
+def test_events_expired_by_retention_are_exported_not_dropped(aws: LocalAWS, tmp_path: Path) -> None:
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName="short")
+    logs.put_retention_policy(logGroupName="short", retentionInDays=1)
+    logs.create_log_stream(logGroupName="short", logStreamName="s")
+    directory = tmp_path / "spill"
+    old = spilled("short", "s", 10, now_ms() - 3 * DAY_MS, "expired:")
+    fresh = spilled("short", "s", 10, now_ms() - 60_000, "fresh:")
+    LocalSpillSink(directory).write(old + fresh)
+    export = tmp_path / "rejected.jsonl.gz"
+    assert replay(aws, str(directory), "--export-rejected", str(export)) == 0
+    assert aws.messages("short", "s") == [r.message for r in fresh]
+    exported = list(records_in([export]))
+    assert [r.message for r in exported] == [r.message for r in old]
+    assert {r.reason for r in exported} == {"rejected_expired"}
+
+
+def test_a_unit_that_cannot_be_put_stays_unmarked_for_the_next_run(aws: LocalAWS, tmp_path: Path) -> None:
+    directory = tmp_path / "spill"
+    LocalSpillSink(directory).write(spilled("g", "s", 5, now_ms() - 1000))
+    LocalSpillSink(directory).write(spilled("g", "t", 5, now_ms() - 1000))
+    transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))  # no botocore retries
+    budget = ProcessBudget(BudgetConfig(rate=1000))
+    aws.faults.inject("throttle", count=4)  # more throttles than the first unit may retry
+    slept: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:  # time passes only when the replayer waits
+        slept.append(seconds)
+        clock[0] += seconds
+
+    replayer = Replayer(transport, budget, sleep=sleep, clock=lambda: clock[0], max_attempts=3)
+    summary = replayer.run(LocalSource(directory), max_objects_per_unit=1)
+    assert summary.objects_failed == 1 and summary.objects_replayed == 1
+    assert "throttled" in summary.errors[0] and summary.throttled == 4 and len(slept) >= 3
+    left = list(directory.rglob("*.jsonl.gz"))
+    assert len(left) == 1
+    again = Replayer(transport, budget, sleep=sleep, clock=lambda: clock[0]).run(LocalSource(directory))
+    assert again.objects_replayed == 1 and again.objects_failed == 0
+    assert len(aws.messages("g", "s")) == 5 and len(aws.messages("g", "t")) == 5
