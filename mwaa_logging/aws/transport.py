@@ -132,6 +132,11 @@ class BotocoreTransport:
     def client(self) -> CloudWatchLogsClient:
         return self._client
 
+    @property
+    def compressing(self) -> bool:
+        """Whether PutLogEvents bodies are gzip-compressed now (when that makes them smaller)."""
+        return self._wants_gzip()
+
     def put_log_events(self, group: str, stream: str, events: Sequence[LogEvent]) -> CallResult:
         body = encode_put_log_events(group, stream, events)
         compressed = gzip_if_smaller(body, self._gzip_level) if self._wants_gzip() else None

@@ -360,11 +360,13 @@ def test_auto_falls_back_to_plain_once(
 ) -> None:
     capture.respond = gzip_refused(status, code)
     transport = transport_for(capture.url, "auto")
+    assert transport.compressing
     with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
         first = transport.put_log_events("g", "s", events(100))
         second = transport.put_log_events("g", "s", events(100))
         other = transport_for(capture.url, "auto").put_log_events("g", "s", events(100))
     assert first.outcome is second.outcome is other.outcome is Outcome.OK
+    assert not transport.compressing
     encodings = [r.headers.get("content-encoding") for r in capture.requests]
     assert encodings == ["gzip", None, None, None]
     assert first.wire_bytes == len(capture.requests[0].body) + len(capture.requests[1].body)
