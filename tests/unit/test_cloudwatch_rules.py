@@ -60,12 +60,12 @@ def test_largest_single_message_is_1048550_utf8_bytes() -> None:
     assert check_put_log_events(batch("x" * MAX_EVENT_MESSAGE_BYTES), NOW).accepted == 1
     error = violation(batch("x" * (MAX_EVENT_MESSAGE_BYTES + 1)))
     assert error.message.startswith("Log event too large: 1048551 bytes")
-    # Two-byte characters count twice: 524,276 × "é" = 1,048,552 bytes.
+    # Two-byte characters count twice: 524,276 * "é" = 1,048,552 bytes.
     assert "Log event too large" in violation(batch("é" * 524_276)).message
 
 
 def test_batch_bytes_are_utf8_plus_26_per_event() -> None:
-    # 4 events: 4 × 26 overhead; fill the rest exactly to the limit.
+    # 4 events: 4 * 26 overhead; fill the rest exactly to the limit.
     body = MAX_BATCH_BYTES - 4 * 26
     exact = batch("x" * (body - 3), "a", "b", "c")
     assert check_put_log_events(exact, NOW).accepted == 4
