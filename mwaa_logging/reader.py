@@ -146,8 +146,10 @@ def cloudwatch_events(
         if page is None:
             return
         for event in page.get("events", []):
-            yield ReadEvent(int(event["timestamp"]), event["message"], CLOUDWATCH,
-                            ingestion_time=event.get("ingestionTime"))
+            timestamp = int(event["timestamp"])
+            if end_time is not None and timestamp >= end_time:
+                continue  # endTime is exclusive in AWS; some endpoints (moto) include it
+            yield ReadEvent(timestamp, event["message"], CLOUDWATCH, ingestion_time=event.get("ingestionTime"))
         next_token = page.get("nextForwardToken")
         if not next_token or next_token == token:
             return

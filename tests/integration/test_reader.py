@@ -1,0 +1,107 @@
+"""read_stream over HTTP: CloudWatch pages + S3 and local spill, merged, deduplicated, splits whole."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.aws.clients import make_logs_client
+from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.batching import cut_batches
+from mwaa_logging.events import make_event
+from mwaa_logging.reader import CLOUDWATCH, read_stream
+from mwaa_logging.replay import LocalSource, Replayer
+from mwaa_logging.spill.fallback import FallbackSpillSink
+from mwaa_logging.spill.local import LocalSpillSink
+from mwaa_logging.spillformat import SpillRecord
+from mwaa_logging.splitting import split_message
+from mwaa_logging.testing.local_aws import LocalAWS
+
+GROUP, STREAM = "airflow-env-Task", "dag_id=d/run_id=r/task_id=t/attempt=1.log"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAWS]:
+    with LocalAWS() as local:
+        for name, value in local.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        local.client("s3").create_bucket(Bucket="spill")
+        logs = local.client("logs")
+        logs.create_log_group(logGroupName=GROUP)
+        logs.create_log_stream(logGroupName=GROUP, logStreamName=STREAM)
+        yield local
+
+
+def put(aws: LocalAWS, events: list[tuple[int, str]]) -> None:
+    logs = aws.client("logs")
+    for batch in cut_batches(make_event(t, m, seq) for seq, (t, m) in enumerate(events)):
+        logs.put_log_events(logGroupName=GROUP, logStreamName=STREAM,
+                            logEvents=[{"timestamp": e.timestamp, "message": e.message} for e in batch])
+
+
+def record(ts: int, message: str) -> SpillRecord:
+    return SpillRecord(GROUP, STREAM, ts, message, "max_latency", "ThrottlingException")
+
+
+def test_one_log_from_cloudwatch_s3_and_local_spill(aws: LocalAWS, tmp_path: Path) -> None:
+    base = int(time.time() * 1000) - 3_600_000
+    logged = [(base + i * 10, f"line {i:05d}") for i in range(12_000)]
+    big = "x" * 700_000 + "é" * 300_000 + "end"  # > 1 MB: the sender splits it into chunks
+    chunks = split_message(big, split_id="feedbeef")
+    assert len(chunks) == 2
+    big_ts = base + 55_555
+    # CloudWatch has most lines, one chunk, and (ambiguous retry) a few lines twice.
+    delivered = [e for i, e in enumerate(logged) if i % 7 != 3]
+    put(aws, [*delivered, (big_ts, chunks[0]), *logged[100:110]])
+    # S3 took the lines CloudWatch never got, the other chunk, and (close deadline) a few delivered lines.
+    s3 = S3SpillSink("spill", "env", client=aws.client("s3"))
+    missing = [e for i, e in enumerate(logged) if i % 7 == 3]
+    s3.write([record(t, m) for t, m in missing[: len(missing) // 2]] + [record(big_ts, chunks[1])])
+    s3.write([record(t, m) for t, m in logged[200:205]])
+    # The local fallback took the rest.
+    local = LocalSpillSink(tmp_path)
+    local.write([record(t, m) for t, m in missing[len(missing) // 2:]])
+
+    events = list(read_stream(GROUP, STREAM, logs_client=make_logs_client(endpoint_url=aws.url),
+                              spill_to=FallbackSpillSink([s3, local]), s3_client=aws.client("s3")))
+    expected = sorted([*logged, (big_ts, big)])
+    assert [(e.timestamp, e.message) for e in events] == expected
+    sources = {e.message: e.source for e in events}
+    assert sources["line 00000"] == CLOUDWATCH
+    assert sources["line 00003"].startswith("s3://spill/env/") and sources["line 00003"].endswith(".jsonl.gz")
+    assert sources[missing[-1][1]].startswith(str(tmp_path))
+    assert sources[big] == CLOUDWATCH  # a whole event takes its first chunk's source
+    assert next(e for e in events if e.message == "line 00003").reason == "max_latency"
+
+    window = list(read_stream(GROUP, STREAM, spill_to=["s3://spill/env", str(tmp_path)],
+                              start_time=base + 1000, end_time=base + 2000))
+    assert [(e.timestamp, e.message) for e in window] == [p for p in logged if base + 1000 <= p[0] < base + 2000]
+
+
+def test_reading_after_replay_shows_each_line_once(aws: LocalAWS, tmp_path: Path) -> None:
+    base = int(time.time() * 1000) - 60_000
+    put(aws, [(base + i, f"delivered {i}") for i in range(10)])
+    spilled = [record(base + 100 + i, f"spilled {i}") for i in range(10)]
+    LocalSpillSink(tmp_path).write(spilled)
+    before = [e.message for e in read_stream(GROUP, STREAM, spill_to=tmp_path)]
+    transport_client = make_logs_client(endpoint_url=aws.url)
+    from mwaa_logging.aws.transport import BotocoreTransport
+    from mwaa_logging.budget import BudgetConfig
+    from mwaa_logging.budgets.process import ProcessBudget
+
+    summary = Replayer(BotocoreTransport(transport_client), ProcessBudget(BudgetConfig(rate=100))).run(
+        LocalSource(tmp_path))
+    assert summary.events_put == 10
+    after = list(read_stream(GROUP, STREAM, spill_to=tmp_path))
+    assert [e.message for e in after] == before
+    assert {e.source for e in after} == {CLOUDWATCH}
+
+
+def test_missing_stream_with_spill_only(aws: LocalAWS, tmp_path: Path) -> None:
+    LocalSpillSink(tmp_path).write([SpillRecord("gone", "s", 5, "only in spill", "auth")])
+    events = list(read_stream("gone", "s", spill_to=f"file://{tmp_path}"))
+    assert [(e.timestamp, e.message, e.reason) for e in events] == [(5, "only in spill", "auth")]
