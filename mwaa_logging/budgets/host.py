@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mwaa_logging import budget
 from mwaa_logging.budget import BudgetConfig, BudgetState
+from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,22 @@ class HostBudget:
         self._thread_lock = threading.Lock()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._open()
+        after_fork_in_child(self._reopen)
+
+    def _reopen(self) -> None:
+        """In a forked child: drop the inherited descriptor and open a new one. ``flock`` does not
+        exclude holders of the same open file description, and closing the child's duplicate does not
+        release a lock the parent holds."""
+        self._thread_lock = threading.Lock()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._open()
 
     def _open(self) -> None:
-        """(Re)open the file: at construction and in a forked child (a new open file description,
-        because ``flock`` does not exclude holders of the same one)."""
-        self._thread_lock = threading.Lock()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.fstat(fd).st_size < RECORD_SIZE:
@@ -128,8 +140,8 @@ class HostBudget:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[mmap.mmap]:
-        if self._pid != os.getpid():
-            self._open()
+        if self._pid != os.getpid():  # forked without Python's fork hooks
+            self._reopen()
         deadline = time.monotonic() + self.lock_timeout
         if not self._thread_lock.acquire(timeout=self.lock_timeout):
             raise LockTimeout(str(self.path))

@@ -6,6 +6,7 @@ import threading
 
 from mwaa_logging import budget
 from mwaa_logging.budget import BudgetConfig, BudgetState
+from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
 
 
@@ -19,6 +20,10 @@ class ProcessBudget:
         self._state = BudgetState()
         self._lock = threading.Lock()
         self._counters = Counters()
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it
 
     def acquire(self, now: float, tokens: float = 1.0) -> float:
         with self._lock:

@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
 from mwaa_logging.protocols import Budget
 
@@ -218,6 +219,7 @@ class RedisBudget:
         self._client = client if client is not None else connect(url, timeout)
         self._script = self._client.register_script(LUA_BUDGET)
         self._lock = threading.Lock()
+        after_fork_in_child(self._after_fork)
         self._down = False
         self._retry_at = 0.0
         self._backoff = reconnect_initial
@@ -227,6 +229,9 @@ class RedisBudget:
         #: Hosts that used this budget within ``host_liveness`` s, as last seen (0: not known yet).
         self.hosts = 0
         self._next_heartbeat = -math.inf
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it (redis-py resets its pool itself)
 
     @property
     def available(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from mwaa_logging.budgets.forksafe import after_fork_in_child
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetStats:
@@ -29,11 +31,15 @@ class Counters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        after_fork_in_child(self._after_fork)
         self.granted = 0
         self.waited = 0
         self.throttles = 0
         self.fallbacks = 0
         self.rate = float("inf")
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it
 
     def count_acquire(self, wait: float, rate: float) -> None:
         with self._lock:

@@ -211,3 +211,20 @@ def test_process_budget_throttle_lowers_its_rate() -> None:
     shared.on_success(0.1)
     assert shared.rate(0.0) == pytest.approx(70.0)
     assert shared.stats().throttles == 1
+
+
+def test_a_child_forked_while_a_thread_holds_the_lock_can_still_acquire() -> None:
+    import multiprocessing
+
+    shared = ProcessBudget(BudgetConfig(rate=10, burst=2))
+    fork = multiprocessing.get_context("fork")
+    answers = fork.Queue()
+    with shared._lock:  # as if another thread were inside acquire at the moment of fork
+        child = fork.Process(target=lambda: answers.put([shared.acquire(0.0) for _ in range(3)]))
+        child.start()
+    try:
+        assert answers.get(timeout=5) == [0.0, 0.0, pytest.approx(0.1)]
+    finally:
+        child.join(timeout=5)
+        child.kill()
+    assert child.exitcode == 0
