@@ -179,3 +179,62 @@ def test_a_unit_that_cannot_be_put_stays_unmarked_for_the_next_run(aws: LocalAWS
     again = Replayer(transport, budget, sleep=sleep, clock=lambda: clock[0]).run(LocalSource(directory))
     assert again.objects_replayed == 1 and again.objects_failed == 0
     assert len(aws.messages("g", "s")) == 5 and len(aws.messages("g", "t")) == 5
+
+
+CHILD = r"""
+import logging, os, sys
+import mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(
+    log_group_name="airflow-env-Task", log_stream_name="worker-" + sys.argv[1],
+    spill_to="s3://spill/env", max_latency=0.5, send_interval=0.1, close_timeout=3)
+log = logging.getLogger("task")
+log.propagate = False
+log.addHandler(handler)
+log.setLevel(logging.INFO)
+handler.setFormatter(logging.Formatter("%(message)s"))
+for i in range(int(sys.argv[2])):
+    log.info("proc %s line %05d", sys.argv[1], i)
+log.info("proc %s big %s", sys.argv[1], "z" * 1_200_000)
+handler.close()
+"""
+
+
+def test_throttled_processes_spill_to_s3_then_replay_delivers_every_line_once(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's 'done when': CloudWatch refuses every call for longer than max_latency."""
+    import os
+    import subprocess
+    import sys
+
+    from mwaa_logging.reader import read_stream
+
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    aws.faults.inject("throttle")  # every PutLogEvents, until cleared
+    lines, procs = 2000, 3
+    env = {**os.environ, **aws.env()}
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(p), str(lines)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for p in range(procs)]
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0, out.decode()
+    assert aws.stats().events_accepted == 0 and aws.stats().throttled > 0
+
+    def expected(p: int) -> list[str]:
+        return [f"proc {p} line {i:05d}" for i in range(lines)] + [f"proc {p} big " + "z" * 1_200_000]
+
+    s3 = aws.client("s3")
+    for p in range(procs):  # every line is in S3 (the big one in chunks), readable as one log
+        spilled = [e.message for e in read_stream("airflow-env-Task", f"worker-{p}", spill_to="s3://spill/env",
+                                                  include_cloudwatch=False, s3_client=s3)]
+        assert spilled == expected(p)
+
+    aws.faults.clear()
+    assert replay(aws, "s3://spill/env") == 0
+    assert replay(aws, "s3://spill/env") == 0  # the second run finds nothing
+    for p in range(procs):
+        stored = [m for m in aws.messages("airflow-env-Task", f"worker-{p}") if not m.startswith("[mwaa-logging] ")]
+        assert len(stored) == lines + 2  # the big line is two chunks in CloudWatch, each once
+        merged = [e.message for e in read_stream("airflow-env-Task", f"worker-{p}", spill_to="s3://spill/env",
+                                                 s3_client=s3) if not e.message.startswith("[mwaa-logging] ")]
+        assert merged == expected(p)
