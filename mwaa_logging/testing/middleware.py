@@ -86,6 +86,19 @@ def _required_name(request: dict[str, Any], key: str) -> str:
     return value
 
 
+def exclusive_end_time(body: bytes) -> bytes:
+    """GetLogEvents ``endTime`` is exclusive in AWS, inclusive in moto: ask moto for ``endTime - 1``."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    end_time = request.get("endTime") if isinstance(request, dict) else None
+    if type(end_time) is not int:
+        return body
+    request["endTime"] = end_time - 1
+    return orjson.dumps(request)
+
+
 class LocalAWSMiddleware:
     """The WSGI app served by :class:`~mwaa_logging.testing.local_aws.LocalAWS`."""
 
@@ -135,6 +148,8 @@ class LocalAWSMiddleware:
                 del environ["HTTP_CONTENT_ENCODING"]
             else:
                 self.stats.add("plain_bodies")
+            if api == "GetLogEvents":
+                body = exclusive_end_time(body)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         else:

@@ -516,3 +516,16 @@ def test_cli_serves_in_the_foreground_until_terminated(cli_server: tuple[subproc
     assert RemoteLocalAWS(url).stats().throttled_by_quota == 1
     process.terminate()
     assert process.wait(10) == 0
+
+
+def test_get_log_events_end_time_is_exclusive_like_aws(
+    local_aws: LocalAWS, logs_client: Any, stream: tuple[str, str]
+) -> None:
+    stamp = now_ms()
+    put(logs_client, [{"timestamp": stamp + i, "message": str(i)} for i in range(4)])
+    page = logs_client.get_log_events(
+        logGroupName=GROUP, logStreamName=STREAM, startTime=stamp + 1, endTime=stamp + 3, startFromHead=True
+    )
+    assert [event["message"] for event in page["events"]] == ["1", "2"]
+    found = logs_client.filter_log_events(logGroupName=GROUP, startTime=stamp + 1, endTime=stamp + 3)
+    assert [event["message"] for event in found["events"]] == ["1", "2", "3"]  # inclusive, as documented
