@@ -52,6 +52,8 @@ def build_spill_sink(
     s3_tags: str | Mapping[str, str] | None = None,
     s3_client: S3Client | None = None,
     s3_endpoint_url: str | None = None,
+    s3_profile_name: str | None = None,
+    s3_region_name: str | None = None,
     local_directory: str | os.PathLike[str] | None = None,
     fallback_cooldown: float = DEFAULT_COOLDOWN,
 ) -> SpillSink:
@@ -71,7 +73,9 @@ def build_spill_sink(
     s3 = S3SpillSink.from_url(
         spill_to,
         client=s3_client,
-        client_factory=lambda: default_s3_client(endpoint_url=s3_endpoint_url),
+        client_factory=lambda: default_s3_client(
+            endpoint_url=s3_endpoint_url, profile_name=s3_profile_name, region_name=s3_region_name
+        ),
         kms_key_id=s3_kms_key_id or None,
         expected_bucket_owner=s3_expected_bucket_owner or None,
         tags=parse_tags(s3_tags),
