@@ -127,6 +127,49 @@ def test_without_a_ceiling_the_first_throttle_learns_the_rate_and_recovery_ends_
     assert acquire(config, state, 10.52).wait == 0.0
 
 
+def simulate(quota: float, callers: int, latency: float, until: float) -> list[tuple[float, bool]]:
+    """Callers sharing one budget against a server that throttles above ``quota`` calls/s (1 s burst).
+
+    Each caller acquires, sends, and reports the answer ``latency`` s later; returns (send time, ok).
+    """
+    config, state = BudgetConfig(), BudgetState()
+    server_tokens, server_time = quota, 0.0
+    calls: list[tuple[float, bool]] = []
+    events = [(0.0, "try", caller) for caller in range(callers)]
+    while events:
+        events.sort(reverse=True)
+        now, kind, caller = events.pop()
+        if now > until:
+            break
+        if kind == "throttled":
+            state = throttled(config, state, now)
+        if kind != "try":
+            events.append((now, "try", caller))
+            continue
+        decision = acquire(config, state, now)
+        state = decision.state
+        if decision.wait > 0:
+            events.append((now + decision.wait, "try", caller))
+            continue
+        server_tokens, server_time = min(quota, server_tokens + (now - server_time) * quota), now
+        ok = server_tokens >= 1
+        server_tokens -= ok
+        calls.append((now, ok))
+        events.append((now + latency, "ok" if ok else "throttled", caller))
+    return calls
+
+
+def test_an_unknown_quota_is_learned_quickly_and_used_well() -> None:
+    # 20 callers x 50 ms calls offer 400 calls/s against a quota of 100/s nobody configured.
+    calls = simulate(quota=100.0, callers=20, latency=0.05, until=30.0)
+    first_throttle = next(t for t, ok in calls if not ok)
+    assert first_throttle < 1.0
+    settled = [ok for t, ok in calls if first_throttle + 2.0 <= t < 30.0]
+    span = 30.0 - first_throttle - 2.0
+    assert 1 - sum(settled) / len(settled) <= 0.02  # throttled calls (target: <= 10 % within 10 s)
+    assert sum(settled) / span >= 0.9 * 100.0  # goodput (target: >= 90 % of the quota)
+
+
 def test_a_throttle_with_nothing_sent_falls_to_the_minimum_rate() -> None:
     config = BudgetConfig(min_rate=1.0)
     state = throttled(config, BudgetState(), 5.0)
