@@ -15,12 +15,10 @@ import os
 from typing import Any
 
 from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base
-from mwaa_logging.settings import SPECS
+from mwaa_logging.airflow.options import split_handler_kwargs
 
 #: Airflow's default AWS connection id (what the provider's ``AwsLogsHook`` uses).
 AWS_DEFAULT_CONN_ID = "aws_default"
-#: Keywords of ``remote_task_handler_kwargs`` that configure the remote IO itself, not the engine.
-IO_KEYS = frozenset({"delete_local_copy", "log_group_arn", "conn_id"})
 TASK_HANDLER_CLASS = "mwaa_logging.airflow.task_handler.CloudwatchTaskHandler"
 
 
@@ -28,34 +26,6 @@ def airflow_major() -> int:
     import airflow
 
     return int(str(airflow.__version__).split(".", 1)[0])
-
-
-def split_handler_kwargs(
-    kwargs: dict[str, Any], file_handler_params: frozenset[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split ``remote_task_handler_kwargs`` into (remote IO keywords, engine settings).
-
-    FileTaskHandler parameters are left out (Airflow already passes them to the ``task`` handler).
-    Unknown keys raise ``ValueError`` naming them, so a typo fails at startup.
-    """
-    io_kwargs: dict[str, Any] = {}
-    settings: dict[str, Any] = {}
-    unknown: list[str] = []
-    for key, value in kwargs.items():
-        if key in file_handler_params:
-            continue
-        if key in IO_KEYS:
-            io_kwargs[key] = value
-        elif key in SPECS:
-            settings[key] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ValueError(
-            f"[logging] remote_task_handler_kwargs: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"mwaa-logging accepts {', '.join(sorted(IO_KEYS | set(SPECS)))}"
-        )
-    return io_kwargs, settings
 
 
 def build() -> tuple[dict[str, Any], Any, str | None]:

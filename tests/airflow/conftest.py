@@ -1,0 +1,38 @@
+"""Fixtures that run a real Airflow 3 (own virtualenv, LocalExecutor, api-server) against LocalAWS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.testing.local_aws import LocalAWS
+from tests.airflow.harness import AirflowEnv, airflow_venv, running_airflow
+
+
+@pytest.fixture(scope="session")
+def airflow3_venv() -> Path:
+    return airflow_venv()
+
+
+@pytest.fixture(scope="session")
+def airflow_aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as aws:
+        yield aws
+
+
+@pytest.fixture(scope="session")
+def airflow3(
+    airflow3_venv: Path, airflow_aws: LocalAWS, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowEnv]:
+    """Airflow 3 configured with ``logging_config_class = mwaa_logging.airflow.LOGGING_CONFIG``."""
+    home = tmp_path_factory.mktemp("airflow3-home")
+    with running_airflow(
+        airflow3_venv,
+        home,
+        airflow_aws.url,
+        AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS="mwaa_logging.airflow.LOGGING_CONFIG",
+        MWAA_LOGGING_SPILL_TO=str(home / "spill"),
+    ) as env:
+        yield env

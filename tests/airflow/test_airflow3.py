@@ -1,0 +1,162 @@
+"""Real Airflow 3.3 (LocalExecutor + api-server) shipping task logs through mwaa-logging to LocalAWS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.reader import read_stream
+from mwaa_logging.testing.local_aws import LocalAWS
+from tests.airflow.harness import LOG_GROUP, AirflowEnv, DagRun
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(240)]
+
+DAG_ID = "mwaa_logging_demo"
+TASK_ID = "emit"
+BIG_EVENT = "big-line-start " + "B" * 1_200_000 + " big-line-end"
+
+
+def expected_events(lines: int) -> list[str]:
+    """What the demo DAG's task logs, besides Airflow's own lines."""
+    return [
+        *(f"logger-line {i:06d}" for i in range(lines)),
+        *(f"print-line {i:06d}" for i in range(lines)),
+        BIG_EVENT,
+        "last-line",
+    ]
+
+
+def stock_stream_name(run: DagRun, try_number: int = 1) -> str:
+    """The stream the Amazon provider's handler uses: the log path with ``:`` replaced by ``_``."""
+    return f"dag_id={run.dag_id}/run_id={run.run_id}/task_id={TASK_ID}/attempt={try_number}.log".replace(":", "_")
+
+
+def events_of(messages: list[str]) -> list[str]:
+    """The ``event`` field of each JSON message (the provider's message format)."""
+    return [str(json.loads(message)["event"]) for message in messages]
+
+
+def complete_events(aws: LocalAWS, stream: str, spill_dir: Path) -> list[str]:
+    """The stream's events as mwaa-logging's reader returns them: CloudWatch + spill, splits joined."""
+    messages = [e.message for e in read_stream(LOG_GROUP, stream, logs_client=aws.client("logs"), spill_to=[spill_dir])]
+    return events_of(messages)
+
+
+def assert_exactly_once(found: list[str], expected: list[str]) -> None:
+    counts: dict[str, int] = {}
+    for event in found:
+        counts[event] = counts.get(event, 0) + 1
+    missing = [e[:60] for e in expected if counts.get(e, 0) == 0]
+    doubled = [e[:60] for e in expected if counts.get(e, 0) > 1]
+    assert not missing, f"{len(missing)} lines missing, e.g. {missing[:5]}"
+    assert not doubled, f"{len(doubled)} lines more than once, e.g. {doubled[:5]}"
+
+
+def test_airflow_uses_mwaa_logging_remote_io(airflow3: AirflowEnv) -> None:
+    """Both the task SDK (supervisor) and core (api-server) resolve REMOTE_TASK_LOG to ours, not the stock IO."""
+    sdk = airflow3.python("from airflow.sdk.log import load_remote_log_handler as f; print(type(f()).__module__)")
+    core = airflow3.python("from airflow.logging_config import get_remote_task_log as f; print(type(f()).__module__)")
+    assert sdk.strip() == core.strip() == "mwaa_logging.airflow.remote_io"
+
+
+def test_every_task_line_reaches_the_stock_stream_and_reads_back_complete(
+    airflow3: AirflowEnv, airflow_aws: LocalAWS
+) -> None:
+    lines = 300
+    run = airflow3.run_dag(DAG_ID, env={"MWAA_LOGGING_TEST_LINES": str(lines)})
+    assert run.finished, run.output[-3000:]
+    stream = stock_stream_name(run)
+    assert stream in airflow_aws.streams()[LOG_GROUP]
+
+    raw = airflow_aws.messages(LOG_GROUP, stream)
+    assert max(len(m.encode()) + 26 for m in raw) <= 1_048_576  # the >1 MB line went in as split events
+    assert_exactly_once(complete_events(airflow_aws, stream, airflow3.home / "spill"), expected_events(lines))
+
+    # The local copy is gone (delete_local_logs), so Airflow's REST API can only answer from CloudWatch.
+    assert not (airflow3.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run.run_id}" / f"task_id={TASK_ID}").exists()
+    content = airflow3.task_log(run, TASK_ID)
+    rest_events = [str(line.get("event", "")) for line in content]
+    assert any(e.startswith("mwaa-logging: reading CloudWatch") and stream in e for e in rest_events)
+    assert_exactly_once(rest_events, expected_events(lines))
+
+
+def test_tight_account_quota_loses_nothing(airflow3: AirflowEnv, airflow_aws: LocalAWS) -> None:
+    """At 2 PutLogEvents/s for the whole account, upload drains for close_timeout then spills: zero loss."""
+    lines = 3000
+    airflow_aws.reset_stats()
+    airflow_aws.set_quota(put_tps=2)
+    try:
+        run = airflow3.run_dag(
+            DAG_ID,
+            env={
+                "MWAA_LOGGING_TEST_LINES": str(lines),
+                "MWAA_LOGGING_MAX_BATCH_COUNT": "100",  # ~60 calls needed, ~6 allowed within close_timeout
+                "MWAA_LOGGING_CLOSE_TIMEOUT": "3",
+            },
+        )
+    finally:
+        airflow_aws.set_quota(put_tps=None)
+    assert run.finished, run.output[-3000:]
+    stats = airflow_aws.stats()
+    assert stats.throttled_by_quota > 0
+
+    stream = stock_stream_name(run)
+    delivered = airflow_aws.messages(LOG_GROUP, stream)
+    assert len(delivered) < 2 * lines  # the quota really kept lines out of CloudWatch
+    assert_exactly_once(complete_events(airflow_aws, stream, airflow3.home / "spill"), expected_events(lines))
+    rest_events = [str(line.get("event", "")) for line in airflow3.task_log(run, TASK_ID)]
+    assert_exactly_once(rest_events, expected_events(lines))
+
+
+def test_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
+    airflow3: AirflowEnv, airflow_aws: LocalAWS
+) -> None:
+    """Stock logging config (as on MWAA) + MWAA_LOGGING_PATCH_WATCHTOWER=1: the provider's IO ships via us."""
+    stock = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "", "MWAA_LOGGING_PATCH_WATCHTOWER": "1"}
+    used = airflow3.python(
+        "from airflow.sdk.log import load_remote_log_handler as f\n"
+        "io = f()\n"
+        "print('RESULT', type(io).__module__, type(io.handler).__module__)",
+        env=stock,
+    )
+    provider_io = "airflow.providers.amazon.aws.log.cloudwatch_task_handler"
+    assert used.split("RESULT", 1)[1].split() == [provider_io, "mwaa_logging.handler"]
+
+    lines = 100
+    run = airflow3.run_dag(DAG_ID, env={**stock, "MWAA_LOGGING_TEST_LINES": str(lines)})
+    assert run.finished, run.output[-3000:]
+    stream = stock_stream_name(run)
+    # watchtower would have truncated the big line to 256 KB; the engine split it and nothing is lost
+    assert_exactly_once(complete_events(airflow_aws, stream, airflow3.home / "spill"), expected_events(lines))
+
+
+DICTCONFIG_SCRIPT = """
+import logging.config
+from datetime import datetime, timezone
+from pathlib import Path
+import structlog
+from airflow.configuration import conf
+from airflow.sdk.log import load_remote_log_handler
+from mwaa_logging.airflow import LOGGING_CONFIG
+
+io = load_remote_log_handler()
+(process,) = io.processors
+relative = "dag_id=dictconfig/run_id=manual__2026-01-01T00:00:00+00:00/task_id=t/attempt=1.log"
+path = Path(conf.get("logging", "base_log_folder")) / relative
+path.parent.mkdir(parents=True, exist_ok=True)
+with path.open("ab") as handle:
+    logger = structlog.BytesLogger(handle)
+    for i in range(200):
+        if i % 50 == 25:  # what Airflow's configure_logging does mid-run: every handler closed and rebuilt
+            logging.config.dictConfig(LOGGING_CONFIG)
+        process(logger, "info", {"event": f"line {i:04d}", "timestamp": datetime.now(timezone.utc).isoformat()})
+io.upload(relative)
+"""
+
+
+def test_dictconfig_rebuilding_handlers_mid_task_loses_nothing(airflow3: AirflowEnv, airflow_aws: LocalAWS) -> None:
+    airflow3.python(DICTCONFIG_SCRIPT)
+    stream = "dag_id=dictconfig/run_id=manual__2026-01-01T00_00_00+00_00/task_id=t/attempt=1.log"
+    assert events_of(airflow_aws.messages(LOG_GROUP, stream)) == [f"line {i:04d}" for i in range(200)]
