@@ -1,8 +1,8 @@
 """``mwaa-logging replay SOURCE``: put spilled events back into their CloudWatch group and stream.
 
 SOURCE is ``s3://bucket/prefix`` (any prefix of the spill layout) or a spill directory. Objects are
-taken in key order, a few at a time per stream (a *unit*: at most one full PutLogEvents batch of
-events, or ``--max-objects-per-unit`` objects). For each unit:
+taken in key order, a few at a time per stream (a *unit*: objects of one stream until they hold about
+four full PutLogEvents batches, at most ``--max-objects-per-unit`` objects). For each unit:
 
 1. events older than CloudWatch accepts (14 days, minus a 5 minute margin) or more than 2 hours
    in the future are set aside as rejected; the rest is cut into valid PutLogEvents batches;
@@ -50,8 +50,9 @@ __all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_argum
 #: Suffix a replayed local spill file gets.
 REPLAYED_SUFFIX = ".replayed"
 DEFAULT_RATE = 10.0
-#: A unit holds at most this many objects (and at most one full batch of events).
+#: A unit holds at most this many objects, and is closed once it holds this many full batches of events.
 DEFAULT_MAX_OBJECTS_PER_UNIT = 200
+UNIT_BATCHES = 4
 
 
 class ReplayError(Exception):
@@ -268,7 +269,7 @@ class Replayer:
         events = size = 0
         for obj in listed:
             if unit and (unit[0][0].stream_key != obj.stream_key or len(unit) >= max_objects
-                         or events >= MAX_BATCH_EVENTS or size >= MAX_BATCH_BYTES):
+                         or events >= UNIT_BATCHES * MAX_BATCH_EVENTS or size >= UNIT_BATCHES * MAX_BATCH_BYTES):
                 yield unit
                 unit, events, size = [], 0, 0
             try:
