@@ -203,7 +203,7 @@ class LocalAWSMiddleware:
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
-            self.stats.add("invalid")
+            self.stats.invalid("SerializationException: Invalid JSON")
             return aws_error(start_response, "400 Bad Request", "SerializationException", "Invalid JSON")
         if not isinstance(request, dict):
             request = {}
@@ -216,7 +216,7 @@ class LocalAWSMiddleware:
             now_ms = self._now_ms()
             verdict = check_times(timestamps, now_ms, retention_days)
         except RuleViolation as violation:
-            self.stats.add("invalid")
+            self.stats.invalid(f"{violation.error_type}: {violation.message}")
             return aws_error(start_response, "400 Bad Request", violation.error_type, violation.message)
         except ResourceNotFound as missing:
             self.stats.add("not_found")

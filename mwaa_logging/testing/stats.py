@@ -20,6 +20,8 @@ class Stats:
     throttled_by_quota: int = 0
     #: PutLogEvents calls refused as a whole for breaking a rule (our library must never get one).
     invalid: int = 0
+    #: The error of the last such call, to say why.
+    last_invalid: str = ""
     #: ResourceNotFoundException answers to PutLogEvents.
     not_found: int = 0
     #: Injected faults that happened.
@@ -51,7 +53,7 @@ class Stats:
 
 
 _COUNTERS = tuple(
-    f.name for f in fields(Stats) if f.name not in ("calls", "put_peak_1s", "put_timeline")
+    f.name for f in fields(Stats) if f.name not in ("calls", "last_invalid", "put_peak_1s", "put_timeline")
 )
 
 
@@ -71,6 +73,7 @@ class StatsRecorder:
             self._recent_puts: deque[float] = deque()
             self._peak = 0
             self._timeline: list[int] = []
+            self._last_invalid = ""
 
     def call(self, api: str) -> None:
         """Count one received request of ``api`` (PutLogEvents also feeds the rate figures)."""
@@ -96,11 +99,18 @@ class StatsRecorder:
         with self._lock:
             self._counters[counter] += amount
 
+    def invalid(self, error: str) -> None:
+        """Count a call refused as a whole, remembering why."""
+        with self._lock:
+            self._counters["invalid"] += 1
+            self._last_invalid = error
+
     def snapshot(self) -> Stats:
         with self._lock:
             return Stats(
                 calls=dict(self._calls),
                 put_peak_1s=self._peak,
                 put_timeline=list(self._timeline),
+                last_invalid=self._last_invalid,
                 **{name: self._counters[name] for name in _COUNTERS},
             )

@@ -121,7 +121,9 @@ def test_each_broken_rule_fails_the_whole_call_like_aws(
     assert (status, code) == (400, "InvalidParameterException")
     assert message_part in message
     assert local_aws.events(*stream) == []
-    assert local_aws.stats().invalid == 1
+    stats = local_aws.stats()
+    assert stats.invalid == 1
+    assert stats.last_invalid == f"InvalidParameterException: {message}"
 
 
 def test_out_of_order_events_fail_the_call(
