@@ -112,9 +112,9 @@ def check_structure(events: Any) -> tuple[list[int], list[str]]:
         )
     largest = max(sizes)
     if largest > MAX_EVENT_MESSAGE_BYTES:
+        # AWS counts the event with its 26 bytes against the 1 MiB limit, and says so.
         raise RuleViolation(
-            f"Log event too large: {largest} bytes exceeds limit of {MAX_EVENT_MESSAGE_BYTES} "
-            f"(logEvents.{sizes.index(largest) + 1})"
+            f"Log event too large: {largest + EVENT_OVERHEAD_BYTES} bytes exceeds limit of {MAX_BATCH_BYTES}"
         )
     total = sum(sizes) + EVENT_OVERHEAD_BYTES * len(sizes)
     if total > MAX_BATCH_BYTES:

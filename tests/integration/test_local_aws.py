@@ -109,7 +109,10 @@ def test_full_10000_event_batch_at_the_byte_limit_is_accepted(
         pytest.param([], "Member must have length greater than or equal to 1", id="no-events"),
         pytest.param(events(*["x"] * 10_001), "less than or equal to 10000", id="10001-events"),
         pytest.param(events("a", ""), "logEvents.2.member.message", id="empty-message"),
-        pytest.param(events("x" * 1_048_551), "Log event too large: 1048551 bytes", id="event-too-large"),
+        pytest.param(
+            events("x" * 1_048_551), "Log event too large: 1048577 bytes exceeds limit of 1048576",
+            id="event-too-large",
+        ),
         pytest.param(events(*["x" * 79] * 10_000), "Upload too large: 1050000 bytes", id="batch-too-large"),
         pytest.param(events(*["é" * 40] * 10_000), "Upload too large: 1060000 bytes", id="utf8-counted"),
     ],

@@ -59,7 +59,7 @@ def test_an_empty_message_is_invalid_and_named() -> None:
 def test_largest_single_message_is_1048550_utf8_bytes() -> None:
     assert check_put_log_events(batch("x" * MAX_EVENT_MESSAGE_BYTES), NOW).accepted == 1
     error = violation(batch("x" * (MAX_EVENT_MESSAGE_BYTES + 1)))
-    assert error.message.startswith("Log event too large: 1048551 bytes")
+    assert error.message == "Log event too large: 1048577 bytes exceeds limit of 1048576"
     # Two-byte characters count twice: 524,276 * "é" = 1,048,552 bytes.
     assert "Log event too large" in violation(batch("é" * 524_276)).message
 
