@@ -17,12 +17,15 @@ Then, in this order:
 2. **Split events** (``[mwaa-logging split ...]`` chunks, see :mod:`mwaa_logging.splitting`) are
    reassembled, also when some chunks were delivered and others spilled.
 
-Memory: CloudWatch pages are streamed; the spilled records of the stream inside the time window are
-held (sorted) while merging — spill is the exception path, bounded by what one stream spilled.
+Memory: CloudWatch pages are streamed. Spill objects are read once to learn where they start, and
+merged lazily: an object is opened when the merge reaches its first timestamp. Up to
+``max_cached_records`` (200,000) records from the first pass are kept; beyond that, objects are read
+again when needed, so memory stays bounded by the objects that overlap in time.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -187,24 +190,32 @@ def _get_page(
 # -- spill -----------------------------------------------------------------------------------------------
 
 
+#: Loads the records of one spill object.
+Loader = Callable[[], list[SpillRecord]]
+
+
 class _LocalReader:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
 
-    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, list[SpillRecord]]]:
+    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         folder = self.directory / stream_prefix(group, stream)
         if folder.is_dir():
             for path in sorted(folder.glob("*" + SUFFIX)):
-                yield str(path), list(decode_records(path.read_bytes()))
+                yield str(path), functools.partial(_decode_file, path)
+
+
+def _decode_file(path: Path) -> list[SpillRecord]:
+    return list(decode_records(path.read_bytes()))
 
 
 class _S3Reader:
     def __init__(self, sink: S3SpillSink) -> None:
         self.sink = sink
 
-    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, list[SpillRecord]]]:
+    def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         for obj in self.sink.stream_objects(group, stream):
-            yield obj.url, self.sink.read_object(obj)
+            yield obj.url, functools.partial(self.sink.read_object, obj)
 
 
 SpillReader: TypeAlias = "_LocalReader | _S3Reader"
@@ -233,26 +244,70 @@ def spill_readers(
     return readers
 
 
+@dataclass
+class _SpillObject:
+    location: str
+    load: Loader
+    first: int
+    records: list[SpillRecord] | None
+
+
 def spilled_events(
     readers: Iterable[SpillReader],
     group: str,
     stream: str,
     start_time: int | None = None,
     end_time: int | None = None,
+    *,
+    max_cached_records: int = 200_000,
 ) -> Iterator[ReadEvent]:
-    """The spilled events of one stream in ``[start_time, end_time)``, sorted by timestamp (stable)."""
-    events: list[ReadEvent] = []
-    for reader in readers:
-        for location, records in reader.stream_objects(group, stream):
-            events.extend(
-                ReadEvent(r.timestamp, r.message, location, reason=r.reason)
-                for r in records
-                if r.group == group and r.stream == stream
+    """The spilled events of one stream in ``[start_time, end_time)``, sorted by timestamp.
+
+    Each object is read once to learn its earliest timestamp; up to ``max_cached_records`` records are
+    kept from that pass, larger spills are read again, one object at a time, when the merge reaches
+    them (memory stays bounded, whatever order the objects were written in).
+    """
+
+    def in_window(records: list[SpillRecord]) -> list[SpillRecord]:
+        kept = [r for r in records if r.group == group and r.stream == stream
                 and (start_time is None or r.timestamp >= start_time)
-                and (end_time is None or r.timestamp < end_time)
-            )
-    events.sort(key=lambda e: e.timestamp)
-    yield from events
+                and (end_time is None or r.timestamp < end_time)]
+        kept.sort(key=lambda r: r.timestamp)
+        return kept
+
+    objects: list[_SpillObject] = []
+    cached = 0
+    for reader in readers:
+        for location, load in reader.stream_objects(group, stream):
+            records = in_window(load())
+            if not records:
+                continue
+            keep = cached + len(records) <= max_cached_records
+            cached += len(records) if keep else 0
+            objects.append(_SpillObject(location, load, records[0].timestamp, records if keep else None))
+    objects.sort(key=lambda o: o.first)
+
+    def events_of(obj: _SpillObject) -> Iterator[ReadEvent]:
+        records = obj.records if obj.records is not None else in_window(obj.load())
+        obj.records = None  # let the merge release it as it goes
+        for r in records:
+            yield ReadEvent(r.timestamp, r.message, obj.location, reason=r.reason)
+
+    # k-way merge that opens an object only when the merge reaches its earliest timestamp.
+    heap: list[tuple[int, int, ReadEvent, Iterator[ReadEvent]]] = []
+    following = 0
+    while heap or following < len(objects):
+        while following < len(objects) and (not heap or objects[following].first <= heap[0][0]):
+            iterator = events_of(objects[following])
+            first = next(iterator, None)
+            if first is not None:
+                heapq.heappush(heap, (first.timestamp, following, first, iterator))
+            following += 1
+        _, index, event, iterator = heapq.heappop(heap)
+        yield event
+        upcoming = next(iterator, None)
+        if upcoming is not None:
+            heapq.heappush(heap, (upcoming.timestamp, index, upcoming, iterator))
 
 
 # -- pure merging ----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from mwaa_logging.reader import (
     drop_duplicates,
     merge_sources,
     reassemble_events,
+    spilled_events,
 )
+from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.splitting import split_message
 
 S3 = "s3://b/p/g/s/obj.jsonl.gz"
@@ -147,3 +150,39 @@ def test_missing_stream_reads_empty_and_other_errors_raise() -> None:
     with pytest.raises(ClientError):
         list(cloudwatch_events(throttled, "g", "s", max_retries=2, sleep=lambda _: None))  # type: ignore[arg-type]
     assert len(throttled.calls) == 3
+
+
+class FakeSpill:
+    """A spill reader over in-memory objects; counts loads."""
+
+    def __init__(self, objects: dict[str, list[SpillRecord]]) -> None:
+        self.objects = objects
+        self.loads: Counter[str] = Counter()
+
+    def stream_objects(self, group: str, stream: str) -> Any:
+        for location, records in self.objects.items():
+            def load(location: str = location, records: list[SpillRecord] = records) -> list[SpillRecord]:
+                self.loads[location] += 1
+                return list(records)
+            yield location, load
+
+
+def rec(ts: int, message: str, stream: str = "s") -> SpillRecord:
+    return SpillRecord("g", stream, ts, message, "max_latency")
+
+
+@pytest.mark.parametrize("cache", [0, 3, 1000])
+def test_spilled_objects_merge_in_time_order_with_bounded_caching(cache: int) -> None:
+    spill = FakeSpill({
+        "b-late": [rec(50, "late-1"), rec(40, "late-0")],  # unsorted inside, listed first
+        "a-early": [rec(10, "e0"), rec(45, "e1"), rec(60, "e2"), rec(5, "other", stream="t")],
+        "c-overlap": [rec(30, "o0"), rec(45, "o1")],
+        "d-outside": [rec(500, "outside")],
+    })
+    events = list(spilled_events([spill], "g", "s", end_time=100, max_cached_records=cache))  # type: ignore[list-item]
+    assert [(e.timestamp, e.message, e.source) for e in events] == [
+        (10, "e0", "a-early"), (30, "o0", "c-overlap"), (40, "late-0", "b-late"), (45, "e1", "a-early"),
+        (45, "o1", "c-overlap"), (50, "late-1", "b-late"), (60, "e2", "a-early")]
+    assert spill.loads["d-outside"] == 1  # nothing inside the window: never loaded again
+    reloaded = sum(1 for name in ("a-early", "b-late", "c-overlap") if spill.loads[name] == 2)
+    assert reloaded == {0: 3, 3: 2, 1000: 0}[cache]
