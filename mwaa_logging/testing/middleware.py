@@ -55,6 +55,29 @@ def aws_error(start_response: StartResponse, status: str, error_type: str, messa
     return _respond(start_response, status, orjson.dumps({"__type": error_type, "message": message}))
 
 
+def s3_error(start_response: StartResponse, status: str, code: str, message: str) -> list[bytes]:
+    """An S3 (REST-XML protocol) error answer."""
+    body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return _respond(start_response, status, body.encode(), "application/xml")
+
+
+def throttled(start_response: StartResponse, is_logs: bool) -> list[bytes]:
+    if is_logs:
+        return aws_error(start_response, "400 Bad Request", "ThrottlingException", "Rate exceeded")
+    return s3_error(start_response, "503 Slow Down", "SlowDown", "Please reduce your request rate.")
+
+
+def unavailable(start_response: StartResponse, is_logs: bool) -> list[bytes]:
+    if is_logs:
+        return aws_error(
+            start_response, "503 Service Unavailable", "ServiceUnavailableException",
+            "The service is unavailable. Please try again later.",
+        )
+    return s3_error(
+        start_response, "503 Service Unavailable", "ServiceUnavailable", "Service is unable to handle request."
+    )
+
+
 def region_of(environ: dict[str, Any]) -> str:
     """Region from the SigV4 credential scope (``Credential=KEY/DATE/REGION/SERVICE/aws4_request``)."""
     auth = str(environ.get("HTTP_AUTHORIZATION", ""))
@@ -163,13 +186,10 @@ class LocalAWSMiddleware:
         kind = decision.kind
         if kind is FaultKind.THROTTLE:
             self.stats.add("throttled")
-            return aws_error(start_response, "400 Bad Request", "ThrottlingException", "Rate exceeded")
+            return throttled(start_response, is_logs)
         if kind is FaultKind.UNAVAILABLE:
             self.stats.add("unavailable")
-            return aws_error(
-                start_response, "503 Service Unavailable", "ServiceUnavailableException",
-                "The service is unavailable. Please try again later.",
-            )
+            return unavailable(start_response, is_logs)
         if kind is FaultKind.DROP:
             self.stats.add("dropped")
             raise CloseWithoutReply("injected: connection dropped")
@@ -182,7 +202,7 @@ class LocalAWSMiddleware:
         if not self.quotas.admit(api):
             self.stats.add("throttled")
             self.stats.add("throttled_by_quota")
-            return aws_error(start_response, "400 Bad Request", "ThrottlingException", "Rate exceeded")
+            return throttled(start_response, is_logs)
 
         if api == "PutLogEvents" and is_logs:
             result: Iterable[bytes] = self._put_log_events(body, region_of(environ), start_response)

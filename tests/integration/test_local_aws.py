@@ -534,3 +534,16 @@ def test_get_log_events_end_time_is_exclusive_like_aws(
     assert [event["message"] for event in page["events"]] == ["1", "2"]
     found = logs_client.filter_log_events(logGroupName=GROUP, startTime=stamp + 1, endTime=stamp + 3)
     assert [event["message"] for event in found["events"]] == ["1", "2", "3"]  # inclusive, as documented
+
+
+def test_s3_faults_answer_like_s3(local_aws: LocalAWS, s3_client: Any) -> None:
+    s3 = local_aws.client("s3", config=NO_RETRIES)
+    s3.create_bucket(Bucket="spill")
+    local_aws.faults.inject("unavailable", api="s3:PUT", count=1)
+    local_aws.faults.inject("throttle", api="s3:PUT", count=1)
+    assert error_of(lambda: s3.put_object(Bucket="spill", Key="a", Body=b"1"))[:2] == (503, "ServiceUnavailable")
+    assert error_of(lambda: s3.put_object(Bucket="spill", Key="a", Body=b"1"))[:2] == (503, "SlowDown")
+    s3.put_object(Bucket="spill", Key="a", Body=b"1")
+    assert s3.get_object(Bucket="spill", Key="a")["Body"].read() == b"1"
+    stats = local_aws.stats()
+    assert (stats.calls["s3:PUT"], stats.calls["s3:GET"], stats.throttled, stats.unavailable) == (4, 1, 1, 1)
