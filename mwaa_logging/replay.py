@@ -501,7 +501,8 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
     table.add_section()
     table.add_row("total", f"{len(summary.streams)} streams", str(summary.objects_found),
                   str(summary.events_read), str(summary.events_put), str(summary.events_rejected))
-    notes = [f"PutLogEvents calls: {summary.put_calls}", f"throttled: {summary.throttled}",
+    calls = "PutLogEvents calls needed" if summary.dry_run else "PutLogEvents calls"
+    notes = [f"{calls}: {summary.put_calls}", f"throttled: {summary.throttled}",
              f"retries: {summary.retries}", f"objects marked replayed: {summary.objects_replayed}",
              f"objects failed: {summary.objects_failed}"]
     if summary.rejected_by_reason:

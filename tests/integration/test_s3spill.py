@@ -253,3 +253,16 @@ def test_every_target_failing_raises_spill_error(moto_s3: MotoS3) -> None:
     assert not isinstance(info.value, PartialSpillError)
     with pytest.raises(SpillError, match="every spill target failed"):
         FallbackSpillSink([s3, LocalSpillSink("/proc/not-writable")]).write(records("g", "s", 3))
+
+
+def test_the_standard_s3_endpoint_variable_is_honoured(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint)
+    sink = build_spill_sink(f"s3://{BUCKET}/env", s3_tags="team=data,env=prod", s3_kms_key_id="k-1",
+                            local_directory=tmp_path)
+    location = sink.write(records("g", "s", 3))
+    assert location.startswith(f"s3://{BUCKET}/env/g/s/")
+    (put,) = moto_s3.puts()
+    assert put.headers["x-amz-tagging"] == "team=data&env=prod"
+    assert put.headers["x-amz-server-side-encryption-aws-kms-key-id"] == "k-1"
+    assert list(tmp_path.iterdir()) == []
