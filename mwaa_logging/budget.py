@@ -49,6 +49,9 @@ class BudgetConfig:
     measure_window: float = 1.0
     #: With no ceiling, the episode ends (unlimited again) when the curve reaches this x ``w_max``.
     unlimited_after: float = 2.0
+    #: A ``now`` this far behind the state's latest time means another clock (a reboot, a stepped
+    #: server clock): the state is dropped rather than waiting for the new clock to catch up.
+    clock_jump: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rate is not None and not self.rate > 0:
@@ -59,8 +62,8 @@ class BudgetConfig:
             raise ValueError(f"beta must be in (0, 1), got {self.beta!r}")
         if not self.scale > 0 or not self.min_rate > 0 or not self.measure_window > 0:
             raise ValueError("scale, min_rate and measure_window must be > 0")
-        if not self.throttle_cooldown >= 0 or not self.unlimited_after > 1:
-            raise ValueError("throttle_cooldown must be >= 0 and unlimited_after > 1")
+        if not self.throttle_cooldown >= 0 or not self.unlimited_after > 1 or not self.clock_jump > 0:
+            raise ValueError("throttle_cooldown must be >= 0, unlimited_after > 1 and clock_jump > 0")
 
     @property
     def ceiling(self) -> float:
@@ -135,6 +138,15 @@ def _record_grant(config: BudgetConfig, state: BudgetState, now: float, tokens: 
     return replace(state, measured=measured, measured_at=max(now, state.measured_at))
 
 
+def same_clock(config: BudgetConfig, state: BudgetState, now: float) -> BudgetState:
+    """``state``, or a fresh one when ``now`` is more than ``clock_jump`` behind it (another clock).
+
+    A slightly older ``now`` is normal (another process read the clock before taking the lock).
+    """
+    latest = max(state.updated, state.throttled_at, state.measured_at)
+    return BudgetState() if now < latest - config.clock_jump else state
+
+
 def _refilled(state: BudgetState, now: float, rate: float, size: float) -> float:
     """Tokens at ``now``: a full bucket on first use, else refilled at ``rate`` up to ``size``."""
     if state.updated == -math.inf:
@@ -150,6 +162,7 @@ def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float 
     """
     if not tokens > 0:
         raise ValueError(f"tokens must be > 0, got {tokens!r}")
+    state = same_clock(config, state, now)
     rate = current_rate(config, state, now)
     if rate == UNLIMITED:
         return Decision(_record_grant(config, state, now, tokens), 0.0, rate)
@@ -169,6 +182,7 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
 
     Ignored within ``throttle_cooldown`` of the last counted throttle (same episode).
     """
+    state = same_clock(config, state, now)
     if state.w_max > 0.0 and now - state.throttled_at < config.throttle_cooldown:
         return state
     rate = current_rate(config, state, now)

@@ -199,8 +199,11 @@ class HostBudget:
             return decode(record[:RECORD_SIZE])
 
     def rate(self, now: float) -> float:
-        """The shared rate in force at ``now`` (``inf``: unlimited)."""
-        return budget.current_rate(self.config, self.state(), now)
+        """The shared rate in force at ``now`` (``inf``: unlimited); the last one seen if the lock is busy."""
+        try:
+            return budget.current_rate(self.config, self.state(), now)
+        except LockTimeout:
+            return self._counters.rate
 
     def stats(self) -> BudgetStats:
         return self._counters.snapshot(self.scope)

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: KEYS[1]: the budget's hash, KEYS[2]: the hosts seen lately (sorted set, score = last seen).
 #: ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none), burst (<= 0: none), beta,
 #: scale, min_rate, cooldown, window, unlimited_after, ttl_ms, now ("" = the server's TIME),
-#: host ("" = no heartbeat), seconds a host counts as live. Returns {wait, rate, now, hosts}
+#: host ("" = no heartbeat), seconds a host counts as live, clock_jump. Returns {wait, rate, now, hosts}
 #: as strings (Lua numbers would be truncated); hosts is "" without a heartbeat.
 #: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
 LUA_BUDGET = """
@@ -68,6 +68,11 @@ local w_max = tonumber(f[3]) or 0
 local throttled_at = tonumber(f[4]) or -INF
 local measured = tonumber(f[5]) or 0
 local measured_at = tonumber(f[6]) or -INF
+if now < math.max(updated, throttled_at, measured_at) - tonumber(ARGV[15]) then
+  -- the server clock stepped back: start afresh rather than wait for it to catch up
+  redis.call('DEL', key)
+  tokens, updated, w_max, throttled_at, measured, measured_at = 0, -INF, 0, -INF, 0, -INF
+end
 
 local function current_rate()
   if w_max <= 0 then return ceiling end
@@ -264,6 +269,7 @@ class RedisBudget:
             "" if self._server_time else repr(float(now)),
             self.host_id if heartbeat else "",
             repr(self.host_liveness),
+            repr(config.clock_jump),
         ]
         try:
             wait, rate, server_now, hosts = self._script(keys=[self.key, self.hosts_key], args=args)

@@ -239,7 +239,7 @@ def test_one_participants_throttle_lowers_everyones_rate(server: RedisServer, tm
 
 
 ops = st.lists(
-    st.tuples(st.floats(0.0, 1.5), st.sampled_from(["acquire", "throttle"]), st.floats(0.5, 3.0)),
+    st.tuples(st.floats(-1.5, 1.5), st.sampled_from(["acquire", "throttle"]), st.floats(0.5, 3.0)),
     min_size=1,
     max_size=40,
 )

@@ -55,6 +55,15 @@ def test_a_caller_with_an_older_clock_reading_does_not_refill_time_twice() -> No
     assert acquire(config, stale.state, 1.05).wait == pytest.approx(0.05)  # not 0.045
 
 
+def test_a_clock_far_behind_the_state_starts_a_fresh_bucket() -> None:
+    config = BudgetConfig(rate=10, burst=2)
+    state = take(config, BudgetState(), 5000.0, 2)  # written before a reboot, uptime 5000 s
+    assert acquire(config, state, 0.5).wait == 0.0  # not "no refill until the clock reaches 5000"
+    assert acquire(config, state, 4999.5).wait == pytest.approx(0.1)  # within clock_jump: same clock
+    throttled_then = throttled(config, state, 5000.0)
+    assert throttled(config, throttled_then, 3.0).w_max == 1.0  # a throttle on the new clock counts
+
+
 def test_refill_stops_at_the_burst() -> None:
     config = BudgetConfig(rate=10, burst=5)
     state = take(config, BudgetState(), 0.0, 5)
