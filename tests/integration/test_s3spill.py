@@ -15,7 +15,7 @@ import orjson
 import pytest
 import requests as requests_lib
 from botocore.config import Config
-from moto.server import DomainDispatcherApplication, create_backend_app
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from mwaa_logging.aws.s3spill import S3SpillSink

@@ -113,8 +113,8 @@ class FakeLogs:
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "GetLogEvents")
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetLogEvents")
 
 
 def page(token: str, *events: tuple[int, str]) -> dict[str, Any]:
