@@ -341,9 +341,12 @@ class RedisBudget:
 
 def connect(url: str, timeout: float) -> Redis[bytes]:
     """A redis-py client for ``redis://`` / ``rediss://`` URLs that fails fast: short timeouts, no retries."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError as exc:  # pragma: no cover - the dev environment has the extra
+        raise ImportError(f"rate_limit_scope {redact(url)} needs redis-py: pip install 'mwaa-logging[redis]'") from exc
 
     return redis.Redis.from_url(
         url,
