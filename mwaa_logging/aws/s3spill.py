@@ -262,6 +262,18 @@ class S3SpillSink:
         root, relative = parts[:-3], parts[-3:]
         return "/".join([*root, REPLAYED_SEGMENT, *relative])
 
+    def _encryption_of(self, obj: S3Object) -> dict[str, str]:
+        """The copy keeps the source's encryption (a copy would otherwise get the bucket default)."""
+        if self.kms_key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+        if self.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = self.expected_bucket_owner
+        head = self.client.head_object(**params)
+        if head.get("ServerSideEncryption") == "aws:kms" and head.get("SSEKMSKeyId"):
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": head["SSEKMSKeyId"]}
+        return {"ServerSideEncryption": "AES256"}
+
     def mark_replayed(self, obj: S3Object) -> str:
         """Move ``obj`` under the replayed prefix (copy, then delete); return the new URL."""
         target = self.replayed_key(obj)
@@ -270,8 +282,7 @@ class S3SpillSink:
             "Key": target,
             "CopySource": {"Bucket": obj.bucket, "Key": obj.key},
         }
-        encryption = ("ServerSideEncryption", "SSEKMSKeyId")
-        copy.update({k: v for k, v in self.put_options().items() if k in encryption})
+        copy.update(self._encryption_of(obj))
         if self.expected_bucket_owner:
             copy["ExpectedBucketOwner"] = self.expected_bucket_owner
             copy["ExpectedSourceBucketOwner"] = self.expected_bucket_owner

@@ -185,11 +185,15 @@ def test_sse_kms_owner_check_and_tags_reach_the_server(moto_s3: MotoS3) -> None:
     tags = {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]}
     assert tags == {"team": "data eng", "purpose": "spill"}
 
-    (obj,) = list(sink.list_objects())
+    # replay marks objects with a sink that knows no key: the moved copy keeps KMS encryption and tags
+    replay_view = S3SpillSink(BUCKET, "p", client=client, expected_bucket_owner=OWNER)
+    (obj,) = list(replay_view.list_objects())
     moto_s3.requests.clear()
-    moved = sink.mark_replayed(obj)
+    moved = replay_view.mark_replayed(obj)
     assert moved == f"s3://{BUCKET}/p/@replayed/g/s/{key.rsplit('/', 1)[1]}"
     assert all(r.headers.get("x-amz-expected-bucket-owner") == OWNER for r in moto_s3.requests)
+    moved_head = client.head_object(Bucket=BUCKET, Key=moved.removeprefix(f"s3://{BUCKET}/"))
+    assert moved_head["ServerSideEncryption"] == "aws:kms" and moved_head["SSEKMSKeyId"].endswith("alias/logs-spill")
     assert list(sink.list_objects()) == []  # replayed objects are not listed as spill any more
 
 
