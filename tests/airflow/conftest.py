@@ -36,3 +36,21 @@ def airflow3(
         MWAA_LOGGING_SPILL_TO=str(home / "spill"),
     ) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def airflow2(airflow_aws: LocalAWS, tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    """Airflow 2.10 (SequentialExecutor: ``tasks run --local`` forks the supervisor and the raw task)."""
+    home = tmp_path_factory.mktemp("airflow2-home")
+    env = AirflowEnv(
+        venv=airflow_venv("2.10.5", ".venv-airflow2"),
+        home=home,
+        endpoint_url=airflow_aws.url,
+        extra_env={
+            "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "mwaa_logging.airflow.LOGGING_CONFIG",
+            "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
+            "MWAA_LOGGING_SPILL_TO": str(home / "spill"),
+        },
+    )
+    env.migrate()
+    return env

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ DAGS = Path(__file__).resolve().parent / "dags"
 LOG_GROUP = "airflow-mwaa-logging-test-Task"
 LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:123456789012:log-group:{LOG_GROUP}"
 WORKLOAD_FINISHED = "Workload finished"
+RUN_ID = re.compile(r"run_id=(manual__[^,\s\]']+)")
 
 
 def free_port() -> int:
@@ -32,10 +34,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def airflow_venv() -> Path:
-    """Create (or reuse) the cached Airflow virtualenv and return its path."""
+def airflow_venv(version: str = "3.3.*", venv: str = ".venv-airflow") -> Path:
+    """Create (or reuse) the cached Airflow virtualenv ``REPO/venv`` and return its path."""
+    env = {**os.environ, "AIRFLOW_VERSION": version, "AIRFLOW_VENV": str(REPO / venv)}
     out = subprocess.run(
-        [str(REPO / "scripts" / "airflow-venv.sh")], check=True, capture_output=True, text=True, timeout=600
+        [str(REPO / "scripts" / "airflow-venv.sh")], env=env, check=True, capture_output=True, text=True, timeout=900
     )
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -152,10 +155,12 @@ class AirflowEnv:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
         return out.stdout + out.stderr
 
-    def python(self, code: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
-        """Run ``code`` with the Airflow venv's interpreter in this environment; return stdout."""
+    def python(
+        self, code: str, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+    ) -> str:
+        """Run ``code`` (``sys.argv[1:]`` = ``args``) with the Airflow venv's interpreter here; return stdout."""
         out = subprocess.run(
-            [str(self.venv / "bin" / "python"), "-c", code],
+            [str(self.venv / "bin" / "python"), "-c", code, *args],
             env=self.env(env),
             cwd=self.home,
             capture_output=True,
@@ -199,11 +204,20 @@ class AirflowEnv:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def run_dag(self, dag_id: str, *, env: Mapping[str, str] | None = None, timeout: float = 120) -> DagRun:
-        """Run ``dag_id`` through the LocalExecutor; return once the upload is done (not at task state).
+    def run_dag(
+        self,
+        dag_id: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        done_marker: str = WORKLOAD_FINISHED,
+    ) -> DagRun:
+        """Run ``dag_id`` through the configured executor; return once ``done_marker`` is logged.
 
-        ``dags test`` sometimes hangs at "Shutting down LocalExecutor" after everything is done, so
-        the run is judged by its output and the process tree is stopped as soon as it is complete.
+        Airflow 3 logs "Workload finished" after the supervisor's upload returned (the task state
+        turns successful before that). ``dags test`` sometimes hangs at "Shutting down
+        LocalExecutor" after everything is done, so the run is judged by its output and the process
+        tree is stopped as soon as it is complete.
         """
         log_path = self.home / f"dags-test-{time.monotonic_ns()}.log"
         started = time.monotonic()
@@ -220,7 +234,7 @@ class AirflowEnv:
             deadline = started + timeout
             while time.monotonic() < deadline:
                 text = log_path.read_text(errors="replace")
-                if WORKLOAD_FINISHED in text:
+                if done_marker in text:
                     break
                 if proc.poll() is not None:
                     break
@@ -231,17 +245,14 @@ class AirflowEnv:
                 proc.wait(timeout=5)
             stop_tree(proc)
         text = log_path.read_text(errors="replace")
+        run_id = RUN_ID.search(text)
         return DagRun(
             dag_id=dag_id,
-            run_id=self._latest_run_id(dag_id),
+            run_id=run_id.group(1) if run_id else "",
             output=text,
             seconds=time.monotonic() - started,
-            finished=WORKLOAD_FINISHED in text,
+            finished=done_marker in text,
         )
-
-    def _latest_run_id(self, dag_id: str) -> str:
-        runs = self.rest(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date&limit=1")
-        return str(runs["dag_runs"][0]["dag_run_id"])
 
     def token(self) -> str:
         with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=10) as resp:

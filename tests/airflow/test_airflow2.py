@@ -1,0 +1,49 @@
+"""Real Airflow 2.10: the task handler ships both forked processes' lines to the stock stream."""
+
+from __future__ import annotations
+
+import pytest
+
+from mwaa_logging.testing.local_aws import LocalAWS
+from tests.airflow.harness import LOG_GROUP, AirflowEnv
+from tests.airflow.test_airflow3 import BIG_EVENT, DAG_ID, TASK_ID, assert_exactly_once, expected_events
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(240)]
+
+DAG_RUN_FINISHED = "DagRun Finished"
+READ_SCRIPT = """
+import sys
+from airflow.models import TaskInstance
+from airflow.utils.log.log_reader import TaskLogReader
+from airflow.utils.session import create_session
+
+with create_session() as session:
+    ti = session.query(TaskInstance).filter_by(dag_id=sys.argv[1], task_id=sys.argv[2], run_id=sys.argv[3]).one()
+    reader = TaskLogReader()
+    print(reader.log_handler.__class__.__module__)
+    chunks, _ = reader.read_log_chunks(ti, 1, {"download_logs": True})
+    for host, text in chunks[0]:
+        print(text)
+"""
+
+
+def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
+    airflow2: AirflowEnv, airflow_aws: LocalAWS
+) -> None:
+    lines = 200
+    run = airflow2.run_dag(DAG_ID, env={"MWAA_LOGGING_TEST_LINES": str(lines)}, done_marker=DAG_RUN_FINISHED)
+    assert run.finished and run.run_id, run.output[-3000:]
+    stream = f"dag_id={DAG_ID}/run_id={run.run_id}/task_id={TASK_ID}/attempt=1.log".replace(":", "_")
+    messages = airflow_aws.messages(LOG_GROUP, stream)
+    # the raw task process logged these; the --local supervisor process logged the exit line
+    assert any(m.startswith("Task exited with return code 0") for m in messages)
+    assert max(len(m.encode()) + 26 for m in messages) <= 1_048_576
+
+    out = airflow2.python(READ_SCRIPT, DAG_ID, TASK_ID, run.run_id)
+    handler_module, _, text = out.partition("\n")
+    assert handler_module.endswith("mwaa_logging.airflow.task_handler")
+    assert "mwaa-logging: reading CloudWatch" in text
+    # Airflow 2 renders "[time] message" lines; the big line comes back whole (reassembled)
+    found = [line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[") and "] " in line]
+    assert_exactly_once(found, expected_events(lines))
+    assert BIG_EVENT in found
