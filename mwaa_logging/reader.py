@@ -31,6 +31,7 @@ import itertools
 import os
 import random
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -94,14 +95,18 @@ def read_stream(
     include_cloudwatch: bool = True,
     s3_client: S3Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    on_spill_error: SpillErrorHandler | None = None,
 ) -> Iterator[ReadEvent]:
     """Every event of ``group``/``stream`` in ``[start_time, end_time)`` (ms), merged, deduplicated, whole.
 
     ``logs_client`` defaults to :func:`mwaa_logging.aws.clients.make_logs_client` (standard AWS config);
     ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks).
+    A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
+    A spill location that cannot be listed or read raises, unless ``on_spill_error(location, error)``
+    is given: then it is called and the rest of the log is still returned.
     """
     sources = [] if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
-    spilled = spilled_events(sources, group, stream, start_time, end_time)
+    spilled = spilled_events(sources, group, stream, start_time, end_time, on_error=on_spill_error)
     if include_cloudwatch:
         if logs_client is None:
             from mwaa_logging.aws.clients import make_logs_client
@@ -192,11 +197,16 @@ def _get_page(
 
 #: Loads the records of one spill object.
 Loader = Callable[[], list[SpillRecord]]
+#: Called with a spill location and the error met reading it.
+SpillErrorHandler = Callable[[str, Exception], None]
+#: What listing or reading a spill location may raise (network, permissions, missing, corrupt data).
+_READ_ERRORS = (ClientError, BotoCoreError, OSError, ValueError, KeyError, EOFError, zlib.error)
 
 
 class _LocalReader:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        self.description = str(self.directory)
 
     def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         folder = self.directory / stream_prefix(group, stream)
@@ -212,6 +222,7 @@ def _decode_file(path: Path) -> list[SpillRecord]:
 class _S3Reader:
     def __init__(self, sink: S3SpillSink) -> None:
         self.sink = sink
+        self.description = sink.description
 
     def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         for obj in self.sink.stream_objects(group, stream):
@@ -260,6 +271,7 @@ def spilled_events(
     end_time: int | None = None,
     *,
     max_cached_records: int = 200_000,
+    on_error: SpillErrorHandler | None = None,
 ) -> Iterator[ReadEvent]:
     """The spilled events of one stream in ``[start_time, end_time)``, sorted by timestamp.
 
@@ -275,11 +287,25 @@ def spilled_events(
         kept.sort(key=lambda r: r.timestamp)
         return kept
 
+    def failed(location: str, error: Exception) -> None:
+        if on_error is None:
+            raise error
+        on_error(location, error)
+
     objects: list[_SpillObject] = []
     cached = 0
     for reader in readers:
-        for location, load in reader.stream_objects(group, stream):
-            records = in_window(load())
+        try:
+            listed = list(reader.stream_objects(group, stream))
+        except _READ_ERRORS as error:
+            failed(reader.description, error)
+            continue
+        for location, load in listed:
+            try:
+                records = in_window(load())
+            except _READ_ERRORS as error:
+                failed(location, error)
+                continue
             if not records:
                 continue
             keep = cached + len(records) <= max_cached_records
@@ -288,7 +314,14 @@ def spilled_events(
     objects.sort(key=lambda o: o.first)
 
     def events_of(obj: _SpillObject) -> Iterator[ReadEvent]:
-        records = obj.records if obj.records is not None else in_window(obj.load())
+        if obj.records is not None:
+            records = obj.records
+        else:
+            try:
+                records = in_window(obj.load())
+            except _READ_ERRORS as error:
+                failed(obj.location, error)
+                return
         obj.records = None  # let the merge release it as it goes
         for r in records:
             yield ReadEvent(r.timestamp, r.message, obj.location, reason=r.reason)

@@ -105,3 +105,22 @@ def test_missing_stream_with_spill_only(aws: LocalAWS, tmp_path: Path) -> None:
     LocalSpillSink(tmp_path).write([SpillRecord("gone", "s", 5, "only in spill", "auth")])
     events = list(read_stream("gone", "s", spill_to=f"file://{tmp_path}"))
     assert [(e.timestamp, e.message, e.reason) for e in events] == [(5, "only in spill", "auth")]
+
+
+def test_an_unreachable_spill_bucket_does_not_hide_the_rest(aws: LocalAWS, tmp_path: Path) -> None:
+    import socket
+
+    from mwaa_logging.aws.clients import make_s3_client
+
+    base = int(time.time() * 1000) - 60_000
+    put(aws, [(base, "in cloudwatch")])
+    LocalSpillSink(tmp_path).write([record(base + 1, "in local spill")])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    errors: list[str] = []
+    events = read_stream(GROUP, STREAM, spill_to=["s3://spill/env", tmp_path],
+                         s3_client=make_s3_client(endpoint_url=dead),
+                         on_spill_error=lambda where, error: errors.append(where))
+    assert [e.message for e in events] == ["in cloudwatch", "in local spill"]
+    assert errors == ["s3://spill/env"]

@@ -186,3 +186,19 @@ def test_spilled_objects_merge_in_time_order_with_bounded_caching(cache: int) ->
     assert spill.loads["d-outside"] == 1  # nothing inside the window: never loaded again
     reloaded = sum(1 for name in ("a-early", "b-late", "c-overlap") if spill.loads[name] == 2)
     assert reloaded == {0: 3, 3: 2, 1000: 0}[cache]
+
+
+def test_an_unreadable_spill_object_is_reported_or_raised() -> None:
+    class Broken(FakeSpill):
+        description = "broken"
+
+        def stream_objects(self, group: str, stream: str) -> Any:
+            yield "good", lambda: [rec(1, "kept")]
+            yield "bad", lambda: (_ for _ in ()).throw(OSError("gone"))
+
+    errors: list[tuple[str, str]] = []
+    events = list(spilled_events([Broken({})], "g", "s",  # type: ignore[list-item]
+                                 on_error=lambda where, error: errors.append((where, str(error)))))
+    assert [e.message for e in events] == ["kept"] and errors == [("bad", "gone")]
+    with pytest.raises(OSError, match="gone"):
+        list(spilled_events([Broken({})], "g", "s"))  # type: ignore[list-item]
