@@ -56,7 +56,11 @@ UNIT_BATCHES = 4
 
 
 class ReplayError(Exception):
-    """A unit could not be replayed (its objects stay unmarked)."""
+    """A unit could not be replayed (its objects stay unmarked). ``fatal``: later units cannot fare better."""
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 # -- sources -------------------------------------------------------------------------------------------
@@ -254,11 +258,11 @@ class Replayer:
         listed = list(source.objects()) if objects is None else list(objects)
         self.summary.objects_found += len(listed)
         for unit in self._units(source, listed, max_objects_per_unit):
-            self._replay_unit(source, unit)
+            fatal = self._replay_unit(source, unit)
             if on_object is not None:
                 for obj, _ in unit:
                     on_object(obj)
-            if self.summary.errors and self.summary.errors[-1].startswith("auth:"):
+            if fatal:
                 break  # credentials or permissions refused: the rest cannot go better
         return self.summary
 
@@ -284,7 +288,8 @@ class Replayer:
         if unit:
             yield unit
 
-    def _replay_unit(self, source: SpillSource, unit: list[tuple[SpillObject, list[SpillRecord]]]) -> None:
+    def _replay_unit(self, source: SpillSource, unit: list[tuple[SpillObject, list[SpillRecord]]]) -> bool:
+        """Put, export, mark one unit; True when the run should stop."""
         by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
         for _obj, records in unit:
             seen: set[tuple[str, str]] = set()
@@ -300,9 +305,9 @@ class Replayer:
         except ReplayError as exc:
             self.summary.objects_failed += len(unit)
             self.summary.errors.append(str(exc))
-            return
+            return exc.fatal
         if self.dry_run:
-            return
+            return False
         if self.export is not None:
             self.export.write(rejected)
         for obj, _ in unit:
@@ -313,6 +318,7 @@ class Replayer:
                 self.summary.errors.append(f"mark {obj.location}: {exc}")
             else:
                 self.summary.objects_replayed += 1
+        return False
 
     def _replay_stream(self, group: str, stream: str, records: list[SpillRecord]) -> list[SpillRecord]:
         """Put one stream's records; return those CloudWatch cannot take (with their reasons)."""
@@ -365,8 +371,8 @@ class Replayer:
             elif outcome in (Outcome.THROTTLED, Outcome.TRANSIENT) and state.attempts < self.max_attempts:
                 pass
             else:
-                prefix = "auth" if outcome is Outcome.AUTH else outcome.value
-                raise ReplayError(f"{prefix}: PutLogEvents {group}/{stream}: {result.error_code} {result.message}")
+                raise ReplayError(f"{outcome.value}: PutLogEvents {group}/{stream}: {result.error_code} "
+                                  f"{result.message}", fatal=outcome is Outcome.AUTH)
             state = state.failed(result.error_code or outcome.value)
             self.summary.retries += 1
             if outcome is not Outcome.NO_RESOURCE:
@@ -387,7 +393,8 @@ class Replayer:
             if result.outcome is Outcome.OK:
                 self.summary.created += 1 if result.error_code is None else 0
             elif result.outcome is Outcome.AUTH:
-                raise ReplayError(f"auth: creating {group}/{stream}: {result.error_code} {result.message}")
+                raise ReplayError(f"auth: creating {group}/{stream}: {result.error_code} {result.message}",
+                                  fatal=True)
 
 
 # -- command line ----------------------------------------------------------------------------------------

@@ -238,3 +238,23 @@ def test_throttled_processes_spill_to_s3_then_replay_delivers_every_line_once(
         merged = [e.message for e in read_stream("airflow-env-Task", f"worker-{p}", spill_to="s3://spill/env",
                                                  s3_client=s3) if not e.message.startswith("[mwaa-logging] ")]
         assert merged == expected(p)
+
+
+def test_refused_credentials_stop_the_run_and_mark_nothing(tmp_path: Path) -> None:
+    from mwaa_logging.outcome import CallResult, Outcome
+
+    class Refusing:
+        calls = 0
+
+        def put_log_events(self, group: str, stream: str, events: object) -> CallResult:
+            self.calls += 1
+            return CallResult(Outcome.AUTH, "UnrecognizedClientException", "The security token is invalid")
+
+    for stream in ("a", "b", "c"):
+        LocalSpillSink(tmp_path).write(spilled("g", stream, 3, now_ms()))
+    transport = Refusing()
+    summary = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000)),  # type: ignore[arg-type]
+                       sleep=lambda _: None).run(LocalSource(tmp_path))
+    assert transport.calls == 1 and summary.objects_replayed == 0
+    assert summary.errors == ["auth: PutLogEvents g/a: UnrecognizedClientException The security token is invalid"]
+    assert len(list(tmp_path.rglob("*.jsonl.gz"))) == 3
