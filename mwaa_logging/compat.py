@@ -40,30 +40,34 @@ def is_patched() -> bool:
 def patch_watchtower() -> type:
     """Replace watchtower's handler class with mwaa-logging's, everywhere it is referenced by name.
 
-    Idempotent. Handlers built before the patch keep running on watchtower. Returns the original
-    class (for :func:`unpatch_watchtower`).
+    Idempotent (modules imported since the last call are patched too). Handlers built before the
+    patch keep running on watchtower. Returns the original class.
     """
     import watchtower
 
     with _lock:
         original: type = getattr(watchtower, _ORIGINAL_ATTR, None) or watchtower.CloudWatchLogHandler
-        replacement = _replacement()
+        _swap(original, _replacement())
         setattr(watchtower, _ORIGINAL_ATTR, original)
-        _swap(original, replacement)
     return original
 
 
 def unpatch_watchtower() -> None:
-    """Undo :func:`patch_watchtower` (for tests)."""
+    """Undo :func:`patch_watchtower` where it replaced the class (for tests)."""
     watchtower = sys.modules.get("watchtower")
-    if watchtower is None:
-        return
     with _lock:
         original = getattr(watchtower, _ORIGINAL_ATTR, None)
         if original is None:
             return
-        _swap(_replacement(), original)
+        for namespace, name in _patched:
+            if namespace.get(name) is _replacement():
+                namespace[name] = original
+        _patched.clear()
         delattr(watchtower, _ORIGINAL_ATTR)
+
+
+#: Every (module namespace, attribute name) the patch changed, for :func:`unpatch_watchtower`.
+_patched: list[tuple[dict[str, Any], str]] = []
 
 
 def _swap(old: type, new: type) -> None:
@@ -75,6 +79,7 @@ def _swap(old: type, new: type) -> None:
         for name, value in list(namespace.items()):
             if value is old:
                 namespace[name] = new
+                _patched.append((namespace, name))
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):

@@ -1,0 +1,205 @@
+"""The Airflow integration's own logic, without Airflow: naming, message format, kwargs, the remote IO."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mwaa_logging.airflow.messages import event_to_message, message_to_line, timestamp_ms
+from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base, stream_name_for
+from mwaa_logging.airflow.options import split_handler_kwargs
+from mwaa_logging.airflow.remote_io import CloudWatchRemoteLogIO
+from mwaa_logging.reader import ReadEvent
+from mwaa_logging.settings import SettingsError
+
+ARN = "arn:aws:logs:eu-west-1:123456789012:log-group:airflow-prod-Task"
+RELATIVE = "dag_id=d/run_id=manual__2026-11-24T07:41:15+00:00/task_id=t/attempt=1.log"
+STREAM = "dag_id=d/run_id=manual__2026-11-24T07_41_15+00_00/task_id=t/attempt=1.log"
+
+
+def test_log_group_and_region_come_from_the_remote_base_arn() -> None:
+    target = LogGroupTarget.from_remote_base(f"cloudwatch://{ARN}")
+    assert (target.region_name, target.log_group_name, target.arn) == ("eu-west-1", "airflow-prod-Task", ARN)
+    assert is_cloudwatch_remote_base(f"cloudwatch://{ARN}") and not is_cloudwatch_remote_base("s3://bucket/logs")
+    with pytest.raises(ValueError, match="log-group"):
+        LogGroupTarget.from_arn("arn:aws:s3:::bucket")
+
+
+def test_stream_name_is_the_providers() -> None:
+    assert stream_name_for(RELATIVE) == STREAM
+
+
+def test_event_becomes_json_message_with_timestamp_as_event_time() -> None:
+    event = {"event": "hello", "level": "info", "timestamp": "2026-11-24T07:41:15.250000Z", "n": 1}
+    message, stamp = event_to_message(event)
+    assert json.loads(message) == {"event": "hello", "level": "info", "n": 1}
+    assert stamp == 1795506075250
+    assert "timestamp" in event  # the supervisor's own file output still gets it
+
+
+def test_unreadable_timestamp_falls_back_instead_of_losing_the_line() -> None:
+    assert timestamp_ms("not a time", default_ms=7) == 7
+    assert timestamp_ms(None, default_ms=7) == 7
+    assert timestamp_ms(1_700_000_000_000) == 1_700_000_000_000
+
+
+def test_cloudwatch_event_reads_back_as_airflow_json_line() -> None:
+    line = json.loads(message_to_line('{"event": "hello", "level": "info"}', 1795506075250))
+    assert line == {"event": "hello", "level": "info", "timestamp": "2026-11-24T07:41:15.250000+00:00"}
+    assert json.loads(message_to_line("plain text", 0))["event"] == "plain text"
+
+
+def test_handler_kwargs_split_into_io_and_engine_settings() -> None:
+    io_kwargs, settings = split_handler_kwargs(
+        {"max_bytes": 10, "delete_local_copy": False, "spill_to": "s3://b/p", "max_latency": 60},
+        frozenset({"max_bytes", "backup_count", "delay"}),
+    )
+    assert io_kwargs == {"delete_local_copy": False}
+    assert settings == {"spill_to": "s3://b/p", "max_latency": 60}
+    with pytest.raises(ValueError, match="spil_to"):
+        split_handler_kwargs({"spil_to": "x"}, frozenset())
+
+
+@dataclass
+class FakeStream:
+    name: str
+    close_result: bool = True
+    lines: list[tuple[str, int | None]] = field(default_factory=list)
+    closed_with: list[float | None] = field(default_factory=list)
+
+    def write(self, message: str, timestamp_ms: int | None = None) -> None:
+        self.lines.append((message, timestamp_ms))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        self.closed_with.append(timeout)
+        return self.close_result
+
+
+@dataclass
+class FakeFileLogger:
+    """What structlog's BytesLogger looks like to a processor: a ``_file`` with a ``name``."""
+
+    _file: Any
+
+
+def make_io(tmp_path: Path, **kwargs: Any) -> tuple[CloudWatchRemoteLogIO, list[FakeStream]]:
+    opened: list[FakeStream] = []
+
+    def open_stream(group: str, stream: str, **settings: Any) -> FakeStream:
+        assert group == "airflow-prod-Task" and settings["region_name"] == "eu-west-1"
+        opened.append(FakeStream(stream))
+        return opened[-1]
+
+    remote = CloudWatchRemoteLogIO(
+        base_log_folder=tmp_path,
+        log_group_arn=ARN,
+        open_stream=open_stream,
+        write_client_factory=lambda: None,
+        **kwargs,
+    )
+    return remote, opened
+
+
+def task_logger(tmp_path: Path) -> FakeFileLogger:
+    path = tmp_path / RELATIVE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("local copy\n")
+    handle = io.BytesIO()
+    handle.name = str(path)  # type: ignore[attr-defined]
+    return FakeFileLogger(handle)
+
+
+def test_processor_sends_task_lines_to_the_task_stream_and_skips_other_loggers(tmp_path: Path) -> None:
+    remote, opened = make_io(tmp_path)
+    (process,) = remote.processors
+    event = {"event": "line", "timestamp": "2026-11-24T07:41:15Z"}
+    assert process(task_logger(tmp_path), "info", event) is event
+    stdout_like = io.BytesIO()
+    stdout_like.name = "<stdout>"  # type: ignore[attr-defined]
+    for other in (None, object(), FakeFileLogger(stdout_like), FakeFileLogger(io.BytesIO())):
+        process(other, "info", {"event": "not a task line"})
+    assert [s.name for s in opened] == [STREAM]
+    assert opened[0].lines == [('{"event": "line"}', 1795506075000)]
+
+
+def test_upload_drains_the_stream_then_deletes_the_local_copy(tmp_path: Path) -> None:
+    remote, opened = make_io(tmp_path, settings={"close_timeout": 4})
+    (process,) = remote.processors
+    logger = task_logger(tmp_path)
+    process(logger, "info", {"event": "a"})
+    remote.upload(RELATIVE)
+    assert opened[0].closed_with == [4.0]
+    assert not (tmp_path / RELATIVE).exists()
+    # a deferred task resuming on this worker appends to the same path: a fresh stream, same name
+    process(logger, "info", {"event": "b"})
+    assert [s.name for s in opened] == [STREAM, STREAM] and opened[1].lines[0][0] == '{"event": "b"}'
+
+
+def test_upload_keeps_the_local_copy_when_the_drain_could_not_account_for_every_line(tmp_path: Path) -> None:
+    remote, opened = make_io(tmp_path)
+    (process,) = remote.processors
+    process(task_logger(tmp_path), "info", {"event": "a"})
+    opened[0].close_result = False
+    remote.upload(str(tmp_path / RELATIVE))  # absolute paths work too
+    assert (tmp_path / RELATIVE).exists()
+
+
+def test_a_failing_stream_never_breaks_the_task_logging(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*args: Any, **kwargs: Any) -> FakeStream:
+        raise RuntimeError("boom")
+
+    remote = CloudWatchRemoteLogIO(
+        base_log_folder=tmp_path, log_group_arn=ARN, open_stream=broken, write_client_factory=lambda: None
+    )
+    (process,) = remote.processors
+    event = {"event": "a"}
+    assert process(task_logger(tmp_path), "info", event) is event
+    assert remote.errors == 1 and "boom" in capsys.readouterr().err
+
+
+def test_a_bad_setting_fails_at_startup(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="max_latency"):
+        CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, settings={"max_latency": -1})
+
+
+def test_read_and_stream_return_every_event_as_airflow_lines(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def reader(client: Any, group: str, stream: str, spill_to: str | None) -> Iterator[ReadEvent]:
+        seen.append((group, stream))
+        yield ReadEvent(timestamp=1000, message='{"event": "one"}', source="cloudwatch")
+        yield ReadEvent(timestamp=2000, message="two", source="spill")
+
+    remote = CloudWatchRemoteLogIO(
+        base_log_folder=tmp_path, log_group_arn=ARN, read_client_factory=lambda: None, event_reader=reader
+    )
+    sources, streams = remote.stream(RELATIVE, None)
+    assert sources[0].startswith("mwaa-logging: reading CloudWatch") and STREAM in sources[0]
+    assert [json.loads(line)["event"] for line in streams[0]] == ["one", "two"]
+    _, lines = remote.read(RELATIVE, None)
+    assert all(line.endswith("\n") for line in lines) and len(lines) == 2
+    assert seen == [("airflow-prod-Task", STREAM)] * 2
+
+
+def test_a_missing_stream_reads_as_a_notice(tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    def reader(client: Any, group: str, stream: str, spill_to: str | None) -> Iterator[ReadEvent]:
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "x"}}, "GetLogEvents")
+        yield  # pragma: no cover
+
+    remote = CloudWatchRemoteLogIO(
+        base_log_folder=tmp_path, log_group_arn=ARN, read_client_factory=lambda: None, event_reader=reader
+    )
+    _, streams = remote.stream(RELATIVE, None)
+    (line,) = list(streams[0])
+    assert "No log stream" in json.loads(line)["event"]
