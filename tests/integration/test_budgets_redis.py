@@ -164,7 +164,7 @@ def test_killing_redis_mid_run_falls_back_to_the_host_budget_without_blocking(
 ) -> None:
     outputs, killed_at = run_hammers(server, tmp_path, count=3, window=2.0, kill_after=1.0)
     slowest = max(float(out[-1].split()[1]) for out in outputs)
-    assert slowest < TIMEOUT + 0.2  # connection refused answers at once; nothing waits longer
+    assert slowest < TIMEOUT + 0.3  # connection refused answers at once; nothing waits longer
     rows = [line.split() for out in outputs for line in out[:-1]]
     fallback = [float(row[2]) for row in rows if row[1] == "0"]
     assert [float(row[2]) for row in rows if row[1] == "1" and float(row[2]) > killed_at + 0.05] == []
@@ -185,7 +185,7 @@ def test_unreachable_redis_warns_once_and_the_fleet_returns(
     for step in range(20):  # 2 s of injected time: the connection is retried every 0.2 s
         started = time.monotonic()
         shared.acquire(step * 0.1)
-        assert time.monotonic() - started < TIMEOUT + 0.2
+        assert time.monotonic() - started < TIMEOUT + 0.3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unreachable" in warnings[0]
     assert not shared.available
@@ -209,7 +209,7 @@ def test_a_frozen_redis_costs_one_socket_timeout_per_retry(server: RedisServer, 
     started = time.monotonic()
     shared.acquire(1.1)  # before the retry time: straight to the host budget
     second = time.monotonic() - started
-    assert TIMEOUT * 0.9 <= first < TIMEOUT + 0.2
+    assert TIMEOUT * 0.9 <= first < TIMEOUT + 0.3
     assert second < 0.02
     server.signal(signal.SIGCONT)
     assert shared.acquire(2.0) == 0.0
