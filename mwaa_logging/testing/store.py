@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
-from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any
 
 from moto.core.base_backend import BackendDict
 from moto.core.utils import utcnow
 from moto.logs.models import LogStream, logs_backends
 from moto.s3.models import s3_backends
 
+from mwaa_logging.testing.eventlog import EventLog
+
+#: Guards stream bookkeeping across every store of this process.
+_store_lock = threading.Lock()
 _ids_lock = threading.Lock()
 _next_event_id = 10**12
 
@@ -34,30 +37,6 @@ def _reserve_event_ids(count: int) -> int:
         return first
 
 
-class StoredLogEvent(NamedTuple):
-    """A stored event, duck-typed to moto's ``LogEvent`` (the attributes and methods moto reads).
-
-    A tuple is ~10x cheaper to build than moto's model, which also registers every instance in a
-    process-wide list that is never emptied.
-    """
-
-    timestamp: int
-    message: str
-    ingestion_time: int
-    event_id: int
-
-    def to_response_dict(self) -> dict[str, Any]:
-        return {"ingestionTime": self.ingestion_time, "message": self.message, "timestamp": self.timestamp}
-
-    def to_filter_dict(self) -> dict[str, Any]:
-        return {
-            "eventId": str(self.event_id),
-            "ingestionTime": self.ingestion_time,
-            "message": self.message,
-            "timestamp": self.timestamp,
-        }
-
-
 class ResourceNotFound(Exception):
     """The log group or stream does not exist."""
 
@@ -67,7 +46,6 @@ class LogsStore:
 
     def __init__(self, account_id: str) -> None:
         self.account_id = account_id
-        self._lock = threading.Lock()
 
     def find_stream(self, region: str, group: str, stream: str) -> tuple[LogStream, int | None]:
         """The stream and its group's retention in days; :class:`ResourceNotFound` if missing."""
@@ -87,18 +65,16 @@ class LogsStore:
         """Store events as moto would, much faster; returns the next sequence token."""
         if log_stream.log_group.subscription_filters:
             # Rare in our tests: let moto deliver to its subscription targets itself.
-            with self._lock:
+            with _store_lock:
                 return str(log_stream.put_log_events(
                     [{"timestamp": t, "message": m} for t, m in zip(timestamps, messages, strict=True)]
                 ))
         first_id = _reserve_event_ids(len(timestamps))
-        stored = list(map(
-            StoredLogEvent._make,
-            zip(timestamps, messages, repeat(now_ms), range(first_id, first_id + len(timestamps))),
-        ))
-        with self._lock:
-            events: list[Any] = log_stream.events
-            events.extend(stored)
+        with _store_lock:
+            events = log_stream.events
+            if not isinstance(events, EventLog):
+                events = log_stream.events = EventLog(events)
+            events.add_batch(timestamps, messages, now_ms, first_id)
             log_stream.stored_bytes += sum(map(len, messages))
             log_stream.last_ingestion_time = utcnow()
             log_stream.upload_sequence_token += 1
@@ -112,8 +88,10 @@ class LogsStore:
                 log_stream, _ = self.find_stream(name, group, stream)
             except ResourceNotFound:
                 continue
-            with self._lock:
-                return [(event.timestamp, event.message) for event in log_stream.events]
+            events = log_stream.events
+            if isinstance(events, EventLog):
+                return events.pairs()
+            return [(event.timestamp, event.message) for event in list(events)]
         raise ResourceNotFound(f"no log stream {group!r} / {stream!r}")
 
     def streams(self, region: str | None = None) -> dict[str, list[str]]:

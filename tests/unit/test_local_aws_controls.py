@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from mwaa_logging.testing.eventlog import EventLog, StoredLogEvent
 from mwaa_logging.testing.faults import Decision, FaultKind, FaultRule, Faults
 from mwaa_logging.testing.quota import Quotas, TokenBucket
 from mwaa_logging.testing.stats import Stats, StatsRecorder
@@ -122,3 +123,33 @@ def test_stats_peak_and_timeline_of_put_calls() -> None:
         stats.add("no_such_counter")
     stats.reset()
     assert stats.snapshot() == Stats()
+
+
+def test_event_log_builds_events_only_when_read_and_keeps_arrival_order() -> None:
+    log = EventLog([StoredLogEvent(1, "first", 9, 0)])
+    log.add_batch([2, 3], ["b", "c"], ingestion_time=10, first_id=100)
+    log.add_batch([1], ["a"], ingestion_time=11, first_id=200)
+    assert len(log) == 4 and bool(log)
+    assert log.pairs() == [(1, "first"), (2, "b"), (3, "c"), (1, "a")]
+    assert list.__len__(log) == 1  # nothing built yet
+    by_time = sorted(filter(lambda event: event.timestamp >= 2, log), key=lambda event: event.timestamp)
+    assert [event.message for event in by_time] == ["b", "c"]
+    assert list.__len__(log) == 4
+    assert log[1] == StoredLogEvent(2, "b", 10, 100)
+    assert log[3].to_filter_dict() == {"eventId": "200", "ingestionTime": 11, "message": "a", "timestamp": 1}
+    assert log[2].to_response_dict() == {"ingestionTime": 10, "message": "c", "timestamp": 3}
+
+
+def test_event_log_settles_pending_batches_before_any_change() -> None:
+    log = EventLog()
+    log.add_batch([1], ["a"], 0, 0)
+    log += [StoredLogEvent(2, "moto", 0, 1)]  # what moto's own put_log_events does
+    log.add_batch([3], ["c"], 0, 2)
+    log.append(StoredLogEvent(4, "d", 0, 3))
+    assert [event.message for event in log] == ["a", "moto", "c", "d"]
+    assert [event.message for event in log[1:3]] == ["moto", "c"]
+    log.add_batch([5], ["e"], 0, 4)
+    joined = log + [StoredLogEvent(6, "f", 0, 5)]  # noqa: RUF005 - list.__add__ is what is tested
+    assert [event.message for event in joined] == ["a", "moto", "c", "d", "e", "f"]
+    log.clear()
+    assert len(log) == 0 and log.pairs() == []
