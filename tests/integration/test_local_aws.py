@@ -547,3 +547,22 @@ def test_s3_faults_answer_like_s3(local_aws: LocalAWS, s3_client: Any) -> None:
     assert s3.get_object(Bucket="spill", Key="a")["Body"].read() == b"1"
     stats = local_aws.stats()
     assert (stats.calls["s3:PUT"], stats.calls["s3:GET"], stats.throttled, stats.unavailable) == (4, 1, 1, 1)
+
+
+def test_paging_through_many_stored_events_with_boto3(
+    local_aws: LocalAWS, logs_client: Any, stream: tuple[str, str]
+) -> None:
+    stamp = now_ms()
+    for batch_index in range(3):
+        put(logs_client, [{"timestamp": stamp + batch_index, "message": f"{batch_index}:{i}"} for i in range(9000)])
+    seen: list[str] = []
+    token = None
+    while True:
+        kwargs = {"nextToken": token} if token else {"startFromHead": True}
+        page = logs_client.get_log_events(logGroupName=GROUP, logStreamName=STREAM, **kwargs)
+        seen.extend(event["message"] for event in page["events"])
+        if page["nextForwardToken"] == token:
+            break
+        token = page["nextForwardToken"]
+    assert seen == [f"{b}:{i}" for b in range(3) for i in range(9000)]
+    assert local_aws.stats().events_accepted == 27_000
