@@ -10,11 +10,13 @@ imported, so processes that never use it pay nothing.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -26,9 +28,42 @@ _lock = threading.RLock()
 
 
 def _replacement() -> type:
+    return _shim_class()
+
+
+@functools.cache
+def _shim_class() -> type:
+    """mwaa-logging's handler, built so that a bad setting falls back to watchtower instead of raising.
+
+    On MWAA a handler that fails to construct breaks Airflow's logging config (and with it every
+    process): a ``MWAA_LOGGING_*`` typo must cost the speed-up, never the logs.
+    """
     from mwaa_logging.handler import CloudWatchLogHandler
 
-    return CloudWatchLogHandler
+    class WatchtowerCompatibleHandler(CloudWatchLogHandler):
+        __doc__ = CloudWatchLogHandler.__doc__
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            self = super().__new__(cls)
+            if cls is not WatchtowerCompatibleHandler:  # a subclass: its own __init__ decides the arguments
+                return self
+            try:
+                CloudWatchLogHandler.__init__(self, *args, **kwargs)
+            except Exception as exc:
+                original = getattr(sys.modules["watchtower"], _ORIGINAL_ATTR, None)
+                if original is None:
+                    raise
+                warnings.warn(f"mwaa-logging: using watchtower for this handler: {exc}", stacklevel=2)
+                return original(*args, **kwargs)
+            self.__dict__["_compat_initialized"] = True
+            return self
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if not self.__dict__.pop("_compat_initialized", False):
+                super().__init__(*args, **kwargs)
+
+    WatchtowerCompatibleHandler.__module__ = __name__
+    return WatchtowerCompatibleHandler
 
 
 def is_patched() -> bool:

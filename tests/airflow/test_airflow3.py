@@ -122,7 +122,7 @@ def test_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
         env=stock,
     )
     provider_io = "airflow.providers.amazon.aws.log.cloudwatch_task_handler"
-    assert used.split("RESULT", 1)[1].split() == [provider_io, "mwaa_logging.handler"]
+    assert used.split("RESULT", 1)[1].split() == [provider_io, "mwaa_logging.compat"]
 
     lines = 100
     run = airflow3.run_dag(DAG_ID, env={**stock, "MWAA_LOGGING_TEST_LINES": str(lines)})

@@ -39,15 +39,40 @@ def test_patch_replaces_the_class_everywhere_and_unpatch_restores_it(importer_mo
     assert patch_watchtower() is original
     assert patch_watchtower() is original  # idempotent
     assert is_patched()
-    assert watchtower.CloudWatchLogHandler is mwaa_logging.CloudWatchLogHandler
-    assert importer_module.CloudWatchLogHandler is mwaa_logging.CloudWatchLogHandler
+    assert issubclass(watchtower.CloudWatchLogHandler, mwaa_logging.CloudWatchLogHandler)
+    assert importer_module.CloudWatchLogHandler is watchtower.CloudWatchLogHandler
     handler = watchtower.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", use_queues=True)
     try:
         assert isinstance(handler, mwaa_logging.CloudWatchLogHandler)
+        assert handler.log_stream_name == "s" and not handler.shutting_down
     finally:
         handler.close(timeout=0)
     unpatch_watchtower()
     assert watchtower.CloudWatchLogHandler is original and importer_module.CloudWatchLogHandler is original
+
+
+def test_a_bad_setting_falls_back_to_watchtower_instead_of_breaking_logging(
+    importer_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = patch_watchtower()
+    monkeypatch.setenv("MWAA_LOGGING_MAX_LATENCY", "-1")
+    with pytest.warns(UserWarning, match="max_latency"):
+        handler = watchtower.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", create_log_group=False)
+    assert type(handler) is original
+
+
+def test_subclasses_of_the_patched_class_construct_normally(importer_module: types.ModuleType) -> None:
+    patch_watchtower()
+
+    class TaskHandler(watchtower.CloudWatchLogHandler):  # type: ignore[misc,name-defined]
+        def __init__(self, group: str) -> None:
+            super().__init__(log_group_name=group, log_stream_name="fixed")
+
+    handler = TaskHandler("sub-group")
+    try:
+        assert handler.log_group_name == "sub-group" and handler.log_stream_name == "fixed"
+    finally:
+        handler.close(timeout=0)
 
 
 def test_environment_switch_is_off_unless_set() -> None:
@@ -70,7 +95,7 @@ def test_switch_patches_watchtower_when_it_is_imported_later() -> None:
         "assert c.install_from_environment()\n"
         "assert 'watchtower' not in sys.modules\n"
         "import watchtower, mwaa_logging\n"
-        "print(watchtower.CloudWatchLogHandler is mwaa_logging.CloudWatchLogHandler)"
+        "print(issubclass(watchtower.CloudWatchLogHandler, mwaa_logging.CloudWatchLogHandler))"
     )
     assert run_python(code, **{ENV_VAR: "1"}) == "True"
 
@@ -102,7 +127,7 @@ def test_pth_line_patches_only_when_switched_on(wheel: Path, value: str, patched
     with zipfile.ZipFile(wheel) as archive:
         line = archive.read("mwaa_logging_watchtower.pth").decode().strip()
     assert line.startswith("import ")  # site.py executes .pth lines that start with "import"
-    check = "print(watchtower.CloudWatchLogHandler is mwaa_logging.CloudWatchLogHandler)"
+    check = "print(issubclass(watchtower.CloudWatchLogHandler, mwaa_logging.CloudWatchLogHandler))"
     code = f"{line}\nimport watchtower, mwaa_logging\n{check}"
     assert run_python(code, **{ENV_VAR: value}) == patched
 
