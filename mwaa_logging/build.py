@@ -38,6 +38,8 @@ def build_channel(
     engine: Engine | None = None,
     transport: Transport | None = None,
     spill: SpillSink | None = None,
+    fallback_spill: SpillSink | None = None,
+    budgets: Budgets | None = None,
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
 
@@ -53,14 +55,14 @@ def build_channel(
 
     sink = spill if spill is not None else _spill_sink(settings)
     # The configured target may fail (disk full, S3 down): the default directory is the last resort.
-    fallback = LocalSpillSink(default_spill_directory())
+    fallback = fallback_spill or LocalSpillSink(default_spill_directory())
     return Channel(
         Destination(log_group_name, create_log_group, create_log_stream, log_group_tags,
                     log_group_retention_days),
         settings,
         transport_factory,
         sink,
-        build_budgets(settings),
+        budgets or build_budgets(settings),
         engine or get_engine(),
         fallback_spill=fallback,
     )
@@ -79,18 +81,20 @@ def _spill_sink(settings: Settings) -> SpillSink:
     )
 
 
-def build_budgets(settings: Settings) -> Budgets:
-    """Budgets shared by every handler of the process with the same scope and limits."""
+def build_budgets(settings: Settings, *, shared: bool = True) -> Budgets:
+    """Budgets for the settings' scope; ``shared``: the same objects for every handler of the process."""
     return Budgets(
-        put=_budget(settings, "put", settings.put_rate_limit, settings.rate_limit_burst),
-        create_stream=_budget(settings, "create_stream", float(CREATE_LOG_STREAM_TPS), None),
-        create_group=_budget(settings, "create_group", float(CREATE_LOG_GROUP_TPS), None),
+        put=_budget(settings, "put", settings.put_rate_limit, settings.rate_limit_burst, shared),
+        create_stream=_budget(settings, "create_stream", float(CREATE_LOG_STREAM_TPS), None, shared),
+        create_group=_budget(settings, "create_group", float(CREATE_LOG_GROUP_TPS), None, shared),
     )
 
 
-def _budget(settings: Settings, name: str, rate: float | None, burst: float | None) -> Budget:
+def _budget(settings: Settings, name: str, rate: float | None, burst: float | None, shared: bool) -> Budget:
     from mwaa_logging.budgets.factory import build_budget
 
+    if not shared:
+        return build_budget(settings.rate_limit_scope, rate=rate, burst=burst, name=name)
     key = (settings.rate_limit_scope, name, rate, burst)
     with _budget_lock:
         budget = _budget_cache.get(key)

@@ -65,8 +65,8 @@ class InFlight:
 class StreamBuffer:
     """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
 
-    __slots__ = ("backoff", "bytes", "count", "in_flight", "marker_where", "pending", "ready", "retry_at",
-                 "since", "spilled_unmarked", "stream")
+    __slots__ = ("backoff", "bytes", "count", "in_flight", "marker_reasons", "marker_where", "pending", "ready",
+                 "retry_at", "since", "spilled_unmarked", "stream")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -82,6 +82,7 @@ class StreamBuffer:
         self.retry_at = 0.0
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
+        self.marker_reasons: set[str] = set()
 
     def is_empty(self) -> bool:
         return self.count == 0 and self.in_flight is None
@@ -121,7 +122,10 @@ class Channel:
         self.counters = Counters()
         #: Events settled (delivered or spilled), for flush() targets.
         self.settled = 0
-        self.flush_requests = 0
+        #: The sender sends partial batches at once until ``settled`` reaches this (sticky flush request).
+        self.flush_target = 0
+        #: Threads waiting in flush(), to be notified when events settle.
+        self.flush_waiters = 0
         self.closed = False
         self.pending_bytes = 0
 
@@ -156,7 +160,7 @@ class Channel:
             self.counters.emitted += 1
             wake = buffer.since is None or buffer.bytes >= self._full_bytes or buffer.count >= self._full_count
             if buffer.since is None:
-                buffer.since = time.monotonic()
+                buffer.since = self.engine.clock()
         if wake:
             self.engine.wake()
 
@@ -184,7 +188,8 @@ class Channel:
             target = self.counters.emitted
             if self.settled >= target:
                 return True
-            self.flush_requests += 1
+            self.flush_target = max(self.flush_target, target)
+            self.flush_waiters += 1
         self.engine.wake()
         try:
             if _holds_logging_lock():
@@ -201,7 +206,7 @@ class Channel:
                 return True
         finally:
             with self.lock:
-                self.flush_requests -= 1
+                self.flush_waiters -= 1
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled."""
@@ -237,7 +242,7 @@ class Channel:
         return self._transport
 
     def stats(self) -> Stats:
-        now = time.monotonic()
+        now = self.engine.clock()
         with self.lock:
             flights = [b.in_flight.events for b in self.buffers.values()
                        if b.in_flight is not None and not b.in_flight.abandoned]

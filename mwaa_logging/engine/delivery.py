@@ -32,7 +32,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
     """Send what is due in ``channel``; return the monotonic time it next needs attention (inf: idle)."""
     now = ctx.clock()
     with channel.lock:
-        flushing = channel.flush_requests > 0 or channel.closed
+        flushing = channel.settled < channel.flush_target or channel.closed
         buffers = [b for b in channel.buffers.values() if not b.is_empty()]
     buffers.sort(key=lambda b: now if b.since is None else b.since)  # oldest pending first: no stream starves
     _enforce_memory_cap(channel, buffers)
@@ -136,6 +136,8 @@ def _drain(channel: Channel, buffer: StreamBuffer, ctx: Context, *, send_partial
     settings = channel.settings
     while True:
         now = ctx.clock()
+        if buffer.retry_at > now:  # a failure (or a spill that could not be written) asked us to wait
+            return buffer.retry_at
         _take_pending(channel, buffer)
         with channel.lock:
             ready = buffer.ready
@@ -242,26 +244,38 @@ def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent
         counters.delivered += len(events)
         counters.counted_bytes_delivered += sum(e.size for e in events)
         channel.settled += len(events)
-        if channel.flush_requests:
+        if channel.flush_waiters:
             channel.settled_cond.notify_all()
         if buffer.backoff.attempts:
             buffer.backoff = buffer.backoff.reset()
         if buffer.spilled_unmarked and channel.settings.spill_marker:
-            marker = (f"[mwaa-logging] {buffer.spilled_unmarked} log events of this stream could not be "
-                      f"delivered in time and were spilled to {', '.join(sorted(buffer.marker_where))}; "
-                      f"`mwaa-logging replay` puts them back.")
+            marker = marker_message(buffer.spilled_unmarked, buffer.marker_reasons, buffer.marker_where)
             buffer.spilled_unmarked = 0
             buffer.marker_where.clear()
+            buffer.marker_reasons.clear()
             counters.markers += 1
     if marker is not None:
         channel.append(buffer.stream, events[-1].timestamp if events else 0, marker)
 
 
+MARKER_PREFIX = "[mwaa-logging] "
+
+
+def marker_message(count: int, reasons: set[str], where: set[str]) -> str:
+    """The event written into a stream after some of its events were spilled."""
+    return (f"{MARKER_PREFIX}{count} log events of this stream were not sent to CloudWatch "
+            f"({', '.join(sorted(reasons))}) and are stored in {', '.join(sorted(where))}; "
+            f"`mwaa-logging replay` can put them back.")
+
+
 def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence[LogEvent], reason: str,
-                 detail: str = "") -> None:
-    """Write events to the spill target (the fallback directory if that fails) and count them settled."""
+                 detail: str = "") -> bool:
+    """Write events to the spill target (the fallback directory if that fails) and count them settled.
+
+    If no target can take them, they go back to the head of the stream and the stream waits 5 s: False.
+    """
     if not events:
-        return
+        return True
     stream = buffer.stream if buffer is not None else ""
     group = channel.destination.group
     records = [SpillRecord(group, stream, e.timestamp, e.message, reason, detail) for e in events]
@@ -286,15 +300,17 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
                 buffer.count += len(events)
                 channel.pending_bytes += size
                 buffer.retry_at = channel.engine.clock() + 5.0
-        return
+        return False
     with channel.lock:
         channel.counters.spilled[reason] += len(events)
         channel.settled += len(events)
-        if channel.flush_requests:
+        if channel.flush_waiters:
             channel.settled_cond.notify_all()
         if buffer is not None:
             buffer.spilled_unmarked += len(events)
             buffer.marker_where.add(where)
+            buffer.marker_reasons.add(reason)
+    return True
 
 
 def _fallback_description(channel: Channel) -> str:

@@ -1,0 +1,296 @@
+"""Engine behaviour on an injected clock: when it sends, how it retries, what it spills and why."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mwaa_logging.batching import sort_key
+from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
+from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
+from mwaa_logging.splitting import parse_chunk, reassemble_messages
+from tests.unit.engine_fakes import Call, MemorySpill, ScriptedTransport, make_rig
+
+THROTTLED = CallResult(Outcome.THROTTLED, error_code="ThrottlingException", message="Rate exceeded")
+UNAVAILABLE = CallResult(Outcome.TRANSIENT, error_code="ServiceUnavailableException")
+
+
+def assert_balanced(rig) -> None:  # type: ignore[no-untyped-def]
+    stats = rig.channel.stats()
+    assert stats.emitted == stats.delivered + stats.spilled_total + stats.pending, stats
+
+
+def test_partial_batch_waits_for_send_interval_then_goes_in_one_call() -> None:
+    rig = make_rig(send_interval=2.0)
+    for i in range(10):
+        rig.append(f"line {i}")
+    rig.run(1.9)
+    assert rig.transport.puts == []
+    rig.run(0.2)
+    assert len(rig.transport.puts) == 1
+    assert rig.transport.delivered_messages() == [f"line {i}" for i in range(10)]
+    assert rig.channel.stats().delivered == 10
+    assert_balanced(rig)
+
+
+def test_full_batch_goes_at_once_and_calls_are_minimal() -> None:
+    rig = make_rig(send_interval=60.0)
+    for i in range(25_000):
+        rig.append(f"event {i:06d}")
+    rig.run()
+    # 20,000 events fill two 10k-event batches; the 5,000 remaining wait for the interval.
+    assert [len(c.events) for c in rig.transport.puts] == [10_000, 10_000]
+    rig.run(60.1, step=1.0)
+    assert [len(c.events) for c in rig.transport.puts] == [10_000, 10_000, 5_000]
+    assert_balanced(rig)
+
+
+def test_batches_are_valid_and_sorted_even_when_timestamps_arrive_out_of_order() -> None:
+    rig = make_rig(send_interval=0.5)
+    for i in range(300):
+        rig.append("x" * 5_000, ts_offset_ms=-(i % 7) * 1000)
+    rig.run(1.0)
+    for call in rig.transport.puts:
+        assert sum(e.size for e in call.events) <= MAX_BATCH_BYTES
+        assert call.events == sorted(call.events, key=sort_key)
+    assert sum(len(c.events) for c in rig.transport.puts) == 300
+
+
+def test_throttle_backs_off_with_jitter_then_delivers_in_order() -> None:
+    script = [THROTTLED, THROTTLED, THROTTLED]
+    times: list[float] = []
+
+    def answer(call: Call) -> CallResult:
+        times.append(rig.clock.now)
+        return script.pop(0) if script else CallResult(Outcome.OK)
+
+    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    for i in range(50):
+        rig.append(f"m{i}")
+    rig.run(20, step=0.01)
+    assert len(times) == 4
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # full jitter: retry n waits random() * min(20, 0.2 * 2**(n-1)) at least (the budget may add more)
+    for gap, ceiling in zip(gaps, (0.2, 0.4, 0.8), strict=True):
+        assert gap >= ceiling * 0.999 - 0.011
+    assert [e.message for e in rig.transport.puts[-1].events] == [f"m{i}" for i in range(50)]
+    stats = rig.channel.stats()
+    assert (stats.throttled, stats.retries, stats.delivered, stats.spilled_total) == (3, 3, 50, 0)
+
+
+def test_transient_failures_are_retried_and_ambiguous_ones_counted() -> None:
+    ambiguous = CallResult(Outcome.TRANSIENT, error_code="ReadTimeoutError", ambiguous=True)
+    transport = ScriptedTransport([UNAVAILABLE, ambiguous])
+    rig = make_rig(transport, send_interval=0.1)
+    rig.append("hello")
+    rig.run(5)
+    stats = rig.channel.stats()
+    assert (stats.delivered, stats.retries, stats.ambiguous_failures) == (1, 2, 1)
+    assert len(transport.puts) == 3
+
+
+def test_missing_group_and_stream_are_created_on_demand_only() -> None:
+    missing_group = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
+                               "The specified log group does not exist.")
+    transport = ScriptedTransport([missing_group])
+    rig = make_rig(transport, send_interval=0.1, group="grp")
+    rig.append("first")
+    rig.append("second", stream="other")
+    rig.run(1)
+    ops = [c.op for c in transport.calls]
+    assert ops.count("create_group") == 1
+    assert ops.count("create_stream") == 1  # only the stream that was reported missing
+    assert rig.channel.stats().delivered == 2
+
+
+def test_missing_group_that_may_not_be_created_is_spilled_with_reason() -> None:
+    missing_group = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
+                               "The specified log group does not exist.")
+    transport = ScriptedTransport(on_call=lambda call: missing_group)
+    rig = make_rig(transport, send_interval=0.1, create_log_group=False)
+    rig.append("nowhere to go")
+    rig.run(1)
+    assert [(r.message, r.reason) for r in rig.spill.records] == [("nowhere to go", "no_resource")]
+    assert_balanced(rig)
+
+
+def test_rejected_events_are_spilled_with_their_reason_and_the_rest_delivered() -> None:
+    partial = CallResult(Outcome.PARTIAL, rejected=RejectedInfo(too_new_start=4, too_old_end=1, expired_end=2))
+    transport = ScriptedTransport([partial])
+    rig = make_rig(transport, send_interval=0.1)
+    for i in range(6):
+        rig.append(f"e{i}", ts_offset_ms=i)
+    rig.run(0.5)
+    reasons = {r.message: r.reason for r in rig.spill.records}
+    assert reasons == {"e0": "rejected_too_old", "e1": "rejected_expired", "e4": "rejected_too_new",
+                       "e5": "rejected_too_new"}
+    stats = rig.channel.stats()
+    # the 2 accepted events, then one marker event saying where the 4 others went
+    assert (stats.delivered, stats.markers, stats.spilled_total) == (3, 1, 4)
+    assert_balanced(rig)
+
+
+@pytest.mark.parametrize(("outcome", "reason"), [(Outcome.INVALID, "invalid"), (Outcome.AUTH, "auth")])
+def test_permanent_errors_spill_the_batch(outcome: Outcome, reason: str) -> None:
+    transport = ScriptedTransport([CallResult(outcome, "SomeError", "nope")])
+    rig = make_rig(transport, send_interval=0.1)
+    rig.append("a")
+    rig.run(0.3)
+    assert [(r.message, r.reason) for r in rig.spill.records] == [("a", reason)]
+    assert "SomeError" in rig.spill.records[0].detail
+    assert_balanced(rig)
+
+
+def test_events_waiting_past_max_latency_are_spilled_and_a_marker_follows_recovery() -> None:
+    state = {"throttle": True}
+    transport = ScriptedTransport(on_call=lambda call: THROTTLED if state["throttle"] else CallResult(Outcome.OK))
+    rig = make_rig(transport, send_interval=0.5, max_latency=5.0)
+    for i in range(20):
+        rig.append(f"old {i}")
+    rig.run(5.5, step=0.1)
+    assert len(rig.spill.records) == 20
+    assert {r.reason for r in rig.spill.records} == {"max_latency"}
+    assert rig.spill.records[0].detail == "ThrottlingException"
+    state["throttle"] = False
+    rig.append("new")
+    rig.run(30, step=0.5)
+    delivered = rig.transport.delivered_messages()
+    assert "new" in delivered
+    markers = [m for m in delivered if m.startswith("[mwaa-logging] 20 log events")]
+    assert len(markers) == 1 and "memory://spill" in markers[0] and "(max_latency)" in markers[0]
+    assert_balanced(rig)
+
+
+def test_memory_cap_spills_oldest_first() -> None:
+    transport = ScriptedTransport(on_call=lambda call: THROTTLED)
+    rig = make_rig(transport, send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
+    for i in range(300):
+        rig.append(f"{i:04d}" + "y" * 10_000)
+    rig.run(0.2)
+    spilled = [r.message[:4] for r in rig.spill.records]
+    assert spilled and spilled == sorted(spilled)
+    assert spilled[0] == "0000"
+    assert {r.reason for r in rig.spill.records} == {"memory_cap"}
+    assert rig.channel.stats().pending_bytes <= MAX_BATCH_BYTES + 20_000
+    assert_balanced(rig)
+
+
+def test_too_old_and_too_new_events_never_reach_cloudwatch() -> None:
+    rig = make_rig(send_interval=0.1)
+    day = 24 * 3600 * 1000
+    rig.append("ancient", ts_offset_ms=-15 * day)
+    rig.append("future", ts_offset_ms=3 * 3600 * 1000)
+    rig.append("now")
+    rig.run(0.3)
+    assert rig.transport.delivered_messages()[0] == "now"
+    assert "(too_new, too_old)" in rig.transport.delivered_messages()[1]
+    assert sorted((r.message, r.reason) for r in rig.spill.records) == [("ancient", "too_old"),
+                                                                         ("future", "too_new")]
+
+
+def test_events_spanning_more_than_a_day_go_in_separate_calls() -> None:
+    rig = make_rig(send_interval=0.1, max_latency=3 * 24 * 3600)
+    rig.append("two days ago", ts_offset_ms=-2 * 24 * 3600 * 1000)
+    rig.append("now")
+    rig.run(0.3)
+    assert [[e.message for e in c.events] for c in rig.transport.puts] == [["two days ago"], ["now"]]
+
+
+def test_oversized_message_is_split_losslessly() -> None:
+    rig = make_rig(send_interval=0.1)
+    big = "é" * 700_000  # 1.4 MB of UTF-8
+    rig.append(big)
+    rig.run(0.3)
+    chunks = rig.transport.delivered_messages()
+    assert len(chunks) == 2
+    assert all(len(c.encode()) <= MAX_EVENT_MESSAGE_BYTES for c in chunks)
+    assert all(parse_chunk(c) is not None for c in chunks)
+    assert list(reassemble_messages(chunks)) == [big]
+    stats = rig.channel.stats()
+    assert (stats.split_events, stats.split_chunks, stats.emitted, stats.delivered) == (1, 2, 2, 2)
+
+
+def test_truncation_is_opt_in() -> None:
+    rig = make_rig(send_interval=0.1, oversize="truncate", max_message_size=1026)
+    rig.append("z" * 5000)
+    rig.run(0.3)
+    (message,) = rig.transport.delivered_messages()
+    assert len(message.encode()) <= 1000
+    assert rig.channel.stats().truncated_events == 1
+
+
+def test_empty_message_is_delivered_as_a_placeholder() -> None:
+    rig = make_rig(send_interval=0.1)
+    rig.append("")
+    rig.run(0.3)
+    assert rig.transport.delivered_messages() == ["(empty log message)"]
+
+
+def test_close_spills_pending_and_in_flight_then_counts_late_success_as_duplicate() -> None:
+    rig = make_rig(send_interval=0.1)
+    captured: list[Call] = []
+
+    def close_during_call(call: Call) -> CallResult:
+        captured.append(call)
+        rig.append("arrived during the call")
+        rig.channel.close(timeout=0)  # the close deadline passes while the call is on the wire
+        return CallResult(Outcome.OK)
+
+    rig.transport.on_call = close_during_call
+    rig.append("in flight")
+    rig.run(0.2)
+    assert sorted(r.message for r in rig.spill.records) == ["arrived during the call", "in flight"]
+    assert {r.reason for r in rig.spill.records} == {"close_deadline"}
+    stats = rig.channel.stats()
+    assert (stats.delivered, stats.spilled_total, stats.duplicates, stats.pending) == (0, 2, 1, 0)
+    assert_balanced(rig)
+
+
+def test_failed_spill_falls_back_and_keeps_events_if_everything_fails() -> None:
+    fallback = MemorySpill()
+    rig = make_rig(ScriptedTransport(on_call=lambda c: CallResult(Outcome.INVALID, "X")),
+                   spill=MemorySpill(fail=True), fallback_spill=fallback, send_interval=0.1)
+    rig.append("keep me")
+    rig.run(0.3)
+    assert [r.message for r in fallback.records] == ["keep me"]
+    assert rig.channel.stats().spill_failures == 1
+
+    fallback.fail = True
+    rig.append("still here")
+    rig.run(0.3)
+    stats = rig.channel.stats()
+    assert stats.pending == 1  # neither target could take it: it stays in memory, not lost
+    assert_balanced(rig)
+
+
+def test_streams_are_served_oldest_first_under_a_tight_budget() -> None:
+    rig = make_rig(send_interval=0.1, put_rate_limit=1.0, rate_limit_burst=1.0)
+    for stream in ("a", "b", "c"):
+        rig.append(f"from {stream}", stream=stream)
+        rig.clock.advance(0.01)
+    rig.run(3.5, step=0.05)
+    assert [c.stream for c in rig.transport.puts] == ["a", "b", "c"]
+
+
+def test_counters_balance_across_a_mixed_run() -> None:
+    outcomes = [THROTTLED, UNAVAILABLE, CallResult(Outcome.INVALID, "Bad"), THROTTLED]
+    rig = make_rig(ScriptedTransport(outcomes), send_interval=0.2, max_latency=30)
+    for i in range(5000):
+        rig.append(f"line {i}", stream=f"s{i % 3}")
+        if i % 500 == 0:
+            rig.run(0.3)
+    rig.run(60, step=0.5)
+    stats = rig.channel.stats()
+    assert stats.pending == 0
+    assert stats.delivered + stats.spilled_total == 5000 + stats.markers
+    assert_balanced(rig)
+
+
+def test_flush_that_returns_early_still_gets_its_events_sent_now() -> None:
+    rig = make_rig(send_interval=60.0)
+    rig.append("x")
+    assert rig.channel.flush(timeout=0) is False  # e.g. called under dictConfig: it may not wait
+    rig.run(0.1)  # the request stays: no waiting for the 60 s interval
+    assert rig.channel.flush(timeout=0) is True
+    assert rig.transport.delivered_messages() == ["x"]
