@@ -150,8 +150,8 @@ SPECS: dict[str, Spec[Any]] = {
     "max_batch_count": Spec(MAX_BATCH_EVENTS, f"an integer from 1 to {MAX_BATCH_EVENTS}",
                             _number(1, integer=True, high=MAX_BATCH_EVENTS),
                             "Most events in one PutLogEvents call."),
-    "max_message_size": Spec(MAX_BATCH_BYTES, f"an integer from 64 to {MAX_BATCH_BYTES}",
-                             _number(64, integer=True, high=MAX_BATCH_BYTES),
+    "max_message_size": Spec(MAX_BATCH_BYTES, f"an integer from 1024 to {MAX_BATCH_BYTES}",
+                             _number(1024, integer=True, high=MAX_BATCH_BYTES),
                              "Largest event (message UTF-8 bytes + 26); larger messages are split "
                              "(or truncated with oversize=truncate)."),
     "oversize": Spec("split", "'split' or 'truncate'", _choice("split", "truncate"),

@@ -110,7 +110,8 @@ class Channel:
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
         self._transport_pid = -1
-        self._max_event_bytes = settings.max_message_size - EVENT_OVERHEAD_BYTES
+        # an event must also fit in a batch alone
+        self._max_event_bytes = min(settings.max_message_size, settings.max_batch_size) - EVENT_OVERHEAD_BYTES
         self._full_bytes = settings.max_batch_size
         self._full_count = settings.max_batch_count
         self._init_state()

@@ -1,0 +1,246 @@
+"""The handler end to end: boto3 over HTTP against the strict local endpoint, with faults and real processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import mwaa_logging
+from mwaa_logging.engine.delivery import MARKER_PREFIX
+from mwaa_logging.testing.local_aws import LocalAWS
+from tests.integration.spill_reading import spilled_records
+
+WORKER = Path(__file__).with_name("log_worker.py")
+
+
+def user_lines(messages: list[str]) -> list[str]:
+    return [m for m in messages if not m.startswith(MARKER_PREFIX)]
+
+
+@pytest.fixture
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "spill"
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
+    return path
+
+
+def make_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def run_workers(local_aws: LocalAWS, group: str, count: int, processes: int, *extra: str,
+                env: dict[str, str] | None = None, timeout: float = 120) -> list[subprocess.CompletedProcess[str]]:
+    environ = {**os.environ, **local_aws.env(), **(env or {}), "PYTHONPATH": str(WORKER.parents[2])}
+    procs = [subprocess.Popen([sys.executable, str(WORKER), group, str(count), *extra], env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+        assert proc.returncode == 0, err
+    return results
+
+
+def test_many_processes_through_throttling_and_faults_lose_nothing(local_aws: LocalAWS, spill_dir: Path) -> None:
+    local_aws.set_quota(put_tps=4)
+    local_aws.faults.inject("unavailable", probability=0.1)
+    local_aws.faults.inject("drop", probability=0.05)
+    local_aws.faults.inject("lost_reply", probability=0.05)
+    count, processes = 3000, 4
+    results = run_workers(local_aws, "fault-run", count, processes,
+                          env={"MWAA_LOGGING_SEND_INTERVAL": "0.2", "MWAA_LOGGING_CLOSE_TIMEOUT": "60",
+                               "MWAA_LOGGING_MAX_BATCH_COUNT": "500"})
+    stats = [json.loads(r.stdout) for r in results]
+    streams = local_aws.streams()["fault-run"]
+    assert len(streams) == processes
+    spilled = Counter(r.message for r in spilled_records(spill_dir))
+    for stream in streams:
+        delivered = set(user_lines(local_aws.messages("fault-run", stream)))
+        pid = stream.rsplit("-", 1)[1]
+        expected = {f"line {i:06d} of a worker that logs a realistic ~100 byte message with some padding"
+                    for i in range(count)}
+        missing = expected - delivered - set(spilled)
+        assert not missing, f"{len(missing)} lines of process {pid} lost"
+    server = local_aws.stats()
+    assert server.invalid == 0, server.last_invalid
+    assert server.throttled > 0 and server.unavailable + server.dropped + server.lost_replies > 0
+    for s in stats:
+        assert s["emitted"] == s["delivered"] + s["spilled_total"] + s["pending"]
+        assert s["pending"] == 0
+
+
+def test_lines_are_delivered_at_interpreter_exit_without_flush(local_aws: LocalAWS, spill_dir: Path) -> None:
+    run_workers(local_aws, "exit-run", 2000, 1, "--no-flush")
+    (stream,) = local_aws.streams()["exit-run"]
+    assert len(user_lines(local_aws.messages("exit-run", stream))) == 2000
+    assert not spill_dir.exists()
+
+
+def test_forked_child_records_arrive(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="fork", log_stream_name="p-{process_id}",
+                                                endpoint_url=local_aws.url, send_interval=0.2)
+    logger = make_logger("forking", handler)
+    logger.info("parent before fork")
+    pid = os.fork()
+    if pid == 0:  # child: log, then exit the way Airflow's task runner does
+        try:
+            for i in range(100):
+                logger.info("child %d", i)
+            logging.shutdown()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    logger.info("parent after fork")
+    assert handler.flush(10)
+    child = user_lines(local_aws.messages("fork", f"p-{pid}"))
+    assert child == [f"child {i}" for i in range(100)]
+    parent = user_lines(local_aws.messages("fork", f"p-{os.getpid()}"))
+    assert parent == ["parent before fork", "parent after fork"]  # the child did not send the parent's line
+    handler.close()
+
+
+def _child_logs_and_returns(url: str) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="mp", log_stream_name="p-{process_id}",
+                                                endpoint_url=url)
+    make_logger("mp-child", handler).info("from a multiprocessing child")
+    # no flush, no close: the process ends through multiprocessing's own exit path
+
+
+def test_multiprocessing_fork_child_is_flushed_at_its_exit(local_aws: LocalAWS, spill_dir: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=_child_logs_and_returns, args=(local_aws.url,))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert user_lines(local_aws.messages("mp", f"p-{proc.pid}")) == ["from a multiprocessing child"]
+
+
+def test_close_against_a_never_answering_endpoint_returns_by_its_deadline(local_aws: LocalAWS,
+                                                                           spill_dir: Path) -> None:
+    local_aws.faults.inject("hang")
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hang", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1,
+                                                read_timeout=60, close_timeout=2)
+    logger = make_logger("hanging", handler)
+    for i in range(10):
+        logger.info("stuck %d", i)
+    started = time.monotonic()
+    assert handler.flush(timeout=0.5) is False
+    handler.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + 0.5 + 1.0, elapsed
+    records = spilled_records(spill_dir)
+    assert sorted(r.message for r in records) == [f"stuck {i}" for i in range(10)]
+    assert {r.reason for r in records} == {"close_deadline"}
+    stats = handler.stats()
+    assert stats.balanced() and stats.pending == 0
+    local_aws.faults.clear()
+
+
+def test_dict_config_reconfiguration_neither_deadlocks_nor_loses_lines(local_aws: LocalAWS,
+                                                                         spill_dir: Path) -> None:
+    def config(stream: str) -> dict[str, object]:
+        return {
+            "version": 1,
+            "handlers": {"cw": {"()": "mwaa_logging.CloudWatchLogHandler", "log_group_name": "dict",
+                                "log_stream_name": stream, "endpoint_url": local_aws.url, "send_interval": 30}},
+            "loggers": {"app": {"handlers": ["cw"], "level": "INFO", "propagate": False}},
+        }
+
+    logging.config.dictConfig(config("first"))
+    for i in range(50):
+        logging.getLogger("app").info("before %d", i)
+    # dictConfig closes the old handler while holding logging's module lock
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (logging.config.dictConfig(config("second")), done.set()))
+    thread.start()
+    thread.join(15)
+    assert done.is_set(), "dictConfig deadlocked"
+    logging.getLogger("app").info("after")
+    assert mwaa_logging.flush_all(15)
+    assert local_aws.messages("dict", "first") == [f"before {i}" for i in range(50)]
+    assert local_aws.messages("dict", "second") == ["after"]
+    app = logging.getLogger("app")
+    app.handlers[0].close()
+    app.handlers[:] = []
+    app.propagate = True
+
+
+def test_records_from_botocore_never_loop_back(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="loop", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # botocore and urllib3 log every request at DEBUG
+    try:
+        for i in range(5):
+            logging.getLogger("loop-app").info("mine %d", i)
+        assert handler.flush(10)
+    finally:
+        root.removeHandler(handler)
+    assert local_aws.messages("loop", "s") == [f"mine {i}" for i in range(5)]
+    handler.close()
+
+
+def test_record_after_close_is_delivered_with_a_warning(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="late", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("late", handler)
+    logger.info("before close")
+    handler.close()
+    assert handler.shutting_down
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger.info("after close")
+    assert any(issubclass(w.category, mwaa_logging.WatchtowerWarning) for w in caught)
+    assert handler.flush(10)
+    assert local_aws.messages("late", "s") == ["before close", "after close"]
+    assert handler.stats().emitted_after_close == 1
+    handler.close()
+
+
+def test_oversized_records_arrive_split_and_valid(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="big", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("big", handler)
+    big = "0123456789" * 120_000  # 1.2 MB
+    logger.info(big)
+    logger.info("small after big")
+    assert handler.flush(10)
+    messages = local_aws.messages("big", "s")
+    assert len(messages) == 3 and messages[-1] == "small after big"
+    from mwaa_logging.splitting import reassemble_messages
+
+    assert list(reassemble_messages(messages)) == [big, "small after big"]
+    assert local_aws.stats().invalid == 0
+    handler.close()
+
+
+def test_stream_name_can_be_reassigned_after_construction(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="rename", endpoint_url=local_aws.url,
+                                                send_interval=0.1)
+    handler.log_stream_name = "dag_id=d/run_id=manual__2026-11-24T07:41:15+00:00/task_id=t/attempt=1.log"
+    logger = make_logger("rename", handler)
+    logger.info("task line")
+    assert handler.flush(10)
+    stream = "dag_id=d/run_id=manual__2026-11-24T07_41_15+00_00/task_id=t/attempt=1.log"
+    assert local_aws.messages("rename", stream) == ["task line"]
+    handler.close()
