@@ -22,10 +22,21 @@ AWS_DEFAULT_CONN_ID = "aws_default"
 TASK_HANDLER_CLASS = "mwaa_logging.airflow.task_handler.CloudwatchTaskHandler"
 
 
-def airflow_major() -> int:
+def airflow_version() -> tuple[int, int]:
     import airflow
 
-    return int(str(airflow.__version__).split(".", 1)[0])
+    major, minor = str(airflow.__version__).split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def provider_default_conn_id(version: tuple[int, int]) -> str | None:
+    """``DEFAULT_REMOTE_CONN_ID``: the provider's ``aws_default``, except on Airflow 3.0.
+
+    Airflow 3.0's supervisor fails every task when the remote logging connection does not exist
+    ("generator didn't yield" in ``_remote_logging_conn``); without a default it uses the AWS
+    credential chain, and ``[logging] remote_log_conn_id`` still selects a connection explicitly.
+    """
+    return None if version[:2] == (3, 0) else AWS_DEFAULT_CONN_ID
 
 
 def build() -> tuple[dict[str, Any], Any, str | None]:
@@ -52,7 +63,8 @@ def build() -> tuple[dict[str, Any], Any, str | None]:
     conn_id = io_kwargs.pop("conn_id", None) or conf.get("logging", "remote_log_conn_id", fallback="") or None
     base_log_folder = os.path.expanduser(conf.get("logging", "base_log_folder"))
 
-    if airflow_major() < 3:
+    version = airflow_version()
+    if version[0] < 3:
         task = logging_config["handlers"]["task"]
         for key in (*io_kwargs, *settings):
             task.pop(key, None)
@@ -71,11 +83,11 @@ def build() -> tuple[dict[str, Any], Any, str | None]:
         log_group_arn=target.arn,
         remote_base=remote_base,
         delete_local_copy=io_kwargs.get("delete_local_copy", conf.getboolean("logging", "delete_local_logs")),
-        conn_id=conn_id or AWS_DEFAULT_CONN_ID,
+        conn_id=conn_id or provider_default_conn_id(version),
         settings=settings,
         json_default=json_default,
     )
-    return logging_config, io, AWS_DEFAULT_CONN_ID
+    return logging_config, io, provider_default_conn_id(version)
 
 
 def _arn_of(remote_base: str) -> str:

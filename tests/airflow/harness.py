@@ -125,6 +125,7 @@ class AirflowEnv:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__API_AUTH__JWT_SECRET": "mwaa-logging-test-jwt-secret-0123456789abcdef",
             "AIRFLOW__API__SECRET_KEY": "mwaa-logging-test-secret-key",
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "mwaa-logging-test",  # 3.0 + PyJWT 2.10 need a string issuer
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
