@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import itertools
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +15,6 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-import requests as requests_lib
 from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -27,6 +28,7 @@ from mwaa_logging.spill.local import LocalSpillSink
 from mwaa_logging.spillformat import SpillRecord, decode_records
 
 BUCKET = "spill-bucket"
+_accounts = itertools.count(1)
 OWNER = "123456789012"
 
 
@@ -68,11 +70,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_s3(aws_env: None) -> Iterator[MotoS3]:
     app = DomainDispatcherApplication(create_backend_app)
     state = MotoS3(endpoint="")
+    account = f"{800_000_000_000 + next(_accounts) * 1000 + os.getpid() % 1000}"
 
     def middleware(environ: dict[str, Any], start_response: Any) -> Any:
         headers = {k[5:].replace("_", "-").lower(): str(v)
                    for k, v in environ.items() if k.startswith("HTTP_")}
         seen = Recorded(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), headers)
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = account  # moto's stores are process-wide: keep ours apart
         if not environ.get("PATH_INFO", "").startswith("/moto-api"):
             state.requests.append(seen)
         if state.fail is not None and state.fail(seen):
@@ -88,12 +92,16 @@ def moto_s3(aws_env: None) -> Iterator[MotoS3]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     state.endpoint = f"http://127.0.0.1:{server.server_port}"
-    requests_lib.post(f"{state.endpoint}/moto-api/reset", timeout=10)  # moto's backends are process-global
     state.client().create_bucket(Bucket=BUCKET)
     state.requests.clear()
     try:
         yield state
     finally:
+        state.fail = None
+        client = state.client()  # bucket names are global in moto, as in S3: leave none behind
+        for item in all_objects(client):
+            client.delete_object(Bucket=BUCKET, Key=item["Key"])
+        client.delete_bucket(Bucket=BUCKET)
         server.shutdown()
         thread.join(timeout=10)
 
