@@ -1,0 +1,67 @@
+"""Drop-in for watchtower: same constructor arguments, same exports, no network in __init__."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import boto3
+import pytest
+import watchtower
+
+import mwaa_logging
+from mwaa_logging.testing.local_aws import LocalAWS
+
+
+def test_every_watchtower_argument_is_accepted() -> None:
+    ours = inspect.signature(mwaa_logging.CloudWatchLogHandler.__init__).parameters
+    theirs = inspect.signature(watchtower.CloudWatchLogHandler.__init__).parameters
+    assert set(theirs) - set(ours) == set()
+
+
+def test_watchtower_names_are_exported() -> None:
+    for name in ("CloudWatchLogHandler", "CloudWatchLogFormatter", "WatchtowerWarning", "WatchtowerError"):
+        assert hasattr(mwaa_logging, name)
+
+
+def test_construction_makes_no_aws_call(local_aws: LocalAWS) -> None:
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="g", boto3_client=client, log_group_retention_days=7, log_group_tags={"a": "b"},
+        send_interval=60, max_batch_size=500_000, max_batch_count=100, max_message_size=10_000,
+        create_log_group=True, create_log_stream=True, use_queues=True)
+    assert local_aws.stats().calls == {}
+    handler.close()
+
+
+def test_group_is_created_with_tags_and_retention_on_first_send(local_aws: LocalAWS) -> None:
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="tagged", log_stream_name="s", boto3_client=client, log_group_retention_days=7,
+        log_group_tags={"team": "data"}, send_interval=0.1)
+    logger = logging.getLogger("tagged")
+    logger.addHandler(handler)
+    logger.warning("hello")
+    assert handler.flush(10)
+    group = client.describe_log_groups(logGroupNamePrefix="tagged")["logGroups"][0]
+    assert group["retentionInDays"] == 7
+    assert client.list_tags_log_group(logGroupName="tagged")["tags"] == {"team": "data"}
+    logger.removeHandler(handler)
+    handler.close()
+
+
+def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
+    with pytest.raises(mwaa_logging.SettingsError, match="log_group_name"):
+        mwaa_logging.CloudWatchLogHandler(log_group_name="bad group name!")
+    with pytest.raises(mwaa_logging.SettingsError, match="max_latency"):
+        mwaa_logging.CloudWatchLogHandler(max_latency="later")
+    with pytest.raises(mwaa_logging.SettingsError, match="log_stream_name"):
+        mwaa_logging.CloudWatchLogHandler(log_stream_name="{nope}")
+    with pytest.raises(mwaa_logging.WatchtowerError):
+        mwaa_logging.CloudWatchLogHandler(boto3_client=object(), boto3_profile_name="p")
+
+
+def test_dictconfig_style_construction_with_level() -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", level=logging.WARNING)
+    assert handler.level == logging.WARNING
+    handler.close()

@@ -1,0 +1,68 @@
+"""Settings: keywords > MWAA_LOGGING_* > defaults; a bad value names the setting and the accepted form."""
+
+from __future__ import annotations
+
+import pytest
+
+from mwaa_logging.settings import SPECS, Settings, SettingsError, env_var
+
+
+def test_keyword_beats_environment_beats_default() -> None:
+    env = {"MWAA_LOGGING_MAX_LATENCY": "120", "MWAA_LOGGING_CLOSE_TIMEOUT": "3"}
+    settings = Settings.resolve({"max_latency": 60}, environ=env)
+    assert settings.max_latency == 60.0
+    assert settings.close_timeout == 3.0
+    assert settings.send_interval == SPECS["send_interval"].default
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "form"),
+    [
+        ("max_latency", "soon", "a number of seconds > 0"),
+        ("max_latency", "0", "a number of seconds > 0"),
+        ("close_timeout", "-1", "a number of seconds >= 0"),
+        ("max_buffer_bytes", "12.5", "an integer number of bytes"),
+        ("max_batch_count", "10001", "an integer from 1 to 10000"),
+        ("max_batch_size", "2000000", "an integer from 27 to 1048576"),
+        ("compression", "brotli", "'auto', 'gzip' or 'none'"),
+        ("rate_limit_scope", "fleet", "'process', 'host' or a redis://host:port/db URL"),
+        ("spill_to", "ftp://x", "a directory path, a file:// URL or s3://bucket/prefix"),
+        ("spill_marker", "maybe", "true or false"),
+        ("put_rate_limit", "nan", "calls per second"),
+    ],
+)
+def test_bad_values_raise_naming_the_setting_and_the_form(name: str, raw: str, form: str) -> None:
+    with pytest.raises(SettingsError) as from_env:
+        Settings.resolve({}, environ={env_var(name): raw})
+    message = str(from_env.value)
+    assert name in message and form in message and env_var(name) in message
+    with pytest.raises(SettingsError, match=name):
+        Settings.resolve({name: raw}, environ={})
+
+
+def test_unknown_keyword_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(SettingsError, match=r"unknown setting.*spil_to"):
+        Settings.resolve({"spil_to": "/tmp/x"}, environ={})
+
+
+def test_max_latency_must_leave_room_for_the_send_interval() -> None:
+    with pytest.raises(SettingsError, match=r"max_latency.*send_interval"):
+        Settings.resolve({"send_interval": 10, "max_latency": 5}, environ={})
+
+
+def test_values_are_parsed_to_their_types() -> None:
+    settings = Settings.resolve({}, environ={
+        "MWAA_LOGGING_MAX_BUFFER_BYTES": "8_388_608", "MWAA_LOGGING_SPILL_MARKER": "off",
+        "MWAA_LOGGING_PUT_RATE_LIMIT": "250", "MWAA_LOGGING_RATE_LIMIT_SCOPE": "redis://10.0.0.1:6379/2",
+        "MWAA_LOGGING_SPILL_S3_TAGS": "team=data,env=prod", "MWAA_LOGGING_SPILL_TO": "s3://bucket/prefix",
+    })
+    assert settings.max_buffer_bytes == 8_388_608
+    assert settings.spill_marker is False
+    assert settings.put_rate_limit == 250.0
+    assert settings.rate_limit_scope == "redis://10.0.0.1:6379/2"
+    assert settings.spill_s3_tags == {"team": "data", "env": "prod"}
+    assert settings.spill_to == "s3://bucket/prefix"
+
+
+def test_every_setting_has_a_spec_and_a_field() -> None:
+    assert set(Settings.names()) == set(SPECS)
