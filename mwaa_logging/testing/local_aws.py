@@ -161,7 +161,10 @@ class LocalAWS:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving, release hung requests, close open connections, join every server thread."""
+        """Stop serving, release hung requests, close open connections, join every server thread.
+
+        Also forgets everything stored (read ``events()`` / ``stats()`` before stopping).
+        """
         server, thread = self._server, self._thread
         if server is None:
             return
@@ -236,7 +239,10 @@ class LocalAWS:
         create_stream_tps: float | None = None,
         create_group_tps: float | None = None,
     ) -> None:
-        """Set the account-wide quotas in calls per second (None = unlimited)."""
+        """Replace the three account-wide quotas, in calls per second (None = unlimited).
+
+        Any other API can be limited too: ``aws.quotas.set("DescribeLogStreams", 25)``.
+        """
         self.quotas.set("PutLogEvents", put_tps)
         self.quotas.set("CreateLogStream", create_stream_tps)
         self.quotas.set("CreateLogGroup", create_group_tps)
