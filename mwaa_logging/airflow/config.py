@@ -10,8 +10,10 @@ Airflow 2 via the ``task`` handler. Any other remote base keeps Airflow's stock 
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import os
+import sys
 from typing import Any
 
 from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base
@@ -41,16 +43,14 @@ def provider_default_conn_id(version: tuple[int, int]) -> str | None:
 
 def build() -> tuple[dict[str, Any], Any, str | None]:
     """``(LOGGING_CONFIG, REMOTE_TASK_LOG, DEFAULT_REMOTE_CONN_ID)`` for the running Airflow."""
-    from airflow.config_templates import airflow_local_settings as stock
     from airflow.configuration import conf
 
-    logging_config: dict[str, Any] = copy.deepcopy(stock.DEFAULT_LOGGING_CONFIG)
-    remote_task_log = getattr(stock, "REMOTE_TASK_LOG", None)
-    default_conn_id = getattr(stock, "DEFAULT_REMOTE_CONN_ID", None)
-
     remote_base = conf.get("logging", "remote_base_log_folder", fallback="")
-    if not (conf.getboolean("logging", "remote_logging", fallback=False) and is_cloudwatch_remote_base(remote_base)):
-        return logging_config, remote_task_log, default_conn_id
+    ours = conf.getboolean("logging", "remote_logging", fallback=False) and is_cloudwatch_remote_base(remote_base)
+    stock = _stock_settings(remote_logging=not ours)
+    logging_config: dict[str, Any] = copy.deepcopy(stock.DEFAULT_LOGGING_CONFIG)
+    if not ours:
+        return logging_config, getattr(stock, "REMOTE_TASK_LOG", None), getattr(stock, "DEFAULT_REMOTE_CONN_ID", None)
 
     from airflow.utils.log.file_task_handler import FileTaskHandler
 
@@ -59,20 +59,17 @@ def build() -> tuple[dict[str, Any], Any, str | None]:
         raise ValueError("[logging] remote_task_handler_kwargs must be a JSON object")
     file_params = frozenset(inspect.signature(FileTaskHandler.__init__).parameters) - {"self", "base_log_folder"}
     io_kwargs, settings = split_handler_kwargs(handler_kwargs, file_params)
+    file_kwargs = {k: v for k, v in handler_kwargs.items() if k in file_params}
     target = LogGroupTarget.from_arn(io_kwargs.pop("log_group_arn", None) or _arn_of(remote_base))
     conn_id = io_kwargs.pop("conn_id", None) or conf.get("logging", "remote_log_conn_id", fallback="") or None
     base_log_folder = os.path.expanduser(conf.get("logging", "base_log_folder"))
+    task = logging_config["handlers"]["task"]
+    task.update(file_kwargs)  # what Airflow's own remote logging branch passes to the task handler
 
     version = airflow_version()
     if version[0] < 3:
-        task = logging_config["handlers"]["task"]
-        for key in (*io_kwargs, *settings):
-            task.pop(key, None)
-        task["class"] = TASK_HANDLER_CLASS
-        task["log_group_arn"] = target.arn
-        task["conn_id"] = conn_id
         task.pop("filename_template", None)
-        task.update(settings)
+        task.update({"class": TASK_HANDLER_CLASS, "log_group_arn": target.arn, "conn_id": conn_id, **settings})
         return logging_config, None, AWS_DEFAULT_CONN_ID
 
     from mwaa_logging.airflow.remote_io import CloudWatchRemoteLogIO
@@ -88,6 +85,28 @@ def build() -> tuple[dict[str, Any], Any, str | None]:
         json_default=json_default,
     )
     return logging_config, io, provider_default_conn_id(version)
+
+
+def _stock_settings(*, remote_logging: bool) -> Any:
+    """Airflow's ``airflow_local_settings`` module; imported with remote logging off when we own it.
+
+    With remote logging on, that module builds the provider's CloudWatch handler/IO from
+    ``remote_task_handler_kwargs`` and fails on our settings in there (``spill_to``, ...). Its default
+    logging config is otherwise the same.
+    """
+    name = "airflow.config_templates.airflow_local_settings"
+    if remote_logging or name in sys.modules:
+        return importlib.import_module(name)
+    key = "AIRFLOW__LOGGING__REMOTE_LOGGING"  # environment variables win over airflow.cfg
+    previous = os.environ.get(key)
+    os.environ[key] = "False"
+    try:
+        return importlib.import_module(name)
+    finally:
+        if previous is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = previous
 
 
 def _arn_of(remote_base: str) -> str:

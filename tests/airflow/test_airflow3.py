@@ -92,8 +92,9 @@ def test_tight_account_quota_loses_nothing(airflow3: AirflowEnv, airflow_aws: Lo
             DAG_ID,
             env={
                 "MWAA_LOGGING_TEST_LINES": str(lines),
-                "MWAA_LOGGING_MAX_BATCH_COUNT": "100",  # ~60 calls needed, ~6 allowed within close_timeout
-                "MWAA_LOGGING_CLOSE_TIMEOUT": "3",
+                # settings both ways: Airflow's remote_task_handler_kwargs and our environment variables
+                "AIRFLOW__LOGGING__REMOTE_TASK_HANDLER_KWARGS": '{"max_batch_count": 100}',  # ~60 calls needed
+                "MWAA_LOGGING_CLOSE_TIMEOUT": "3",  # ~6 calls allowed within the upload's drain
             },
         )
     finally:
