@@ -163,7 +163,7 @@ class LocalAWS:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving, release hung requests, close open connections, join every server thread.
 
-        Also forgets everything stored (read ``events()`` / ``stats()`` before stopping).
+        Also forgets the stored logs and objects (read ``events()`` first; ``stats()`` stays).
         """
         server, thread = self._server, self._thread
         if server is None:
