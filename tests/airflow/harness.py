@@ -189,12 +189,14 @@ class AirflowEnv:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.api_server.poll() is not None:
-                raise RuntimeError(f"api-server exited:\n{(self.home / 'api-server.log').read_text()[-4000:]}")
+                break
             with suppress(OSError), urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=2) as r:
                 if r.status == 200:
                     return
             time.sleep(0.3)
-        raise TimeoutError(f"api-server not healthy in {timeout}s")
+        self.stop()
+        log_tail = (self.home / "api-server.log").read_text()[-4000:]
+        raise RuntimeError(f"api-server not healthy in {timeout}s:\n{log_tail}")
 
     def stop(self) -> None:
         if self.api_server is not None:
