@@ -1,0 +1,96 @@
+"""A self-contained HTML page with inline SVG (no network, no extra dependency): lines delivered over time
+per handler, and where every logged line ended up (CloudWatch, spill, lost)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from mwaa_logging.demo.progress import Sample
+from mwaa_logging.demo.runner import RunResult
+
+WIDTH, HEIGHT, PAD = 760, 320, 60
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def _polyline(points: Sequence[tuple[float, float]], colour: str, dashed: bool = False) -> str:
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    dash = ' stroke-dasharray="6 4"' if dashed else ""
+    return f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{coords}"/>'
+
+
+def _text(x: float, y: float, content: str, anchor: str = "start", size: int = 12) -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+            f'font-family="sans-serif">{html.escape(content)}</text>')
+
+
+def timeline_svg(results: Sequence[RunResult]) -> str:
+    """Cumulative lines logged (dashed) and events stored in CloudWatch (solid), per handler."""
+    samples = [s for r in results for s in r.timeline]
+    t_max = max((s.t for s in samples), default=1.0) or 1.0
+    y_max = max([max(s.logged, s.delivered or 0) for s in samples] + [1])
+    plot_w, plot_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+
+    def point(s: Sample, value: int) -> tuple[float, float]:
+        return PAD + s.t / t_max * plot_w, HEIGHT - PAD - value / y_max * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}">',
+             f'<rect x="{PAD}" y="{PAD}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+             _text(WIDTH / 2, 24, "Lines logged (dashed) and events stored in CloudWatch (solid) over time",
+                   "middle", 14)]
+    for k in range(5):
+        value = y_max * k / 4
+        y = HEIGHT - PAD - k / 4 * plot_h
+        parts.append(_text(PAD - 6, y + 4, f"{value:,.0f}", "end", 10))
+        x = PAD + k / 4 * plot_w
+        parts.append(_text(x, HEIGHT - PAD + 16, f"{t_max * k / 4:.0f} s", "middle", 10))
+    for i, result in enumerate(results):
+        colour = COLOURS[i % len(COLOURS)]
+        parts.append(_polyline([point(s, s.logged) for s in result.timeline], colour, dashed=True))
+        stored = [point(s, s.delivered) for s in result.timeline if s.delivered is not None]
+        if stored:
+            parts.append(_polyline(stored, colour))
+        parts.append(f'<rect x="{PAD + 10}" y="{PAD + 10 + 18 * i}" width="12" height="12" fill="{colour}"/>')
+        parts.append(_text(PAD + 28, PAD + 21 + 18 * i, result.handler))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def outcome_svg(results: Sequence[RunResult]) -> str:
+    """One bar per handler: lines in CloudWatch, spilled (recoverable) and lost."""
+    bar_h, gap = 34, 24
+    height = PAD + len(results) * (bar_h + gap) + 30
+    plot_w = WIDTH - 2 * PAD - 60
+    total = max([r.expected for r in results] + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}">',
+             _text(WIDTH / 2, 24, "Where every logged line ended up", "middle", 14)]
+    for i, result in enumerate(results):
+        y = PAD + i * (bar_h + gap)
+        x = float(PAD + 60)
+        parts.append(_text(x - 8, y + bar_h / 2 + 4, result.handler, "end"))
+        segments = (("in CloudWatch", result.total("in_cloudwatch"), "#2ca02c"),
+                    ("spilled", result.total("spilled_total"), "#1f77b4"),
+                    ("lost", result.lost, "#d62728"))
+        for label, value, colour in segments:
+            width = value / total * plot_w
+            if width > 0:
+                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(width, 2):.1f}" height="{bar_h}" '
+                             f'fill="{colour}"><title>{label}: {value:,}</title></rect>')
+            x += width
+        summary = ", ".join(f"{label} {value:,}" for label, value, _ in segments)
+        parts.append(_text(PAD + 60, y + bar_h + 14, summary, size=11))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def write_chart(path: Path, results: Sequence[RunResult], title: str) -> Path:
+    """Write the HTML page to ``path`` (parent directories created) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"<li>{html.escape(r.handler)}: {r.expected:,} lines logged, {r.total('arrived'):,} arrived "
+                   f"exactly, {r.lost:,} lost, delivered in {r.wall_seconds:.1f} s</li>" for r in results)
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body style=\"font-family: sans-serif\">\n<h1>{html.escape(title)}</h1>\n<ul>{rows}</ul>\n"
+            f"{timeline_svg(results)}\n<br/>\n{outcome_svg(results)}\n</body></html>\n")
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,222 @@
+"""Where the demo sends logs: the embedded local AWS, another endpoint, or a real account.
+
+:class:`Target` hides the difference: environment for the task processes, clients for reading back,
+and (when the endpoint is ours) its counters, quota and fault controls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mwaa_logging.testing.local_aws import FAKE_CREDENTIALS
+
+DEMO_BUCKET = "mwaa-logging-demo"
+
+
+@dataclass(frozen=True)
+class EndpointCounts:
+    """What the endpoint saw (None when it cannot tell: a real account)."""
+
+    put_calls: int
+    throttled: int
+    events_accepted: int
+    bytes_received: int
+
+    def minus(self, other: EndpointCounts) -> EndpointCounts:
+        return EndpointCounts(self.put_calls - other.put_calls, self.throttled - other.throttled,
+                              self.events_accepted - other.events_accepted,
+                              self.bytes_received - other.bytes_received)
+
+
+class Target:
+    """An endpoint the demo runs against; ``controls`` is a LocalAWS or RemoteLocalAWS, or None."""
+
+    def __init__(self, description: str, env: dict[str, str], url: str | None, controls: Any,
+                 owned: Any = None) -> None:
+        self.description = description
+        self.env = env
+        self.url = url
+        self.controls = controls
+        self._owned = owned
+
+    @classmethod
+    def embedded(cls, quota: float | None) -> Target:
+        from mwaa_logging.testing.local_aws import LocalAWS
+
+        aws = LocalAWS(put_quota_tps=quota).start()
+        env = {**aws.env(), "AWS_EC2_METADATA_DISABLED": "true"}
+        return cls(f"embedded local AWS at {aws.url} (PutLogEvents quota {_tps(quota)})", env, aws.url, aws, aws)
+
+    @classmethod
+    def remote(cls, url: str, s3_url: str | None, quota: float | None) -> Target:
+        from mwaa_logging.testing.admin import AdminError, RemoteLocalAWS
+
+        env = {"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url, "AWS_ENDPOINT_URL_S3": s3_url or url}
+        for name, value in FAKE_CREDENTIALS.items():
+            if name not in ("AWS_SESSION_TOKEN",) and not os.environ.get(name):
+                env[name] = value
+        controls: Any = RemoteLocalAWS(url, timeout=5)
+        try:
+            controls.health()
+        except (AdminError, OSError):
+            controls = None
+        if controls is not None and quota is not None:
+            controls.set_quota(put_tps=quota)
+        what = "mwaa-logging local endpoint" if controls is not None else "endpoint"
+        return cls(f"{what} at {url}", env, url, controls)
+
+    @classmethod
+    def real_aws(cls) -> Target:
+        return cls("real AWS account (default credential chain)", {}, None, None)
+
+    # -- reading back -------------------------------------------------------------------------------
+
+    def logs_client(self) -> Any:
+        return self.client("logs")
+
+    def s3_client(self) -> Any:
+        return self.client("s3")
+
+    def client(self, service: str, attempts: int = 3) -> Any:
+        """A boto3 client with this target's endpoint and credentials (the default chain for real AWS)."""
+        import boto3
+        from botocore.config import Config
+
+        env = self.env
+        endpoint = env.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS" if service == "logs" else "AWS_ENDPOINT_URL_S3")
+        session: Any = boto3.session.Session(
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        )
+        return session.client(service, endpoint_url=endpoint,
+                              config=Config(retries={"mode": "standard", "total_max_attempts": attempts}))
+
+    def ensure_bucket(self, bucket: str) -> None:
+        with contextlib.suppress(Exception):  # exists already (or the run will say where it spilled)
+            self.s3_client().create_bucket(Bucket=bucket)
+
+    # -- endpoint controls (our endpoint only) ---------------------------------------------------
+
+    @property
+    def observable(self) -> bool:
+        return self.controls is not None
+
+    def counts(self) -> EndpointCounts | None:
+        if self.controls is None:
+            return None
+        stats = self.controls.stats()
+        return EndpointCounts(stats.calls.get("PutLogEvents", 0), stats.throttled, stats.events_accepted,
+                              stats.bytes_received)
+
+    def throttle_for(self, seconds: float) -> None:
+        if self.controls is not None:
+            self.controls.throttle_for(seconds)
+
+    def clear_faults(self) -> None:
+        if self.controls is not None:
+            faults: Any = getattr(self.controls, "faults", None)
+            if callable(getattr(faults, "clear", None)):
+                faults.clear()  # LocalAWS
+            else:
+                self.controls.clear_faults()  # RemoteLocalAWS
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.stop()
+
+
+def _tps(quota: float | None) -> str:
+    return "unlimited" if quota is None else f"{quota:g} calls/s"
+
+
+class Storm:
+    """Throttles every PutLogEvents call for ``seconds``, starting ``delay`` seconds after ``start()``."""
+
+    def __init__(self, target: Target, delay: float, seconds: float) -> None:
+        self.target = target
+        self.delay = delay
+        self.seconds = seconds
+        self._timer = threading.Timer(delay, target.throttle_for, args=(seconds,))
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        if self.seconds > 0 and self.target.observable:
+            self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+@dataclass
+class NeighbourCounts:
+    put_calls: int = 0
+    throttled: int = 0
+    accepted: int = 0
+    bytes_sent: int = 0
+
+    def as_endpoint_counts(self) -> EndpointCounts:
+        return EndpointCounts(self.put_calls, self.throttled, self.accepted, self.bytes_sent)
+
+
+class Neighbour:
+    """Another workload of the same account (a Lambda function, another environment) using part of the
+    PutLogEvents quota: ``tps`` calls per second of one small event, counted so the demo can subtract it."""
+
+    GROUP = "/aws/lambda/neighbour"
+
+    def __init__(self, target: Target, tps: float) -> None:
+        self.target = target
+        self.tps = tps
+        self.counts = NeighbourCounts()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="demo-neighbour", daemon=True)
+        self._client: Any = None
+
+    def prepare(self) -> None:
+        """Create the neighbour's group and stream (before the endpoint's counters are read)."""
+        if self.tps <= 0 or not self.target.observable:
+            return
+        # One attempt per call: the neighbour counts each call and each throttle itself.
+        self._client = self.target.client("logs", attempts=1)
+        with contextlib.suppress(Exception):
+            self._client.create_log_group(logGroupName=self.GROUP)
+        with contextlib.suppress(Exception):
+            self._client.create_log_stream(logGroupName=self.GROUP, logStreamName="handler")
+        self._client.meta.events.register("before-send.cloudwatch-logs.PutLogEvents", self._count_bytes)
+
+    def _count_bytes(self, request: Any, **_: Any) -> None:
+        self.counts.bytes_sent += len(request.body or b"")
+
+    def start(self) -> None:
+        if self._client is not None:
+            self._thread.start()
+
+    def _loop(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        interval = 1.0 / self.tps
+        next_call = time.monotonic()
+        n = 0
+        while not self._stop.wait(max(0.0, next_call - time.monotonic())):
+            next_call += interval
+            n += 1
+            self.counts.put_calls += 1
+            try:
+                self._client.put_log_events(logGroupName=self.GROUP, logStreamName="handler", logEvents=[
+                    {"timestamp": int(time.time() * 1000), "message": f"REPORT RequestId: {n:08d} Duration: 12 ms"}])
+                self.counts.accepted += 1
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ThrottlingException":
+                    self.counts.throttled += 1
+            except BotoCoreError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)

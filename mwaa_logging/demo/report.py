@@ -1,0 +1,149 @@
+"""The demo's summary: per-task table, totals and the verdict; side by side for ``--compare``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from mwaa_logging.demo.runner import DemoConfig, RunResult
+
+
+def _n(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1_000_000:,.1f} MB" if value >= 100_000 else f"{value:,} B"
+
+
+def spilled_text(reasons: Counter[str]) -> str:
+    total = sum(reasons.values())
+    if not total:
+        return "0"
+    return f"{total:,} (" + ", ".join(f"{reason} {n:,}" for reason, n in reasons.most_common()) + ")"
+
+
+def put_calls(result: RunResult) -> int | None:
+    """PutLogEvents calls by the tasks: the endpoint's count when it has one, else the handlers'."""
+    if result.counts is not None:
+        return result.counts.put_calls
+    return result.handler_total("put_calls")
+
+
+def throttled(result: RunResult) -> int | None:
+    if result.counts is not None:
+        return result.counts.throttled
+    return result.handler_total("throttled")
+
+
+def wire_bytes(result: RunResult) -> int | None:
+    """Request bytes of the tasks' CloudWatch calls (ours: its own count, which excludes S3 spill)."""
+    ours = result.handler_total("bytes_sent")
+    if ours is not None:
+        return ours
+    return None if result.counts is None else result.counts.bytes_received
+
+
+def task_table(result: RunResult) -> Table:
+    table = Table(title=f"{result.handler}: every task's stream read back ({result.group})", title_justify="left")
+    for name in ("task", "lines logged", "verified", "in CloudWatch", "spilled", "duplicates", "lost",
+                 "puts (min)"):
+        table.add_column(name, justify="left" if name == "task" else "right")
+    for index, check in enumerate(result.checks):
+        status = result.statuses.get(index, {})
+        puts = (status.get("stats") or {}).get("put_calls")
+        lost = f"{check.lost:,}" + (f" ({check.truncated} truncated)" if check.truncated else "")
+        table.add_row(check.task_id, _n(status.get("logged")), _n(check.arrived), _n(check.in_cloudwatch),
+                      spilled_text(check.spilled), _n(check.duplicates), lost,
+                      f"{_n(puts)} ({check.min_put_calls})")
+    return table
+
+
+def facts(result: RunResult, config: DemoConfig, target_description: str) -> list[tuple[str, str]]:
+    reasons: Counter[str] = Counter()
+    objects: set[str] = set()
+    for check in result.checks:
+        reasons.update(check.spilled)
+        objects |= check.spill_objects
+    minimum = result.total("min_put_calls")
+    calls = put_calls(result)
+    ratio = f" = {calls / minimum:.2f}x" if calls and minimum else ""
+    where = "-"
+    if objects:
+        prefixes = sorted({o.rsplit("/", 3)[0] for o in objects})
+        where = f"{len(objects)} objects under {', '.join(prefixes[:2])}{' ...' if len(prefixes) > 2 else ''}"
+    order = all(c.in_order for c in result.checks)
+    return [
+        ("endpoint", target_description),
+        ("workload", f"{config.tasks} task processes x {config.lines:,} lines over {config.duration:g} s, "
+                     f"{config.big_events} events > 1 MB each, seed {config.seed}"),
+        ("lines logged", _n(result.expected)),
+        ("verified exactly", f"{result.total('arrived'):,} / {result.expected:,}"
+                             f" ({'in order' if order else 'NOT in logging order'})"),
+        ("delivered to CloudWatch", _n(result.total("in_cloudwatch"))),
+        ("spilled", spilled_text(reasons)),
+        ("spilled where", where),
+        ("duplicates (removed by the reader)", _n(result.total("duplicates"))),
+        ("lost", _n(result.lost) + (f" ({result.total('truncated')} truncated)" if result.total("truncated") else "")),
+        ("PutLogEvents calls (minimum)", f"{_n(calls)} ({minimum:,}{ratio})"),
+        ("throttled calls", _n(throttled(result))),
+        ("bytes on the wire", _bytes(wire_bytes(result))),
+        ("wall time (tasks start -> all exited)", f"{result.wall_seconds:.1f} s"),
+        ("read back and verify", f"{result.read_seconds:.1f} s"),
+    ]
+
+
+def print_summary(console: Console, result: RunResult, config: DemoConfig, target_description: str) -> None:
+    console.print(task_table(result))
+    table = Table(title=f"{result.handler}: totals", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for name, value in facts(result, config, target_description):
+        table.add_row(name, value)
+    console.print(table)
+    for failure in result.failures:
+        console.print(f"[red]{failure}[/red]")
+    warned = result.warnings()
+    if warned:
+        console.print("handler warnings: " + ", ".join(f"{kind} {n:,}" for kind, n in warned.items()))
+
+
+def verdict(result: RunResult) -> str:
+    if result.ok:
+        return (f"RESULT ({result.handler}): all {result.expected:,} lines verified, 0 lost"
+                f" ({result.total('in_cloudwatch'):,} in CloudWatch, {result.total('spilled_total'):,} spilled)")
+    problems = [f"{result.lost:,} lost"]
+    if result.total("unexpected"):
+        problems.append(f"{result.total('unexpected'):,} unexpected lines")
+    problems.extend(result.failures[:3])
+    return f"RESULT ({result.handler}): FAILED: " + "; ".join(problems)
+
+
+def compare_table(results: list[RunResult]) -> Table:
+    table = Table(title="same workload, same endpoint, fresh log group each", title_justify="left")
+    table.add_column("")
+    for result in results:
+        table.add_column(result.handler, justify="right")
+    rows: list[tuple[str, Callable[[RunResult], str]]] = [
+        ("lines logged", lambda r: _n(r.expected)),
+        ("lines delivered exactly", lambda r: _n(r.total("arrived"))),
+        ("  in CloudWatch", lambda r: _n(r.total("in_cloudwatch"))),
+        ("  spilled (recoverable)", lambda r: _n(r.total("spilled_total"))),
+        ("lines lost", lambda r: _n(r.lost)),
+        ("  of which truncated", lambda r: _n(r.total("truncated"))),
+        ("duplicates", lambda r: _n(r.total("duplicates"))),
+        ("PutLogEvents calls", lambda r: _n(put_calls(r))),
+        ("  minimum possible", lambda r: _n(r.total("min_put_calls"))),
+        ("throttled calls", lambda r: _n(throttled(r))),
+        ("bytes on the wire", lambda r: _bytes(wire_bytes(r))),
+        ("time to deliver (s)", lambda r: f"{r.wall_seconds:.1f}"),
+        ("handler warnings", lambda r: _n(sum(r.warnings().values()))),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(r) for r in results))
+    return table

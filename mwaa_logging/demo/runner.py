@@ -1,0 +1,226 @@
+"""Run the simulated Airflow worker through one handler, watch it, read everything back, judge it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from mwaa_logging.demo.endpoint import EndpointCounts, Neighbour, Storm, Target
+from mwaa_logging.demo.progress import Monitor, Sample, make_display, read_statuses
+from mwaa_logging.demo.verify import TaskCheck, check_stream
+from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
+from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, expected_messages, plan_task
+
+#: Time allowed after the logging duration for the task processes to close their handlers and exit.
+EXIT_GRACE = 120.0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo's options decide."""
+
+    tasks: int = 8
+    lines: int = 5000
+    big_events: int = 2
+    duration: float = 20.0
+    seed: int = 2026
+    quota: float | None = 5.0
+    rate_limit: float | None = 4.0
+    neighbour_tps: float = 1.0
+    storm: float = 8.0
+    storm_at: float = 0.3
+    max_latency: float = 5.0
+    spill_to: str | None = None
+    quiet: bool = False
+    run_id: str = "manual__2026-11-24T00_00_00+00_00"
+    stamp: str = "demo"
+
+    def group(self, handler: str) -> str:
+        suffix = "" if handler == MWAA_LOGGING else f"-{handler}"
+        return f"airflow-demo-{self.stamp}{suffix}-Task"
+
+    def plans(self) -> list[TaskPlan]:
+        return [plan_task(self.seed, i, self.lines, self.big_events, self.run_id) for i in range(self.tasks)]
+
+
+@dataclass
+class RunResult:
+    """One handler's run: what the tasks did, what the endpoint saw, what was read back."""
+
+    handler: str
+    group: str
+    spill_to: str | None
+    checks: list[TaskCheck]
+    statuses: dict[int, dict[str, Any]]
+    timeline: list[Sample]
+    counts: EndpointCounts | None
+    wall_seconds: float
+    read_seconds: float
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int:
+        return sum(c.expected for c in self.checks)
+
+    @property
+    def lost(self) -> int:
+        return sum(c.lost for c in self.checks)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(c, name)) for c in self.checks)
+
+    def handler_total(self, name: str) -> int | None:
+        values = [s["stats"][name] for s in self.statuses.values() if s.get("stats")]
+        return sum(values) if values else None
+
+    def warnings(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        for status in self.statuses.values():
+            for kind, n in status.get("warnings", {}).items():
+                merged[kind] = merged.get(kind, 0) + int(n)
+        return merged
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and all(c.ok for c in self.checks)
+
+
+def formatter_for(handler: str) -> logging.Formatter:
+    if handler == WATCHTOWER:
+        import watchtower
+
+        return watchtower.CloudWatchLogFormatter(LOG_FORMAT)  # type: ignore[no-any-return]
+    from mwaa_logging import CloudWatchLogFormatter
+
+    return CloudWatchLogFormatter(LOG_FORMAT)
+
+
+def handler_settings(config: DemoConfig) -> dict[str, Any]:
+    """Our handler's settings in the task processes."""
+    return {"spill_to": config.spill_to, "rate_limit_scope": "host", "put_rate_limit": config.rate_limit,
+            "max_latency": config.max_latency}
+
+
+class Run:
+    """One handler's run against ``target``."""
+
+    def __init__(self, config: DemoConfig, target: Target, handler: str, console: Console,
+                 workdir: Path) -> None:
+        self.config = config
+        self.target = target
+        self.handler = handler
+        self.console = console
+        self.workdir = workdir / handler
+        self.status_dir = self.workdir / "status"
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+        self.group = config.group(handler)
+        self.spill_to = config.spill_to if handler == MWAA_LOGGING else None
+
+    def _worker_config(self) -> Path:
+        path = self.workdir / "config.json"
+        config = self.config
+        path.write_bytes(orjson.dumps({
+            "handler": self.handler, "group": self.group, "seed": config.seed, "lines": config.lines,
+            "big_events": config.big_events, "run_id": config.run_id, "duration": config.duration,
+            "status_dir": str(self.status_dir),
+            "settings": handler_settings(config) if self.handler == MWAA_LOGGING else {},
+        }))
+        return path
+
+    def execute(self) -> RunResult:
+        config, target = self.config, self.target
+        target.clear_faults()
+        neighbour = Neighbour(target, config.neighbour_tps)
+        neighbour.prepare()
+        baseline = target.counts()
+
+        def endpoint_counts() -> EndpointCounts | None:
+            counts = target.counts()
+            if counts is None or baseline is None:
+                return None
+            return counts.minus(baseline).minus(neighbour.counts.as_endpoint_counts())
+
+        storm = Storm(target, config.storm_at * config.duration, config.storm)
+        display = make_display(self.handler, config.tasks, self.console, config.quiet)
+        monitor = Monitor(self.status_dir, endpoint_counts, display)
+        config_path = self._worker_config()
+        env = {**os.environ, **target.env}
+        neighbour.start()
+        started = time.monotonic()
+        monitor.start()
+        processes = [self._spawn(config_path, i, env) for i in range(config.tasks)]
+        storm.start()
+        failures = self._wait(processes, deadline=started + config.duration + EXIT_GRACE)
+        wall = time.monotonic() - started
+        storm.cancel()
+        monitor.stop()
+        neighbour.stop()
+        counts = endpoint_counts()
+        target.clear_faults()
+        read_started = time.monotonic()
+        checks = self._verify()
+        return RunResult(self.handler, self.group, self.spill_to, checks, read_statuses(self.status_dir),
+                         monitor.timeline, counts, wall, time.monotonic() - read_started, failures)
+
+    def _spawn(self, config_path: Path, index: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        stderr = (self.workdir / f"task-{index}.stderr").open("wb")
+        try:
+            return subprocess.Popen([sys.executable, "-m", "mwaa_logging.demo.worker", str(config_path), str(index)],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        finally:
+            stderr.close()
+
+    def _wait(self, processes: list[subprocess.Popen[bytes]], deadline: float) -> list[str]:
+        failures: list[str] = []
+        for index, process in enumerate(processes):
+            try:
+                code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+                failures.append(f"task {index} did not finish in time (killed)")
+                continue
+            if code != 0:
+                tail = (self.workdir / f"task-{index}.stderr").read_text(errors="replace")[-2000:]
+                failures.append(f"task {index} exited with {code}: {tail}")
+        return failures
+
+    def _verify(self) -> list[TaskCheck]:
+        logs = self.target.logs_client()
+        s3 = self.target.s3_client() if self.spill_to and self.spill_to.startswith("s3://") else None
+        formatter = formatter_for(self.handler)
+        spill_locations: list[str] = []
+        if self.spill_to:
+            from mwaa_logging.spill.local import default_spill_directory
+
+            # S3 falls back to the default directory when S3 fails: look there too.
+            spill_locations = [self.spill_to, str(default_spill_directory())]
+        checks = []
+        for plan in self.config.plans():
+            checks.append(check_stream(plan.task_id, self.group, plan.stream, expected_messages(plan, formatter),
+                                       logs_client=logs, spill_to=spill_locations or None, s3_client=s3))
+        return checks
+
+
+def run_handlers(config: DemoConfig, target: Target, handlers: list[str], console: Console,
+                 on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Run each handler in turn (same workload, fresh log group each)."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mwaa-logging-demo-") as tmp:
+        for handler in handlers:
+            result = Run(config, target, handler, console, Path(tmp)).execute()
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
