@@ -175,8 +175,8 @@ class CloudWatchRemoteLogIO:
     def upload(self, path: os.PathLike[str] | str, ti: Any = None) -> None:
         """Drain the task's stream (bounded by ``close_timeout``); then delete the local copy.
 
-        The local file is kept when the drain could not account for every line (neither delivered
-        nor spilled), so nothing is lost even then.
+        The local file is kept unless every line reached CloudWatch within the deadline (what is
+        left at the deadline is spilled), so a second copy survives whenever delivery fell short.
         """
         relative = self._relative(Path(path))
         stream_name = stream_name_for(relative.as_posix())
