@@ -38,6 +38,11 @@ class CloudWatchLogFormatter(logging.Formatter):
             self.add_log_record_attrs = tuple(add_log_record_attrs)
         self._plain = self._fmt in (None, "%(message)s") and isinstance(self._style, logging.PercentStyle)
 
+    def is_plain(self) -> bool:
+        """True when formatting a plain str message is just ``record.getMessage()``
+        (``add_log_record_attrs`` may still be set later; callers check it per record)."""
+        return self._plain
+
     def format(self, record: logging.LogRecord) -> str:
         msg = record.msg
         if self.add_log_record_attrs:

@@ -61,8 +61,9 @@ class CloudWatchLogHandler(logging.Handler):
         *args: Any,
         **kwargs: Any,
     ) -> None:
+        # Everything that can fail is checked before logging.Handler.__init__ registers the handler,
+        # so a bad setting never leaves a half-built handler for logging.shutdown() to trip over.
         handler_kwargs = {k: kwargs.pop(k) for k in ("level",) if k in kwargs}
-        super().__init__(*args, **handler_kwargs)
         if log_group is not None:
             warnings.warn("Please use log_group_name instead of log_group", DeprecationWarning, stacklevel=2)
             log_group_name = log_group
@@ -84,6 +85,8 @@ class CloudWatchLogHandler(logging.Handler):
             overrides["send_interval"] = 0  # watchtower sends each record at once; we still never block
         self.settings = Settings.resolve(overrides)
         self.log_group_name = validate_group_name(log_group_name)
+        self.log_stream_name = log_stream_name
+        super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
         self.send_interval = self.settings.send_interval
         self.max_batch_size = self.settings.max_batch_size
@@ -93,7 +96,6 @@ class CloudWatchLogHandler(logging.Handler):
         self.create_log_stream = create_log_stream
         self.log_group_retention_days = log_group_retention_days
         self.json_serialize_default = json_serialize_default
-        self.log_stream_name = log_stream_name
         self.shutting_down = False
         self._warned_after_close = False
         self.setFormatter(CloudWatchLogFormatter(json_serialize_default=json_serialize_default))
@@ -138,8 +140,13 @@ class CloudWatchLogHandler(logging.Handler):
         try:
             if record.name.startswith(SKIPPED_LOGGERS):
                 return  # MWAA calls emit() directly, bypassing handle()
-            formatter = self.formatter
-            message = formatter.format(record) if formatter is not None else record.getMessage()
+            msg = record.msg
+            if (self._plain_format and type(msg) is str and not record.exc_info and not record.exc_text
+                    and not record.stack_info and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
+                message = msg % record.args if record.args else msg  # what getMessage() does, inlined
+            else:
+                formatter = self.formatter
+                message = formatter.format(record) if formatter is not None else record.getMessage()
             channel = self._channel
             if channel.closed:
                 self._after_close()
@@ -148,6 +155,16 @@ class CloudWatchLogHandler(logging.Handler):
             raise
         except Exception:
             self.handleError(record)
+
+    @property  # type: ignore[override]
+    def formatter(self) -> logging.Formatter | None:
+        return self._formatter
+
+    @formatter.setter
+    def formatter(self, fmt: logging.Formatter | None) -> None:
+        """Keep the plain-message fast path in step with the formatter (also when assigned directly)."""
+        self._formatter = fmt
+        self._plain_format = type(fmt) is CloudWatchLogFormatter and fmt.is_plain()
 
     def _after_close(self) -> None:
         if not self._warned_after_close:

@@ -47,13 +47,14 @@ def compile_stream_name(template: str) -> StreamNamer:
     if "strftime" in fields:
         return lambda record: render(record.name, record.threadName or "")
     if not fields & RECORD_FIELDS:
-        cached: dict[int, str] = {}
+        cached: dict[int | None, str] = {}
 
         def static(record: logging.LogRecord) -> str:
-            pid = os.getpid()
-            name = cached.get(pid)
+            name = cached.get(record.process)  # the record knows its pid: no system call per record
             if name is None:
-                name = cached[pid] = render("", "")
+                if len(cached) > 64:
+                    cached.clear()
+                name = cached[record.process] = render("", "")
             return name
 
         return static

@@ -19,11 +19,16 @@ def _fake_aws_environment(aws_test_env: None) -> None:
 
 @pytest.fixture(autouse=True)
 def _restore_root_logger() -> Iterator[None]:
-    """Put the root logger's handlers and level back as they were before the test."""
+    """Put the root logger's handlers and level, and every logger's disabled flag, back as they were."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    disabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items()
+                if isinstance(lg, logging.Logger)}
     try:
         yield
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, lg in list(logging.Logger.manager.loggerDict.items()):  # dictConfig disables loggers
+            if isinstance(lg, logging.Logger):
+                lg.disabled = disabled.get(name, False)

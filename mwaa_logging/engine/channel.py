@@ -6,11 +6,13 @@ Application threads only ever call :meth:`Channel.append` (no I/O, no waiting), 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 #: Process-wide emission counter; ``next()`` on it is atomic in CPython.
 _seq = itertools.count()
 _new_event = tuple.__new__
+#: An application thread wakes the sender every 1024 queued messages (the sender may need to send a full batch).
+_WAKE_EVERY_MASK = 1023
 EMPTY_MESSAGE = "(empty log message)"
 
 
@@ -129,6 +133,10 @@ class Channel:
         self.flush_waiters = 0
         self.closed = False
         self.pending_bytes = 0
+        #: Messages appended by application threads, not yet sized and buffered by the sender.
+        self.inbox: deque[tuple[str, int, str]] = deque()
+        #: Set by the sender when it has nothing of this channel to do: the next append wakes it.
+        self.armed = True
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent owns every buffered event; start empty, with fresh locks."""
@@ -138,55 +146,79 @@ class Channel:
     # -- application side -------------------------------------------------------------------------
 
     def append(self, stream: str, timestamp: int, message: str) -> None:
-        """Buffer one message for ``stream``. Never does I/O, never waits on the sender."""
-        if message.isascii():
-            size = len(message) + EVENT_OVERHEAD_BYTES
-            if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes or not message:
-                self._append_unusual(stream, timestamp, message)
-                return
-        else:
-            size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
-            if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes:
-                self._append_unusual(stream, timestamp, message)
-                return
-        event = _new_event(LogEvent, (timestamp, message, size, next(_seq)))
+        """Queue one message for ``stream``: a lock-free deque append. Never does I/O, never waits.
+
+        Sizing, splitting and buffering happen in the sender (:meth:`drain_inbox`).
+        """
+        inbox = self.inbox
+        inbox.append((stream, timestamp, message))
+        if self.armed or not len(inbox) & _WAKE_EVERY_MASK:
+            self.armed = False
+            self.engine.wake()
+
+    def drain_inbox(self) -> int:
+        """Move queued messages into their stream buffers as sized events (sender side). Returns how many."""
+        inbox = self.inbox
+        if not inbox:
+            return 0
+        now = self.engine.clock()
+        popleft = inbox.popleft
+        max_bytes = self._max_event_bytes
+        buffers = self.buffers
+        counters = self.counters
+        drained = 0
         with self.lock:
-            buffer = self.buffers.get(stream)
-            if buffer is None:
-                buffer = self.buffers[stream] = StreamBuffer(stream)
-            buffer.pending.append(event)
+            while inbox:
+                stream, timestamp, message = popleft()
+                drained += 1
+                if message.isascii():
+                    size = len(message) + EVENT_OVERHEAD_BYTES
+                else:
+                    size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+                buffer = buffers.get(stream)
+                if buffer is None:
+                    buffer = buffers[stream] = StreamBuffer(stream)
+                if buffer.since is None:
+                    buffer.since = now
+                if size - EVENT_OVERHEAD_BYTES > max_bytes or size == EVENT_OVERHEAD_BYTES:
+                    self._buffer_unusual(buffer, timestamp, message)
+                    continue
+                buffer.pending.append(_new_event(LogEvent, (timestamp, message, size, next(_seq))))
+                buffer.bytes += size
+                buffer.count += 1
+                self.pending_bytes += size
+                counters.emitted += 1
+        return drained
+
+    def _buffer_unusual(self, buffer: StreamBuffer, timestamp: int, message: str) -> None:
+        """Empty or oversized messages (lock held): buffer something valid, never drop."""
+        if not message:
+            pieces = [EMPTY_MESSAGE]
+        elif self.settings.oversize == "truncate":
+            self.counters.truncated_events += 1
+            pieces = [truncate_message(message, self._max_event_bytes)]
+        else:
+            pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
+            self.counters.split_events += 1
+            self.counters.split_chunks += len(pieces)
+        for piece in pieces:
+            size = len(piece.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+            buffer.pending.append(_new_event(LogEvent, (timestamp, piece, size, next(_seq))))
             buffer.bytes += size
             buffer.count += 1
             self.pending_bytes += size
             self.counters.emitted += 1
-            wake = buffer.since is None or buffer.bytes >= self._full_bytes or buffer.count >= self._full_count
-            if buffer.since is None:
-                buffer.since = self.engine.clock()
-        if wake:
-            self.engine.wake()
 
-    def _append_unusual(self, stream: str, timestamp: int, message: str) -> None:
-        """Empty or oversized messages: deliver something valid, never drop."""
-        if not message:
-            self.append(stream, timestamp, EMPTY_MESSAGE)
-            return
-        if self.settings.oversize == "truncate":
-            with self.lock:
-                self.counters.truncated_events += 1
-            self.append(stream, timestamp, truncate_message(message, self._max_event_bytes))
-            return
-        chunks = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
-        with self.lock:
-            self.counters.split_events += 1
-            self.counters.split_chunks += len(chunks)
-        for chunk in chunks:
-            self.append(stream, timestamp, chunk)
+    def has_work(self) -> bool:
+        """Anything queued, buffered or in flight."""
+        return bool(self.inbox) or any(not b.is_empty() for b in list(self.buffers.values()))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything appended so far is delivered or spilled; False at the deadline."""
         timeout = self.settings.close_timeout if timeout is None else timeout
         with self.lock:
-            target = self.counters.emitted
+            # the sender drains the inbox under this lock: emitted + queued counts everything appended so far
+            target = self.counters.emitted + len(self.inbox)
             if self.settled >= target:
                 return True
             self.flush_target = max(self.flush_target, target)
@@ -250,7 +282,10 @@ class Channel:
             pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights)
             pending_bytes = self.pending_bytes + sum(e.size for f in flights for e in f)
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
-            return Stats.of(self.counters, pending, pending_bytes, 0.0 if oldest is None else now - oldest)
+            queued = len(self.inbox)
+            counters = copy.copy(self.counters)
+            counters.emitted += queued
+            return Stats.of(counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest)
 
 
 def _holds_logging_lock() -> bool:

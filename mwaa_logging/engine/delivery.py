@@ -30,10 +30,17 @@ class Context:
 
 def service_channel(channel: Channel, ctx: Context) -> float:
     """Send what is due in ``channel``; return the monotonic time it next needs attention (inf: idle)."""
+    channel.drain_inbox()
     now = ctx.clock()
     with channel.lock:
         flushing = channel.settled < channel.flush_target or channel.closed
         buffers = [b for b in channel.buffers.values() if not b.is_empty()]
+    if not buffers:
+        channel.armed = True  # idle: the next append wakes the sender
+        if channel.inbox:  # raced with an append: come back at once
+            channel.armed = False
+            return now
+        return math.inf
     buffers.sort(key=lambda b: now if b.since is None else b.since)  # oldest pending first: no stream starves
     _enforce_memory_cap(channel, buffers)
     next_wake = math.inf
@@ -135,6 +142,7 @@ def _drain(channel: Channel, buffer: StreamBuffer, ctx: Context, *, send_partial
     """Send batches of one stream until it is empty, not due, out of budget, or failing."""
     settings = channel.settings
     while True:
+        channel.drain_inbox()
         now = ctx.clock()
         if buffer.retry_at > now:  # a failure (or a spill that could not be written) asked us to wait
             return buffer.retry_at
@@ -354,6 +362,7 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
 
 def spill_everything(channel: Channel, reason: str) -> None:
     """Spill every pending and in-flight event of ``channel`` now (close deadline, interpreter exit)."""
+    channel.drain_inbox()
     with channel.lock:
         work: list[tuple[StreamBuffer, list[LogEvent]]] = []
         for buffer in channel.buffers.values():

@@ -90,7 +90,7 @@ class Engine:
             except Exception as exc:  # the sender must survive anything; the events stay buffered
                 report(f"sender error on log group {channel.destination.group}: {exc!r}")
                 next_wake = min(next_wake, self.clock() + 1.0)
-            if channel.closed and all(b.is_empty() for b in list(channel.buffers.values())):
+            if channel.closed and not channel.has_work():
                 self._retire(channel)
         return next_wake - self.clock()
 

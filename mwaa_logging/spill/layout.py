@@ -34,4 +34,4 @@ def object_name(group: str, stream: str, first_timestamp_ms: int) -> str:
     """A new, unique relative name for a spill object of one stream."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(first_timestamp_ms / 1000))
     host = quote_name(socket.gethostname())
-    return f"{stream_prefix(group, stream)}{stamp}-{host}-{os.getpid()}-{next(_counter)}{SUFFIX}"
+    return f"{stream_prefix(group, stream)}{stamp}-{host}-{os.getpid()}-{next(_counter):08d}{SUFFIX}"

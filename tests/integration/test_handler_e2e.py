@@ -160,6 +160,7 @@ def test_dict_config_reconfiguration_neither_deadlocks_nor_loses_lines(local_aws
     def config(stream: str) -> dict[str, object]:
         return {
             "version": 1,
+            "disable_existing_loggers": False,
             "handlers": {"cw": {"()": "mwaa_logging.CloudWatchLogHandler", "log_group_name": "dict",
                                 "log_stream_name": stream, "endpoint_url": local_aws.url, "send_interval": 30}},
             "loggers": {"app": {"handlers": ["cw"], "level": "INFO", "propagate": False}},
