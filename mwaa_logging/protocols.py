@@ -47,6 +47,15 @@ class SpillError(Exception):
     """A spill target could not store records."""
 
 
+class PartialSpillError(SpillError):
+    """A target stored some records (at ``location``) and failed on the rest (``remaining``)."""
+
+    def __init__(self, message: str, remaining: Sequence[SpillRecord], location: str) -> None:
+        super().__init__(message)
+        self.remaining = list(remaining)
+        self.location = location
+
+
 @runtime_checkable
 class Budget(Protocol):
     """A rate budget for one kind of AWS call, shared by some scope (process, host, fleet).

@@ -20,8 +20,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mwaa_logging.outcome import Outcome, classify_error
-from mwaa_logging.protocols import SpillError
-from mwaa_logging.spill.fallback import PartialSpillError
+from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
 from mwaa_logging.spillformat import SpillRecord, decode_records
 

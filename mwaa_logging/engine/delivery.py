@@ -14,7 +14,7 @@ from mwaa_logging.engine.channel import Channel, InFlight, StreamBuffer
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import LogEvent
 from mwaa_logging.outcome import CallResult, Outcome
-from mwaa_logging.protocols import Clock, SpillError
+from mwaa_logging.protocols import Clock, PartialSpillError, SpillError
 from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
@@ -291,6 +291,8 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
     try:
         where = channel.spill.write(records)
     except SpillError as exc:
+        if isinstance(exc, PartialSpillError):  # only what it could not store moves on
+            records = exc.remaining
         report(f"spill to {channel.spill.description} failed ({exc}); using {_fallback_description(channel)}")
         with channel.lock:
             channel.counters.spill_failures += 1

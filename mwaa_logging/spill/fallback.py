@@ -6,20 +6,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-from mwaa_logging.protocols import Clock, SpillError, SpillSink
+from mwaa_logging.protocols import Clock, PartialSpillError, SpillError, SpillSink
 from mwaa_logging.spillformat import SpillRecord
+
+__all__ = ["FallbackSpillSink", "PartialSpillError"]
 
 #: After a target failed, skip it for this long (seconds) so every spill does not pay its timeout again.
 DEFAULT_COOLDOWN = 30.0
-
-
-class PartialSpillError(SpillError):
-    """A target stored some records (at ``location``) and failed on the rest (``remaining``)."""
-
-    def __init__(self, message: str, remaining: Sequence[SpillRecord], location: str) -> None:
-        super().__init__(message)
-        self.remaining = list(remaining)
-        self.location = location
 
 
 class FallbackSpillSink:
