@@ -35,7 +35,13 @@ def free_port() -> int:
 
 
 def airflow_venv(version: str = "3.3.*", venv: str = ".venv-airflow") -> Path:
-    """Create (or reuse) the cached Airflow virtualenv ``REPO/venv`` and return its path."""
+    """Create (or reuse) the cached Airflow virtualenv ``REPO/venv`` and return its path.
+
+    ``MWAA_LOGGING_AIRFLOW_VENV`` (set by ``scripts/test.sh``) names an already prepared Airflow 3 venv.
+    """
+    prepared = os.environ.get("MWAA_LOGGING_AIRFLOW_VENV")
+    if version.startswith("3.") and prepared and (Path(prepared) / "bin" / "airflow").exists():
+        return Path(prepared)
     env = {**os.environ, "AIRFLOW_VERSION": version, "AIRFLOW_VENV": str(REPO / venv)}
     out = subprocess.run(
         [str(REPO / "scripts" / "airflow-venv.sh")], env=env, check=True, capture_output=True, text=True, timeout=900
