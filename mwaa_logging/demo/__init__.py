@@ -51,26 +51,32 @@ def _optional_tps(text: str) -> float | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mwaa_logging.demo.runner import DemoConfig
+
+    defaults = DemoConfig()
     workload = parser.add_argument_group("workload (a simulated Airflow worker)")
-    workload.add_argument("--tasks", type=_positive_int, default=8, help="task processes (default 8)")
-    workload.add_argument("--lines", type=_positive_int, default=5000, help="log lines per task (default 5000)")
-    workload.add_argument("--big-events", type=int, default=2, metavar="N",
-                          help="events over 1 MB per task (default 2)")
-    workload.add_argument("--duration", type=_non_negative, default=20.0, metavar="SECONDS",
-                          help="time each task spends logging, in bursts (default 20)")
-    workload.add_argument("--seed", type=int, default=2026, help="workload seed (default 2026)")
+    workload.add_argument("--tasks", type=_positive_int, default=defaults.tasks,
+                          help="task processes (default %(default)s)")
+    workload.add_argument("--lines", type=_positive_int, default=defaults.lines,
+                          help="log lines per task (default %(default)s)")
+    workload.add_argument("--big-events", type=int, default=defaults.big_events, metavar="N",
+                          help="events over 1 MB per task (default %(default)s)")
+    workload.add_argument("--duration", type=_non_negative, default=defaults.duration, metavar="SECONDS",
+                          help="time each task spends logging, in bursts (default %(default)s)")
+    workload.add_argument("--seed", type=int, default=defaults.seed, help="workload seed (default %(default)s)")
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint)")
-    cloud.add_argument("--quota", type=_optional_tps, default=5.0, metavar="TPS",
-                       help="account-wide PutLogEvents quota of the endpoint, calls/s (default 5; 'none')")
-    cloud.add_argument("--neighbour-tps", type=_non_negative, default=1.0, metavar="TPS",
-                       help="PutLogEvents calls/s of another workload sharing the quota (default 1)")
-    cloud.add_argument("--storm", type=_non_negative, default=8.0, metavar="SECONDS",
-                       help="throttle every PutLogEvents call for this long, 30%% into the run (default 8; 0: none)")
+    cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
+                       help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; 'none')")
+    cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",
+                       help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s)")
+    cloud.add_argument("--storm", type=_non_negative, default=defaults.storm, metavar="SECONDS",
+                       help="throttle every PutLogEvents call for this long, 30%% into the run "
+                            "(default %(default)s; 0: none)")
     ours = parser.add_argument_group("mwaa-logging settings")
-    ours.add_argument("--rate-limit", type=_optional_tps, default=4.0, metavar="TPS",
-                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default 4; 'none')")
-    ours.add_argument("--max-latency", type=float, default=5.0, metavar="SECONDS",
-                      help="max_latency: older undelivered events are spilled (default 5)")
+    ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
+                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; 'none')")
+    ours.add_argument("--max-latency", type=float, default=defaults.max_latency, metavar="SECONDS",
+                      help="max_latency: older undelivered events are spilled (default %(default)s)")
     ours.add_argument("--spill-to", default=None, metavar="URL",
                       help="spill target (default s3://mwaa-logging-demo/<log group>/ on the endpoint)")
     where = parser.add_argument_group("where")

@@ -114,8 +114,14 @@ class Target:
                               stats.bytes_received)
 
     def throttle_for(self, seconds: float) -> None:
-        if self.controls is not None:
-            self.controls.throttle_for(seconds)
+        """Throttle every PutLogEvents call for ``seconds`` (a fault rule on our endpoint)."""
+        if self.controls is None:
+            return
+        faults: Any = getattr(self.controls, "faults", None)
+        if callable(getattr(faults, "throttle_for", None)):
+            faults.throttle_for(seconds)  # LocalAWS
+        else:
+            self.controls.throttle_for(seconds)  # RemoteLocalAWS
 
     def clear_faults(self) -> None:
         if self.controls is not None:

@@ -36,6 +36,8 @@ class TaskCheck:
     unexpected: int = 0
     markers: int = 0
     in_order: bool = True
+    #: For lines found in CloudWatch: ingestion time - event time (ms), i.e. how long until it was visible.
+    latencies_ms: list[int] = field(default_factory=list, repr=False)
     #: Fewest PutLogEvents calls that could carry this stream (every line at once, full batches).
     min_put_calls: int = 0
 
@@ -101,6 +103,8 @@ def compare(check: TaskCheck, expected: Sequence[str], found: Sequence[ReadEvent
                 check.spill_objects.add(event.source)
             else:
                 check.in_cloudwatch += 1
+                if event.ingestion_time is not None:
+                    check.latencies_ms.append(event.ingestion_time - event.timestamp)
         else:
             strays.append(event.message)
     check.arrived = len(matched)

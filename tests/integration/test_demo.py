@@ -1,0 +1,86 @@
+"""``mwaa-logging demo`` end to end (as a subprocess, as a user runs it), and its verdict logic."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from mwaa_logging.demo.verify import TaskCheck, compare, minimum_put_calls
+from mwaa_logging.demo.workload import LOG_FORMAT, expected_messages, plan_task
+from mwaa_logging.formatter import CloudWatchLogFormatter
+from mwaa_logging.reader import CLOUDWATCH, ReadEvent
+
+TINY = ["--tasks", "2", "--lines", "200", "--big-events", "1", "--duration", "3", "--quiet"]
+
+
+def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "demo", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_demo_through_a_throttle_storm_verifies_every_line_with_spilled_ones_read_back(tmp_path: Path) -> None:
+    # The storm (all PutLogEvents throttled for 5 s) outlasts max_latency (3 s): lines must spill to S3
+    # and still be found by the read-back, exactly once and in order.
+    done = demo(*TINY, "--storm", "5", "--max-latency", "3", cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
+    assert "400 / 400 (in order)" in out
+    spilled = re.search(r"(\d[\d,]*) spilled\)", out)
+    assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
+    assert "max_latency" in out and "s3://mwaa-logging-demo/" in out
+    throttled = re.search(r"throttled calls\s*│\s*(\d+)", out)
+    assert throttled is not None and int(throttled.group(1)) > 0, out
+
+
+def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: Path) -> None:
+    chart = tmp_path / "out" / "chart.html"
+    done = demo(*TINY, "--storm", "0", "--compare", "watchtower", "--chart", str(chart), cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr  # the exit code judges mwaa-logging only
+    assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
+    # watchtower cuts events at 256 KiB: the >1 MB line of each task arrives truncated.
+    assert "RESULT (watchtower): FAILED: 2 lost" in out
+    header = next(line for line in out.splitlines() if "mwaa-logging" in line and "watchtower" in line)
+    assert header.index("mwaa-logging") < header.index("watchtower")
+    lost_row = next(line for line in out.splitlines() if line.strip("│ ").startswith("lines lost"))
+    assert re.findall(r"\d+", lost_row) == ["0", "2"]
+    page = chart.read_text()
+    assert f"chart: {chart.resolve()}" in out.replace("\n", "")
+    assert page.count("<svg") == 2 and "watchtower" in page
+    assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
+
+
+def _events(messages: list[str], spilled_at: int = -1) -> list[ReadEvent]:
+    return [ReadEvent(i, m, "s3://b/p/x.jsonl.gz" if i == spilled_at else CLOUDWATCH,
+                      reason="max_latency" if i == spilled_at else None) for i, m in enumerate(messages)]
+
+
+def test_compare_counts_spilled_lost_truncated_and_unexpected_lines() -> None:
+    expected = ["a", "b" * 50, "c", "d"]
+    check = TaskCheck("t", "s", len(expected))
+    compare(check, expected, _events(["a", "b" * 20, "c", "zzz", "a"], spilled_at=2))
+    assert (check.arrived, check.in_cloudwatch, dict(check.spilled)) == (2, 1, {"max_latency": 1})
+    assert (check.lost, check.truncated, check.unexpected, check.duplicates) == (2, 1, 1, 1)
+    assert check.spill_objects == {"s3://b/p/x.jsonl.gz"} and check.in_order and not check.ok
+
+    reordered = TaskCheck("t", "s", 3)
+    compare(reordered, ["a", "b", "c"], _events(["b", "a", "c"]))
+    assert reordered.ok and not reordered.in_order
+
+
+def test_the_workload_is_deterministic_and_its_minimum_calls_count_split_events() -> None:
+    plan = plan_task(7, 1, 300, 1, "manual__r")
+    again = plan_task(7, 1, 300, 1, "manual__r")
+    formatter = CloudWatchLogFormatter(LOG_FORMAT)
+    messages = expected_messages(plan, formatter)
+    assert messages == expected_messages(again, formatter) and len(messages) == 300 == len(set(messages))
+    assert sum(1 for m in messages if len(m.encode()) > 1_048_550) == 1
+    assert any("Traceback (most recent call last)" in m for m in messages)
+    assert any(m.startswith('{"event":"batch_processed"') for m in messages)
+    assert plan.stream == "dag_id=demo_etl/run_id=manual__r/task_id=extract_customers/attempt=1.log"
+    assert minimum_put_calls(messages) == 3  # the >1 MB line needs 2 events, and they fill 2 calls
