@@ -134,7 +134,7 @@ def test_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
 
 
 DICTCONFIG_SCRIPT = """
-import logging.config
+import logging.config, sys
 from datetime import datetime, timezone
 from pathlib import Path
 import structlog
@@ -144,7 +144,7 @@ from mwaa_logging.airflow import LOGGING_CONFIG
 
 io = load_remote_log_handler()
 (process,) = io.processors
-relative = "dag_id=dictconfig/run_id=manual__2026-01-01T00:00:00+00:00/task_id=t/attempt=1.log"
+relative = sys.argv[1]
 path = Path(conf.get("logging", "base_log_folder")) / relative
 path.parent.mkdir(parents=True, exist_ok=True)
 with path.open("ab") as handle:
@@ -157,7 +157,17 @@ io.upload(relative)
 """
 
 
-def test_dictconfig_rebuilding_handlers_mid_task_loses_nothing(airflow3: AirflowEnv, airflow_aws: LocalAWS) -> None:
-    airflow3.python(DICTCONFIG_SCRIPT)
-    stream = "dag_id=dictconfig/run_id=manual__2026-01-01T00_00_00+00_00/task_id=t/attempt=1.log"
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param({}, id="mwaa_logging.airflow"),
+        pytest.param({"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "", "MWAA_LOGGING_PATCH_WATCHTOWER": "1"}, id="shim"),
+    ],
+)
+def test_dictconfig_rebuilding_handlers_mid_task_loses_nothing(
+    airflow3: AirflowEnv, airflow_aws: LocalAWS, config: dict[str, str]
+) -> None:
+    relative = f"dag_id=dictconfig/run_id=manual__2026-01-01T00:00:00+00:00/task_id=t{len(config)}/attempt=1.log"
+    airflow3.python(DICTCONFIG_SCRIPT, relative, env=config)
+    stream = relative.replace(":", "_")
     assert events_of(airflow_aws.messages(LOG_GROUP, stream)) == [f"line {i:04d}" for i in range(200)]
