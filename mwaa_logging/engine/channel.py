@@ -133,6 +133,8 @@ class Channel:
         self.flush_waiters = 0
         self.closed = False
         self.pending_bytes = 0
+        #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
+        self.scarce_until = 0.0
         #: Messages appended by application threads, not yet sized and buffered by the sender.
         self.inbox: deque[tuple[str, int, str]] = deque()
         #: Set by the sender when it has nothing of this channel to do: the next append wakes it.

@@ -28,12 +28,22 @@ class Context:
     random: Random
 
 
+#: While tokens are scarce (the budget made us wait, or CloudWatch throttled), partial batches wait this many
+#: send intervals (at most a quarter of max_latency) so that each call carries more events.
+SCARCE_INTERVAL_FACTOR = 4.0
+#: How long one sign of scarcity counts.
+SCARCE_WINDOW = 10.0
+
+
 def service_channel(channel: Channel, ctx: Context) -> float:
-    """Send what is due in ``channel``; return the monotonic time it next needs attention (inf: idle)."""
+    """Send what is due in ``channel``; return the monotonic time it next needs attention (inf: idle).
+
+    One batch at a time, always from the stream whose oldest pending event is oldest (no stream starves);
+    a full batch is due at once, a partial one after the send interval (longer while tokens are scarce).
+    """
     channel.drain_inbox()
     now = ctx.clock()
     with channel.lock:
-        flushing = channel.settled < channel.flush_target or channel.closed
         buffers = [b for b in channel.buffers.values() if not b.is_empty()]
     if not buffers:
         channel.armed = True  # idle: the next append wakes the sender
@@ -41,26 +51,66 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             channel.armed = False
             return now
         return math.inf
-    buffers.sort(key=lambda b: now if b.since is None else b.since)  # oldest pending first: no stream starves
     _enforce_memory_cap(channel, buffers)
-    next_wake = math.inf
-    interval = channel.settings.send_interval
     for buffer in buffers:
-        now = ctx.clock()
         _expire(channel, buffer, ctx)
+    settings = channel.settings
+    next_wake = math.inf
+    while True:
+        channel.drain_inbox()
+        now = ctx.clock()
+        with channel.lock:
+            flushing = channel.settled < channel.flush_target or channel.closed
+        interval = _send_interval(channel, now)
+        best: tuple[tuple[int, int], StreamBuffer] | None = None
+        for buffer in buffers:
+            if buffer.count == 0:
+                continue
+            if buffer.retry_at > now:
+                next_wake = min(next_wake, buffer.retry_at)
+                continue
+            since = buffer.since if buffer.since is not None else now
+            full = buffer.bytes >= settings.max_batch_size or buffer.count >= settings.max_batch_count
+            if not (flushing or full or now - since >= interval):
+                next_wake = min(next_wake, since + interval)
+                continue
+            _take_pending(channel, buffer)
+            with channel.lock:
+                if not buffer.ready:
+                    continue
+                head = buffer.ready[0]
+            if best is None or (head.timestamp, head.seq) < best[0]:
+                best = ((head.timestamp, head.seq), buffer)
+        if best is None:
+            return next_wake
+        wait = channel.budgets.put.acquire(now)
+        if wait > 0:
+            channel.scarce_until = now + SCARCE_WINDOW
+            return min(next_wake, now + wait)
+        _send_one(channel, best[1], ctx)
+
+
+def _send_interval(channel: Channel, now: float) -> float:
+    interval = channel.settings.send_interval
+    if now < channel.scarce_until:
+        return max(interval, min(interval * SCARCE_INTERVAL_FACTOR, channel.settings.max_latency / 4))
+    return interval
+
+
+def _send_one(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
+    """Send the first batch of ``buffer`` (a token was taken) and settle the result."""
+    settings = channel.settings
+    with channel.lock:
+        if not buffer.ready:  # close() took them meanwhile
+            return
+        end = batch_end(buffer.ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
+        batch = _remove_ready_head(channel, buffer, end)
+        flight = buffer.in_flight = InFlight(batch)
+    result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
+    _settle_put(channel, buffer, flight, result, ctx)
+    with channel.lock:
         if buffer.count == 0:
-            continue
-        if buffer.retry_at > now:
-            next_wake = min(next_wake, buffer.retry_at)
-            continue
-        since = buffer.since if buffer.since is not None else now
-        due = flushing or now - since >= interval
-        if not due and buffer.bytes < channel.settings.max_batch_size \
-                and buffer.count < channel.settings.max_batch_count:
-            next_wake = min(next_wake, since + interval)
-            continue
-        next_wake = min(next_wake, _drain(channel, buffer, ctx, send_partial=due))
-    return next_wake
+            buffer.since = None
 
 
 def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
@@ -138,42 +188,6 @@ def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> No
             spill_events(channel, buffer, gone, SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")
 
 
-def _drain(channel: Channel, buffer: StreamBuffer, ctx: Context, *, send_partial: bool) -> float:
-    """Send batches of one stream until it is empty, not due, out of budget, or failing."""
-    settings = channel.settings
-    while True:
-        channel.drain_inbox()
-        now = ctx.clock()
-        if buffer.retry_at > now:  # a failure (or a spill that could not be written) asked us to wait
-            return buffer.retry_at
-        _take_pending(channel, buffer)
-        with channel.lock:
-            ready = buffer.ready
-            if not ready:
-                buffer.since = None if buffer.count == 0 else buffer.since
-                return math.inf
-            end = batch_end(ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
-        if end == len(ready) and not send_partial:
-            since = buffer.since if buffer.since is not None else now
-            return since + settings.send_interval
-        wait = channel.budgets.put.acquire(now)
-        if wait > 0:
-            return now + wait
-        with channel.lock:
-            if not buffer.ready:  # close() took them meanwhile
-                continue
-            batch = _remove_ready_head(channel, buffer, min(end, len(buffer.ready)))
-            flight = buffer.in_flight = InFlight(batch)
-        result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
-        if not _settle_put(channel, buffer, flight, result, ctx):
-            return buffer.retry_at
-        with channel.lock:
-            if buffer.count == 0:
-                buffer.since = None
-            elif not send_partial:
-                buffer.since = buffer.since if buffer.since is not None else now
-
-
 def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result: CallResult,
                 ctx: Context) -> bool:
     """Act on one PutLogEvents result. True when the batch is settled, False when it waits for a retry."""
@@ -206,7 +220,10 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         if created is None:
             spill_events(channel, buffer, batch, SpillReason.NO_RESOURCE.value, result.message)
             return True
-        _requeue(channel, buffer, batch, retry_at=now if created else _backoff(buffer, "create", ctx))
+        retry_at = _backoff(buffer, "no_resource", ctx)
+        if created and buffer.backoff.attempts == 1:
+            retry_at = buffer.retry_at = now  # first time: retry at once; if it persists, back off
+        _requeue(channel, buffer, batch, retry_at=retry_at)
         return False
     if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):
         with channel.lock:
@@ -217,6 +234,7 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
                 counters.ambiguous_failures += 1
         if outcome is Outcome.THROTTLED:
             channel.budgets.put.on_throttled(now)
+            channel.scarce_until = now + SCARCE_WINDOW
         _requeue(channel, buffer, batch, retry_at=_backoff(buffer, result.error_code or outcome.value, ctx))
         return False
     # INVALID or AUTH: retrying the same call cannot help; keep the lines, slow this stream down.

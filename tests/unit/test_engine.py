@@ -294,3 +294,23 @@ def test_flush_that_returns_early_still_gets_its_events_sent_now() -> None:
     rig.run(0.1)  # the request stays: no waiting for the 60 s interval
     assert rig.channel.flush(timeout=0) is True
     assert rig.transport.delivered_messages() == ["x"]
+
+
+def test_after_a_throttle_partial_batches_wait_longer_to_fill_up() -> None:
+    times: list[float] = []
+
+    def answer(call: Call) -> CallResult:
+        times.append(rig.clock.now)
+        return THROTTLED if len(times) == 1 else CallResult(Outcome.OK)
+
+    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.5, put_rate_limit=100, max_latency=60)
+    for _ in range(300):  # 10 events/s for 30 s
+        rig.append("tick")
+        rig.run(0.1, step=0.05)
+    start = times[0]
+    scarce = [t for t in times[1:] if t < start + 9]
+    relaxed = [t for t in times if t > start + 12]
+    assert len(scarce) <= 5  # every ~2 s (4 x the interval) while tokens count as scarce
+    assert len(relaxed) >= 20  # back to every ~0.5 s afterwards (scarce pacing would give ~9)
+    stats = rig.channel.stats()
+    assert stats.delivered + stats.pending == 300 and stats.spilled_total == 0
