@@ -53,7 +53,7 @@ def build_channel(
         )
         return BotocoreTransport(client, compression=settings.compression)  # type: ignore[arg-type]
 
-    sink = spill if spill is not None else _spill_sink(settings)
+    sink = spill if spill is not None else _spill_sink(settings, boto3_profile_name)
     # The configured target may fail (disk full, S3 down): the default directory is the last resort.
     fallback = fallback_spill or LocalSpillSink(default_spill_directory())
     return Channel(
@@ -68,7 +68,7 @@ def build_channel(
     )
 
 
-def _spill_sink(settings: Settings) -> SpillSink:
+def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:
     if settings.spill_to is None and not _said_default_spill.is_set():
         _said_default_spill.set()
         report(f"spill_to is not set: events CloudWatch cannot take in time go to {default_spill_directory()}",
@@ -78,6 +78,8 @@ def _spill_sink(settings: Settings) -> SpillSink:
         s3_kms_key_id=settings.spill_s3_kms_key_id,
         s3_expected_bucket_owner=settings.spill_s3_expected_bucket_owner,
         s3_tags=settings.spill_s3_tags,
+        s3_profile_name=profile_name,
+        s3_region_name=settings.region_name,
     )
 
 
@@ -93,11 +95,15 @@ def build_budgets(settings: Settings, *, shared: bool = True) -> Budgets:
 def _budget(settings: Settings, name: str, rate: float | None, burst: float | None, shared: bool) -> Budget:
     from mwaa_logging.budgets.factory import build_budget
 
+    def build() -> Budget:
+        return build_budget(settings.rate_limit_scope, rate=rate, burst=burst, name=name,
+                            namespace=settings.rate_limit_namespace)
+
     if not shared:
-        return build_budget(settings.rate_limit_scope, rate=rate, burst=burst, name=name)
-    key = (settings.rate_limit_scope, name, rate, burst)
+        return build()
+    key = (settings.rate_limit_scope, settings.rate_limit_namespace, name, rate, burst)
     with _budget_lock:
         budget = _budget_cache.get(key)
         if budget is None:
-            budget = _budget_cache[key] = build_budget(settings.rate_limit_scope, rate=rate, burst=burst, name=name)
+            budget = _budget_cache[key] = build()
         return budget

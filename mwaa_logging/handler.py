@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mwaa_logging.build import build_channel
+from mwaa_logging.engine.channel import budget_stats
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.formatter import CloudWatchLogFormatter
@@ -191,6 +192,10 @@ class CloudWatchLogHandler(logging.Handler):
     def stats(self) -> Stats:
         """Counters of this handler: emitted, delivered, spilled by reason, retries, throttles, ..."""
         return self._channel.stats()
+
+    def budget_stats(self) -> dict[str, Any]:
+        """The throttle budgets' counters (``granted``, ``waited``, ``throttles``, ``rate``, ``scope``)."""
+        return budget_stats(self._channel.budgets)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.log_group_name}:{self._log_stream_name} ({self.level})>"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -104,6 +105,13 @@ def _scope(raw: Any) -> str:
     raise ValueError(text)
 
 
+def _namespace(raw: Any) -> str:
+    text = str(raw).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise ValueError(text)
+    return text
+
+
 def _spill_to(raw: Any) -> str | None:
     text = _optional_text(raw)
     if text is None:
@@ -167,6 +175,9 @@ SPECS: dict[str, Spec[Any]] = {
     "rate_limit_scope": Spec("process", "'process', 'host' or a redis://host:port/db URL", _scope,
                              "Who shares put_rate_limit: this process, all processes of this host, "
                              "or every host using the same Redis."),
+    "rate_limit_namespace": Spec("mwaa-logging", "1-64 characters from a-z A-Z 0-9 . _ -", _namespace,
+                                 "Name of the shared budget (host file / Redis keys): environments sharing a "
+                                 "host or a Redis database need distinct namespaces."),
     "endpoint_url": Spec(None, "a URL", _optional_text,
                          "CloudWatch Logs endpoint (else AWS_ENDPOINT_URL_CLOUDWATCH_LOGS / AWS_ENDPOINT_URL / AWS)."),
     "region_name": Spec(None, "an AWS region name", _optional_text, "AWS region (else the AWS configuration)."),
@@ -201,6 +212,7 @@ class Settings:
     put_rate_limit: float | None = SPECS["put_rate_limit"].default
     rate_limit_burst: float | None = SPECS["rate_limit_burst"].default
     rate_limit_scope: str = SPECS["rate_limit_scope"].default
+    rate_limit_namespace: str = SPECS["rate_limit_namespace"].default
     endpoint_url: str | None = SPECS["endpoint_url"].default
     region_name: str | None = SPECS["region_name"].default
     connect_timeout: float = SPECS["connect_timeout"].default

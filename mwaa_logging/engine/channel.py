@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.events import LogEvent
@@ -288,6 +288,16 @@ class Channel:
             counters = copy.copy(self.counters)
             counters.emitted += queued
             return Stats.of(counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest)
+
+
+def budget_stats(budgets: Budgets) -> dict[str, Any]:
+    """Each budget's own counters (granted, waited, throttles, rate, scope), where it keeps any."""
+    result: dict[str, Any] = {}
+    for kind in ("put", "create_stream", "create_group"):
+        stats = getattr(getattr(budgets, kind), "stats", None)
+        if callable(stats):
+            result[kind] = stats()
+    return result
 
 
 def _holds_logging_lock() -> bool:
