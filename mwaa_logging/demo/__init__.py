@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="max_latency: older undelivered events are spilled (default %(default)s)")
     ours.add_argument("--spill-to", default=None, metavar="URL",
                       help="spill target (default s3://mwaa-logging-demo/<log group>/ on the endpoint)")
+    ours.add_argument("--no-replay", dest="replay", action="store_false",
+                      help="skip re-ingesting spilled lines with `mwaa-logging replay` after the read-back")
     where = parser.add_argument_group("where")
     where.add_argument("--endpoint-url", default=None, metavar="URL",
                        help="use this CloudWatch Logs (+ S3) endpoint instead of the embedded one")
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             quota=args.quota, rate_limit=args.rate_limit, neighbour_tps=args.neighbour_tps if observable else 0.0,
             storm=args.storm if observable else 0.0, max_latency=args.max_latency, quiet=args.quiet,
             run_id=run_id, stamp=f"{stamp}-{os.getpid()}",
-            spill_to=args.spill_to,
+            spill_to=args.spill_to, replay=args.replay,
         )
         if config.spill_to is None:
             config = dataclasses.replace(config, spill_to=f"s3://{DEMO_BUCKET}/{config.group(MWAA_LOGGING)}")

@@ -108,11 +108,31 @@ def facts(result: RunResult, config: DemoConfig, target_description: str) -> lis
         ("bytes on the wire", _bytes(wire_bytes(result))),
         ("wall time (tasks start -> all exited)", f"{result.wall_seconds:.1f} s"),
         ("read back and verify", f"{result.read_seconds:.1f} s"),
+        *replay_facts(result),
     ]
+
+
+def replay_facts(result: RunResult) -> list[tuple[str, str]]:
+    if result.after_replay is None:
+        return []
+    found = sum(c.in_cloudwatch for c in result.after_replay)
+    lost = sum(c.lost for c in result.after_replay)
+    duplicates = sum(c.duplicates for c in result.after_replay)
+    return [("after `mwaa-logging replay` (CloudWatch alone)",
+             f"{found:,} / {result.expected:,} lines, {lost:,} missing, {duplicates:,} duplicates"
+             f" ({result.replay_seconds:.1f} s)")]
+
+
+def in_cloudwatch_after_replay(result: RunResult) -> str:
+    checks = result.after_replay if result.after_replay is not None else result.checks
+    return _n(sum(c.in_cloudwatch for c in checks))
 
 
 def print_summary(console: Console, result: RunResult, config: DemoConfig, target_description: str) -> None:
     console.print(task_table(result))
+    if result.replay_output:
+        console.print(f"$ mwaa-logging replay {result.spill_to}", markup=False, highlight=False, soft_wrap=True)
+        console.print(result.replay_output, markup=False, highlight=False)
     table = Table(title=f"{result.handler}: totals", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -128,9 +148,13 @@ def print_summary(console: Console, result: RunResult, config: DemoConfig, targe
 
 def verdict(result: RunResult) -> str:
     if result.ok:
+        replayed = " and replayed" if result.after_replay is not None else ""
         return (f"RESULT ({result.handler}): all {result.expected:,} lines verified, 0 lost"
-                f" ({result.total('in_cloudwatch'):,} in CloudWatch, {result.total('spilled_total'):,} spilled)")
+                f" ({result.total('in_cloudwatch'):,} in CloudWatch, {result.total('spilled_total'):,} spilled"
+                f"{replayed})")
     problems = [f"{result.lost:,} lost"]
+    if result.after_replay is not None and any(not c.ok for c in result.after_replay):
+        problems.append("replay left lines missing from CloudWatch")
     if result.total("unexpected"):
         problems.append(f"{result.total('unexpected'):,} unexpected lines")
     problems.extend(result.failures[:3])
@@ -148,6 +172,7 @@ def compare_table(results: list[RunResult]) -> Table:
         ("  in CloudWatch", lambda r: _n(r.total("in_cloudwatch"))),
         ("  spilled to S3 (read back; replayable)", lambda r: _n(r.total("spilled_total"))),
         ("lines lost", lambda r: _n(r.lost)),
+        ("in CloudWatch after replay", in_cloudwatch_after_replay),
         ("  of which truncated", lambda r: _n(r.total("truncated"))),
         ("duplicates", lambda r: _n(r.total("duplicates"))),
         ("log call -> CloudWatch p50/p95/max", latency_text),

@@ -42,6 +42,8 @@ class DemoConfig:
     storm_at: float = 0.3
     max_latency: float = 10.0
     spill_to: str | None = None
+    #: After the read-back, re-ingest spilled lines with ``mwaa-logging replay`` and check CloudWatch alone.
+    replay: bool = True
     quiet: bool = False
     run_id: str = "manual__2026-11-24T00_00_00+00_00"
     stamp: str = "demo"
@@ -68,6 +70,10 @@ class RunResult:
     wall_seconds: float
     read_seconds: float
     failures: list[str] = field(default_factory=list)
+    #: CloudWatch alone, read after ``mwaa-logging replay`` (None: no replay ran).
+    after_replay: list[TaskCheck] | None = None
+    replay_seconds: float = 0.0
+    replay_output: str = ""
 
     @property
     def expected(self) -> int:
@@ -93,7 +99,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and all(c.ok for c in self.checks)
+        replayed_ok = self.after_replay is None or all(c.ok for c in self.after_replay)
+        return not self.failures and all(c.ok for c in self.checks) and replayed_ok
 
 
 def formatter_for(handler: str) -> logging.Formatter:
@@ -169,9 +176,28 @@ class Run:
         counts = endpoint_counts()
         target.clear_faults()
         read_started = time.monotonic()
-        checks = self._verify()
-        return RunResult(self.handler, self.group, self.spill_to, checks, read_statuses(self.status_dir),
-                         monitor.timeline, counts, wall, time.monotonic() - read_started, failures)
+        checks = self._verify(self.spill_to)
+        result = RunResult(self.handler, self.group, self.spill_to, checks, read_statuses(self.status_dir),
+                           monitor.timeline, counts, wall, time.monotonic() - read_started, failures)
+        if config.replay and self.spill_to and any(c.spilled_total for c in checks):
+            replay_started = time.monotonic()
+            result.replay_output = self._replay(env)
+            result.after_replay = self._verify(None)
+            result.replay_seconds = time.monotonic() - replay_started
+        return result
+
+    def _replay(self, env: dict[str, str]) -> str:
+        """``mwaa-logging replay SPILL_TO`` as a user would run it; its output."""
+        assert self.spill_to is not None
+        command = [sys.executable, "-m", "mwaa_logging.cli", "replay", self.spill_to, "--no-progress",
+                   "--rate", f"{self.config.rate_limit or 4.0:g}"]
+        for option, name in (("--endpoint-url", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"),
+                             ("--s3-endpoint-url", "AWS_ENDPOINT_URL_S3")):
+            if self.target.env.get(name):
+                command += [option, self.target.env[name]]
+        done = subprocess.run(command, env={**env, "COLUMNS": "120"}, capture_output=True, text=True,
+                              timeout=EXIT_GRACE, cwd=self.workdir)
+        return (done.stdout + done.stderr).strip()
 
     def _spawn(self, config_path: Path, index: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stderr = (self.workdir / f"task-{index}.stderr").open("wb")
@@ -196,16 +222,17 @@ class Run:
                 failures.append(f"task {index} exited with {code}: {tail}")
         return failures
 
-    def _verify(self) -> list[TaskCheck]:
+    def _verify(self, spill_to: str | None) -> list[TaskCheck]:
+        """Read every stream back (CloudWatch, plus ``spill_to`` when given) and compare."""
         logs = self.target.logs_client()
-        s3 = self.target.s3_client() if self.spill_to and self.spill_to.startswith("s3://") else None
+        s3 = self.target.s3_client() if spill_to and spill_to.startswith("s3://") else None
         formatter = formatter_for(self.handler)
         spill_locations: list[str] = []
-        if self.spill_to:
+        if spill_to:
             from mwaa_logging.spill.local import default_spill_directory
 
             # S3 falls back to the default directory when S3 fails: look there too.
-            spill_locations = [self.spill_to, str(default_spill_directory())]
+            spill_locations = [spill_to, str(default_spill_directory())]
         checks = []
         for plan in self.config.plans():
             checks.append(check_stream(plan.task_id, self.group, plan.stream, expected_messages(plan, formatter),
