@@ -11,9 +11,8 @@ step() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 step "bootstrap: virtualenv, redis-server, Airflow virtualenv"
 venv="$("$repo/scripts/dev-venv.sh" dev | tail -n 1)"
 "$repo/scripts/ensure-redis.sh"
-if [[ "${MWAA_LOGGING_SKIP_AIRFLOW:-0}" != "1" ]]; then
-    export MWAA_LOGGING_AIRFLOW_VENV="$("$repo/scripts/airflow-venv.sh" | tail -n 1)"
-fi
+MWAA_LOGGING_AIRFLOW_VENV="$("$repo/scripts/airflow-venv.sh" | tail -n 1)"
+export MWAA_LOGGING_AIRFLOW_VENV
 export PATH="$venv/bin:$PATH"
 
 step "ruff"
