@@ -6,7 +6,7 @@ The sender is the one owner of retries. Every event ends delivered or spilled wi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
@@ -14,7 +14,7 @@ from mwaa_logging.engine.channel import Channel, InFlight, StreamBuffer
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import LogEvent
 from mwaa_logging.outcome import CallResult, Outcome
-from mwaa_logging.protocols import Clock, PartialSpillError, SpillError
+from mwaa_logging.protocols import Budget, Clock, PartialSpillError, SpillError
 from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
@@ -321,13 +321,7 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
                 report(f"fallback spill failed too ({exc2}); keeping {len(records)} events in memory")
     if where is None:
         if buffer is not None:
-            size = sum(e.size for e in events)
-            with channel.lock:
-                buffer.ready[:0] = sorted(events, key=sort_key)
-                buffer.bytes += size
-                buffer.count += len(events)
-                channel.pending_bytes += size
-                buffer.retry_at = channel.engine.clock() + 5.0
+            _requeue(channel, buffer, sorted(events, key=sort_key), retry_at=channel.engine.clock() + 5.0)
         return False
     with channel.lock:
         channel.counters.spilled[reason] += len(events)
@@ -353,31 +347,40 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
     if group_missing:
         if not destination.create_log_group:
             return None
-        if channel.budgets.create_group.acquire(ctx.clock()) > 0:
-            return False
-        created = transport.create_log_group(destination.group, destination.log_group_tags)
-        with channel.lock:
-            channel.counters.create_calls += 1
-        if created.outcome is not Outcome.OK:
-            report(f"CreateLogGroup {destination.group} failed: {created.error_code} {created.message}")
-            return None if created.outcome in (Outcome.AUTH, Outcome.INVALID) else False
+        created = _create(channel, channel.budgets.create_group, ctx, f"CreateLogGroup {destination.group}",
+                          lambda: transport.create_log_group(destination.group, destination.log_group_tags))
+        if created is not True:
+            return created
         if destination.log_group_retention_days:
-            transport.put_retention_policy(destination.group, destination.log_group_retention_days)
-            with channel.lock:
-                channel.counters.create_calls += 1
+            _create(channel, channel.budgets.create_group, ctx, f"PutRetentionPolicy {destination.group}",
+                    lambda: transport.put_retention_policy(destination.group,
+                                                           destination.log_group_retention_days or 0))
     if not destination.create_log_stream:
         return None
-    if channel.budgets.create_stream.acquire(ctx.clock()) > 0:
+    outcome: list[Outcome] = []
+
+    def create_stream() -> CallResult:
+        answer = transport.create_log_stream(destination.group, buffer.stream)
+        outcome.append(answer.outcome)
+        return answer
+
+    created = _create(channel, channel.budgets.create_stream, ctx, f"CreateLogStream {buffer.stream}", create_stream)
+    if outcome == [Outcome.NO_RESOURCE] and not group_missing:  # the group was missing, not the stream
+        return _create_resources(channel, buffer, CallResult(Outcome.NO_RESOURCE, message="log group"), ctx)
+    return created
+
+
+def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Callable[[], CallResult]) -> bool | None:
+    """One Create*/Put* call under its budget. True: done; False: try later; None: refused for good."""
+    if budget.acquire(ctx.clock()) > 0:
         return False
-    created = transport.create_log_stream(destination.group, buffer.stream)
+    answer = call()
     with channel.lock:
         channel.counters.create_calls += 1
-    if created.outcome is Outcome.NO_RESOURCE and not group_missing:
-        return _create_resources(channel, buffer, CallResult(Outcome.NO_RESOURCE, message="log group"), ctx)
-    if created.outcome is not Outcome.OK:
-        report(f"CreateLogStream {buffer.stream} failed: {created.error_code} {created.message}")
-        return None if created.outcome in (Outcome.AUTH, Outcome.INVALID) else False
-    return True
+    if answer.outcome is Outcome.OK:
+        return True
+    report(f"{what} failed: {answer.error_code} {answer.message}")
+    return None if answer.outcome in (Outcome.AUTH, Outcome.INVALID) else False
 
 
 def spill_everything(channel: Channel, reason: str) -> None:
