@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         from mwaa_logging.demo.report import compare_table
 
         console.print(compare_table(results))
-        chart = write_chart(args.chart or DEFAULT_CHART, results, "mwaa-logging demo: mwaa-logging vs watchtower")
+        storm_at = config.storm_at * config.duration
+        chart = write_chart(args.chart or DEFAULT_CHART, results, "mwaa-logging demo: mwaa-logging vs watchtower",
+                            storm=(storm_at, storm_at + config.storm) if config.storm else None)
         console.print(f"chart: {chart.resolve()}", highlight=False, soft_wrap=True)
     return 0 if results[0].ok else 1
 

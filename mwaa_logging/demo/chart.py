@@ -25,8 +25,9 @@ def _text(x: float, y: float, content: str, anchor: str = "start", size: int = 1
             f'font-family="sans-serif">{html.escape(content)}</text>')
 
 
-def timeline_svg(results: Sequence[RunResult]) -> str:
-    """Cumulative lines logged (dashed) and events stored in CloudWatch (solid), per handler."""
+def timeline_svg(results: Sequence[RunResult], storm: tuple[float, float] | None = None) -> str:
+    """Cumulative lines logged (dashed) and events stored in CloudWatch (solid), per handler; the throttle
+    storm (start, end in seconds) shaded."""
     samples = [s for r in results for s in r.timeline]
     t_max = max((s.t for s in samples), default=1.0) or 1.0
     y_max = max([max(s.logged, s.delivered or 0) for s in samples] + [1])
@@ -39,6 +40,12 @@ def timeline_svg(results: Sequence[RunResult]) -> str:
              f'<rect x="{PAD}" y="{PAD}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
              _text(WIDTH / 2, 24, "Lines logged (dashed) and events stored in CloudWatch (solid) over time",
                    "middle", 14)]
+    if storm is not None and storm[1] > storm[0]:
+        x0 = PAD + min(storm[0], t_max) / t_max * plot_w
+        x1 = PAD + min(storm[1], t_max) / t_max * plot_w
+        parts.append(f'<rect x="{x0:.1f}" y="{PAD}" width="{x1 - x0:.1f}" height="{plot_h}" fill="#fdd" '
+                     f'fill-opacity="0.6"><title>every PutLogEvents call throttled</title></rect>')
+        parts.append(_text((x0 + x1) / 2, PAD + plot_h - 8, "throttle storm", "middle", 11))
     for k in range(5):
         value = y_max * k / 4
         y = HEIGHT - PAD - k / 4 * plot_h
@@ -70,7 +77,8 @@ def outcome_svg(results: Sequence[RunResult]) -> str:
         x = float(PAD + 60)
         parts.append(_text(x - 8, y + bar_h / 2 + 4, result.handler, "end"))
         segments = (("in CloudWatch", result.total("in_cloudwatch"), "#2ca02c"),
-                    ("spilled", result.total("spilled_total"), "#1f77b4"),
+                    ("spilled to S3" + (" (then replayed)" if result.after_replay is not None else ""),
+                     result.total("spilled_total"), "#1f77b4"),
                     ("lost", result.lost, "#d62728"))
         for label, value, colour in segments:
             width = value / total * plot_w
@@ -84,13 +92,14 @@ def outcome_svg(results: Sequence[RunResult]) -> str:
     return "\n".join(parts)
 
 
-def write_chart(path: Path, results: Sequence[RunResult], title: str) -> Path:
+def write_chart(path: Path, results: Sequence[RunResult], title: str,
+                storm: tuple[float, float] | None = None) -> Path:
     """Write the HTML page to ``path`` (parent directories created) and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = "".join(f"<li>{html.escape(r.handler)}: {r.expected:,} lines logged, {r.total('arrived'):,} arrived "
                    f"exactly, {r.lost:,} lost, delivered in {r.wall_seconds:.1f} s</li>" for r in results)
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
             f"<body style=\"font-family: sans-serif\">\n<h1>{html.escape(title)}</h1>\n<ul>{rows}</ul>\n"
-            f"{timeline_svg(results)}\n<br/>\n{outcome_svg(results)}\n</body></html>\n")
+            f"{timeline_svg(results, storm)}\n<br/>\n{outcome_svg(results)}\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return path
