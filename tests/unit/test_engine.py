@@ -314,3 +314,15 @@ def test_after_a_throttle_partial_batches_wait_longer_to_fill_up() -> None:
     assert len(relaxed) >= 20  # back to every ~0.5 s afterwards (scarce pacing would give ~9)
     stats = rig.channel.stats()
     assert stats.delivered + stats.pending == 300 and stats.spilled_total == 0
+
+
+def test_close_spills_everything_even_if_the_sender_never_ran() -> None:
+    rig = make_rig(send_interval=0.1)
+    for i in range(5):
+        rig.append(f"queued {i}")  # still in the inbox: the sender never looked at it
+    assert rig.channel.close(timeout=0.05) is False
+    assert sorted(r.message for r in rig.spill.records) == [f"queued {i}" for i in range(5)]
+    assert {r.reason for r in rig.spill.records} == {"close_deadline"}
+    stats = rig.channel.stats()
+    assert (stats.emitted, stats.spilled_total, stats.pending) == (5, 5, 0)
+    assert rig.transport.calls == []
