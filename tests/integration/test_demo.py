@@ -30,7 +30,7 @@ def test_demo_through_a_throttle_storm_verifies_every_line_with_spilled_ones_rea
     assert done.returncode == 0, out + done.stderr
     assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
     assert "400 / 400 (in order)" in out
-    spilled = re.search(r"(\d[\d,]*) spilled\)", out)
+    spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
     assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
     assert "max_latency" in out and "s3://mwaa-logging-demo/" in out
     # Then `mwaa-logging replay` puts the spilled lines into CloudWatch: all there, once.
