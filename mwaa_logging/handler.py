@@ -26,6 +26,19 @@ _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _LOG_RECORD = logging.LogRecord
 
 
+def unformattable(record: logging.LogRecord, exc: Exception) -> str:
+    """The message of a record whose formatting failed: its parts, never nothing."""
+    try:
+        args = repr(record.args)
+    except Exception:
+        args = "<unprintable args>"
+    try:
+        msg = repr(record.msg)
+    except Exception:
+        msg = "<unprintable msg>"
+    return f"[mwaa-logging: could not format this record ({type(exc).__name__}: {exc})] msg={msg} args={args}"
+
+
 def validate_group_name(name: str) -> str:
     if not isinstance(name, str) or not _GROUP_NAME.match(name):
         raise SettingsError(
@@ -142,12 +155,16 @@ class CloudWatchLogHandler(logging.Handler):
             if record.name.startswith(SKIPPED_LOGGERS):
                 return  # MWAA calls emit() directly, bypassing handle()
             msg = record.msg
-            if (self._plain_format and type(msg) is str and not record.exc_info and not record.exc_text
-                    and not record.stack_info and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
-                message = msg % record.args if record.args else msg  # what getMessage() does, inlined
-            else:
-                formatter = self.formatter
-                message = formatter.format(record) if formatter is not None else record.getMessage()
+            try:
+                if (self._plain_format and type(msg) is str and not record.exc_info and not record.exc_text
+                        and not record.stack_info
+                        and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
+                    message = msg % record.args if record.args else msg  # what getMessage() does, inlined
+                else:
+                    formatter = self.formatter
+                    message = formatter.format(record) if formatter is not None else record.getMessage()
+            except Exception as exc:  # a bad record is still delivered, with what went wrong
+                message = unformattable(record, exc)
             channel = self._channel
             if channel.closed:
                 self._after_close()

@@ -245,3 +245,18 @@ def test_stream_name_can_be_reassigned_after_construction(local_aws: LocalAWS, s
     stream = "dag_id=d/run_id=manual__2026-11-24T07_41_15+00_00/task_id=t/attempt=1.log"
     assert local_aws.messages("rename", stream) == ["task line"]
     handler.close()
+
+
+def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aws: LocalAWS,
+                                                                         spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="bad", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("bad", handler)
+    logger.info("two %s %s", "but one")  # TypeError in msg % args
+    logger.info("fine")
+    assert handler.flush(10)
+    first, second = local_aws.messages("bad", "s")
+    assert first.startswith("[mwaa-logging: could not format this record (TypeError")
+    assert "'two %s %s'" in first and "'but one'" in first
+    assert second == "fine"
+    handler.close()
