@@ -1,0 +1,119 @@
+"""Print the ratios a benchmark run stored (``extra_info``) as a Markdown table.
+
+``python benchmarks/_report.py artifacts/benchmarks.json``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Info = dict[str, Any]
+Row = tuple[str, str, str, str]  # measure, mwaa-logging, watchtower, target
+
+
+def _get(info: Info, key: str) -> str:
+    value = info.get(key)
+    return "" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _calling(info: Info) -> list[Row]:
+    return [
+        (f"`logger.info()` time on the calling thread / NullHandler (FileHandler: {_get(info, 'file_vs_null')})",
+         _get(info, "ours_vs_null"), _get(info, "watchtower_vs_null"), "<= 1.3"),
+        ("  same, plus the CPU the sender spends delivering those events",
+         _get(info, "ours_incl_settle_cpu_vs_null"), _get(info, "watchtower_incl_settle_cpu_vs_null"), ""),
+    ]
+
+
+def _cpu(info: Info) -> list[Row]:
+    return [("process CPU per event (all threads) / NullHandler", _get(info, "ours_cpu_vs_null"),
+             _get(info, "watchtower_cpu_vs_null"), "<= 1.5")]
+
+
+def _delivery(info: Info) -> list[Row]:
+    return [
+        ("100k events, first emit to flushed: events/s", _get(info, "ours_events_per_s"),
+         _get(info, "watchtower_events_per_s"), ""),
+        ("  ours / watchtower events/s", _get(info, "ours_vs_watchtower_events_per_s"), "", ">= 3"),
+        (f"  PutLogEvents calls (minimum {_get(info, 'minimum_calls')})", _get(info, "ours_calls"),
+         _get(info, "watchtower_calls"), ""),
+        ("  calls / minimum", _get(info, "ours_calls_vs_minimum"), "", "<= 1.05"),
+        ("  wire bytes per event", _get(info, "ours_wire_bytes_per_event"),
+         _get(info, "watchtower_wire_bytes_per_event"), ""),
+        ("  events lost", _get(info, "ours_lost"), _get(info, "watchtower_lost"), "0"),
+    ]
+
+
+def _encoding(info: Info) -> list[Row]:
+    return [("10k-event PutLogEvents body: botocore serializer time / ours",
+             f"{_get(info, 'speedup_vs_validated')} (unvalidated {_get(info, 'speedup_vs_unvalidated')})", "",
+             ">= 10")]
+
+
+def _shared_quota(info: Info) -> list[Row]:
+    head = (f"{info['processes']} processes, quota {info['quota_tps']:g} calls/s "
+            f"(ours: host budget {info['put_rate_limit']:g}/s)")
+    peak = f"<= {info['put_rate_limit'] + info['burst']:g}"
+    return [
+        (f"{head}: delivered events/s", _get(info, "ours_delivered_events_per_s"),
+         _get(info, "watchtower_delivered_events_per_s"), ""),
+        ("  throttled share of calls", _get(info, "ours_throttled_share"), _get(info, "watchtower_throttled_share"),
+         "<= 0.05"),
+        ("  peak calls in 1 s", _get(info, "ours_peak_calls_1s"), _get(info, "watchtower_peak_calls_1s"), peak),
+        ("  calls / minimum", _get(info, "ours_calls_vs_minimum"), _get(info, "watchtower_calls_vs_minimum"), ""),
+        ("  events lost", _get(info, "ours_lost"), _get(info, "watchtower_lost"), "0"),
+    ]
+
+
+def _learned(info: Info) -> list[Row]:
+    return [
+        (f"{info['processes']} processes, unknown quota {info['quota_tps']:g}/s: throttled share "
+         "from 10 s after the first throttle", _get(info, "throttled_share_after_learning"), "", "<= 0.10"),
+        ("  goodput / quota", _get(info, "goodput_share_of_quota"), "", ">= 0.90"),
+        ("  events lost", _get(info, "ours_lost"), "", "0"),
+    ]
+
+
+#: Test name prefix -> rows, in the order the table shows them.
+SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
+    ("test_calling_thread_cost", _calling),
+    ("test_cpu_per_event", _cpu),
+    ("test_end_to_end_100k", _delivery),
+    ("test_direct_encoding_10k", _encoding),
+    ("test_shared_quota", _shared_quota),
+    ("test_unknown_quota_is_learned", _learned),
+)
+
+
+def table(benchmarks: Sequence[Info]) -> list[Row]:
+    rows: list[Row] = []
+    for prefix, make in SECTIONS:
+        for bench in benchmarks:
+            if bench["name"].startswith(prefix) and bench.get("extra_info"):
+                rows.extend(make(bench["extra_info"]))
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    header: Row = ("measure", "mwaa-logging", "watchtower 3.4", "target")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    rule = tuple("-" * width for width in widths)
+    return "\n".join("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+                     for row in [header, rule, *rows])
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python benchmarks/_report.py artifacts/benchmarks.json", file=sys.stderr)
+        return 2
+    benchmarks: list[Info] = json.loads(Path(argv[0]).read_text())["benchmarks"]
+    print(render(table(benchmarks)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

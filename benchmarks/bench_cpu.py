@@ -1,0 +1,80 @@
+"""Total process CPU per event (issue 6): NullHandler against ours (and watchtower, for reference).
+
+CPU is ``time.process_time()`` of this process: every thread, so the sender's batching, encoding,
+gzip and HTTP work count, not only ``emit``. The endpoint runs in a separate process and is not counted.
+A block logs ``EVENTS_PER_BLOCK`` varied ~200-byte lines and (for the CloudWatch handlers) flushes
+them; blocks of the three handlers are interleaved and each ratio is the median of same-round ratios.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _workloads import (
+    FULL,
+    Endpoint,
+    flush_handler,
+    interleaved,
+    isolated_logger,
+    keep_only,
+    median_ratio,
+    numbered_lines,
+    ours_handler,
+    watchtower_handler,
+)
+
+#: Issue 6: total CPU per event <= 1.5x NullHandler's.
+TARGET_OURS_VS_NULL = 1.5
+EVENTS_PER_BLOCK = 50_000
+ROUNDS = 15 if FULL else 5
+GROUP = "bench-cpu"
+LINES = numbered_lines(0, EVENTS_PER_BLOCK)
+
+
+class CpuBlock:
+    def __init__(self, logger: logging.Logger, handler: logging.Handler) -> None:
+        self.logger, self.handler = logger, handler
+
+    def __call__(self) -> float:
+        keep_only(self.logger, self.handler)
+        info = self.logger.info
+        started = time.process_time()
+        for line in LINES:
+            info(line)
+        flush_handler(self.handler)
+        return (time.process_time() - started) / EVENTS_PER_BLOCK
+
+
+@pytest.fixture
+def blocks(endpoint: Endpoint) -> Iterator[dict[str, CpuBlock]]:
+    handlers: dict[str, logging.Handler] = {
+        "null": logging.NullHandler(),
+        "ours": ours_handler(endpoint.url, GROUP, "ours"),
+        "watchtower": watchtower_handler(endpoint.url, GROUP, "watchtower"),
+    }
+    yield {name: CpuBlock(isolated_logger(f"bench.cpu.{name}", handler), handler)
+           for name, handler in handlers.items()}
+    for handler in handlers.values():
+        handler.close()
+
+
+def test_cpu_per_event(benchmark: Any, blocks: dict[str, CpuBlock]) -> None:
+    interleaved(blocks, 1)  # warm-up: streams exist, connections open, caches filled
+    samples = benchmark.pedantic(interleaved, args=(blocks, ROUNDS), rounds=1, iterations=1)
+    ours = median_ratio(samples, "ours", "null")
+    benchmark.extra_info.update(
+        events_per_block=EVENTS_PER_BLOCK,
+        rounds=ROUNDS,
+        null_cpu_us_per_event=round(statistics.median(samples["null"]) * 1e6, 3),
+        ours_cpu_us_per_event=round(statistics.median(samples["ours"]) * 1e6, 3),
+        watchtower_cpu_us_per_event=round(statistics.median(samples["watchtower"]) * 1e6, 3),
+        ours_cpu_vs_null=round(ours, 3),
+        watchtower_cpu_vs_null=round(median_ratio(samples, "watchtower", "null"), 3),
+        target_ours_vs_null=TARGET_OURS_VS_NULL,
+    )
+    assert ours <= TARGET_OURS_VS_NULL, benchmark.extra_info
