@@ -15,6 +15,10 @@ def _n(value: float | int | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _bytes(value: int | None) -> str:
     if value is None:
         return "-"
@@ -64,7 +68,7 @@ def latency_text(result: RunResult) -> str:
 def task_table(result: RunResult) -> Table:
     table = Table(title=f"{result.handler}: every task's stream read back ({result.group})", title_justify="left")
     for name in ("task", "lines logged", "verified", "in CloudWatch", "spilled", "duplicates", "lost",
-                 "puts (min)"):
+                 "puts (min)", "close (s)"):
         table.add_column(name, justify="left" if name == "task" else "right")
     for index, check in enumerate(result.checks):
         status = result.statuses.get(index, {})
@@ -72,7 +76,7 @@ def task_table(result: RunResult) -> Table:
         lost = f"{check.lost:,}" + (f" ({check.truncated} truncated)" if check.truncated else "")
         table.add_row(check.task_id, _n(status.get("logged")), _n(check.arrived), _n(check.in_cloudwatch),
                       spilled_text(check.spilled), _n(check.duplicates), lost,
-                      f"{_n(puts)} ({check.min_put_calls})")
+                      f"{_n(puts)} ({check.min_put_calls})", _seconds(status.get("close_seconds")))
     return table
 
 

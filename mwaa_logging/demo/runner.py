@@ -113,10 +113,28 @@ def formatter_for(handler: str) -> logging.Formatter:
     return CloudWatchLogFormatter(LOG_FORMAT)
 
 
+#: Names of the host budgets a handler uses (see ``mwaa_logging.build``).
+BUDGET_NAMES = ("put", "create_stream", "create_group")
+
+
+def budget_namespace(config: DemoConfig) -> str:
+    """A host-budget namespace of this run only: other processes of the host (and earlier runs' learned
+    rates) do not share the demo's budget."""
+    return f"demo-{config.stamp}"
+
+
 def handler_settings(config: DemoConfig) -> dict[str, Any]:
     """Our handler's settings in the task processes."""
     return {"spill_to": config.spill_to, "rate_limit_scope": "host", "put_rate_limit": config.rate_limit,
-            "max_latency": config.max_latency}
+            "rate_limit_namespace": budget_namespace(config), "max_latency": config.max_latency}
+
+
+def remove_budget_files(config: DemoConfig) -> None:
+    """The run's host budget files (a few bytes each in /dev/shm or the temp dir)."""
+    from mwaa_logging.budgets.host import budget_path
+
+    for name in BUDGET_NAMES:
+        budget_path(name, budget_namespace(config)).unlink(missing_ok=True)
 
 
 class Run:
@@ -244,10 +262,13 @@ def run_handlers(config: DemoConfig, target: Target, handlers: list[str], consol
                  on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Run each handler in turn (same workload, fresh log group each)."""
     results = []
-    with tempfile.TemporaryDirectory(prefix="mwaa-logging-demo-") as tmp:
-        for handler in handlers:
-            result = Run(config, target, handler, console, Path(tmp)).execute()
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mwaa-logging-demo-") as tmp:
+            for handler in handlers:
+                result = Run(config, target, handler, console, Path(tmp)).execute()
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        remove_budget_files(config)
     return results
