@@ -60,11 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     workload.add_argument("--lines", type=_positive_int, default=defaults.lines,
                           help="log lines per task (default %(default)s)")
     workload.add_argument("--big-events", type=int, default=defaults.big_events, metavar="N",
-                          help="events over 1 MB per task (default %(default)s)")
+                          help="of those lines, events over 1 MB (default %(default)s)")
     workload.add_argument("--duration", type=_non_negative, default=defaults.duration, metavar="SECONDS",
                           help="time each task spends logging, in bursts (default %(default)s)")
     workload.add_argument("--seed", type=int, default=defaults.seed, help="workload seed (default %(default)s)")
-    cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint)")
+    cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
     cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
                        help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; 'none')")
     cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",

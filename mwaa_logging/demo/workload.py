@@ -71,9 +71,7 @@ def plan_task(seed: int, index: int, lines: int, big_events: int, run_id: str) -
     preamble = _preamble(tid, run_id)
     epilogue = _epilogue(tid)
     body_count = max(0, lines - len(preamble) - len(epilogue))
-    body = list(_body(rng, tid, body_count, big_events))
-    planned = (preamble + body + epilogue)[:lines] if lines < len(preamble) + len(epilogue) else (
-        preamble + body + epilogue)
+    planned = (preamble + list(_body(rng, tid, body_count, big_events)) + epilogue)[:lines]
     return TaskPlan(index, tid, run_id, _with_pauses(rng, planned))
 
 
