@@ -14,9 +14,9 @@ WIDTH, HEIGHT, PAD = 760, 320, 60
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
-def _polyline(points: Sequence[tuple[float, float]], colour: str, dashed: bool = False) -> str:
+def _polyline(points: Sequence[tuple[float, float]], colour: str, dashed: bool = False, dots: bool = False) -> str:
     coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    dash = ' stroke-dasharray="6 4"' if dashed else ""
+    dash = (' stroke-dasharray="2 3"' if dots else ' stroke-dasharray="6 4"') if dashed else ""
     return f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{coords}"/>'
 
 
@@ -38,8 +38,8 @@ def timeline_svg(results: Sequence[RunResult], storm: tuple[float, float] | None
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}">',
              f'<rect x="{PAD}" y="{PAD}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
-             _text(WIDTH / 2, 24, "Lines logged (dashed) and events stored in CloudWatch (solid) over time",
-                   "middle", 14)]
+             _text(WIDTH / 2, 20, "Lines logged (dashed), events stored in CloudWatch (solid),", "middle", 14),
+             _text(WIDTH / 2, 38, "stored or spilled to S3 (dotted), over time", "middle", 14)]
     if storm is not None and storm[1] > storm[0]:
         x0 = PAD + min(storm[0], t_max) / t_max * plot_w
         x1 = PAD + min(storm[1], t_max) / t_max * plot_w
@@ -58,6 +58,10 @@ def timeline_svg(results: Sequence[RunResult], storm: tuple[float, float] | None
         stored = [point(s, s.delivered) for s in result.timeline if s.delivered is not None]
         if stored:
             parts.append(_polyline(stored, colour))
+        kept = [point(s, s.delivered + s.spilled) for s in result.timeline
+                if s.delivered is not None and s.spilled is not None]
+        if kept and result.total("spilled_total"):
+            parts.append(_polyline(kept, colour, dashed=True, dots=True))
         parts.append(f'<rect x="{PAD + 10}" y="{PAD + 10 + 18 * i}" width="12" height="12" fill="{colour}"/>')
         parts.append(_text(PAD + 28, PAD + 21 + 18 * i, result.handler))
     parts.append("</svg>")
@@ -92,6 +96,28 @@ def outcome_svg(results: Sequence[RunResult]) -> str:
     return "\n".join(parts)
 
 
+def loss_svg(results: Sequence[RunResult]) -> str:
+    """Lines lost per handler, on their own scale (a few lines are invisible next to 40,000)."""
+    bar_h, gap = 28, 16
+    height = PAD + len(results) * (bar_h + gap) + 10
+    plot_w = WIDTH - 2 * PAD - 160
+    most = max([r.lost for r in results] + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}">',
+             _text(WIDTH / 2, 24, "Lines lost (not in CloudWatch nor in a spill target, or truncated)", "middle", 14)]
+    for i, result in enumerate(results):
+        y = PAD + i * (bar_h + gap)
+        x = PAD + 60
+        parts.append(_text(x - 8, y + bar_h / 2 + 4, result.handler, "end"))
+        width = result.lost / most * plot_w
+        if result.lost:
+            parts.append(f'<rect x="{x}" y="{y}" width="{max(width, 2):.1f}" height="{bar_h}" fill="#d62728"/>')
+        truncated = result.total("truncated")
+        label = f"{result.lost:,}" + (f" ({truncated:,} truncated)" if truncated else "")
+        parts.append(_text(x + width + 8, y + bar_h / 2 + 4, label))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def write_chart(path: Path, results: Sequence[RunResult], title: str,
                 storm: tuple[float, float] | None = None) -> Path:
     """Write the HTML page to ``path`` (parent directories created) and return it."""
@@ -100,6 +126,7 @@ def write_chart(path: Path, results: Sequence[RunResult], title: str,
                    f"exactly, {r.lost:,} lost, delivered in {r.wall_seconds:.1f} s</li>" for r in results)
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
             f"<body style=\"font-family: sans-serif\">\n<h1>{html.escape(title)}</h1>\n<ul>{rows}</ul>\n"
-            f"{timeline_svg(results, storm)}\n<br/>\n{outcome_svg(results)}\n</body></html>\n")
+            f"{timeline_svg(results, storm)}\n<br/>\n{outcome_svg(results)}\n<br/>\n{loss_svg(results)}\n"
+            "</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return path

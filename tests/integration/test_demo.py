@@ -54,7 +54,7 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
     assert re.findall(r"\d+", lost_row) == ["0", "2"]
     page = chart.read_text()
     assert f"chart: {chart.resolve()}" in out.replace("\n", "")
-    assert page.count("<svg") == 2 and "watchtower" in page
+    assert page.count("<svg") == 3 and "watchtower" in page
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
 
 
