@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",
                        help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s)")
     cloud.add_argument("--storm", type=_non_negative, default=defaults.storm, metavar="SECONDS",
-                       help="throttle every PutLogEvents call for this long, 30%% into the run "
+                       help="throttle every PutLogEvents call for this long, 30%% into the logging "
                             "(default %(default)s; 0: none)")
     ours = parser.add_argument_group("mwaa-logging settings")
     ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
@@ -144,9 +144,8 @@ def run(args: argparse.Namespace) -> int:
         from mwaa_logging.demo.report import compare_table
 
         console.print(compare_table(results))
-        storm_at = config.storm_at * config.duration
         chart = write_chart(args.chart or DEFAULT_CHART, results, "mwaa-logging demo: mwaa-logging vs watchtower",
-                            storm=(storm_at, storm_at + config.storm) if config.storm else None)
+                            storm=results[0].storm)
         console.print(f"chart: {chart.resolve()}", highlight=False, soft_wrap=True)
     return 0 if results[0].ok else 1
 
@@ -158,7 +157,8 @@ def _is_tty() -> bool:
 def _intro(config: DemoConfig, endpoint: str) -> str:
     storm = "no storm"
     if config.storm:
-        storm = f"{config.storm:g} s throttle storm at {config.storm_at * config.duration:g} s"
+        storm = (f"every PutLogEvents call throttled for {config.storm:g} s, "
+                 f"{config.storm_at * config.duration:g} s after the tasks start logging")
     return (f"mwaa-logging demo: {config.tasks} Airflow task processes x {config.lines:,} lines "
             f"({config.big_events} > 1 MB each) over {config.duration:g} s\n"
             f"  endpoint: {endpoint}; neighbour workload {config.neighbour_tps:g} calls/s; {storm}\n"

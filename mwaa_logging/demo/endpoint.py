@@ -10,6 +10,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,21 +142,41 @@ def _tps(quota: float | None) -> str:
 
 
 class Storm:
-    """Throttles every PutLogEvents call for ``seconds``, starting ``delay`` seconds after ``start()``."""
+    """Throttles every PutLogEvents call for ``seconds``, ``delay`` seconds after the tasks start logging.
 
-    def __init__(self, target: Target, delay: float, seconds: float) -> None:
+    ``started()`` says whether they have; ``clock`` is the run's clock, so ``window`` can be charted.
+    """
+
+    def __init__(self, target: Target, delay: float, seconds: float, started: Callable[[], bool],
+                 clock: Callable[[], float]) -> None:
         self.target = target
         self.delay = delay
         self.seconds = seconds
-        self._timer = threading.Timer(delay, target.throttle_for, args=(seconds,))
-        self._timer.daemon = True
+        self._started = started
+        self._clock = clock
+        self._cancelled = threading.Event()
+        #: (start, end) on the run's clock, once the storm began.
+        self.window: tuple[float, float] | None = None
+        self._thread = threading.Thread(target=self._run, name="demo-storm", daemon=True)
 
     def start(self) -> None:
         if self.seconds > 0 and self.target.observable:
-            self._timer.start()
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._started():
+            if self._cancelled.wait(0.05):
+                return
+        if self._cancelled.wait(self.delay):
+            return
+        self.target.throttle_for(self.seconds)
+        begin = self._clock()
+        self.window = (begin, begin + self.seconds)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self._cancelled.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
 
 
 @dataclass

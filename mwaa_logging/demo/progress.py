@@ -84,8 +84,12 @@ class Monitor:
         self.display.start()
         self._thread.start()
 
+    def elapsed(self) -> float:
+        """Seconds since ``start()`` (the timeline's clock)."""
+        return time.monotonic() - self._started
+
     def sample(self) -> Sample:
-        sample = take_sample(time.monotonic() - self._started, read_statuses(self.status_dir),
+        sample = take_sample(self.elapsed(), read_statuses(self.status_dir),
                              self.endpoint_counts())
         self.timeline.append(sample)
         return sample

@@ -98,6 +98,8 @@ def facts(result: RunResult, config: DemoConfig, target_description: str) -> lis
         ("endpoint", target_description),
         ("workload", f"{config.tasks} task processes x {config.lines:,} lines over {config.duration:g} s, "
                      f"{config.big_events} events > 1 MB each, seed {config.seed}"),
+        ("throttle storm (every PutLogEvents refused)",
+         "none" if result.storm is None else f"{result.storm[0]:.1f} s to {result.storm[1]:.1f} s"),
         ("lines logged", _n(result.expected)),
         ("verified exactly", f"{result.total('arrived'):,} / {result.expected:,}"
                              f" ({'in order' if order else 'NOT in logging order'})"),

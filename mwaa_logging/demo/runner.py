@@ -70,6 +70,8 @@ class RunResult:
     wall_seconds: float
     read_seconds: float
     failures: list[str] = field(default_factory=list)
+    #: When every PutLogEvents call was throttled (seconds on the timeline's clock), if a storm ran.
+    storm: tuple[float, float] | None = None
     #: CloudWatch alone, read after ``mwaa-logging replay`` (None: no replay ran).
     after_replay: list[TaskCheck] | None = None
     replay_seconds: float = 0.0
@@ -176,9 +178,11 @@ class Run:
                 return None
             return counts.minus(baseline).minus(neighbour.counts.as_endpoint_counts())
 
-        storm = Storm(target, config.storm_at * config.duration, config.storm)
         display = make_display(self.handler, config.tasks, self.console, config.quiet)
         monitor = Monitor(self.status_dir, endpoint_counts, display)
+        storm = Storm(target, config.storm_at * config.duration, config.storm,
+                      started=lambda: bool(monitor.timeline) and monitor.timeline[-1].logged > 0,
+                      clock=monitor.elapsed)
         config_path = self._worker_config()
         env = {**os.environ, **target.env}
         neighbour.start()
@@ -196,7 +200,8 @@ class Run:
         read_started = time.monotonic()
         checks = self._verify(self.spill_to)
         result = RunResult(self.handler, self.group, self.spill_to, checks, read_statuses(self.status_dir),
-                           monitor.timeline, counts, wall, time.monotonic() - read_started, failures)
+                           monitor.timeline, counts, wall, time.monotonic() - read_started, failures,
+                           storm=storm.window)
         if config.replay and self.spill_to and any(c.spilled_total for c in checks):
             replay_started = time.monotonic()
             result.replay_output = self._replay(env)
