@@ -26,6 +26,16 @@ _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _LOG_RECORD = logging.LogRecord
 
 
+_skipped: dict[str, bool] = {}
+
+
+def _remember_skipped(name: str) -> bool:
+    if len(_skipped) > 10_000:
+        _skipped.clear()
+    skipped = _skipped[name] = any(name == p or name.startswith(p + ".") for p in SKIPPED_LOGGERS)
+    return skipped
+
+
 def unformattable(record: logging.LogRecord, exc: Exception) -> str:
     """The message of a record whose formatting failed: its parts, never nothing."""
     try:
@@ -152,8 +162,11 @@ class CloudWatchLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if record.name.startswith(SKIPPED_LOGGERS):
-                return  # MWAA calls emit() directly, bypassing handle()
+            skipped = _skipped.get(record.name)
+            if skipped is None:
+                skipped = _remember_skipped(record.name)
+            if skipped:
+                return  # our own records and botocore's; checked here since MWAA calls emit() directly
             msg = record.msg
             try:
                 if (self._plain_format and type(msg) is str and not record.exc_info and not record.exc_text
