@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 #: ``short`` (CI, default) or ``full``; chosen with ``MWAA_LOGGING_BENCH``.
@@ -98,12 +97,12 @@ def seq_of(message: str) -> int | None:
     return int(tail) if sep and tail.isdigit() else None
 
 
-def minimum_calls(message_sizes: Sequence[int]) -> int:
+def minimum_calls(message_sizes: Sequence[int], max_count: int = MAX_BATCH_EVENTS) -> int:
     """Fewest PutLogEvents calls that can carry one stream's events (10k events / 1 MiB per call)."""
     calls, count, size = 0, 0, 0
     for message_size in message_sizes:
         event = message_size + EVENT_OVERHEAD
-        if count and (count == MAX_BATCH_EVENTS or size + event > MAX_BATCH_BYTES):
+        if count and (count == max_count or size + event > MAX_BATCH_BYTES):
             calls, count, size = calls + 1, 0, 0
         count, size = count + 1, size + event
     return calls + (1 if count else 0)
@@ -278,17 +277,11 @@ class WorkerPlan:
     events: int
     seconds: float                # emit the events evenly over this long
     settings: Mapping[str, Any]   # extra keywords for our handler
-    budget_dir: str               # private directory for host-scope budget files
 
 
 def run_worker(plan: WorkerPlan, wait_for_start: Callable[[], None]) -> dict[str, Any]:
     """Build the handler, wait for the start signal, emit the lines at an even pace, flush, report."""
     if plan.kind == "ours":
-        # Keep host-scope budget state private to this benchmark run: other runs on the same machine
-        # (a parallel test session) would otherwise share /dev/shm's file and its learned rate.
-        import mwaa_logging.budgets.host as host
-
-        host.default_directory = lambda: Path(plan.budget_dir)
         handler = ours_handler(plan.url, plan.group, plan.stream, **plan.settings)
     else:
         handler = watchtower_handler(plan.url, plan.group, plan.stream)

@@ -31,7 +31,7 @@ from _workloads import (
 #: Issue 6: total CPU per event <= 1.5x NullHandler's.
 TARGET_OURS_VS_NULL = 1.5
 EVENTS_PER_BLOCK = 50_000
-ROUNDS = 15 if FULL else 5
+ROUNDS = 15 if FULL else 7
 GROUP = "bench-cpu"
 LINES = numbered_lines(0, EVENTS_PER_BLOCK)
 

@@ -30,7 +30,7 @@ from _workloads import (
 )
 
 EVENTS = 100_000
-ROUNDS = 5 if FULL else 2
+ROUNDS = 6 if FULL else 3
 GROUP = "bench-delivery"
 #: Issue 2: PutLogEvents calls <= 1.05x the minimum; issue 6: >= 3x watchtower's events/s.
 TARGET_CALLS_VS_MINIMUM = 1.05
