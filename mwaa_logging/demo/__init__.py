@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from mwaa_logging.demo.runner import DemoConfig, RunResult, run_handlers
     from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 
-    console = Console(width=None if _is_tty() else max(120, shutil.get_terminal_size((120, 40)).columns))
+    console = Console(width=None if _is_tty() else max(150, shutil.get_terminal_size((150, 40)).columns))
     if args.real_aws and not args.spill_to:
         console.print("--real-aws needs --spill-to (an s3://bucket/prefix you own, or a directory)")
         return 2

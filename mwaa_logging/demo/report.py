@@ -66,9 +66,12 @@ def latency_text(result: RunResult) -> str:
 
 
 def task_table(result: RunResult) -> Table:
-    table = Table(title=f"{result.handler}: every task's stream read back ({result.group})", title_justify="left")
+    table = Table(title=f"{result.handler}: every task's stream read back ({result.group})", title_justify="left",
+                  caption="puts: PutLogEvents calls by the task (fewest possible); close: handler.close(); "
+                          "exit: from close() returning to the process exiting (logging.shutdown, atexit)",
+                  caption_justify="left")
     for name in ("task", "lines logged", "verified", "in CloudWatch", "spilled", "duplicates", "lost",
-                 "puts (min)", "close (s)"):
+                 "puts (min)", "close (s)", "exit (s)"):
         table.add_column(name, justify="left" if name == "task" else "right")
     for index, check in enumerate(result.checks):
         status = result.statuses.get(index, {})
@@ -76,7 +79,8 @@ def task_table(result: RunResult) -> Table:
         lost = f"{check.lost:,}" + (f" ({check.truncated} truncated)" if check.truncated else "")
         table.add_row(check.task_id, _n(status.get("logged")), _n(check.arrived), _n(check.in_cloudwatch),
                       spilled_text(check.spilled), _n(check.duplicates), lost,
-                      f"{_n(puts)} ({check.min_put_calls})", _seconds(status.get("close_seconds")))
+                      f"{_n(puts)} ({check.min_put_calls})", _seconds(status.get("close_seconds")),
+                      _seconds(status.get("exit_seconds")))
     return table
 
 

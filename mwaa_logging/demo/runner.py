@@ -190,7 +190,7 @@ class Run:
         monitor.start()
         processes = [self._spawn(config_path, i, env) for i in range(config.tasks)]
         storm.start()
-        failures = self._wait(processes, deadline=started + config.duration + EXIT_GRACE)
+        failures, exited = self._wait(processes, deadline=started + config.duration + EXIT_GRACE)
         wall = time.monotonic() - started
         storm.cancel()
         monitor.stop()
@@ -199,7 +199,11 @@ class Run:
         target.clear_faults()
         read_started = time.monotonic()
         checks = self._verify(self.spill_to)
-        result = RunResult(self.handler, self.group, self.spill_to, checks, read_statuses(self.status_dir),
+        statuses = read_statuses(self.status_dir)
+        for index, status in statuses.items():
+            if "closed_at" in status and index in exited:
+                status["exit_seconds"] = max(0.0, exited[index] - float(status["closed_at"]))
+        result = RunResult(self.handler, self.group, self.spill_to, checks, statuses,
                            monitor.timeline, counts, wall, time.monotonic() - read_started, failures,
                            storm=storm.window)
         if config.replay and self.spill_to and any(c.spilled_total for c in checks):
@@ -230,20 +234,29 @@ class Run:
         finally:
             stderr.close()
 
-    def _wait(self, processes: list[subprocess.Popen[bytes]], deadline: float) -> list[str]:
+    def _wait(self, processes: list[subprocess.Popen[bytes]], deadline: float) -> tuple[list[str], dict[int, float]]:
+        """Wait for every task process (killing those past ``deadline``); failures and exit times."""
         failures: list[str] = []
-        for index, process in enumerate(processes):
-            try:
-                code = process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-                failures.append(f"task {index} did not finish in time (killed)")
-                continue
-            if code != 0:
-                tail = (self.workdir / f"task-{index}.stderr").read_text(errors="replace")[-2000:]
-                failures.append(f"task {index} exited with {code}: {tail}")
-        return failures
+        exited: dict[int, float] = {}
+        running = dict(enumerate(processes))
+        while running:
+            for index, process in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                exited[index] = time.monotonic()
+                del running[index]
+                if code != 0:
+                    tail = (self.workdir / f"task-{index}.stderr").read_text(errors="replace")[-2000:]
+                    failures.append(f"task {index} exited with {code}: {tail}")
+            if running and time.monotonic() > deadline:
+                for index, process in running.items():
+                    process.kill()
+                    process.wait(10)
+                    failures.append(f"task {index} did not finish in time (killed)")
+                break
+            time.sleep(0.05)
+        return failures, exited
 
     def _verify(self, spill_to: str | None) -> list[TaskCheck]:
         """Read every stream back (CloudWatch, plus ``spill_to`` when given) and compare."""
