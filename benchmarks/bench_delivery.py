@@ -2,7 +2,9 @@
 
 Each run logs 100k numbered ~200-byte lines through a fresh handler and calls ``flush()`` as a user
 would (watchtower keeps its default ``send_interval=60``: without the flush nothing but full 10k
-batches would leave within a minute). Throughput is events / (first emit -> flush returned); the
+batches would leave within a minute). Throughput is events / (first emit -> flush returned), lost events
+included (watchtower drops the records emitted while it creates the stream; counting only delivered
+events would favour us, so the target is checked on this figure and the delivered rate is reported too). The
 endpoint (a separate process) counts PutLogEvents calls and wire bytes, and its stored copy proves
 what arrived. Runs alternate between the two handlers; ratios are medians of same-round ratios.
 """
@@ -53,7 +55,12 @@ class Run:
 
     @property
     def events_per_second(self) -> float:
+        """Events handled per second (lost ones included: the conservative figure for us)."""
         return EVENTS / self.seconds
+
+    @property
+    def delivered_per_second(self) -> float:
+        return (EVENTS - self.lost) / self.seconds
 
 
 def deliver(endpoint: Endpoint, kind: str) -> Run:
@@ -96,6 +103,10 @@ def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
         ours_events_per_s=round(statistics.median(r.events_per_second for r in ours)),
         watchtower_events_per_s=round(statistics.median(r.events_per_second for r in theirs)),
         ours_vs_watchtower_events_per_s=round(speedup, 2),
+        ours_delivered_events_per_s=round(statistics.median(r.delivered_per_second for r in ours)),
+        watchtower_delivered_events_per_s=round(statistics.median(r.delivered_per_second for r in theirs)),
+        ours_vs_watchtower_delivered_per_s=round(statistics.median(
+            o.delivered_per_second / w.delivered_per_second for o, w in zip(ours, theirs, strict=True)), 2),
         ours_mb_per_s=round(statistics.median(r.events_per_second for r in ours) * MESSAGE_BYTES / 1e6, 1),
         ours_calls=ours_calls,
         watchtower_calls=max(run.calls for run in theirs),
