@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,16 +99,32 @@ def table(benchmarks: Sequence[Info]) -> list[Row]:
     for prefix, make in SECTIONS:
         for bench in benchmarks:
             if bench["name"].startswith(prefix) and bench.get("extra_info"):
-                rows.extend(make(bench["extra_info"]))
+                rows.extend(row for row in make(bench["extra_info"]) if row[1] or row[2])
     return rows
 
 
+def verdict(ours: str, target: str) -> str:
+    """``yes``/``NO`` when the mwaa-logging value meets/misses a numeric target; empty without one."""
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", ours.replace(",", ""))
+    if not target or not numbers:
+        return ""
+    values = [float(n) for n in numbers]
+    if target.startswith("<="):
+        ok = all(v <= float(target[2:]) for v in values)
+    elif target.startswith(">="):
+        ok = all(v >= float(target[2:]) for v in values)
+    else:
+        ok = all(v == float(target) for v in values)
+    return "yes" if ok else "NO"
+
+
 def render(rows: Sequence[Row]) -> str:
-    header: Row = ("measure", "mwaa-logging", "watchtower 3.4", "target")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    header = ("measure", "mwaa-logging", "watchtower 3.4", "target", "met")
+    full = [header, *((*row, verdict(row[1], row[3])) for row in rows)]
+    widths = [max(len(row[i]) for row in full) for i in range(5)]
     rule = tuple("-" * width for width in widths)
     return "\n".join("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-                     for row in [header, rule, *rows])
+                     for row in [full[0], rule, *full[1:]])
 
 
 def main(argv: Sequence[str]) -> int:

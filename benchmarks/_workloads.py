@@ -258,9 +258,19 @@ def median_ratio(samples: Mapping[str, Sequence[float]], name: str, baseline: st
     return statistics.median(a / b for a, b in zip(samples[name], samples[baseline], strict=True))
 
 
-def cpu_seconds() -> float:
-    """CPU time of this whole process (every thread), user + system."""
-    return time.process_time()
+#: Room CI gives a timing target on a noisy, shared 2-core machine (a real regression is larger); the
+#: table compares each measured value with the target itself.
+NOISE_MARGIN = 0.10
+
+
+def at_most(measured: float, target: float) -> bool:
+    """``measured <= target``, give or take the noise margin."""
+    return measured <= target * (1 + NOISE_MARGIN)
+
+
+def at_least(measured: float, target: float) -> bool:
+    """``measured >= target``, give or take the noise margin."""
+    return measured * (1 + NOISE_MARGIN) >= target
 
 
 # -- the throttle benchmark's worker processes --------------------------------------------------------

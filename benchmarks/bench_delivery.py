@@ -21,6 +21,7 @@ import pytest
 from _workloads import (
     FULL,
     Endpoint,
+    at_least,
     flush_handler,
     isolated_logger,
     keep_only,
@@ -123,7 +124,7 @@ def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
     )
     assert sum(r.lost + r.duplicates + r.invalid for r in ours) == 0, ours
     assert ours_calls <= TARGET_CALLS_VS_MINIMUM * MINIMUM_CALLS, (ours_calls, MINIMUM_CALLS)
-    assert speedup >= TARGET_SPEEDUP_VS_WATCHTOWER, benchmark.extra_info
+    assert at_least(speedup, TARGET_SPEEDUP_VS_WATCHTOWER), benchmark.extra_info
 
 
 @pytest.mark.parametrize("kind", ["ours", "watchtower"])

