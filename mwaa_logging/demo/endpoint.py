@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mwaa_logging.testing.local_aws import FAKE_CREDENTIALS
-
 DEMO_BUCKET = "mwaa-logging-demo"
 
 
@@ -56,6 +54,7 @@ class Target:
     @classmethod
     def remote(cls, url: str, s3_url: str | None, quota: float | None) -> Target:
         from mwaa_logging.testing.admin import AdminError, RemoteLocalAWS
+        from mwaa_logging.testing.local_aws import FAKE_CREDENTIALS
 
         env = {"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url, "AWS_ENDPOINT_URL_S3": s3_url or url}
         for name, value in FAKE_CREDENTIALS.items():

@@ -91,8 +91,14 @@ def _count_warnings(reporter: Reporter) -> None:
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         text = str(message)
-        kind = ("failed deliveries" if text.startswith("Failed to deliver") else
-                "truncated events" if "truncated" in text else "other warnings")
+        if text.startswith("Failed to deliver logs: None"):
+            kind = "batches dropped"  # watchtower gives up on a batch after 5 failed attempts
+        elif text.startswith("Failed to deliver"):
+            kind = "failed attempts"
+        elif "truncated" in text:
+            kind = "truncated events"
+        else:
+            kind = "other warnings"
         reporter.warnings[kind] += 1
         shown(message, category, *args, **kwargs)
 
