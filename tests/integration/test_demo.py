@@ -6,8 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from mwaa_logging.cli import main
 from mwaa_logging.demo.verify import TaskCheck, compare, minimum_put_calls
 from mwaa_logging.demo.workload import LOG_FORMAT, expected_messages, plan_task
 from mwaa_logging.formatter import CloudWatchLogFormatter
@@ -87,3 +91,22 @@ def test_the_workload_is_deterministic_and_its_minimum_calls_count_split_events(
     assert any(m.startswith('{"event":"batch_processed"') for m in messages)
     assert plan.stream == "dag_id=demo_etl/run_id=manual__r/task_id=extract_customers/attempt=1.log"
     assert minimum_put_calls(messages) == 3  # the >1 MB line needs 2 events, and they fill 2 calls
+
+
+def test_the_exit_code_says_a_line_was_lost(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mwaa_logging.demo import runner
+
+    def lossy_run(config: runner.DemoConfig, target: object, handlers: list[str], console: object,
+                  on_result: Callable[[runner.RunResult], None] | None = None) -> list[runner.RunResult]:
+        check = TaskCheck("t", "s", 2)
+        compare(check, ["a", "b"], _events(["a"]))
+        result = runner.RunResult(handlers[0], "g", None, [check], {}, [], None, 1.0, 0.1)
+        if on_result is not None:
+            on_result(result)
+        return [result]
+
+    monkeypatch.setattr(runner, "run_handlers", lossy_run)
+    assert main(["demo", "--quiet", "--storm", "0", "--tasks", "1"]) == 1
+    assert "RESULT (mwaa-logging): FAILED: 1 lost" in capsys.readouterr().out
