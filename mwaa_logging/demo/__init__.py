@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
             console.print(verdict(result), highlight=False)
 
         results = run_handlers(config, target, handlers, console, on_result=show)
+    except KeyboardInterrupt:
+        console.print("interrupted: task processes stopped, nothing verified")
+        return 130
     finally:
         target.close()
     if len(results) > 1:

@@ -185,16 +185,23 @@ class Run:
                       clock=monitor.elapsed)
         config_path = self._worker_config()
         env = {**os.environ, **target.env}
+        processes: list[subprocess.Popen[bytes]] = []
         neighbour.start()
         started = time.monotonic()
         monitor.start()
-        processes = [self._spawn(config_path, i, env) for i in range(config.tasks)]
-        storm.start()
-        failures, exited = self._wait(processes, deadline=started + config.duration + EXIT_GRACE)
-        wall = time.monotonic() - started
-        storm.cancel()
-        monitor.stop()
-        neighbour.stop()
+        try:
+            processes.extend(self._spawn(config_path, i, env) for i in range(config.tasks))
+            storm.start()
+            failures, exited = self._wait(processes, deadline=started + config.duration + EXIT_GRACE)
+            wall = time.monotonic() - started
+        finally:  # also on Ctrl-C: no task process, storm or neighbour outlives the run
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+            storm.cancel()
+            monitor.stop()
+            neighbour.stop()
         counts = endpoint_counts()
         target.clear_faults()
         read_started = time.monotonic()
