@@ -244,18 +244,28 @@ class Channel:
                 self.flush_waiters -= 1
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled."""
+        """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled.
+
+        The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
+        record emitted after close() is still served.
+        """
         from mwaa_logging.engine.delivery import spill_everything
 
         if self.closed:
             return True
+        timeout = self.settings.close_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        holds_logging_lock = _holds_logging_lock()
         flushed = self.flush(timeout)
-        if not flushed and not _holds_logging_lock():
+        # the last delivery may append one more event (a spill marker): flush until nothing is left
+        while flushed and not holds_logging_lock and self.has_work():
+            remaining = deadline - time.monotonic()
+            flushed = remaining > 0 and self.flush(remaining)
+        if not flushed and not holds_logging_lock:
             spill_everything(self, reason="close_deadline")
         with self.lock:
             self.closed = True
-        if flushed or not _holds_logging_lock():
-            self.engine.detach(self)
+        self.engine.wake()
         return flushed
 
     def reopen(self) -> None:

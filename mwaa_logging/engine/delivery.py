@@ -204,7 +204,7 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
                 counters.duplicates += len(batch)
             return True
     if outcome is Outcome.OK:
-        _delivered(channel, buffer, batch)
+        _delivered(channel, buffer, batch, ctx)
         channel.budgets.put.on_success(now)
         return True
     if outcome is Outcome.PARTIAL:
@@ -212,7 +212,7 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         for start, stop, reason in rejected_slices(len(batch), result.rejected):  # type: ignore[arg-type]
             rejected_idx.update(range(start, stop))
             spill_events(channel, buffer, batch[start:stop], reason, result.message)
-        _delivered(channel, buffer, [e for i, e in enumerate(batch) if i not in rejected_idx])
+        _delivered(channel, buffer, [e for i, e in enumerate(batch) if i not in rejected_idx], ctx)
         channel.budgets.put.on_success(now)
         return True
     if outcome is Outcome.NO_RESOURCE:
@@ -263,25 +263,24 @@ def _requeue(channel: Channel, buffer: StreamBuffer, batch: list[LogEvent], retr
         buffer.retry_at = retry_at
 
 
-def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent]) -> None:
-    marker = None
+def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent], ctx: Context) -> None:
     with channel.lock:
         counters = channel.counters
         counters.delivered += len(events)
         counters.counted_bytes_delivered += sum(e.size for e in events)
         channel.settled += len(events)
-        if channel.flush_waiters:
-            channel.settled_cond.notify_all()
         if buffer.backoff.attempts:
             buffer.backoff = buffer.backoff.reset()
         if buffer.spilled_unmarked and channel.settings.spill_marker:
+            # queued before waiters wake, so close() sees it as work still to do
             marker = marker_message(buffer.spilled_unmarked, buffer.marker_reasons, buffer.marker_where)
+            channel.inbox.append((buffer.stream, int(ctx.wall_ms()), marker))
             buffer.spilled_unmarked = 0
             buffer.marker_where.clear()
             buffer.marker_reasons.clear()
             counters.markers += 1
-    if marker is not None:
-        channel.append(buffer.stream, events[-1].timestamp if events else 0, marker)
+        if channel.flush_waiters:
+            channel.settled_cond.notify_all()
 
 
 MARKER_PREFIX = "[mwaa-logging] "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import logging.config
@@ -23,6 +24,7 @@ from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
 
 WORKER = Path(__file__).with_name("log_worker.py")
+_namespaces = itertools.count()
 
 
 def user_lines(messages: list[str]) -> list[str]:
@@ -34,6 +36,8 @@ def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "spill"
     monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
+    # a budget of its own: throttles seen by an earlier test must not slow this one
+    monkeypatch.setenv("MWAA_LOGGING_RATE_LIMIT_NAMESPACE", f"test-{os.getpid()}-{next(_namespaces)}")
     return path
 
 
@@ -260,3 +264,26 @@ def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aw
     assert "'two %s %s'" in first and "'but one'" in first
     assert second == "fine"
     handler.close()
+
+
+def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(local_aws: LocalAWS,
+                                                                             spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="marker", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1,
+                                                max_latency=1.0, close_timeout=5)
+    logger = make_logger("marker", handler)
+    local_aws.faults.throttle_for(1.5)
+    logger.info("waits out max_latency and is spilled")
+    deadline = time.monotonic() + 10
+    while not spilled_records(spill_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    local_aws.faults.clear()
+    logger.info("delivered during close(); its delivery appends the marker")
+    handler.close()
+    assert handler.stats().pending == 0
+    started = time.monotonic()
+    assert handler.flush()  # what logging.shutdown() does after close()
+    assert time.monotonic() - started < 1.0
+    messages = local_aws.messages("marker", "s")
+    assert messages[0] == "delivered during close(); its delivery appends the marker"
+    assert messages[1].startswith(MARKER_PREFIX + "1 log events") and str(spill_dir) in messages[1]
