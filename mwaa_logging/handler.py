@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import budget_stats
+from mwaa_logging.engine.channel import WAKE_EVERY_MASK, budget_stats
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.formatter import CloudWatchLogFormatter
 from mwaa_logging.settings import Settings, SettingsError
-from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compile_stream_name
+from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compile_stream_name, is_static
 
 #: Records of these loggers never reach CloudWatch through us: they are what sending produces.
 SKIPPED_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "mwaa_logging", "redis")
@@ -146,6 +146,12 @@ class CloudWatchLogHandler(logging.Handler):
             raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
         self._log_stream_name = template
         self._stream_namer = namer
+        # a name that depends only on the process is computed once per pid, not per record
+        self._static_pid: int | None = -1
+        self._static_stream = ""
+        if is_static(template):
+            probe = logging.LogRecord("", 0, "", 0, "", None, None)
+            self._static_pid, self._static_stream = probe.process, namer(probe)
 
     # -- logging.Handler ------------------------------------------------------------------------------
 
@@ -178,10 +184,16 @@ class CloudWatchLogHandler(logging.Handler):
                     message = formatter.format(record) if formatter is not None else record.getMessage()
             except Exception as exc:  # a bad record is still delivered, with what went wrong
                 message = unformattable(record, exc)
+            stream = self._static_stream if record.process == self._static_pid else self._stream_namer(record)
             channel = self._channel
             if channel.closed:
                 self._after_close()
-            channel.append(self._stream_namer(record), int(record.created * 1000), message)
+            # Channel.append, inlined: a lock-free deque append; the sender does the rest
+            inbox = channel.inbox
+            inbox.append((stream, int(record.created * 1000), message))
+            if channel.armed or not len(inbox) & WAKE_EVERY_MASK:
+                channel.armed = False
+                channel.engine.wake()
         except RecursionError:
             raise
         except Exception:

@@ -33,6 +33,11 @@ def sanitize(name: str) -> str:
     return name.translate(_FORBIDDEN) or "_"
 
 
+def is_static(template: str) -> bool:
+    """True when the name depends only on the machine, the program and the process."""
+    return not template_fields(template) - STATIC_FIELDS
+
+
 def compile_stream_name(template: str) -> StreamNamer:
     """A function record -> stream name, doing per record only the work the template needs."""
     fields = template_fields(template)

@@ -15,6 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import islice as _islice
+from itertools import repeat as _repeat
+from itertools import starmap as _starmap
+from operator import add as _add
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from mwaa_logging.engine.stats import Counters, Stats
@@ -31,8 +36,9 @@ if TYPE_CHECKING:
 #: Process-wide emission counter; ``next()`` on it is atomic in CPython.
 _seq = itertools.count()
 _new_event = tuple.__new__
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 #: An application thread wakes the sender every 1024 queued messages (the sender may need to send a full batch).
-_WAKE_EVERY_MASK = 1023
+WAKE_EVERY_MASK = 1023
 EMPTY_MESSAGE = "(empty log message)"
 
 
@@ -154,43 +160,66 @@ class Channel:
         """
         inbox = self.inbox
         inbox.append((stream, timestamp, message))
-        if self.armed or not len(inbox) & _WAKE_EVERY_MASK:
+        if self.armed or not len(inbox) & WAKE_EVERY_MASK:
             self.armed = False
             self.engine.wake()
 
     def drain_inbox(self) -> int:
-        """Move queued messages into their stream buffers as sized events (sender side). Returns how many."""
+        """Move queued messages into their stream buffers as sized events (sender side). Returns how many.
+
+        The common case (one stream, ASCII messages of ordinary size) runs in C: ``map``/``zip`` over the
+        drained items, no Python code per event. Anything else takes the per-event path.
+        """
         inbox = self.inbox
-        if not inbox:
+        count = len(inbox)
+        if not count:
             return 0
         now = self.engine.clock()
-        popleft = inbox.popleft
-        max_bytes = self._max_event_bytes
-        buffers = self.buffers
-        counters = self.counters
-        drained = 0
         with self.lock:
-            while inbox:
-                stream, timestamp, message = popleft()
-                drained += 1
-                if message.isascii():
-                    size = len(message) + EVENT_OVERHEAD_BYTES
-                else:
-                    size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
-                buffer = buffers.get(stream)
-                if buffer is None:
-                    buffer = buffers[stream] = StreamBuffer(stream)
-                if buffer.since is None:
-                    buffer.since = now
-                if size - EVENT_OVERHEAD_BYTES > max_bytes or size == EVENT_OVERHEAD_BYTES:
-                    self._buffer_unusual(buffer, timestamp, message)
-                    continue
-                buffer.pending.append(_new_event(LogEvent, (timestamp, message, size, next(_seq))))
-                buffer.bytes += size
-                buffer.count += 1
-                self.pending_bytes += size
-                counters.emitted += 1
-        return drained
+            items = list(_starmap(inbox.popleft, _repeat((), count)))  # exactly ``count`` pops, in C
+            streams = set(map(_first, items))
+            messages = list(map(_third, items))
+            if len(streams) == 1 and all(map(str.isascii, messages)):
+                sizes = list(map(len, messages))
+                if min(sizes) > 0 and max(sizes) <= self._max_event_bytes:
+                    (stream,) = streams
+                    buffer = self.buffers.get(stream)
+                    if buffer is None:
+                        buffer = self.buffers[stream] = StreamBuffer(stream)
+                    if buffer.since is None:
+                        buffer.since = now
+                    sizes = list(map(_add, sizes, _repeat(EVENT_OVERHEAD_BYTES)))
+                    buffer.pending.extend(map(_new_event, _repeat(LogEvent), zip(
+                        map(_second, items), messages, sizes, _islice(_seq, count), strict=True)))
+                    total = sum(sizes)
+                    buffer.bytes += total
+                    buffer.count += count
+                    self.pending_bytes += total
+                    self.counters.emitted += count
+                    return count
+            for stream, timestamp, message in items:
+                self._buffer_one(stream, timestamp, message, now)
+        return count
+
+    def _buffer_one(self, stream: str, timestamp: int, message: str, now: float) -> None:
+        """One drained message into its stream buffer (lock held)."""
+        if message.isascii():
+            size = len(message) + EVENT_OVERHEAD_BYTES
+        else:
+            size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+        buffer = self.buffers.get(stream)
+        if buffer is None:
+            buffer = self.buffers[stream] = StreamBuffer(stream)
+        if buffer.since is None:
+            buffer.since = now
+        if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes or size == EVENT_OVERHEAD_BYTES:
+            self._buffer_unusual(buffer, timestamp, message)
+            return
+        buffer.pending.append(_new_event(LogEvent, (timestamp, message, size, next(_seq))))
+        buffer.bytes += size
+        buffer.count += 1
+        self.pending_bytes += size
+        self.counters.emitted += 1
 
     def _buffer_unusual(self, buffer: StreamBuffer, timestamp: int, message: str) -> None:
         """Empty or oversized messages (lock held): buffer something valid, never drop."""
