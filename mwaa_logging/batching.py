@@ -88,15 +88,10 @@ def batch_end(
         raise _oversized(first, start, max_bytes)
     span_limit = first.timestamp + max_span_ms  # a batch holds timestamps < span_limit
     stop = min(len(events), start + max_count)
-    total = 0
-    end = start
-    while end < stop:
-        event = events[end]
-        total += event.size
-        if total > max_bytes or event.timestamp >= span_limit:
-            break
-        end += 1
-    return end
+    # In C: the first event at or past the span limit (events are sorted), then running byte totals.
+    stop = bisect_left(events, span_limit, start, stop, key=_by_timestamp)
+    totals = list(accumulate(map(_size, events[start:stop])))
+    return start + bisect_right(totals, max_bytes)
 
 
 def cut_batches(

@@ -20,6 +20,12 @@ from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
 _by_timestamp = itemgetter(0)
+_size = itemgetter(2)
+
+
+def _counted_bytes(events: Sequence[LogEvent]) -> int:
+    """Sum of the events' counted sizes (in C: this runs for every event sent)."""
+    return sum(map(_size, events))
 
 
 @dataclass
@@ -144,7 +150,7 @@ def _remove_ready_head(channel: Channel, buffer: StreamBuffer, end: int) -> list
     """Remove ``ready[:end]`` (caller holds the lock) and update the accounting."""
     taken = buffer.ready[:end]
     del buffer.ready[:end]
-    size = sum(e.size for e in taken)
+    size = _counted_bytes(taken)
     buffer.bytes -= size
     buffer.count -= len(taken)
     channel.pending_bytes -= size
@@ -171,7 +177,7 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
             return
         buffer.ready = sendable
         gone = too_old + too_new + late
-        size = sum(e.size for e in gone)
+        size = _counted_bytes(gone)
         buffer.bytes -= size
         buffer.count -= len(gone)
         channel.pending_bytes -= size
@@ -268,7 +274,7 @@ def _backoff(buffer: StreamBuffer, reason: str, ctx: Context) -> float:
 
 def _requeue(channel: Channel, buffer: StreamBuffer, batch: list[LogEvent], retry_at: float) -> None:
     """Put a failed batch back at the head of the stream, in order."""
-    size = sum(e.size for e in batch)
+    size = _counted_bytes(batch)
     with channel.lock:
         buffer.ready[:0] = batch
         buffer.bytes += size
@@ -281,7 +287,7 @@ def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent
     with channel.lock:
         counters = channel.counters
         counters.delivered += len(events)
-        counters.counted_bytes_delivered += sum(e.size for e in events)
+        counters.counted_bytes_delivered += _counted_bytes(events)
         channel.settled += len(events)
         if buffer.backoff.attempts:
             buffer.backoff = buffer.backoff.reset()
