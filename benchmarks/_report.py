@@ -23,8 +23,10 @@ def _get(info: Info, key: str) -> str:
 
 def _calling(info: Info) -> list[Row]:
     return [
-        (f"`logger.info()` time on the calling thread / NullHandler (FileHandler: {_get(info, 'file_vs_null')})",
+        (f"`logger.info()` CPU of the calling thread / NullHandler (FileHandler: {_get(info, 'file_vs_null')})",
          _get(info, "ours_vs_null"), _get(info, "watchtower_vs_null"), "<= 1.3"),
+        ("  same calls, wall time (includes the GIL time the sender takes)",
+         _get(info, "ours_wall_vs_null"), _get(info, "watchtower_wall_vs_null"), ""),
         ("  same, plus the CPU the sender spends delivering those events",
          _get(info, "ours_incl_settle_cpu_vs_null"), _get(info, "watchtower_incl_settle_cpu_vs_null"), ""),
     ]
