@@ -55,11 +55,9 @@ def make_logs_client(
     """A CloudWatch Logs client; ``boto3_client`` is returned unchanged when given."""
     if boto3_client is not None:
         return boto3_client
-    return _session(profile_name).client(  # type: ignore[no-any-return]
-        "logs",
-        region_name=region_name,
-        endpoint_url=endpoint_url,
-        config=client_config(connect_timeout, read_timeout, max_pool_connections),
+    return _new_client(  # type: ignore[no-any-return]
+        "logs", profile_name, region_name, endpoint_url,
+        client_config(connect_timeout, read_timeout, max_pool_connections),
     )
 
 
@@ -76,12 +74,16 @@ def make_s3_client(
     """An S3 client built like :func:`make_logs_client`; ``boto3_client`` is returned unchanged."""
     if boto3_client is not None:
         return boto3_client
-    return _session(profile_name).client(  # type: ignore[no-any-return]
-        "s3",
-        region_name=region_name,
-        endpoint_url=endpoint_url,
-        config=client_config(connect_timeout, read_timeout, max_pool_connections),
+    return _new_client(  # type: ignore[no-any-return]
+        "s3", profile_name, region_name, endpoint_url,
+        client_config(connect_timeout, read_timeout, max_pool_connections),
     )
+
+
+def _new_client(service: str, profile_name: str | None, region_name: str | None, endpoint_url: str | None,
+                config: Config) -> Any:
+    return _session(profile_name).client(service, region_name=region_name,  # type: ignore[call-overload]
+                                         endpoint_url=endpoint_url, config=config)
 
 
 def client_config(connect_timeout: float, read_timeout: float, max_pool_connections: int) -> Config:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,12 @@ GROUP, STREAM = "airflow-env-Task", "dag_id=d/run_id=r/task_id=t/attempt=1.log"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        for name, value in local.env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        local.client("s3").create_bucket(Bucket="spill")
-        logs = local.client("logs")
-        logs.create_log_group(logGroupName=GROUP)
-        logs.create_log_stream(logGroupName=GROUP, logStreamName=STREAM)
-        yield local
+def aws(aws_in_env: LocalAWS) -> LocalAWS:
+    aws_in_env.client("s3").create_bucket(Bucket="spill")
+    logs = aws_in_env.client("logs")
+    logs.create_log_group(logGroupName=GROUP)
+    logs.create_log_stream(logGroupName=GROUP, logStreamName=STREAM)
+    return aws_in_env
 
 
 def put(aws: LocalAWS, events: list[tuple[int, str]]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,12 +24,8 @@ DAY_MS = 24 * 3600 * 1000
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAWS]:
-    with LocalAWS() as local:
-        for name, value in local.env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        yield local
+def aws(aws_in_env: LocalAWS) -> LocalAWS:
+    return aws_in_env
 
 
 def now_ms() -> int:
