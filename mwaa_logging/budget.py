@@ -52,6 +52,9 @@ class BudgetConfig:
     #: A ``now`` this far behind the state's latest time means another clock (a reboot, a stepped
     #: server clock): the state is dropped rather than waiting for the new clock to catch up.
     clock_jump: float = 1.0
+    #: A throttle within this many seconds of the previous one means the learned ``w_max`` was too high:
+    #: it is taken at ``(1 + beta) / 2`` of the rate in use (CUBIC's fast convergence).
+    converge_window: float = 10.0
 
     def __post_init__(self) -> None:
         if self.rate is not None and not self.rate > 0:
@@ -187,7 +190,10 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
         return state
     rate = current_rate(config, state, now)
     in_use = measured_rate(config, state, now)
-    w_max = max(config.min_rate, in_use if rate == UNLIMITED else min(in_use, rate))
+    w = in_use if rate == UNLIMITED else min(in_use, rate)
+    if state.w_max > 0.0 and now - state.throttled_at < config.converge_window:
+        w *= (1.0 + config.beta) / 2.0  # throttled again soon after the last time: settle lower
+    w_max = max(config.min_rate, w)
     tokens = 0.0 if rate == UNLIMITED else min(0.0, _refilled(state, now, rate, capacity(config, rate)))
     stamp = max(now, state.updated)
     return replace(state, tokens=tokens, updated=stamp, w_max=w_max, throttled_at=now)

@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 #: KEYS[1]: the budget's hash, KEYS[2]: the hosts seen lately (sorted set, score = last seen).
 #: ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none), burst (<= 0: none), beta,
 #: scale, min_rate, cooldown, window, unlimited_after, ttl_ms, now ("" = the server's TIME),
-#: host ("" = no heartbeat), seconds a host counts as live, clock_jump. Returns {wait, rate, now, hosts}
-#: as strings (Lua numbers would be truncated); hosts is "" without a heartbeat.
+#: host ("" = no heartbeat), seconds a host counts as live, clock_jump, converge_window.
+#: Returns {wait, rate, now, hosts} as strings (Lua numbers would be truncated); hosts is "" without a heartbeat.
 #: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
 LUA_BUDGET = """
 local key = KEYS[1]
@@ -50,6 +50,7 @@ local burst_cfg = tonumber(ARGV[4])
 local beta, scale, min_rate = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local cooldown, window, unlimited_after = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local ttl_ms = tonumber(ARGV[11])
+local converge = tonumber(ARGV[16])
 local now
 if ARGV[12] ~= '' then
   now = tonumber(ARGV[12])
@@ -127,6 +128,7 @@ elseif op == 'throttle' then
     local in_use = measured_now()
     local w = in_use
     if rate ~= INF then w = math.min(in_use, rate) end
+    if w_max > 0 and now - throttled_at < converge then w = w * (1 + beta) / 2 end
     if rate == INF or updated == -INF then
       tokens = 0
     else
@@ -270,6 +272,7 @@ class RedisBudget:
             self.host_id if heartbeat else "",
             repr(self.host_liveness),
             repr(config.clock_jump),
+            repr(config.converge_window),
         ]
         try:
             wait, rate, server_now, hosts = self._script(keys=[self.key, self.hosts_key], args=args)

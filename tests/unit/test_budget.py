@@ -117,10 +117,14 @@ def test_throttles_within_the_cooldown_lower_the_rate_once() -> None:
     config = BudgetConfig(rate=10, burst=10)
     state = throttled(config, take(config, BudgetState(), 0.0, 10), 0.0)
     assert throttled(config, state, 0.5) == state
-    # At t = 1.0 it counts: w_max = min(measured 10/e = 3.6788, rate 9.6489) -> rate 0.7 x 3.6788.
+    # At t = 1.0 it counts: min(measured 10/e = 3.6788, rate 9.6489) = 3.6788; a second throttle within
+    # converge_window settles lower: w_max = 3.6788 x (1 + 0.7) / 2 = 3.1270, rate 0.7 x that.
     later = throttled(config, state, 1.0)
-    assert later.w_max == pytest.approx(10 / math.e)
-    assert current_rate(config, later, 1.0) == pytest.approx(0.7 * 10 / math.e)
+    assert later.w_max == pytest.approx(10 / math.e * 0.85)
+    assert current_rate(config, later, 1.0) == pytest.approx(0.7 * 0.85 * 10 / math.e)
+    # Outside the window a throttle is a new episode: no extra reduction.
+    fresh = throttled(config, state, 1.0 + config.converge_window)
+    assert fresh.w_max == pytest.approx(max(config.min_rate, budget.measured_rate(config, state, 11.0)))
 
 
 def test_without_a_ceiling_the_first_throttle_learns_the_rate_and_recovery_ends_unlimited() -> None:
