@@ -108,12 +108,7 @@ class HostBudget:
         exclude holders of the same open file description, and closing the child's duplicate does not
         release a lock the parent holds."""
         self._thread_lock = threading.Lock()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._release()
         self._open()
 
     def _open(self) -> None:
@@ -131,12 +126,15 @@ class HostBudget:
     def close(self) -> None:
         """Unmap and close the file (the shared state stays for the other processes)."""
         with self._thread_lock:
-            if self._map is not None:
-                self._map.close()
-                self._map = None
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._release()
+
+    def _release(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[mmap.mmap]:
