@@ -5,18 +5,19 @@ The only place that chooses concrete transports, spill targets and budgets.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from mwaa_logging.aws.clients import make_logs_client
+from mwaa_logging.aws.clients import forget_pooled_connections, make_logs_client
 from mwaa_logging.aws.transport import BotocoreTransport
 from mwaa_logging.engine.channel import Budgets, Channel, Destination
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.engine import Engine, get_engine
 from mwaa_logging.limits import CREATE_LOG_GROUP_TPS, CREATE_LOG_STREAM_TPS
 from mwaa_logging.protocols import Budget, SpillSink, Transport
-from mwaa_logging.settings import Settings
+from mwaa_logging.settings import Settings, SettingsError
 from mwaa_logging.spill.factory import build_spill_sink
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 
@@ -43,16 +44,23 @@ def build_channel(
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
 
+    given = transport
+    built_in = os.getpid()
+
     def transport_factory() -> Transport:
-        if transport is not None:
-            return transport
+        if given is not None:
+            return given
         client = make_logs_client(
             boto3_client, boto3_profile_name, region_name=settings.region_name,
             endpoint_url=settings.endpoint_url, connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )
+        if boto3_client is not None and os.getpid() != built_in:
+            forget_pooled_connections(client)  # the user's client came through a fork with the parent's sockets
         return BotocoreTransport(client, compression=settings.compression)  # type: ignore[arg-type]
 
+    # this process's transport, built now: a missing region or a bad profile fails here, not in the sender
+    first_transport = given if given is not None else _checked_transport(transport_factory)
     sink = spill if spill is not None else _spill_sink(settings, boto3_profile_name)
     # The configured target may fail (disk full, S3 down): the default directory is the last resort.
     fallback = fallback_spill or LocalSpillSink(default_spill_directory())
@@ -65,7 +73,19 @@ def build_channel(
         budgets or build_budgets(settings),
         engine or get_engine(),
         fallback_spill=fallback,
+        transport=first_transport,
     )
+
+
+def _checked_transport(factory: Callable[[], Transport]) -> Transport:
+    """Build the client now (no network I/O) so that a missing region or a bad profile fails at construction."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return factory()
+    except BotoCoreError as exc:
+        raise SettingsError(f"invalid AWS configuration for CloudWatch Logs ({exc}): set region_name / "
+                            f"MWAA_LOGGING_REGION_NAME or AWS_REGION, and check boto3_profile_name") from exc
 
 
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -178,3 +179,16 @@ class DeferredChainCredentials(Credentials):  # type: ignore[misc]
                 return None
 
         return get_property
+
+
+def forget_pooled_connections(client: Any) -> None:
+    """Close the pooled connections a client holds (in a forked child they are the parent's sockets).
+
+    Best effort on botocore internals; the child's own ``close`` of an inherited socket leaves the
+    parent's connection intact, and the client opens new ones as needed.
+    """
+    manager = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_manager", None)
+    clear = getattr(manager, "clear", None)
+    if callable(clear):
+        with contextlib.suppress(Exception):
+            clear()

@@ -110,6 +110,7 @@ class Channel:
         budgets: Budgets,
         engine: Engine,
         fallback_spill: SpillSink | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.destination = destination
         self.settings = settings
@@ -118,8 +119,9 @@ class Channel:
         self.budgets = budgets
         self.engine = engine
         self._transport_factory = transport_factory
-        self._transport: Transport | None = None
-        self._transport_pid = -1
+        #: This process's transport (``transport_factory`` builds another one after a fork).
+        self._transport: Transport | None = transport
+        self._transport_pid = os.getpid() if transport is not None else -1
         # an event must also fit in a batch alone
         self._max_event_bytes = min(settings.max_message_size, settings.max_batch_size) - EVENT_OVERHEAD_BYTES
         self._full_bytes = settings.max_batch_size

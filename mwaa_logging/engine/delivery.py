@@ -60,6 +60,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             channel.armed = False
             return now
         return math.inf
+    known_streams = len(channel.buffers)
     _enforce_memory_cap(channel, buffers)
     for buffer in buffers:
         _expire(channel, buffer, ctx)
@@ -91,7 +92,8 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             if best is None or (head.timestamp, head.seq) < best[0]:
                 best = ((head.timestamp, head.seq), buffer)
         if best is None:
-            return next_wake
+            # a stream that appeared during this pass gets looked at now, not after the idle backstop
+            return now if len(channel.buffers) != known_streams else next_wake
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
@@ -115,7 +117,11 @@ def _send_one(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         end = batch_end(buffer.ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
         batch = _remove_ready_head(channel, buffer, end)
         flight = buffer.in_flight = InFlight(batch)
-    result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
+    try:
+        result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
+    except Exception as exc:  # a transport never raises by contract; if one does, retry rather than strand
+        report(f"PutLogEvents raised {exc!r}; the batch will be retried")
+        result = CallResult(Outcome.TRANSIENT, error_code=type(exc).__name__, message=str(exc), ambiguous=True)
     _settle_put(channel, buffer, flight, result, ctx)
     with channel.lock:
         if buffer.count == 0:

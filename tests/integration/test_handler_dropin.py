@@ -65,3 +65,12 @@ def test_dictconfig_style_construction_with_level() -> None:
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", level=logging.WARNING)
     assert handler.level == logging.WARNING
     handler.close()
+
+
+def test_missing_region_fails_at_construction_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "MWAA_LOGGING_REGION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(mwaa_logging.SettingsError, match="region_name"):
+        mwaa_logging.CloudWatchLogHandler(log_group_name="g")
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", region_name="eu-west-1")
+    handler.close(timeout=0)
