@@ -150,33 +150,22 @@ class AirflowEnv:
         return env
 
     def airflow(self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
-        out = subprocess.run(
-            [str(self.venv / "bin" / "airflow"), *args],
-            env=self.env(env),
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        out = self._run([str(self.venv / "bin" / "airflow"), *args], f"airflow {' '.join(args)}", timeout, env)
         return out.stdout + out.stderr
 
     def python(
         self, code: str, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
     ) -> str:
         """Run ``code`` (``sys.argv[1:]`` = ``args``) with the Airflow venv's interpreter here; return stdout."""
-        out = subprocess.run(
-            [str(self.venv / "bin" / "python"), "-c", code, *args],
-            env=self.env(env),
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return self._run([str(self.venv / "bin" / "python"), "-c", code, *args], "python", timeout, env).stdout
+
+    def _run(self, argv: list[str], what: str, timeout: float,
+             env: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(argv, env=self.env(env), cwd=self.home, capture_output=True, text=True,
+                             timeout=timeout)
         if out.returncode != 0:
-            raise RuntimeError(f"python failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
-        return out.stdout
+            raise RuntimeError(f"{what} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        return out
 
     def migrate(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

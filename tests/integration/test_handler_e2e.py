@@ -16,6 +16,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import pytest
 
 import mwaa_logging
@@ -97,11 +98,16 @@ def test_lines_are_delivered_at_interpreter_exit_without_flush(local_aws: LocalA
     assert not spill_dir.exists()
 
 
-def test_forked_child_records_arrive(local_aws: LocalAWS, spill_dir: Path) -> None:
+@pytest.mark.parametrize("client", ["built", "user-supplied"])
+def test_forked_child_records_arrive(local_aws: LocalAWS, spill_dir: Path, client: str) -> None:
+    # a user-supplied client reaches the child with the parent's pooled connections: they must not be reused
+    settings = ({"endpoint_url": local_aws.url} if client == "built"
+                else {"boto3_client": boto3.client("logs", endpoint_url=local_aws.url)})
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="fork", log_stream_name="p-{process_id}",
-                                                endpoint_url=local_aws.url, send_interval=0.2)
+                                                send_interval=0.2, **settings)
     logger = make_logger("forking", handler)
     logger.info("parent before fork")
+    assert handler.flush(10)  # the parent's connection is open and pooled when it forks
     pid = os.fork()
     if pid == 0:  # child: log, then exit the way Airflow's task runner does
         try:
@@ -287,29 +293,3 @@ def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(loca
     messages = local_aws.messages("marker", "s")
     assert messages[0] == "delivered during close(); its delivery appends the marker"
     assert messages[1].startswith(MARKER_PREFIX + "1 log events") and str(spill_dir) in messages[1]
-
-
-def test_forked_child_with_a_user_supplied_client_delivers(local_aws: LocalAWS, spill_dir: Path) -> None:
-    import boto3
-
-    client = boto3.client("logs", endpoint_url=local_aws.url)
-    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="fork-client", log_stream_name="p-{process_id}",
-                                                boto3_client=client, send_interval=0.1)
-    logger = make_logger("forking-client", handler)
-    logger.info("parent warms the client's connection pool")
-    assert handler.flush(10)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            for i in range(20):
-                logger.info("child %d", i)
-            logging.shutdown()
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    assert status == 0
-    logger.info("parent again")
-    assert handler.flush(10)
-    assert user_lines(local_aws.messages("fork-client", f"p-{pid}")) == [f"child {i}" for i in range(20)]
-    assert user_lines(local_aws.messages("fork-client", f"p-{os.getpid()}"))[-1] == "parent again"
-    handler.close()
