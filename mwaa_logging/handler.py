@@ -110,6 +110,12 @@ class CloudWatchLogHandler(logging.Handler):
         self.settings = Settings.resolve(overrides)
         self.log_group_name = validate_group_name(log_group_name)
         self.log_stream_name = log_stream_name
+        self._channel = build_channel(  # builds the AWS client: a bad region or profile raises here
+            log_group_name=self.log_group_name, settings=self.settings, boto3_client=boto3_client,
+            boto3_profile_name=boto3_profile_name, create_log_group=create_log_group,
+            create_log_stream=create_log_stream, log_group_tags=log_group_tags or None,
+            log_group_retention_days=log_group_retention_days,
+        )
         super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
         self.send_interval = self.settings.send_interval
@@ -123,12 +129,6 @@ class CloudWatchLogHandler(logging.Handler):
         self.shutting_down = False
         self._warned_after_close = False
         self.setFormatter(CloudWatchLogFormatter(json_serialize_default=json_serialize_default))
-        self._channel = build_channel(
-            log_group_name=self.log_group_name, settings=self.settings, boto3_client=boto3_client,
-            boto3_profile_name=boto3_profile_name, create_log_group=create_log_group,
-            create_log_stream=create_log_stream, log_group_tags=log_group_tags or None,
-            log_group_retention_days=log_group_retention_days,
-        )
         self._channel.engine.attach(self._channel)
 
     # -- stream names ---------------------------------------------------------------------------------

@@ -70,7 +70,12 @@ def test_dictconfig_style_construction_with_level() -> None:
 def test_missing_region_fails_at_construction_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "MWAA_LOGGING_REGION_NAME"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(mwaa_logging.SettingsError, match="region_name"):
+    registered = len(logging._handlerList)  # type: ignore[attr-defined]
+    with pytest.raises(mwaa_logging.SettingsError, match="region_name") as failure:
         mwaa_logging.CloudWatchLogHandler(log_group_name="g")
+    # nothing half-built is left for logging.shutdown() to flush at exit, even while the traceback
+    # (which holds the half-built object) is alive, as it is when the error reaches the top level
+    assert failure.tb is not None
+    assert len(logging._handlerList) == registered  # type: ignore[attr-defined]
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", region_name="eu-west-1")
     handler.close(timeout=0)
