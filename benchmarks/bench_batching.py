@@ -36,7 +36,7 @@ def test_cut_batches_100k(benchmark: Any, shuffled: bool) -> None:
 
 
 def test_cut_batches_100k_full_size_events(benchmark: Any) -> None:
-    events = [LogEvent(T0 + seq, "m", 1_048_576 // 3, seq) for seq in range(COUNT)]
+    events = [(T0 + seq, "m", 1_048_576 // 3, seq) for seq in range(COUNT)]
     batches = benchmark(cut_batches, events)
     assert len(batches) == COUNT // 3 + 1
 

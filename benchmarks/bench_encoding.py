@@ -24,7 +24,7 @@ from botocore import serialize
 from mwaa_logging.aws.clients import make_logs_client
 from mwaa_logging.aws.encoding import encode_put_log_events, gzip_if_smaller
 from mwaa_logging.aws.transport import BotocoreTransport, Compression
-from mwaa_logging.events import LogEvent, make_event
+from mwaa_logging.events import MESSAGE, SIZE, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.outcome import Outcome
 
 T0 = 1_700_000_000_000
@@ -67,7 +67,7 @@ def botocore_serializer(validated: bool) -> Callable[[], Any]:
         params = {
             "logGroupName": GROUP,
             "logStreamName": STREAM,
-            "logEvents": [{"timestamp": e.timestamp, "message": e.message} for e in EVENTS],
+            "logEvents": [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in EVENTS],
         }
         return serializer.serialize_to_request(params, OPERATION)
 
@@ -90,7 +90,7 @@ def test_direct_encoding_10k(benchmark: Any) -> None:
     unvalidated = best_of(botocore_serializer(validated=False))
     benchmark.extra_info.update(
         events=len(EVENTS),
-        bytes_per_event=round(sum(e.size - 26 for e in EVENTS) / len(EVENTS), 1),
+        bytes_per_event=round(sum(e[SIZE] - 26 for e in EVENTS) / len(EVENTS), 1),
         body_bytes=len(body),
         ours_ms=round(ours * 1000, 2),
         botocore_validated_ms=round(validated * 1000, 2),
@@ -175,7 +175,7 @@ def test_single_put_latency_1mib(benchmark: Any, answering_url: str, compression
     batch = EVENTS[:4_500]
     result = benchmark(transport.put_log_events, GROUP, STREAM, batch)
     assert result.outcome is Outcome.OK
-    benchmark.extra_info.update(events=len(batch), counted_bytes=sum(e.size for e in batch),
+    benchmark.extra_info.update(events=len(batch), counted_bytes=sum(e[SIZE] for e in batch),
                                 wire_bytes=result.wire_bytes)
 
 
@@ -183,7 +183,7 @@ def test_single_put_latency_1mib(benchmark: Any, answering_url: str, compression
 def test_single_put_latency_1mib_stock_boto3(benchmark: Any, answering_url: str) -> None:
     """The same call through boto3's own path (model serializer with validation), for comparison."""
     client = make_logs_client(endpoint_url=answering_url)
-    log_events = [{"timestamp": e.timestamp, "message": e.message} for e in EVENTS[:4_500]]
+    log_events = [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in EVENTS[:4_500]]
 
     def put() -> Any:
         return client.put_log_events(logGroupName=GROUP, logStreamName=STREAM, logEvents=log_events)  # type: ignore[arg-type]

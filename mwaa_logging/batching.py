@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from operator import itemgetter
 
-from mwaa_logging.events import LogEvent
+from mwaa_logging.events import SEQ, SIZE, TIMESTAMP, LogEvent
 from mwaa_logging.limits import (
     MAX_AGE_MS,
     MAX_BATCH_BYTES,
@@ -34,15 +34,15 @@ __all__ = [
     "sort_key",
 ]
 
-# LogEvent fields by position: two stable sorts on int keys beat one sort on (timestamp, seq) tuples.
-_by_timestamp = itemgetter(0)
-_by_seq = itemgetter(3)
-_size = itemgetter(2)
+# Two stable sorts on int keys beat one sort on (timestamp, seq) tuples.
+_by_timestamp = itemgetter(TIMESTAMP)
+_by_seq = itemgetter(SEQ)
+_size = itemgetter(SIZE)
 
 
 def sort_key(event: LogEvent) -> tuple[int, int]:
     """The order PutLogEvents needs: by timestamp, ties kept in emission order."""
-    return (event.timestamp, event.seq)
+    return (event[TIMESTAMP], event[SEQ])
 
 
 def sort_events(events: Iterable[LogEvent]) -> list[LogEvent]:
@@ -62,7 +62,7 @@ def _check_limits(max_bytes: int, max_count: int, max_span_ms: int) -> None:
 
 def _oversized(event: LogEvent, index: int, max_bytes: int) -> ValueError:
     return ValueError(
-        f"event {index} (timestamp={event.timestamp}, seq={event.seq}) counts {event.size} bytes, "
+        f"event {index} (timestamp={event[TIMESTAMP]}, seq={event[SEQ]}) counts {event[SIZE]} bytes, "
         f"more than a batch may hold ({max_bytes}); split it first"
     )
 
@@ -84,9 +84,9 @@ def batch_end(
     if not 0 <= start < len(events):
         raise ValueError(f"start {start} out of range for {len(events)} events")
     first = events[start]
-    if first.size > max_bytes:
+    if first[SIZE] > max_bytes:
         raise _oversized(first, start, max_bytes)
-    span_limit = first.timestamp + max_span_ms  # a batch holds timestamps < span_limit
+    span_limit = first[TIMESTAMP] + max_span_ms  # a batch holds timestamps < span_limit
     stop = min(len(events), start + max_count)
     # In C: the first event at or past the span limit (events are sorted), then running byte totals.
     stop = bisect_left(events, span_limit, start, stop, key=_by_timestamp)
@@ -156,9 +156,9 @@ def partition_by_age(
     too_old: list[LogEvent] = []
     too_new: list[LogEvent] = []
     for event in events:
-        if event.timestamp < oldest:
+        if event[TIMESTAMP] < oldest:
             too_old.append(event)
-        elif event.timestamp > newest:
+        elif event[TIMESTAMP] > newest:
             too_new.append(event)
         else:
             sendable.append(event)

@@ -1,23 +1,26 @@
-"""The unit every layer passes around: one log event, already sized."""
+"""The unit every layer passes around: one log event, already sized.
+
+An event is a plain ``(timestamp, message, size, seq)`` tuple, read by position (``event[MESSAGE]``).
+Not a NamedTuple on purpose: CPython's garbage collector stops tracking a plain tuple of ints and
+strings after its first collection, but tracks a tuple subclass for life, and with tens of thousands
+of buffered events every collection would walk them all (it was most of the sender's CPU).
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final
 
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 
+#: ``(timestamp, message, size, seq)``: epoch milliseconds; the message; what CloudWatch counts against
+#: the batch limit (UTF-8 bytes of the message + 26); a process-wide emission counter that keeps the order
+#: of events sharing a timestamp.
+LogEvent = tuple[int, str, int, int]
 
-class LogEvent(NamedTuple):
-    """One CloudWatch log event.
-
-    ``size`` is what CloudWatch counts against the batch limit: UTF-8 bytes of ``message`` + 26.
-    ``seq`` is a process-wide emission counter; it keeps the order of events that share a timestamp.
-    """
-
-    timestamp: int
-    message: str
-    size: int
-    seq: int
+TIMESTAMP: Final = 0
+MESSAGE: Final = 1
+SIZE: Final = 2
+SEQ: Final = 3
 
 
 def counted_size(message: str) -> int:
@@ -28,5 +31,5 @@ def counted_size(message: str) -> int:
 
 
 def make_event(timestamp: int, message: str, seq: int) -> LogEvent:
-    """Build a sized event (the slow, readable path; the handler inlines this)."""
-    return LogEvent(timestamp, message, counted_size(message), seq)
+    """Build a sized event (the slow, readable path; the sender builds them in bulk)."""
+    return (timestamp, message, counted_size(message), seq)

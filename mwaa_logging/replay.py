@@ -36,7 +36,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from mwaa_logging.batching import cut_batches, partition_by_age, partition_rejected
-from mwaa_logging.events import LogEvent, make_event
+from mwaa_logging.events import MESSAGE, SEQ, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, Transport
@@ -326,8 +326,8 @@ class Replayer:
         summary.read += len(records)
         self.summary.events_read += len(records)
         events = [make_event(r.timestamp, r.message, seq) for seq, r in enumerate(records)]
-        empty = [e for e in events if not e.message]  # CloudWatch refuses empty messages
-        sendable, too_old, too_new = partition_by_age([e for e in events if e.message], self.wall_ms())
+        empty = [e for e in events if not e[MESSAGE]]  # CloudWatch refuses empty messages
+        sendable, too_old, too_new = partition_by_age([e for e in events if e[MESSAGE]], self.wall_ms())
         rejected = [(e, SpillReason.INVALID.value) for e in empty]
         rejected += [(e, SpillReason.TOO_OLD.value) for e in too_old]
         rejected += [(e, SpillReason.TOO_NEW.value) for e in too_new]
@@ -335,14 +335,14 @@ class Replayer:
         for batch in cut_batches(split_oversized(sendable)):
             if self.dry_run:
                 self.summary.put_calls += 1
-                put.update(e.seq for e in batch)
+                put.update(e[SEQ] for e in batch)
             else:
                 accepted, refused = partition_rejected(batch, self._put(group, stream, batch).rejected)
                 rejected.extend(refused)
-                put.update(e.seq for e in accepted)
+                put.update(e[SEQ] for e in accepted)
         summary.put += len(put)
         self.summary.events_put += len(put)
-        out = [SpillRecord(group, stream, e.timestamp, e.message, reason, "replay") for e, reason in rejected]
+        out = [SpillRecord(group, stream, e[TIMESTAMP], e[MESSAGE], reason, "replay") for e, reason in rejected]
         for record in out:
             self.summary.rejected_by_reason[record.reason] = self.summary.rejected_by_reason.get(record.reason, 0) + 1
         summary.rejected += len(out)

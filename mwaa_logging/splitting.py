@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Generic, TypeVar
 
-from mwaa_logging.events import LogEvent, counted_size
+from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent, counted_size
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES, MAX_EVENT_MESSAGE_BYTES
 
 __all__ = [
@@ -124,11 +124,11 @@ def split_event(
     event: LogEvent, *, max_bytes: int = MAX_EVENT_MESSAGE_BYTES, split_id: str | None = None
 ) -> list[LogEvent]:
     """``[event]`` if its message fits, else one event per chunk (same timestamp and seq, in order)."""
-    if event.size - EVENT_OVERHEAD_BYTES <= max_bytes:
+    if event[SIZE] - EVENT_OVERHEAD_BYTES <= max_bytes:
         return [event]
     return [
-        LogEvent(event.timestamp, chunk, counted_size(chunk), event.seq)
-        for chunk in split_message(event.message, max_bytes=max_bytes, split_id=split_id)
+        (event[TIMESTAMP], chunk, counted_size(chunk), event[SEQ])
+        for chunk in split_message(event[MESSAGE], max_bytes=max_bytes, split_id=split_id)
     ]
 
 
@@ -139,7 +139,7 @@ def split_oversized(
     limit = max_bytes + EVENT_OVERHEAD_BYTES
     result: list[LogEvent] = []
     for event in events:
-        if event.size <= limit:
+        if event[SIZE] <= limit:
             result.append(event)
         else:
             result.extend(split_event(event, max_bytes=max_bytes))

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from mwaa_logging.events import LogEvent
+from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent
 from mwaa_logging.outcome import RejectedInfo
 
 #: zlib level for gzip bodies: ~10x smaller on typical log lines at a fraction of level 6's CPU.
@@ -42,7 +42,7 @@ def encode_put_log_events(group: str, stream: str, events: Sequence[LogEvent]) -
         return _dumps(
             _valid_unicode(group),
             _valid_unicode(stream),
-            [event._replace(message=_valid_unicode(event.message)) for event in events],
+            [(e[TIMESTAMP], _valid_unicode(e[MESSAGE]), e[SIZE], e[SEQ]) for e in events],
         )
 
 
@@ -51,7 +51,7 @@ def _dumps(group: str, stream: str, events: Sequence[LogEvent]) -> bytes:
         {
             "logGroupName": group,
             "logStreamName": stream,
-            "logEvents": [{"timestamp": e.timestamp, "message": e.message} for e in events],
+            "logEvents": [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in events],
         }
     )
 

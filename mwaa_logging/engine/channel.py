@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from mwaa_logging.engine.stats import Counters, Stats
-from mwaa_logging.events import LogEvent
+from mwaa_logging.events import SIZE, LogEvent
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 from mwaa_logging.protocols import Budget, SpillSink, Transport
 from mwaa_logging.retry import Backoff
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 #: Process-wide emission counter; ``next()`` on it is atomic in CPython.
 _seq = itertools.count()
-_new_event = tuple.__new__
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 #: An application thread wakes the sender every 1024 queued messages (the sender may need to send a full batch).
 WAKE_EVERY_MASK = 1023
@@ -191,8 +190,7 @@ class Channel:
                     if buffer.since is None:
                         buffer.since = now
                     sizes = list(map(_add, sizes, _repeat(EVENT_OVERHEAD_BYTES)))
-                    buffer.pending.extend(map(_new_event, _repeat(LogEvent), zip(
-                        map(_second, items), messages, sizes, _islice(_seq, count), strict=True)))
+                    buffer.pending.extend(zip(map(_second, items), messages, sizes, _islice(_seq, count), strict=True))
                     total = sum(sizes)
                     buffer.bytes += total
                     buffer.count += count
@@ -217,7 +215,7 @@ class Channel:
         if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes or size == EVENT_OVERHEAD_BYTES:
             self._buffer_unusual(buffer, timestamp, message)
             return
-        buffer.pending.append(_new_event(LogEvent, (timestamp, message, size, next(_seq))))
+        buffer.pending.append((timestamp, message, size, next(_seq)))
         buffer.bytes += size
         buffer.count += 1
         self.pending_bytes += size
@@ -236,7 +234,7 @@ class Channel:
             self.counters.split_chunks += len(pieces)
         for piece in pieces:
             size = len(piece.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
-            buffer.pending.append(_new_event(LogEvent, (timestamp, piece, size, next(_seq))))
+            buffer.pending.append((timestamp, piece, size, next(_seq)))
             buffer.bytes += size
             buffer.count += 1
             self.pending_bytes += size
@@ -323,7 +321,7 @@ class Channel:
             flights = [b.in_flight.events for b in self.buffers.values()
                        if b.in_flight is not None and not b.in_flight.abandoned]
             pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights)
-            pending_bytes = self.pending_bytes + sum(e.size for f in flights for e in f)
+            pending_bytes = self.pending_bytes + sum(e[SIZE] for f in flights for e in f)
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
             queued = len(self.inbox)
             counters = copy.copy(self.counters)

@@ -13,14 +13,14 @@ from operator import itemgetter
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
 from mwaa_logging.engine.channel import Channel, InFlight, StreamBuffer
 from mwaa_logging.engine.diagnostics import report
-from mwaa_logging.events import LogEvent
+from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, PartialSpillError, SpillError
 from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
-_by_timestamp = itemgetter(0)
-_size = itemgetter(2)
+_by_timestamp = itemgetter(TIMESTAMP)
+_size = itemgetter(SIZE)
 
 
 def _counted_bytes(events: Sequence[LogEvent]) -> int:
@@ -89,8 +89,8 @@ def service_channel(channel: Channel, ctx: Context) -> float:
                 if not buffer.ready:
                     continue
                 head = buffer.ready[0]
-            if best is None or (head.timestamp, head.seq) < best[0]:
-                best = ((head.timestamp, head.seq), buffer)
+            if best is None or (head[TIMESTAMP], head[SEQ]) < best[0]:
+                best = ((head[TIMESTAMP], head[SEQ]), buffer)
         if best is None:
             # a stream that appeared during this pass gets looked at now, not after the idle backstop
             return now if len(channel.buffers) != known_streams else next_wake
@@ -172,12 +172,12 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         ready = buffer.ready
         if not ready:
             return
-        if ready[0].timestamp >= latency_cutoff and ready[-1].timestamp < wall + 3_600_000:
+        if ready[0][TIMESTAMP] >= latency_cutoff and ready[-1][TIMESTAMP] < wall + 3_600_000:
             return  # the common case: nothing old, nothing far in the future
         sendable, too_old, too_new = partition_by_age(ready, wall)
-        late = [e for e in sendable if e.timestamp < latency_cutoff]
+        late = [e for e in sendable if e[TIMESTAMP] < latency_cutoff]
         if late:
-            sendable = [e for e in sendable if e.timestamp >= latency_cutoff]
+            sendable = [e for e in sendable if e[TIMESTAMP] >= latency_cutoff]
         removed = len(ready) - len(sendable)
         if not removed:
             return
@@ -207,7 +207,7 @@ def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> No
         with channel.lock:
             end, freed = 0, 0
             while end < len(buffer.ready) and freed < excess:
-                freed += buffer.ready[end].size
+                freed += buffer.ready[end][SIZE]
                 end += 1
             gone = _remove_ready_head(channel, buffer, end)
         if gone:
@@ -329,7 +329,7 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
         return True
     stream = buffer.stream if buffer is not None else ""
     group = channel.destination.group
-    records = [SpillRecord(group, stream, e.timestamp, e.message, reason, detail) for e in events]
+    records = [SpillRecord(group, stream, e[TIMESTAMP], e[MESSAGE], reason, detail) for e in events]
     where = None
     try:
         where = channel.spill.write(records)

@@ -10,7 +10,7 @@ import pytest
 from mwaa_logging.aws.clients import make_logs_client
 from mwaa_logging.aws.s3spill import S3SpillSink
 from mwaa_logging.batching import cut_batches
-from mwaa_logging.events import make_event
+from mwaa_logging.events import MESSAGE, TIMESTAMP, make_event
 from mwaa_logging.reader import CLOUDWATCH, read_stream
 from mwaa_logging.replay import LocalSource, Replayer
 from mwaa_logging.spill.fallback import FallbackSpillSink
@@ -35,7 +35,7 @@ def put(aws: LocalAWS, events: list[tuple[int, str]]) -> None:
     logs = aws.client("logs")
     for batch in cut_batches(make_event(t, m, seq) for seq, (t, m) in enumerate(events)):
         logs.put_log_events(logGroupName=GROUP, logStreamName=STREAM,
-                            logEvents=[{"timestamp": e.timestamp, "message": e.message} for e in batch])
+                            logEvents=[{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in batch])
 
 
 def record(ts: int, message: str) -> SpillRecord:

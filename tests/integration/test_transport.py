@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 from mwaa_logging.aws.clients import make_logs_client, make_s3_client
 from mwaa_logging.aws.encoding import encode_put_log_events
 from mwaa_logging.aws.transport import BotocoreTransport, Compression
-from mwaa_logging.events import LogEvent, make_event
+from mwaa_logging.events import MESSAGE, SIZE, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
 from mwaa_logging.protocols import Transport
 
@@ -235,7 +235,7 @@ def test_events_arrive_intact(moto_url: str, compression: Compression) -> None:
     result = transport.put_log_events(group, stream, batch)
     assert result.outcome is Outcome.OK, result
     assert result.wire_bytes > 0
-    expected = [e.message.replace("\ud800", "\ufffd") for e in batch]
+    expected = [e[MESSAGE].replace("\ud800", "\ufffd") for e in batch]
     assert stream_messages(transport.client, group, stream) == expected
 
 
@@ -267,7 +267,7 @@ def test_rejected_old_events_are_partial(moto_url: str) -> None:
     result = transport.put_log_events("partial", "s", old + events(3))
     assert result.outcome is Outcome.PARTIAL
     assert result.rejected is not None and result.rejected.too_old_end is not None
-    assert stream_messages(transport.client, "partial", "s")[-3:] == [e.message for e in events(3)]
+    assert stream_messages(transport.client, "partial", "s")[-3:] == [e[MESSAGE] for e in events(3)]
 
 
 def test_retention_policy(moto_url: str) -> None:
@@ -566,12 +566,12 @@ def test_full_batches_reach_local_aws_gzipped_without_fallback(
     create(transport, "strict", "s")
     # 10,000 events of 78 message bytes: 1,040,000 counted bytes, just under the 1 MiB batch limit.
     first = events(10_000, "airflow.task INFO - Done. Returned value was: None; rows=42 elapsed {i:08d}")
-    second = events(3, "second {i}", start=first[-1].timestamp + 1)
-    assert sum(e.size for e in first) <= 1_048_576
+    second = events(3, "second {i}", start=first[-1][TIMESTAMP] + 1)
+    assert sum(e[SIZE] for e in first) <= 1_048_576
     with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
         results = [transport.put_log_events("strict", "s", batch) for batch in (first, second)]
     assert [r.outcome for r in results] == [Outcome.OK, Outcome.OK]
-    assert local_aws.messages("strict", "s") == [e.message for e in first + second]
+    assert local_aws.messages("strict", "s") == [e[MESSAGE] for e in first + second]
     stats = local_aws.stats()
     assert (stats.gzip_bodies, stats.invalid, stats.puts_ok) == (2, 0, 2)
     put_bytes = sum(r.wire_bytes for r in results)

@@ -9,7 +9,7 @@ from typing import Any
 from mwaa_logging.build import build_budgets, build_channel
 from mwaa_logging.engine.channel import Channel
 from mwaa_logging.engine.engine import Engine
-from mwaa_logging.events import LogEvent
+from mwaa_logging.events import MESSAGE, LogEvent
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import SpillError
 from mwaa_logging.settings import Settings
@@ -86,7 +86,7 @@ class ScriptedTransport:
         return [c for c in self.calls if c.op == "put"]
 
     def delivered_messages(self, ok_only: bool = True) -> list[str]:
-        return [e.message for c in self.puts for e in c.events]
+        return [e[MESSAGE] for c in self.puts for e in c.events]
 
 
 class MemorySpill:

@@ -19,7 +19,7 @@ from mwaa_logging.batching import (
     sort_events,
     sort_key,
 )
-from mwaa_logging.events import LogEvent, make_event
+from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.limits import (
     EVENT_OVERHEAD_BYTES,
     MAX_AGE_MS,
@@ -50,9 +50,9 @@ def assert_valid_batches(
 ) -> None:
     for batch in batches:
         assert batch, "empty batch"
-        assert sum(event.size for event in batch) <= max_bytes
+        assert sum(event[SIZE] for event in batch) <= max_bytes
         assert len(batch) <= max_count
-        assert batch[-1].timestamp - batch[0].timestamp < max_span_ms
+        assert batch[-1][TIMESTAMP] - batch[0][TIMESTAMP] < max_span_ms
     flat = [event for batch in batches for event in batch]
     # Every event exactly once (by identity, so equal duplicates count separately) ...
     assert Counter(map(id, flat)) == Counter(map(id, events))
@@ -62,9 +62,9 @@ def assert_valid_batches(
     for batch, following in pairwise(batches):
         extra = following[0]
         assert (
-            sum(event.size for event in batch) + extra.size > max_bytes
+            sum(event[SIZE] for event in batch) + extra[SIZE] > max_bytes
             or len(batch) + 1 > max_count
-            or extra.timestamp - batch[0].timestamp >= max_span_ms
+            or extra[TIMESTAMP] - batch[0][TIMESTAMP] >= max_span_ms
         )
 
 
@@ -89,11 +89,11 @@ def sized_events(draw: st.DrawFn, max_size: int, max_span: int, max_len: int = 6
             max_size=max_len,
         )
     )
-    events = [LogEvent(T0 + offset, "m", size, seq) for offset, size, seq in raw]
+    events = [(T0 + offset, "m", size, seq) for offset, size, seq in raw]
     if events:
         repeats = draw(st.lists(st.sampled_from(events), max_size=5))
         events.extend(repeats)  # the very same objects again: at-least-once requeues
-        events.extend(LogEvent(*event) for event in repeats)  # equal copies
+        events.extend(tuple(event) for event in repeats)  # equal copies
     return events
 
 
@@ -136,7 +136,7 @@ messages = st.text(
 def test_real_messages_with_multibyte_and_surrogates(items: list[tuple[int, str]], max_bytes: int) -> None:
     events = [make_event(T0 + offset, message, seq) for seq, (offset, message) in enumerate(items)]
     for event in events:
-        assert event.size == len(event.message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+        assert event[SIZE] == len(event[MESSAGE].encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
     limits = {"max_bytes": max_bytes, "max_count": 5, "max_span_ms": DAY_MS}
     batches = cut_batches(reversed(events), **limits)
     assert_valid_batches(events, batches, **limits)
@@ -147,13 +147,13 @@ def test_full_batch_of_exactly_max_bytes() -> None:
     events = [make_event(T0, "a" * (per_event - EVENT_OVERHEAD_BYTES), seq) for seq in range(5)]
     batches = cut_batches(events)
     assert [len(batch) for batch in batches] == [4, 1]
-    assert sum(event.size for event in batches[0]) == MAX_BATCH_BYTES
+    assert sum(event[SIZE] for event in batches[0]) == MAX_BATCH_BYTES
 
 
 def test_one_byte_over_max_bytes_starts_a_new_batch() -> None:
-    events = [LogEvent(T0, "m", MAX_BATCH_BYTES - 100, 0), LogEvent(T0, "m", 101, 1)]
+    events = [(T0, "m", MAX_BATCH_BYTES - 100, 0), (T0, "m", 101, 1)]
     assert [len(batch) for batch in cut_batches(events)] == [1, 1]
-    events[1] = LogEvent(T0, "m", 100, 1)
+    events[1] = (T0, "m", 100, 1)
     assert [len(batch) for batch in cut_batches(events)] == [2]
 
 
@@ -164,15 +164,15 @@ def test_ten_thousand_events_per_batch() -> None:
 
 def test_span_must_stay_strictly_below_24_hours() -> None:
     events = [make_event(T0, "a", 0), make_event(T0 + DAY_MS - 1, "b", 1), make_event(T0 + DAY_MS, "c", 2)]
-    assert [[e.message for e in batch] for batch in cut_batches(events)] == [["a", "b"], ["c"]]
+    assert [[e[MESSAGE] for e in batch] for batch in cut_batches(events)] == [["a", "b"], ["c"]]
 
 
 def test_largest_single_message_fits_alone_and_one_more_byte_does_not() -> None:
     largest = make_event(T0, "a" * MAX_EVENT_MESSAGE_BYTES, 0)
-    assert largest.size == MAX_BATCH_BYTES
+    assert largest[SIZE] == MAX_BATCH_BYTES
     assert cut_batches([largest]) == [[largest]]
     too_big = make_event(T0, "é" * (MAX_EVENT_MESSAGE_BYTES // 2) + "a", 7)
-    assert too_big.size == MAX_BATCH_BYTES + 1
+    assert too_big[SIZE] == MAX_BATCH_BYTES + 1
     with pytest.raises(ValueError, match=r"seq=7.*1048577 bytes"):
         cut_batches([largest, too_big])
     with pytest.raises(ValueError, match="seq=7"):
@@ -182,8 +182,8 @@ def test_largest_single_message_fits_alone_and_one_more_byte_does_not() -> None:
 
 
 def test_sort_is_by_timestamp_then_seq_and_stable() -> None:
-    a, b, c = LogEvent(5, "a", 27, 2), LogEvent(5, "b", 27, 1), LogEvent(4, "c", 27, 9)
-    duplicate = LogEvent(5, "b", 27, 1)
+    a, b, c = (5, "a", 27, 2), (5, "b", 27, 1), (4, "c", 27, 9)
+    duplicate = (5, "b", 27, 1)
     ordered = sort_events([a, b, duplicate, c])
     assert [id(e) for e in ordered] == [id(c), id(b), id(duplicate), id(a)]
     assert sort_key(a) == (5, 2)
@@ -196,7 +196,7 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         cut_batches([make_event(T0, "x", 0)], max_count=0)
     with pytest.raises(ValueError, match="non-positive size"):
-        cut_batches([LogEvent(T0, "", 0, 0)])
+        cut_batches([(T0, "", 0, 0)])
 
 
 def test_partition_by_age_edges_include_the_margin() -> None:
@@ -211,12 +211,12 @@ def test_partition_by_age_edges_include_the_margin() -> None:
         make_event(now, "now", 4),
     ]
     sendable, too_old, too_new = partition_by_age(events, now)
-    assert [e.message for e in sendable] == ["oldest ok", "newest ok", "now"]
-    assert [e.message for e in too_old] == ["old"]
-    assert [e.message for e in too_new] == ["new"]
+    assert [e[MESSAGE] for e in sendable] == ["oldest ok", "newest ok", "now"]
+    assert [e[MESSAGE] for e in too_old] == ["old"]
+    assert [e[MESSAGE] for e in too_new] == ["new"]
     # A shorter retention is passed as max_age_ms.
     _, too_old, _ = partition_by_age(events, now, max_age_ms=DAY_MS, margin_ms=0)
-    assert {e.message for e in too_old} == {"old", "oldest ok"}
+    assert {e[MESSAGE] for e in too_old} == {"old", "oldest ok"}
 
 
 def expected_reason(index: int, info: RejectedInfo) -> str | None:
@@ -251,8 +251,8 @@ def test_rejected_slices_match_the_reference_model(batch_len: int, info: Rejecte
     assert reasons == {i: reason for i, reason in expected.items() if reason is not None}
     batch = [make_event(T0 + i, f"m{i}", i) for i in range(batch_len)]
     accepted, rejected = partition_rejected(batch, info)
-    assert [e.seq for e in accepted] == [i for i in range(batch_len) if i not in reasons]
-    assert [(e.seq, reason) for e, reason in rejected] == sorted(reasons.items())
+    assert [e[SEQ] for e in accepted] == [i for i in range(batch_len) if i not in reasons]
+    assert [(e[SEQ], reason) for e, reason in rejected] == sorted(reasons.items())
 
 
 def test_rejected_slices_typical_response() -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mwaa_logging.aws.encoding import encode_put_log_events, gzip_if_smaller, rejected_info
-from mwaa_logging.events import LogEvent, counted_size, make_event
+from mwaa_logging.events import MESSAGE, SIZE, TIMESTAMP, LogEvent, counted_size, make_event
 from mwaa_logging.outcome import RejectedInfo
 
 _OPERATION = botocore.session.get_session().get_service_model("logs").operation_model("PutLogEvents")
@@ -39,7 +39,7 @@ def botocore_body(group: str, stream: str, events: list[LogEvent]) -> bytes:
     params = {
         "logGroupName": group,
         "logStreamName": stream,
-        "logEvents": [{"timestamp": e.timestamp, "message": e.message} for e in events],
+        "logEvents": [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in events],
     }
     body: bytes = _BOTOCORE.serialize_to_request(params, _OPERATION)["body"]
     return body
@@ -90,7 +90,7 @@ def test_lone_surrogates_become_replacement_characters(message: str, sent: str) 
     assert decoded["logGroupName"] == "g\ufffd"
     assert [e["message"] for e in decoded["logEvents"]] == ["fine", sent]
     # The batch was sized with the surrogates: what is sent never counts more than that.
-    assert counted_size(sent) <= event.size
+    assert counted_size(sent) <= event[SIZE]
 
 
 def test_gzip_round_trips_and_is_deterministic() -> None:

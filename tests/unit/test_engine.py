@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from mwaa_logging.batching import sort_key
+from mwaa_logging.events import MESSAGE, SIZE
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
 from mwaa_logging.splitting import parse_chunk, reassemble_messages
@@ -52,7 +53,7 @@ def test_batches_are_valid_and_sorted_even_when_timestamps_arrive_out_of_order()
         rig.append("x" * 5_000, ts_offset_ms=-(i % 7) * 1000)
     rig.run(1.0)
     for call in rig.transport.puts:
-        assert sum(e.size for e in call.events) <= MAX_BATCH_BYTES
+        assert sum(e[SIZE] for e in call.events) <= MAX_BATCH_BYTES
         assert call.events == sorted(call.events, key=sort_key)
     assert sum(len(c.events) for c in rig.transport.puts) == 300
 
@@ -74,7 +75,7 @@ def test_throttle_backs_off_with_jitter_then_delivers_in_order() -> None:
     # full jitter: retry n waits random() * min(20, 0.2 * 2**(n-1)) at least (the budget may add more)
     for gap, ceiling in zip(gaps, (0.2, 0.4, 0.8), strict=True):
         assert gap >= ceiling * 0.999 - 0.011
-    assert [e.message for e in rig.transport.puts[-1].events] == [f"m{i}" for i in range(50)]
+    assert [e[MESSAGE] for e in rig.transport.puts[-1].events] == [f"m{i}" for i in range(50)]
     stats = rig.channel.stats()
     assert (stats.throttled, stats.retries, stats.delivered, stats.spilled_total) == (3, 3, 50, 0)
 
@@ -194,7 +195,7 @@ def test_events_spanning_more_than_a_day_go_in_separate_calls() -> None:
     rig.append("two days ago", ts_offset_ms=-2 * 24 * 3600 * 1000)
     rig.append("now")
     rig.run(0.3)
-    assert [[e.message for e in c.events] for c in rig.transport.puts] == [["two days ago"], ["now"]]
+    assert [[e[MESSAGE] for e in c.events] for c in rig.transport.puts] == [["two days ago"], ["now"]]
 
 
 def test_oversized_message_is_split_losslessly() -> None:
