@@ -45,6 +45,8 @@ def _delivery(info: Info) -> list[Row]:
         ("  delivered events/s (lost ones not counted)", _get(info, "ours_delivered_events_per_s"),
          _get(info, "watchtower_delivered_events_per_s"), ""),
         ("  ours / watchtower delivered events/s", _get(info, "ours_vs_watchtower_delivered_per_s"), "", ""),
+        ("  ms from the last emit to flush() returned (sender's backlog)", _get(info, "ours_flush_ms"),
+         _get(info, "watchtower_flush_ms"), ""),
         (f"  PutLogEvents calls, most in one run (minimum {_get(info, 'minimum_calls')})", _get(info, "ours_calls"),
          _get(info, "watchtower_calls"), ""),
         ("  calls / minimum", _get(info, "ours_calls_vs_minimum"), "", "<= 1.05"),

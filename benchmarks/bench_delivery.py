@@ -49,6 +49,8 @@ _run_ids = itertools.count()
 @dataclass(frozen=True)
 class Run:
     seconds: float
+    #: From the last emit to flush() returning: how far the sender was behind the application.
+    flush_seconds: float
     calls: int
     wire_bytes: int
     lost: int
@@ -77,13 +79,15 @@ def deliver(endpoint: Endpoint, kind: str) -> Run:
     started = time.perf_counter()
     for line in LINES:
         info(line)
+    emitted = time.perf_counter()
     flush_handler(handler)
     seconds = time.perf_counter() - started
     stats = endpoint.admin.stats()
     handler.close()
     loss = loss_of(endpoint.seqs(GROUP, stream), range(EVENTS))
-    return Run(seconds=seconds, calls=stats.calls.get("PutLogEvents", 0), wire_bytes=stats.bytes_received,
-               lost=loss.lost, duplicates=loss.duplicates, invalid=stats.invalid, throttled=stats.throttled)
+    return Run(seconds=seconds, flush_seconds=seconds - (emitted - started), calls=stats.calls.get("PutLogEvents", 0),
+               wire_bytes=stats.bytes_received, lost=loss.lost, duplicates=loss.duplicates, invalid=stats.invalid,
+               throttled=stats.throttled)
 
 
 def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
@@ -110,6 +114,8 @@ def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
         watchtower_delivered_events_per_s=round(statistics.median(r.delivered_per_second for r in theirs)),
         ours_vs_watchtower_delivered_per_s=round(statistics.median(
             o.delivered_per_second / w.delivered_per_second for o, w in zip(ours, theirs, strict=True)), 2),
+        ours_flush_ms=round(statistics.median(r.flush_seconds for r in ours) * 1000),
+        watchtower_flush_ms=round(statistics.median(r.flush_seconds for r in theirs) * 1000),
         ours_mb_per_s=round(statistics.median(r.events_per_second for r in ours) * MESSAGE_BYTES / 1e6, 1),
         ours_calls=ours_calls,
         watchtower_calls=max(run.calls for run in theirs),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import WAKE_EVERY_MASK, budget_stats
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, budget_stats
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.formatter import CloudWatchLogFormatter
@@ -191,9 +191,8 @@ class CloudWatchLogHandler(logging.Handler):
             # Channel.append, inlined: a lock-free deque append; the sender does the rest
             inbox = channel.inbox
             inbox.append((stream, int(record.created * 1000), message))
-            if channel.armed or not len(inbox) & WAKE_EVERY_MASK:
-                channel.armed = False
-                channel.engine.wake()
+            if channel.armed or not len(inbox) & CHECK_SENDER_MASK:
+                channel.check_sender()
         except RecursionError:
             raise
         except Exception:

@@ -20,6 +20,7 @@ from itertools import repeat as _repeat
 from itertools import starmap as _starmap
 from operator import add as _add
 from operator import itemgetter
+from time import sleep as _sleep
 from typing import TYPE_CHECKING, Any
 
 from mwaa_logging.engine.stats import Counters, Stats
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 #: Process-wide emission counter; ``next()`` on it is atomic in CPython.
 _seq = itertools.count()
 _first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
-#: An application thread wakes the sender every 1024 queued messages (the sender may need to send a full batch).
+#: Application threads look at the sender on every 64th queued message (see ``Channel.check_sender``) ...
+CHECK_SENDER_MASK = 63
+#: ... and wake it on every 1024th (it may have a full batch to send).
 WAKE_EVERY_MASK = 1023
 EMPTY_MESSAGE = "(empty log message)"
 
@@ -161,9 +164,24 @@ class Channel:
         """
         inbox = self.inbox
         inbox.append((stream, timestamp, message))
-        if self.armed or not len(inbox) & WAKE_EVERY_MASK:
+        if self.armed or not len(inbox) & CHECK_SENDER_MASK:
+            self.check_sender()
+
+    def check_sender(self) -> None:
+        """Called by application threads on the first queued message and then on every 64th: wake the sender
+        if it sleeps or may have a full batch to send; while it works, yield the GIL once.
+
+        The yield bounds how long the sender waits for the GIL. It gives the GIL up about 14 times per
+        PutLogEvents call (socket waits, gzip, hashing) and, against a CPU-bound application thread, waits a
+        whole switch interval (5 ms) each time to get it back: an 11 ms call took 60-80 ms, the sender fell
+        behind the application and flush() waited for the backlog. Yielding every 64 messages costs a
+        ``sleep(0)`` (about a microsecond) per 64 records, and only while the sender is working.
+        """
+        if self.armed or not len(self.inbox) & WAKE_EVERY_MASK:
             self.armed = False
             self.engine.wake()
+        elif self.engine.busy:
+            _sleep(0)
 
     def drain_inbox(self) -> int:
         """Move queued messages into their stream buffers as sized events (sender side). Returns how many.

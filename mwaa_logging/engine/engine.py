@@ -44,6 +44,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._stopped = False
+        #: True while the sender thread works (False while it sleeps); see ``Channel.check_sender``.
+        self.busy = False
 
     # -- channels ---------------------------------------------------------------------------------
 
@@ -102,7 +104,11 @@ class Engine:
     def _run(self) -> None:
         while not self._stopped:
             self._wake.clear()
-            delay = self.run_once()
+            self.busy = True
+            try:
+                delay = self.run_once()
+            finally:
+                self.busy = False
             if delay > 0:
                 self._wake.wait(min(delay, _MAX_IDLE))
 

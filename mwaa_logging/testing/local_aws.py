@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import socket
@@ -34,6 +35,8 @@ FAKE_CREDENTIALS: Mapping[str, str] = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_IDLE_SECONDS = 30.0
 _account_numbers = itertools.count(1)
 _moto_app_lock = threading.Lock()
 _moto_app: Any = None
@@ -57,7 +60,46 @@ def _handler_class() -> type:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
     class QuietHandler(MotoRequestHandler):
-        """moto's request handler without werkzeug's access log (it would configure logging)."""
+        """moto's request handler without werkzeug's access log (it would configure logging), with keep-alive.
+
+        AWS keeps HTTP connections open between calls, so clients reuse them; werkzeug's development server
+        closes every one (it cannot tell where an unread request body ends). Here each request body is read
+        whole before the application runs, so the next request on the connection starts where this one ends,
+        and the ``Connection: close`` werkzeug sends is dropped. An idle connection is closed after
+        ``timeout`` seconds, and at once when the server stops.
+        """
+
+        timeout = KEEP_ALIVE_IDLE_SECONDS
+        #: Replies go out in several writes: without TCP_NODELAY, the client's delayed ACK holds each
+        #: reply on a kept-alive connection for 40 ms.
+        disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            super().setup()
+            self._connection_rfile = self.rfile
+            self._keep_alive = False
+
+        def handle_one_request(self) -> None:
+            self.rfile, self._keep_alive = self._connection_rfile, False
+            super().handle_one_request()
+
+        def make_environ(self) -> Any:
+            environ = super().make_environ()
+            stream = environ["wsgi.input"]
+            if environ.get("wsgi.input_terminated"):  # chunked: the decoder stops at the last chunk
+                body = stream.read()
+            else:
+                body = stream.read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            # werkzeug reads whatever is left on ``self.rfile`` after the response: nothing is, now
+            self.rfile = io.BytesIO()
+            self._keep_alive = True
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+                return
+            super().send_header(keyword, value)
 
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
@@ -75,8 +117,9 @@ def _handler_class() -> type:
 class _Server(ThreadedWSGIServer):
     """werkzeug's threaded server that can close every open connection on stop."""
 
-    def __init__(self, host: str, port: int, app: Any) -> None:
+    def __init__(self, host: str, port: int, app: Any, stats: StatsRecorder) -> None:
         super().__init__(host, port, app, handler=_handler_class())
+        self._stats = stats
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -86,6 +129,7 @@ class _Server(ThreadedWSGIServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
+        self._stats.add("connections")
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -150,7 +194,7 @@ class LocalAWS:
             stats=self._stats,
             stopping=self._stopping,
         )
-        server = _Server(self.host, self.port, app)
+        server = _Server(self.host, self.port, app, self._stats)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(

@@ -38,6 +38,8 @@ class Stats:
     bytes_received: int = 0
     gzip_bodies: int = 0
     plain_bodies: int = 0
+    #: TCP connections accepted (clients keep them alive between calls, as with AWS).
+    connections: int = 0
     #: Most PutLogEvents calls received within any 1 s window.
     put_peak_1s: int = 0
     #: PutLogEvents calls received in each second since the server started.

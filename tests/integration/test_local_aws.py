@@ -446,6 +446,23 @@ def test_stats_count_calls_bytes_and_the_put_rate(
     assert (stats.invalid, stats.throttled, stats.dropped) == (0, 0, 0)
 
 
+def test_connections_are_kept_alive_and_a_body_left_unread_never_leaks_into_the_next_request(
+    local_aws: LocalAWS, logs_client: Any, stream: tuple[str, str]
+) -> None:
+    local_aws.reset_stats()
+    for index in range(5):
+        put(logs_client, events(f"event {index}"))
+    s3 = local_aws.client("s3", config=NO_RETRIES)
+    with pytest.raises(ClientError):  # answered without reading the body
+        s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"x" * 100_000)
+    s3.create_bucket(Bucket="kept-alive")
+    s3.put_object(Bucket="kept-alive", Key="k", Body=b"y" * 100_000)
+    assert s3.get_object(Bucket="kept-alive", Key="k")["Body"].read() == b"y" * 100_000
+    assert local_aws.messages(GROUP, STREAM) == [f"event {index}" for index in range(5)]
+    # as with AWS: the logs client kept the connection it opened before the reset, the S3 client opened one
+    assert local_aws.stats().connections == 1
+
+
 def test_instances_do_not_share_data_and_stop_forgets_it(aws_test_env: None) -> None:
     with LocalAWS() as first, LocalAWS() as second:
         for aws, message in ((first, "one"), (second, "two")):

@@ -327,3 +327,32 @@ def test_close_spills_everything_even_if_the_sender_never_ran() -> None:
     stats = rig.channel.stats()
     assert (stats.emitted, stats.spilled_total, stats.pending) == (5, 5, 0)
     assert rig.transport.calls == []
+
+
+def test_application_threads_wake_an_idle_sender_and_yield_the_gil_to_a_working_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import mwaa_logging.engine.channel as channel_module
+
+    rig = make_rig()
+    wakes: list[int] = []
+    yields: list[float] = []
+    monkeypatch.setattr(rig.engine, "wake", lambda: wakes.append(len(rig.channel.inbox)))
+    monkeypatch.setattr(channel_module, "_sleep", yields.append)
+
+    def queue(count: int) -> None:
+        for _ in range(count):
+            rig.append("m")
+
+    queue(1)
+    assert (wakes, yields) == ([1], [])  # the first message wakes the sleeping sender
+    queue(127)
+    assert (wakes, yields) == ([1], [])  # while it sleeps (it will wake on its own), nothing more
+    rig.engine.busy = True
+    queue(64 * 3)
+    assert (wakes, yields) == ([1], [0, 0, 0])  # while it works: one GIL yield per 64 messages
+    queue(1024 - 320)
+    assert wakes == [1, 1024]  # every 1024th message wakes it (a full batch may be waiting), without a yield
+    assert len(yields) == 3 + (1024 - 320) // 64 - 1
+    rig.engine.busy = False
+    queue(2048)
+    assert wakes == [1, 1024, 2048, 3072] and len(yields) == 13
