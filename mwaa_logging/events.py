@@ -3,7 +3,7 @@
 An event is a plain ``(timestamp, message, size, seq)`` tuple, read by position (``event[MESSAGE]``).
 Not a NamedTuple on purpose: CPython's garbage collector stops tracking a plain tuple of ints and
 strings after its first collection, but tracks a tuple subclass for life, and with tens of thousands
-of buffered events every collection would walk them all (it was most of the sender's CPU).
+of buffered events every collection would walk them all (nearly half of the sender's CPU went there).
 """
 
 from __future__ import annotations

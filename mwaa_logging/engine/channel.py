@@ -158,7 +158,7 @@ class Channel:
     # -- application side -------------------------------------------------------------------------
 
     def append(self, stream: str, timestamp: int, message: str) -> None:
-        """Queue one message for ``stream``: a lock-free deque append. Never does I/O, never waits.
+        """Queue one message for ``stream``: a lock-free deque append. Never does I/O or waits (it may yield the GIL).
 
         Sizing, splitting and buffering happen in the sender (:meth:`drain_inbox`).
         """

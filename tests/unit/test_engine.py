@@ -356,3 +356,37 @@ def test_application_threads_wake_an_idle_sender_and_yield_the_gil_to_a_working_
     rig.engine.busy = False
     queue(2048)
     assert wakes == [1, 1024, 2048, 3072] and len(yields) == 13
+
+
+def test_the_sender_thread_is_busy_while_it_works_and_idle_after() -> None:
+    import threading
+    import time
+
+    from mwaa_logging.engine.engine import Engine
+
+    seen: list[bool] = []
+    release = threading.Event()
+
+    def during_call(call: Call) -> CallResult:
+        seen.append(engine.busy)
+        release.wait(10)
+        return CallResult(Outcome.OK)
+
+    rig = make_rig(ScriptedTransport(on_call=during_call), send_interval=0.0)
+    engine = Engine(start_thread=True)  # a real sender thread serving the rig's channel
+    rig.channel.engine = engine
+    engine.attach(rig.channel)
+    try:
+        rig.channel.append("s", int(time.time() * 1000), "sent by the sender thread")  # real time: not expired
+        assert not rig.channel.flush(0.2)  # the call is still blocked: busy all along
+        assert seen == [True] and engine.busy
+        release.set()
+        assert rig.channel.flush(10)
+        deadline = time.monotonic() + 10
+        while engine.busy and time.monotonic() < deadline:  # it goes idle right after settling the call
+            time.sleep(0.01)
+        assert not engine.busy
+    finally:
+        release.set()
+        engine._stopped = True  # let the thread end (the process-wide engine never stops)
+        engine.wake()
