@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 
-from mwaa_logging.protocols import SpillError
+from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
 from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records
+
+_timestamp = attrgetter("timestamp")
 
 
 def default_spill_directory() -> Path:
@@ -22,7 +25,12 @@ def default_spill_directory() -> Path:
 
 
 class LocalSpillSink:
-    """Writes each stream's records to a new file under ``directory`` (one file per call and stream)."""
+    """Writes each stream's records to a new file under ``directory`` (one file per call and stream).
+
+    A file appears whole or not at all (written aside, fsynced, renamed). If some streams' files were written
+    and then one fails, :class:`PartialSpillError` says which records are still to be stored elsewhere, so
+    that nothing is stored twice.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -31,22 +39,44 @@ class LocalSpillSink:
     def write(self, records: Sequence[SpillRecord]) -> str:
         if not records:
             return self.description
+        by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
+        for record in records:
+            by_stream.setdefault((record.group, record.stream), []).append(record)
         written: list[str] = []
-        try:
-            for (group, stream), stream_records in groupby(records, key=lambda r: (r.group, r.stream)):
-                batch = list(stream_records)
-                path = self.directory / object_name(group, stream, batch[0].timestamp)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                with open(tmp, "wb") as f:
-                    f.write(encode_records(batch))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                written.append(str(path))
-        except OSError as exc:
-            raise SpillError(f"cannot write spill file under {self.directory}: {exc}") from exc
+        stored: set[tuple[str, str]] = set()
+        for (group, stream), batch in by_stream.items():
+            batch.sort(key=_timestamp)  # stable: the file is named after its earliest record
+            try:
+                written.append(self._write_file(self.directory / object_name(group, stream, batch[0].timestamp),
+                                                batch))
+            except OSError as exc:
+                message = f"cannot write spill file under {self.directory}: {exc}"
+                if not written:
+                    raise SpillError(message) from exc
+                remaining = [r for r in records if (r.group, r.stream) not in stored]
+                raise PartialSpillError(message, remaining, self._location_of(written)) from exc
+            stored.add((group, stream))
+        return self._location_of(written)
+
+    def _location_of(self, written: Sequence[str]) -> str:
         return written[0] if len(written) == 1 else self.description
+
+    @staticmethod
+    def _write_file(path: Path, batch: Sequence[SpillRecord]) -> str:
+        """Write ``batch`` to ``path`` atomically; no partial file is left behind on failure."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encode_records(batch))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return str(path)
 
     def read_stream(self, group: str, stream: str) -> Iterator[SpillRecord]:
         """Every record spilled for one stream, file by file (not merged or sorted)."""

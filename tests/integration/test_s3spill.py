@@ -257,6 +257,25 @@ def test_partial_s3_failure_sends_only_the_rest_to_local(moto_s3: MotoS3, tmp_pa
     assert len(moto_s3.puts()) == 1 + 3  # SlowDown was retried (3 attempts), then the rest went local
 
 
+def test_partial_local_failure_names_only_the_records_still_to_store(tmp_path: Path) -> None:
+    spill_dir = tmp_path / "spill"
+    in_the_way = spill_dir / stream_prefix("b", "s").rstrip("/")
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_text("a file where the folder of stream b/s would go")
+    ok, blocked = records("a", "s", 10), records("b", "s", 10)
+    with pytest.raises(PartialSpillError) as info:
+        LocalSpillSink(spill_dir).write(ok[::-1] + blocked)
+    assert info.value.remaining == blocked
+    assert info.value.location.startswith(str(spill_dir / stream_prefix("a", "s")))
+    assert list(LocalSpillSink(spill_dir).read_stream("a", "s")) == ok  # one file, earliest record first
+    assert [p.name for p in spill_dir.rglob("*.tmp")] == []
+    # behind a fallback, only the rest moves on: nothing is stored twice
+    fallback_dir = tmp_path / "fallback"
+    FallbackSpillSink([LocalSpillSink(spill_dir), LocalSpillSink(fallback_dir)]).write(ok + blocked)
+    assert list(LocalSpillSink(fallback_dir).read_stream("b", "s")) == blocked
+    assert list(LocalSpillSink(fallback_dir).read_stream("a", "s")) == []
+
+
 def test_every_target_failing_raises_spill_error(moto_s3: MotoS3) -> None:
     moto_s3.fail = lambda r: r.method == "PUT"
     s3 = S3SpillSink(BUCKET, "p", client=moto_s3.client(), sleep=lambda _: None)
