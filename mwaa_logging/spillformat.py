@@ -74,6 +74,21 @@ class SpillRecord:
         )
 
 
+def records_by_stream(records: Iterable[SpillRecord]) -> dict[tuple[str, str], list[SpillRecord]]:
+    """``records`` grouped by ``(group, stream)``, each group sorted by timestamp (stable), streams in first-seen
+    order: what a spill target writes as one object per stream."""
+    grouped: dict[tuple[str, str], list[SpillRecord]] = {}
+    for record in records:
+        grouped.setdefault((record.group, record.stream), []).append(record)
+    for batch in grouped.values():
+        batch.sort(key=_timestamp)
+    return grouped
+
+
+def _timestamp(record: SpillRecord) -> int:
+    return record.timestamp
+
+
 def encode_records(records: Iterable[SpillRecord], compresslevel: int = 6) -> bytes:
     """Serialize records as gzip JSON Lines."""
     body = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
-from mwaa_logging.spillformat import SpillRecord, decode_records
+from mwaa_logging.spillformat import SpillRecord, decode_records, records_by_stream
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -158,15 +158,11 @@ class S3SpillSink:
         """Store ``records``; return the object URL (or the stream prefix / sink URL for several)."""
         if not records:
             return self.description
-        by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
-        for record in records:
-            by_stream.setdefault((record.group, record.stream), []).append(record)
         written: list[str] = []
         done: set[int] = set()
         options = self.put_options()
         try:
-            for (group, stream), stream_records in by_stream.items():
-                stream_records.sort(key=lambda r: r.timestamp)
+            for (group, stream), stream_records in records_by_stream(records).items():
                 for chunk, body in self._objects(stream_records):
                     key = self.key_for(object_name(group, stream, chunk[0].timestamp))
                     self._put(key, body, options)

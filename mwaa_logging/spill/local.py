@@ -6,14 +6,11 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from operator import attrgetter
 from pathlib import Path
 
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
-from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records
-
-_timestamp = attrgetter("timestamp")
+from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records, records_by_stream
 
 
 def default_spill_directory() -> Path:
@@ -39,13 +36,9 @@ class LocalSpillSink:
     def write(self, records: Sequence[SpillRecord]) -> str:
         if not records:
             return self.description
-        by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
-        for record in records:
-            by_stream.setdefault((record.group, record.stream), []).append(record)
         written: list[str] = []
         stored: set[tuple[str, str]] = set()
-        for (group, stream), batch in by_stream.items():
-            batch.sort(key=_timestamp)  # stable: the file is named after its earliest record
+        for (group, stream), batch in records_by_stream(records).items():  # a file is named after its first record
             try:
                 written.append(self._write_file(self.directory / object_name(group, stream, batch[0].timestamp),
                                                 batch))
