@@ -346,7 +346,7 @@ def test_application_threads_wake_an_idle_sender_and_yield_the_gil_to_a_working_
     queue(1)
     assert (wakes, yields) == ([1], [])  # the first message wakes the sleeping sender
     queue(127)
-    assert (wakes, yields) == ([1], [])  # while it sleeps (it will wake on its own), nothing more
+    assert (wakes, yields) == ([1], [])  # woken already, and not working: no wake-up, no yield
     rig.engine.busy = True
     queue(64 * 3)
     assert (wakes, yields) == ([1], [0, 0, 0])  # while it works: one GIL yield per 64 messages
