@@ -365,10 +365,11 @@ def test_the_sender_thread_is_busy_while_it_works_and_idle_after() -> None:
     from mwaa_logging.engine.engine import Engine
 
     seen: list[bool] = []
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def during_call(call: Call) -> CallResult:
         seen.append(engine.busy)
+        started.set()
         release.wait(10)
         return CallResult(Outcome.OK)
 
@@ -378,7 +379,8 @@ def test_the_sender_thread_is_busy_while_it_works_and_idle_after() -> None:
     engine.attach(rig.channel)
     try:
         rig.channel.append("s", int(time.time() * 1000), "sent by the sender thread")  # real time: not expired
-        assert not rig.channel.flush(0.2)  # the call is still blocked: busy all along
+        assert started.wait(10)
+        assert not rig.channel.flush(0.1)  # the call is still blocked: busy all along
         assert seen == [True] and engine.busy
         release.set()
         assert rig.channel.flush(10)
