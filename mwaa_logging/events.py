@@ -8,7 +8,7 @@ of buffered events every collection would walk them all (nearly half of the send
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 
@@ -22,12 +22,35 @@ MESSAGE: Final = 1
 SIZE: Final = 2
 SEQ: Final = 3
 
+#: What application threads queue for the sender: ``(timestamp, message, size, seq, stream)``, a LogEvent
+#: with its stream appended. Sized where it is logged, while the message is still in the CPU's cache; the
+#: sender then buffers these very tuples as events (see :func:`as_events`) without reading the message again.
+QueuedEvent = tuple[int, str, int, int, str]
+
+STREAM: Final = 4
+#: ``size`` of a queued message that is empty or larger than one event may be: the sender replaces,
+#: splits or truncates it (see ``Channel.drain_inbox``).
+NEEDS_WORK: Final = -1
+
 
 def counted_size(message: str) -> int:
     """Bytes CloudWatch counts for ``message``: UTF-8 length + the per-event overhead."""
     if message.isascii():
         return len(message) + EVENT_OVERHEAD_BYTES
     return len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+
+
+def queued_event(timestamp: int, message: str, seq: int, stream: str, max_size: int) -> QueuedEvent:
+    """A message sized for the queue; ``size`` is :data:`NEEDS_WORK` when it is empty or counts more than
+    ``max_size`` bytes (``Channel.append`` and the handler's ``emit`` inline this)."""
+    size = counted_size(message)
+    return (timestamp, message, size if EVENT_OVERHEAD_BYTES < size <= max_size else NEEDS_WORK, seq, stream)
+
+
+def as_events(queued: list[QueuedEvent]) -> list[LogEvent]:
+    """Queued events used as LogEvents, no copy: everything downstream reads events by position (the first
+    four fields) and never by length, so the trailing stream is carried along unread."""
+    return cast("list[LogEvent]", queued)
 
 
 def make_event(timestamp: int, message: str, seq: int) -> LogEvent:

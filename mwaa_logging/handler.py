@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK, budget_stats
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, budget_stats, seq_counter
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
+from mwaa_logging.events import NEEDS_WORK, counted_size
 from mwaa_logging.formatter import CloudWatchLogFormatter
+from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 from mwaa_logging.settings import Settings, SettingsError
 from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compile_stream_name, is_static
 
@@ -182,15 +184,21 @@ class CloudWatchLogHandler(logging.Handler):
                 else:
                     formatter = self.formatter
                     message = formatter.format(record) if formatter is not None else record.getMessage()
+                    if type(message) is not str:  # a custom formatter's bytes or None: deliver what it gave
+                        message = str(message)
             except Exception as exc:  # a bad record is still delivered, with what went wrong
                 message = unformattable(record, exc)
             stream = self._static_stream if record.process == self._static_pid else self._stream_namer(record)
             channel = self._channel
             if channel.closed:
                 self._after_close()
-            # Channel.append, inlined: a lock-free deque append; the sender does the rest
+            # Channel.append, inlined (queued_event too): size where the message is still in the CPU's cache,
+            # then a lock-free deque append; the sender does the rest
+            size = len(message) + EVENT_OVERHEAD_BYTES if message.isascii() else counted_size(message)
             inbox = channel.inbox
-            inbox.append((stream, int(record.created * 1000), message))
+            inbox.append((int(record.created * 1000), message,
+                          size if EVENT_OVERHEAD_BYTES < size <= channel.max_event_size else NEEDS_WORK,
+                          next(seq_counter), stream))
             if channel.armed or not len(inbox) & CHECK_SENDER_MASK:
                 channel.check_sender()
         except RecursionError:

@@ -15,16 +15,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from itertools import islice as _islice
 from itertools import repeat as _repeat
 from itertools import starmap as _starmap
-from operator import add as _add
 from operator import itemgetter
 from time import sleep as _sleep
 from typing import TYPE_CHECKING, Any
 
 from mwaa_logging.engine.stats import Counters, Stats
-from mwaa_logging.events import SIZE, LogEvent
+from mwaa_logging.events import (
+    MESSAGE,
+    NEEDS_WORK,
+    SEQ,
+    SIZE,
+    STREAM,
+    TIMESTAMP,
+    LogEvent,
+    QueuedEvent,
+    as_events,
+    counted_size,
+    queued_event,
+)
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 from mwaa_logging.protocols import Budget, SpillSink, Transport
 from mwaa_logging.retry import Backoff
@@ -34,9 +44,9 @@ from mwaa_logging.splitting import new_split_id, split_message, truncate_message
 if TYPE_CHECKING:
     from mwaa_logging.engine.engine import Engine
 
-#: Process-wide emission counter; ``next()`` on it is atomic in CPython.
-_seq = itertools.count()
-_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
+#: Process-wide emission counter (an event's ``seq``); ``next()`` on it is atomic in CPython.
+seq_counter = itertools.count()
+_size_of, _stream_of = itemgetter(SIZE), itemgetter(STREAM)
 #: Application threads look at the sender on every 64th queued message (see ``Channel.check_sender``) ...
 CHECK_SENDER_MASK = 63
 #: ... and wake it on every 1024th (it may have a full batch to send).
@@ -127,6 +137,8 @@ class Channel:
         # an event must also fit in a batch alone
         self._max_event_bytes = min(settings.max_message_size, settings.max_batch_size) - EVENT_OVERHEAD_BYTES
         self._full_bytes = settings.max_batch_size
+        #: Most bytes one queued event may count; larger ones are split or truncated by the sender.
+        self.max_event_size = self._max_event_bytes + EVENT_OVERHEAD_BYTES
         self._full_count = settings.max_batch_count
         self._init_state()
 
@@ -145,8 +157,8 @@ class Channel:
         self.pending_bytes = 0
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
         self.scarce_until = 0.0
-        #: Messages appended by application threads, not yet sized and buffered by the sender.
-        self.inbox: deque[tuple[str, int, str]] = deque()
+        #: Events queued by application threads, not yet buffered by the sender.
+        self.inbox: deque[QueuedEvent] = deque()
         #: Set by the sender when it has nothing of this channel to do: the next append wakes it.
         self.armed = True
 
@@ -158,14 +170,20 @@ class Channel:
     # -- application side -------------------------------------------------------------------------
 
     def append(self, stream: str, timestamp: int, message: str) -> None:
-        """Queue one message for ``stream``: a lock-free deque append. Never does I/O or waits (it may yield the GIL).
+        """Queue one message for ``stream`` (see :meth:`queue`) and, now and then, look at the sender
+        (:meth:`check_sender`). Never does I/O or waits (it may yield the GIL).
 
-        Sizing, splitting and buffering happen in the sender (:meth:`drain_inbox`).
+        ``CloudWatchLogHandler.emit`` inlines this; keep the two in step.
         """
-        inbox = self.inbox
-        inbox.append((stream, timestamp, message))
-        if self.armed or not len(inbox) & CHECK_SENDER_MASK:
+        if not self.queue(stream, timestamp, message) & CHECK_SENDER_MASK or self.armed:
             self.check_sender()
+
+    def queue(self, stream: str, timestamp: int, message: str) -> int:
+        """Size one message and append it to the inbox, lock-free; return how many are queued.
+        Splitting and buffering happen in the sender (:meth:`drain_inbox`)."""
+        inbox = self.inbox
+        inbox.append(queued_event(timestamp, message, next(seq_counter), stream, self.max_event_size))
+        return len(inbox)
 
     def check_sender(self) -> None:
         """Called by application threads on the first queued message and then on every 64th: wake the sender
@@ -184,10 +202,11 @@ class Channel:
             _sleep(0)
 
     def drain_inbox(self) -> int:
-        """Move queued messages into their stream buffers as sized events (sender side). Returns how many.
+        """Move queued events into their stream buffers (sender side). Returns how many were queued.
 
-        The common case (one stream, ASCII messages of ordinary size) runs in C: ``map``/``zip`` over the
-        drained items, no Python code per event. Anything else takes the per-event path.
+        The common case (one stream, every message of ordinary size) runs in C and moves the very tuples the
+        application threads queued: no Python code per event, and no message is read again (on this thread it
+        is no longer in the CPU's cache). Anything else takes the per-event path.
         """
         inbox = self.inbox
         count = len(inbox)
@@ -195,68 +214,58 @@ class Channel:
             return 0
         now = self.engine.clock()
         with self.lock:
-            items = list(_starmap(inbox.popleft, _repeat((), count)))  # exactly ``count`` pops, in C
-            streams = set(map(_first, items))
-            messages = list(map(_third, items))
-            if len(streams) == 1 and all(map(str.isascii, messages)):
-                sizes = list(map(len, messages))
-                if min(sizes) > 0 and max(sizes) <= self._max_event_bytes:
-                    (stream,) = streams
-                    buffer = self.buffers.get(stream)
-                    if buffer is None:
-                        buffer = self.buffers[stream] = StreamBuffer(stream)
-                    if buffer.since is None:
-                        buffer.since = now
-                    sizes = list(map(_add, sizes, _repeat(EVENT_OVERHEAD_BYTES)))
-                    buffer.pending.extend(zip(map(_second, items), messages, sizes, _islice(_seq, count), strict=True))
-                    total = sum(sizes)
-                    buffer.bytes += total
-                    buffer.count += count
-                    self.pending_bytes += total
-                    self.counters.emitted += count
-                    return count
-            for stream, timestamp, message in items:
-                self._buffer_one(stream, timestamp, message, now)
+            queued = list(_starmap(inbox.popleft, _repeat((), count)))  # exactly ``count`` pops, in C
+            sizes = list(map(_size_of, queued))
+            streams = set(map(_stream_of, queued))
+            if len(streams) == 1 and min(sizes) > 0:
+                (stream,) = streams
+                self._buffer(stream, now, as_events(queued), sum(sizes))
+            else:
+                self._buffer_mixed(queued, now)
         return count
 
-    def _buffer_one(self, stream: str, timestamp: int, message: str, now: float) -> None:
-        """One drained message into its stream buffer (lock held)."""
-        if message.isascii():
-            size = len(message) + EVENT_OVERHEAD_BYTES
-        else:
-            size = len(message.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+    def _buffer(self, stream: str, now: float, events: list[LogEvent], total: int) -> None:
+        """Append sized ``events`` (``total`` counted bytes) to ``stream``'s buffer (lock held)."""
+        buffer = self._buffer_of(stream, now)
+        buffer.pending.extend(events)
+        buffer.bytes += total
+        buffer.count += len(events)
+        self.pending_bytes += total
+        self.counters.emitted += len(events)
+
+    def _buffer_of(self, stream: str, now: float) -> StreamBuffer:
         buffer = self.buffers.get(stream)
         if buffer is None:
             buffer = self.buffers[stream] = StreamBuffer(stream)
         if buffer.since is None:
             buffer.since = now
-        if size - EVENT_OVERHEAD_BYTES > self._max_event_bytes or size == EVENT_OVERHEAD_BYTES:
-            self._buffer_unusual(buffer, timestamp, message)
-            return
-        buffer.pending.append((timestamp, message, size, next(_seq)))
-        buffer.bytes += size
-        buffer.count += 1
-        self.pending_bytes += size
-        self.counters.emitted += 1
+        return buffer
 
-    def _buffer_unusual(self, buffer: StreamBuffer, timestamp: int, message: str) -> None:
-        """Empty or oversized messages (lock held): buffer something valid, never drop."""
+    def _buffer_mixed(self, queued: list[QueuedEvent], now: float) -> None:
+        """Queued events of several streams, or with unusual messages, into their buffers (lock held)."""
+        by_stream: dict[str, list[LogEvent]] = {}
+        for event in queued:
+            events = by_stream.setdefault(event[STREAM], [])
+            if event[SIZE] == NEEDS_WORK:
+                # the pieces share the message's timestamp and seq: stable sorts keep them in order
+                timestamp, seq = event[TIMESTAMP], event[SEQ]
+                events.extend((timestamp, piece, counted_size(piece), seq) for piece in self._pieces(event[MESSAGE]))
+            else:
+                events.append(event[:STREAM])
+        for stream, events in by_stream.items():
+            self._buffer(stream, now, events, sum(map(_size_of, events)))
+
+    def _pieces(self, message: str) -> list[str]:
+        """What an empty or oversized message is sent as: never dropped, always valid."""
         if not message:
-            pieces = [EMPTY_MESSAGE]
-        elif self.settings.oversize == "truncate":
+            return [EMPTY_MESSAGE]
+        if self.settings.oversize == "truncate":
             self.counters.truncated_events += 1
-            pieces = [truncate_message(message, self._max_event_bytes)]
-        else:
-            pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
-            self.counters.split_events += 1
-            self.counters.split_chunks += len(pieces)
-        for piece in pieces:
-            size = len(piece.encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
-            buffer.pending.append((timestamp, piece, size, next(_seq)))
-            buffer.bytes += size
-            buffer.count += 1
-            self.pending_bytes += size
-            self.counters.emitted += 1
+            return [truncate_message(message, self._max_event_bytes)]
+        pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
+        self.counters.split_events += 1
+        self.counters.split_chunks += len(pieces)
+        return pieces
 
     def has_work(self) -> bool:
         """Anything queued, buffered or in flight."""

@@ -300,7 +300,7 @@ def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent
         if buffer.spilled_unmarked and channel.settings.spill_marker:
             # queued before waiters wake, so close() sees it as work still to do
             marker = marker_message(buffer.spilled_unmarked, buffer.marker_reasons, buffer.marker_where)
-            channel.inbox.append((buffer.stream, int(ctx.wall_ms()), marker))
+            channel.queue(buffer.stream, int(ctx.wall_ms()), marker)
             buffer.spilled_unmarked = 0
             buffer.marker_where.clear()
             buffer.marker_reasons.clear()

@@ -245,6 +245,39 @@ def test_oversized_records_arrive_split_and_valid(local_aws: LocalAWS, spill_dir
     handler.close()
 
 
+def test_messages_are_sized_in_utf8_bytes_where_they_are_logged(local_aws: LocalAWS, spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="sizes", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1,
+                                                max_message_size=1026)  # messages of up to 1,000 bytes
+    logger = make_logger("sizes", handler)
+    logger.info("é" * 500)  # 1,000 bytes: fits
+    logger.info("é" * 501)  # 1,002 bytes in 501 characters: split
+    logger.info("")
+    assert handler.flush(10)
+    messages = local_aws.messages("sizes", "s")
+    assert messages[0] == "é" * 500 and len(messages) == 4 and messages[-1] == "(empty log message)"
+    from mwaa_logging.splitting import reassemble_messages
+
+    assert list(reassemble_messages(messages[1:3])) == ["é" * 501]
+    assert handler.stats().split_events == 1
+    handler.close()
+
+
+def test_a_formatter_that_returns_bytes_still_gets_its_record_delivered(local_aws: LocalAWS,
+                                                                      spill_dir: Path) -> None:
+    class BytesFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return record.getMessage().encode()  # type: ignore[return-value]
+
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="bytes", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    handler.setFormatter(BytesFormatter())
+    make_logger("bytes", handler).info("as bytes")
+    assert handler.flush(10)
+    assert local_aws.messages("bytes", "s") == ["b'as bytes'"]
+    handler.close()
+
+
 def test_stream_name_can_be_reassigned_after_construction(local_aws: LocalAWS, spill_dir: Path) -> None:
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="rename", endpoint_url=local_aws.url,
                                                 send_interval=0.1)

@@ -212,6 +212,26 @@ def test_oversized_message_is_split_losslessly() -> None:
     assert (stats.split_events, stats.split_chunks, stats.emitted, stats.delivered) == (1, 2, 2, 2)
 
 
+def test_unusual_messages_keep_their_place_among_neighbours_of_the_same_millisecond() -> None:
+    # seq is taken when a message is queued; the sender splits or replaces it later, while newer messages of
+    # the same millisecond are already queued behind it
+    rig = make_rig(send_interval=0.1, max_message_size=1026)
+    rig.append("first")
+    rig.append("x" * 2500)  # split in pieces of at most 1000 bytes
+    rig.append("")
+    rig.append("é" * 10)
+    rig.append("last", stream="other")
+    rig.append("after")
+    rig.run(0.3)
+    (call,) = [c for c in rig.transport.puts if c.stream == "s"]
+    messages = [e[MESSAGE] for e in call.events]
+    assert messages[0] == "first" and messages[-3:] == ["(empty log message)", "é" * 10, "after"]
+    assert list(reassemble_messages(messages[1:-3])) == ["x" * 2500]
+    assert [e[SIZE] for e in call.events][-2:] == [20 + 26, 5 + 26]  # UTF-8 bytes + 26
+    assert call.events == sorted(call.events, key=sort_key)  # the order every later merge or retry keeps
+    assert_balanced(rig)
+
+
 def test_truncation_is_opt_in() -> None:
     rig = make_rig(send_interval=0.1, oversize="truncate", max_message_size=1026)
     rig.append("z" * 5000)
