@@ -31,8 +31,9 @@ from _workloads import (
 
 #: Issue 6: total CPU per event <= 1.5x NullHandler's.
 TARGET_OURS_VS_NULL = 1.5
-#: What CI enforces until the target is met: a regression beyond today's ~1.6x fails.
-REGRESSION_GUARD = 1.9
+#: What CI enforces: today's runs measure 1.45-1.65x (median ~1.5x), so the target itself, even with the noise
+#: margin, would fail about one run in eight on a busy 2-core machine; a regression beyond 1.7x fails.
+REGRESSION_GUARD = 1.7
 EVENTS_PER_BLOCK = 50_000
 ROUNDS = 15 if FULL else 11
 GROUP = "bench-cpu"
@@ -80,6 +81,6 @@ def test_cpu_per_event(benchmark: Any, blocks: dict[str, CpuBlock]) -> None:
         watchtower_cpu_vs_null=round(median_ratio(samples, "watchtower", "null"), 3),
         target_ours_vs_null=TARGET_OURS_VS_NULL,
     )
-    # Issue 6 asks for <= 1.5x; measured 1.6-1.7x here (see README): the report shows the target unmet, and CI
-    # guards against regressions from today's figure.
+    # Issue 6 asks for <= 1.5x; measured 1.45-1.65x here (see README): the report shows whether this run met it,
+    # and CI guards against regressions from today's figure.
     assert at_most(ours, REGRESSION_GUARD), benchmark.extra_info

@@ -38,8 +38,9 @@ GROUP = "bench-delivery"
 #: Issue 2: PutLogEvents calls <= 1.05x the minimum; issue 6: >= 3x watchtower's events/s.
 TARGET_CALLS_VS_MINIMUM = 1.05
 TARGET_SPEEDUP_VS_WATCHTOWER = 3.0
-#: What CI enforces: a regression below today's ~3x (2.9-3.1 on a 2-core machine) fails.
-REGRESSION_GUARD = 2.2
+#: What CI enforces: today's runs measure 2.7-3.5x on a busy 2-core machine (most >= 3); a regression below
+#: 2.5x fails.
+REGRESSION_GUARD = 2.5
 LINES = numbered_lines(0, EVENTS)
 MINIMUM_CALLS = minimum_calls([len(line) for line in LINES])
 MESSAGE_BYTES = sum(map(len, LINES)) / EVENTS
@@ -132,7 +133,7 @@ def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
     )
     assert sum(r.lost + r.duplicates + r.invalid for r in ours) == 0, ours
     assert ours_calls <= TARGET_CALLS_VS_MINIMUM * MINIMUM_CALLS, (ours_calls, MINIMUM_CALLS)
-    # Issue 6 asks for >= 3x; measured 2.9-3.1x here (see README): the report shows whether this run met it,
+    # Issue 6 asks for >= 3x; measured 2.7-3.5x here (see README): the report shows whether this run met it,
     # and CI guards against regressions from today's figure.
     assert at_least(speedup, REGRESSION_GUARD), benchmark.extra_info
 
