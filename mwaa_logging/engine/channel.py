@@ -151,6 +151,9 @@ class Channel:
         self.settled = 0
         #: The sender sends partial batches at once until ``settled`` reaches this (sticky flush request).
         self.flush_target = 0
+        #: Pieces beyond the first that the sender made of split messages (a queued message counts as one
+        #: event until then; see :meth:`flush_mark`).
+        self.extra_pieces = 0
         #: Threads waiting in flush(), to be notified when events settle.
         self.flush_waiters = 0
         self.closed = False
@@ -265,6 +268,9 @@ class Channel:
         pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
         self.counters.split_events += 1
         self.counters.split_chunks += len(pieces)
+        self.extra_pieces += len(pieces) - 1
+        if self.flush_target > self.settled:  # a flush under way waits for every piece
+            self.flush_target += len(pieces) - 1
         return pieces
 
     def has_work(self) -> bool:
@@ -275,11 +281,10 @@ class Channel:
         """Wait until everything appended so far is delivered or spilled; False at the deadline."""
         timeout = self.settings.close_timeout if timeout is None else timeout
         with self.lock:
-            # the sender drains the inbox under this lock: emitted + queued counts everything appended so far
-            target = self.counters.emitted + len(self.inbox)
-            if self.settled >= target:
+            mark = self.flush_mark()
+            if self.reached(mark):
                 return True
-            self.flush_target = max(self.flush_target, target)
+            self.flush_target = max(self.flush_target, mark[0])
             self.flush_waiters += 1
         self.engine.wake()
         try:
@@ -289,7 +294,7 @@ class Channel:
                 return False
             deadline = time.monotonic() + timeout
             with self.settled_cond:
-                while self.settled < target:
+                while not self.reached(mark):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return False
@@ -298,6 +303,20 @@ class Channel:
         finally:
             with self.lock:
                 self.flush_waiters -= 1
+
+    def flush_mark(self) -> tuple[int, int]:
+        """What a flush() started now waits for (call with the lock held): every event appended so far.
+
+        The sender drains the inbox under the lock, so emitted + queued counts them all. A queued message counts
+        as one event until the sender splits it; the pieces it makes after the mark raise the bar by as many
+        (also those of later messages: a flush may wait a little longer than needed, never return early).
+        """
+        return self.counters.emitted + len(self.inbox), self.extra_pieces
+
+    def reached(self, mark: tuple[int, int]) -> bool:
+        """Whether everything counted by ``mark`` (see :meth:`flush_mark`) is delivered or spilled."""
+        target, extra_pieces = mark
+        return self.settled >= target + self.extra_pieces - extra_pieces
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled.

@@ -11,7 +11,7 @@ from mwaa_logging.events import MESSAGE, SIZE
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
 from mwaa_logging.splitting import parse_chunk, reassemble_messages
-from tests.unit.engine_fakes import Call, MemorySpill, ScriptedTransport, make_rig
+from tests.unit.engine_fakes import OK, Call, MemorySpill, ScriptedTransport, make_rig
 
 THROTTLED = CallResult(Outcome.THROTTLED, error_code="ThrottlingException", message="Rate exceeded")
 UNAVAILABLE = CallResult(Outcome.TRANSIENT, error_code="ServiceUnavailableException")
@@ -229,6 +229,24 @@ def test_unusual_messages_keep_their_place_among_neighbours_of_the_same_millisec
     assert list(reassemble_messages(messages[1:-3])) == ["x" * 2500]
     assert [e[SIZE] for e in call.events][-2:] == [20 + 26, 5 + 26]  # UTF-8 bytes + 26
     assert call.events == sorted(call.events, key=sort_key)  # the order every later merge or retry keeps
+    assert_balanced(rig)
+
+
+def test_flush_waits_for_every_piece_of_a_message_split_after_it_began() -> None:
+    # the message is still queued (one event) when flush() takes its mark; the sender then makes four pieces
+    rig = make_rig(ScriptedTransport([OK, OK, THROTTLED]), send_interval=60.0)
+    rig.append("x" * 3_500_000)
+    rig.append("small")
+    with rig.channel.lock:
+        mark = rig.channel.flush_mark()
+        rig.channel.flush_target = mark[0]
+    rig.run()
+    delivered = rig.transport.delivered_messages()
+    assert len(delivered) >= 2 and "small" not in delivered  # more events settled than the mark counted
+    assert not rig.channel.reached(mark)
+    rig.run(10.0, step=0.5)
+    assert rig.transport.delivered_messages()[-1] == "small"
+    assert rig.channel.reached(mark)
     assert_balanced(rig)
 
 
