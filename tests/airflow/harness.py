@@ -198,6 +198,24 @@ class AirflowEnv:
             stop_tree(self.api_server)
             self.api_server = None
 
+    @contextmanager
+    def triggerer(self) -> Iterator[Path]:
+        """A running ``airflow triggerer`` (it runs the triggers of deferred tasks); yields its log file."""
+        log_path = self.home / f"triggerer-{time.monotonic_ns()}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(self.venv / "bin" / "airflow"), "triggerer"],
+                env=self.env(),
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            yield log_path
+        finally:
+            stop_tree(proc)
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -133,6 +133,32 @@ def test_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     assert_exactly_once(complete_events(airflow_aws, stream, airflow3.home / "spill"), expected_events(lines))
 
 
+def test_deferred_task_logs_both_halves_and_its_trigger_log(airflow3: AirflowEnv, airflow_aws: LocalAWS) -> None:
+    """A task defers to a real triggerer and resumes: both halves land in the task's stream, each line once,
+    and the trigger's own lines in the stream the provider uses for them (``<task log>.trigger.<id>.log``)."""
+    lines = 200
+    with airflow3.triggerer() as triggerer_log:
+        # "Workload finished" is logged twice (deferred, then success): wait for the second
+        run = airflow3.run_dag("mwaa_logging_deferred", env={"MWAA_LOGGING_TEST_LINES": str(lines)}, timeout=180,
+                               done_marker="final_state=success")
+    assert run.finished, run.output[-3000:] + triggerer_log.read_text()[-3000:]
+    task_stream = stock_stream_name(run).replace(f"task_id={TASK_ID}", "task_id=wait")
+    expected = [*(f"before-defer {i:06d}" for i in range(lines)), *(f"after-resume {i:06d}" for i in range(lines)),
+                "resumed-last-line"]
+    assert_exactly_once(complete_events(airflow_aws, task_stream, airflow3.home / "spill"), expected)
+
+    trigger_streams = [s for s in airflow_aws.streams()[LOG_GROUP] if s.startswith(f"{task_stream}.trigger.")]
+    assert len(trigger_streams) == 1, trigger_streams
+    trigger_events = complete_events(airflow_aws, trigger_streams[0], airflow3.home / "spill")
+    assert "trigger starting" in trigger_events
+    assert any(e.startswith("yielding event with payload") for e in trigger_events), trigger_events
+
+    # Both local files were uploaded, then deleted (delete_local_logs): the task's log reads back from CloudWatch.
+    assert not list((airflow3.home / "logs").rglob(f"run_id={run.run_id}/task_id=wait/*"))
+    rest_events = [str(line.get("event", "")) for line in airflow3.task_log(run, "wait")]
+    assert_exactly_once(rest_events, expected)
+
+
 DICTCONFIG_SCRIPT = """
 import logging.config, sys
 from datetime import datetime, timezone
