@@ -31,14 +31,18 @@ def airflow_version() -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def provider_default_conn_id(version: tuple[int, int]) -> str | None:
-    """``DEFAULT_REMOTE_CONN_ID``: the provider's ``aws_default``, except on Airflow 3.0.
+#: Airflow 3 releases whose supervisor fails every task when the remote logging connection does not exist
+#: ("generator didn't yield" in ``_remote_logging_conn``; seen on 3.0.6 and 3.1.8).
+_MISSING_CONN_FAILS_TASKS = frozenset({(3, 0), (3, 1)})
 
-    Airflow 3.0's supervisor fails every task when the remote logging connection does not exist
-    ("generator didn't yield" in ``_remote_logging_conn``); without a default it uses the AWS
-    credential chain, and ``[logging] remote_log_conn_id`` still selects a connection explicitly.
+
+def provider_default_conn_id(version: tuple[int, int]) -> str | None:
+    """``DEFAULT_REMOTE_CONN_ID``: the provider's ``aws_default``, except on Airflow 3.0 and 3.1.
+
+    There, a default connection that does not exist fails every task; without a default the IO uses
+    the AWS credential chain, and ``[logging] remote_log_conn_id`` still selects a connection explicitly.
     """
-    return None if version[:2] == (3, 0) else AWS_DEFAULT_CONN_ID
+    return None if version[:2] in _MISSING_CONN_FAILS_TASKS else AWS_DEFAULT_CONN_ID
 
 
 def build() -> tuple[dict[str, Any], Any, str | None]:

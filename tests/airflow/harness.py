@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = Path(__file__).resolve().parent / "dags"
 LOG_GROUP = "airflow-mwaa-logging-test-Task"
 LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:123456789012:log-group:{LOG_GROUP}"
-WORKLOAD_FINISHED = "Workload finished"
+#: What the supervisor logs after its upload returned: "Workload finished" (3.3), "Task finished" (3.0-3.2).
+WORKLOAD_FINISHED = r"\b(Workload|Task) finished\b"
 RUN_ID = re.compile(r"run_id=(manual__[^,\s\]']+)")
 
 
@@ -228,7 +229,7 @@ class AirflowEnv:
         timeout: float = 120,
         done_marker: str = WORKLOAD_FINISHED,
     ) -> DagRun:
-        """Run ``dag_id`` through the configured executor; return once ``done_marker`` is logged.
+        """Run ``dag_id`` through the configured executor; return once ``done_marker`` (a regex) is logged.
 
         Airflow 3 logs "Workload finished" after the supervisor's upload returned (the task state
         turns successful before that). ``dags test`` sometimes hangs at "Shutting down
@@ -250,7 +251,7 @@ class AirflowEnv:
             deadline = started + timeout
             while time.monotonic() < deadline:
                 text = log_path.read_text(errors="replace")
-                if done_marker in text:
+                if re.search(done_marker, text):
                     break
                 if proc.poll() is not None:
                     break
@@ -267,7 +268,7 @@ class AirflowEnv:
             run_id=run_id.group(1) if run_id else "",
             output=text,
             seconds=time.monotonic() - started,
-            finished=done_marker in text,
+            finished=re.search(done_marker, text) is not None,
         )
 
     def token(self) -> str:

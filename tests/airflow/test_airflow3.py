@@ -57,7 +57,10 @@ def assert_exactly_once(found: list[str], expected: list[str]) -> None:
 def test_airflow_uses_mwaa_logging_remote_io(airflow3: AirflowEnv) -> None:
     """Both the task SDK (supervisor) and core (api-server) resolve REMOTE_TASK_LOG to ours, not the stock IO."""
     sdk = airflow3.python("from airflow.sdk.log import load_remote_log_handler as f; print(type(f()).__module__)")
-    core = airflow3.python("from airflow.logging_config import get_remote_task_log as f; print(type(f()).__module__)")
+    core = airflow3.python(  # get_remote_task_log() since 3.2, the module attribute before
+        "import airflow.logging_config as m; f = getattr(m, 'get_remote_task_log', None)\n"
+        "print(type(f() if callable(f) else m.REMOTE_TASK_LOG).__module__)"
+    )
     assert sdk.strip() == core.strip() == "mwaa_logging.airflow.remote_io"
 
 
@@ -78,7 +81,8 @@ def test_every_task_line_reaches_the_stock_stream_and_reads_back_complete(
     assert not (airflow3.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run.run_id}" / f"task_id={TASK_ID}").exists()
     content = airflow3.task_log(run, TASK_ID)
     rest_events = [str(line.get("event", "")) for line in content]
-    assert any(e.startswith("mwaa-logging: reading CloudWatch") and stream in e for e in rest_events)
+    sources = [*rest_events, *(str(s) for line in content for s in line.get("sources") or [])]  # 3.1: a field
+    assert any(s.startswith("mwaa-logging: reading CloudWatch") and stream in s for s in sources)
     assert_exactly_once(rest_events, expected_events(lines))
 
 
