@@ -205,7 +205,7 @@ class AirflowEnv:
         log_path = self.home / f"triggerer-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [str(self.venv / "bin" / "airflow"), "triggerer"],
+                [str(self.venv / "bin" / "airflow"), "triggerer", "--skip-serve-logs"],  # no log server on all interfaces
                 env=self.env(),
                 cwd=self.home,
                 stdout=log,
