@@ -204,8 +204,8 @@ class AirflowEnv:
         """A running ``airflow triggerer`` (it runs the triggers of deferred tasks); yields its log file."""
         log_path = self.home / f"triggerer-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [str(self.venv / "bin" / "airflow"), "triggerer", "--skip-serve-logs"],  # no log server on all interfaces
+            proc = subprocess.Popen(  # --skip-serve-logs: no log server listening on every interface
+                [str(self.venv / "bin" / "airflow"), "triggerer", "--skip-serve-logs"],
                 env=self.env(),
                 cwd=self.home,
                 stdout=log,
