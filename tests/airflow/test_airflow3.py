@@ -28,9 +28,9 @@ def expected_events(lines: int) -> list[str]:
     ]
 
 
-def stock_stream_name(run: DagRun, try_number: int = 1) -> str:
+def stock_stream_name(run: DagRun, try_number: int = 1, task_id: str = TASK_ID) -> str:
     """The stream the Amazon provider's handler uses: the log path with ``:`` replaced by ``_``."""
-    return f"dag_id={run.dag_id}/run_id={run.run_id}/task_id={TASK_ID}/attempt={try_number}.log".replace(":", "_")
+    return f"dag_id={run.dag_id}/run_id={run.run_id}/task_id={task_id}/attempt={try_number}.log".replace(":", "_")
 
 
 def events_of(messages: list[str]) -> list[str]:
@@ -142,11 +142,11 @@ def test_deferred_task_logs_both_halves_and_its_trigger_log(airflow3: AirflowEnv
     and the trigger's own lines in the stream the provider uses for them (``<task log>.trigger.<id>.log``)."""
     lines = 200
     with airflow3.triggerer() as triggerer_log:
-        # "Workload finished" is logged twice (deferred, then success): wait for the second
+        # the supervisor's finish line comes twice (deferred, then success): wait for the second
         run = airflow3.run_dag("mwaa_logging_deferred", env={"MWAA_LOGGING_TEST_LINES": str(lines)}, timeout=180,
                                done_marker="final_state=success")
     assert run.finished, run.output[-3000:] + triggerer_log.read_text()[-3000:]
-    task_stream = stock_stream_name(run).replace(f"task_id={TASK_ID}", "task_id=wait")
+    task_stream = stock_stream_name(run, task_id="wait")
     expected = [*(f"before-defer {i:06d}" for i in range(lines)), *(f"after-resume {i:06d}" for i in range(lines)),
                 "resumed-last-line"]
     assert_exactly_once(complete_events(airflow_aws, task_stream, airflow3.home / "spill"), expected)
@@ -157,8 +157,8 @@ def test_deferred_task_logs_both_halves_and_its_trigger_log(airflow3: AirflowEnv
     assert "trigger starting" in trigger_events
     assert any(e.startswith("yielding event with payload") for e in trigger_events), trigger_events
 
-    # Both local files were uploaded, then deleted (delete_local_logs): the task's log reads back from CloudWatch.
-    assert not list((airflow3.home / "logs").rglob(f"run_id={run.run_id}/task_id=wait/*"))
+    # The task's and the trigger's local files (one folder) were uploaded, then deleted (delete_local_logs).
+    assert not (airflow3.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}" / "task_id=wait").exists()
     rest_events = [str(line.get("event", "")) for line in airflow3.task_log(run, "wait")]
     assert_exactly_once(rest_events, expected)
 
