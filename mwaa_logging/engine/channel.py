@@ -51,6 +51,11 @@ _size_of, _stream_of = itemgetter(SIZE), itemgetter(STREAM)
 CHECK_SENDER_MASK = 63
 #: ... and wake it on every 1024th (it may have a full batch to send).
 WAKE_EVERY_MASK = 1023
+#: While the sender is busy (a call can block up to ``read_timeout``), an inbox longer than ``max_buffer_bytes``
+#: divided by this many bytes, or than ``INBOX_ALARM_MIN`` events, makes application threads call the engine's
+#: memory guard: the queue is not left to grow without bound behind a hung call (see ``Engine.relieve``).
+INBOX_ALARM_BYTES_PER_EVENT = 1024
+INBOX_ALARM_MIN = 1024
 EMPTY_MESSAGE = "(empty log message)"
 
 
@@ -140,6 +145,8 @@ class Channel:
         #: Most bytes one queued event may count; larger ones are split or truncated by the sender.
         self.max_event_size = self._max_event_bytes + EVENT_OVERHEAD_BYTES
         self._full_count = settings.max_batch_count
+        #: Queued events above which application threads call the memory guard while the sender is busy.
+        self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -197,11 +204,18 @@ class Channel:
         whole switch interval (5 ms) each time to get it back: an 11 ms call took 60-80 ms, the sender fell
         behind the application and flush() waited for the backlog. Yielding every 64 messages costs a
         ``sleep(0)`` (about a microsecond) per 64 records, and only while the sender is working.
+
+        A working sender may be blocked in a call for up to ``read_timeout``; if the inbox grows past
+        ``inbox_alarm`` meanwhile, the engine's memory guard moves it into the buffers and enforces
+        ``max_buffer_bytes`` (spilling the oldest events) in the sender's place.
         """
-        if self.armed or not len(self.inbox) & WAKE_EVERY_MASK:
+        queued = len(self.inbox)
+        if self.armed or not queued & WAKE_EVERY_MASK:
             self.armed = False
             self.engine.wake()
         elif self.engine.busy:
+            if queued > self.inbox_alarm:
+                self.engine.relieve()
             _sleep(0)
 
     def drain_inbox(self) -> int:
@@ -212,11 +226,15 @@ class Channel:
         is no longer in the CPU's cache). Anything else takes the per-event path.
         """
         inbox = self.inbox
-        count = len(inbox)
-        if not count:
+        if not inbox:
             return 0
         now = self.engine.clock()
         with self.lock:
+            # counted under the lock: the sender, close() and the memory guard all drain, and a pop from an
+            # empty deque in the middle of this list would lose the events popped before it
+            count = len(inbox)
+            if not count:
+                return 0
             queued = list(_starmap(inbox.popleft, _repeat((), count)))  # exactly ``count`` pops, in C
             sizes = list(map(_size_of, queued))
             streams = set(map(_stream_of, queued))

@@ -194,6 +194,15 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
             spill_events(channel, buffer, events, reason.value, detail)
 
 
+def relieve_memory(channel: Channel) -> None:
+    """Move ``channel``'s inbox into its buffers and spill above ``max_buffer_bytes`` (the memory guard's work,
+    done while the sender is blocked in a call; every step takes the channel lock, as ``close()``'s spill does)."""
+    channel.drain_inbox()
+    with channel.lock:
+        buffers = [b for b in channel.buffers.values() if not b.is_empty()]
+    _enforce_memory_cap(channel, buffers)
+
+
 def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> None:
     """Above ``max_buffer_bytes``, spill the oldest events of the largest buffers."""
     cap = channel.settings.max_buffer_bytes

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 
 from mwaa_logging.engine.channel import Channel
-from mwaa_logging.engine.delivery import Context, service_channel, spill_everything
+from mwaa_logging.engine.delivery import Context, relieve_memory, service_channel, spill_everything
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.protocols import Clock
@@ -46,6 +46,8 @@ class Engine:
         self._stopped = False
         #: True while the sender thread works (False while it sleeps); see ``Channel.check_sender``.
         self.busy = False
+        self._guard_wake = threading.Event()
+        self._guard: threading.Thread | None = None
 
     # -- channels ---------------------------------------------------------------------------------
 
@@ -82,6 +84,43 @@ class Engine:
                 return
             self._thread = threading.Thread(target=self._run, name="mwaa-logging-sender", daemon=True)
             self._thread.start()
+
+    def relieve(self) -> None:
+        """Ask the memory guard to relieve channels whose inbox passed its alarm (cheap; from application threads).
+
+        The sender drains inboxes and enforces ``max_buffer_bytes`` between calls, but one call can block for
+        up to ``read_timeout`` (an endpoint that accepts the connection and never answers). The guard, a second
+        daemon thread started on first need, does that work meanwhile, so memory stays bounded.
+        """
+        if self._guard is None or self._pid != os.getpid():
+            self._ensure_guard()
+        self._guard_wake.set()
+
+    def _ensure_guard(self) -> None:
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
+        if not self._start_thread or self._stopped:
+            return
+        with self._lock:
+            if self._guard is not None and self._guard.is_alive():
+                return
+            self._guard = threading.Thread(target=self._guard_run, name="mwaa-logging-memory-guard", daemon=True)
+            self._guard.start()
+
+    def _guard_run(self) -> None:
+        while not self._stopped:
+            self._guard_wake.wait()
+            self._guard_wake.clear()
+            self.relieve_now()
+
+    def relieve_now(self) -> None:
+        """The memory guard's pass: relieve every channel whose inbox is above its alarm."""
+        for channel in self.channels():
+            if len(channel.inbox) > channel.inbox_alarm:
+                try:
+                    relieve_memory(channel)
+                except Exception as exc:  # the guard must survive anything; the events stay queued
+                    report(f"memory guard error on log group {channel.destination.group}: {exc!r}")
 
     def run_once(self) -> float:
         """Service every channel once; return seconds until the sender next needs to run (inf: idle)."""

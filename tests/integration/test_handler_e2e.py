@@ -23,6 +23,7 @@ import mwaa_logging
 from mwaa_logging.engine.delivery import MARKER_PREFIX
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
+from tests.integration.waiting import wait_until
 
 WORKER = Path(__file__).with_name("log_worker.py")
 _namespaces = itertools.count()
@@ -326,3 +327,35 @@ def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(loca
     messages = local_aws.messages("marker", "s")
     assert messages[0] == "delivered during close(); its delivery appends the marker"
     assert messages[1].startswith(MARKER_PREFIX + "1 log events") and str(spill_dir) in messages[1]
+
+
+def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_spilled(local_aws: LocalAWS,
+                                                                                        spill_dir: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hung", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1,
+                                                max_buffer_bytes=1 << 20, read_timeout=60)
+    logger = make_logger("hung-call", handler)
+    logger.info("before the hang")
+    assert handler.flush(10)
+    local_aws.faults.inject("hang", count=1)  # the next PutLogEvents is accepted and never answered
+    logger.info("line 000000")
+    wait_until(lambda: local_aws.stats().hung == 1, timeout=10)  # the sender is inside the hung call
+    lines = [f"line {i:06d} " + "w" * 200 for i in range(1, 60_001)]  # ~13 MiB: 13x the cap
+    for line in lines:
+        logger.info(line)
+    channel = handler._channel
+    # the guard's last pass has drained the queue and spilled down to the cap (not only begun to)
+    wait_until(lambda: len(channel.inbox) <= channel.inbox_alarm and handler.stats().pending_bytes <= 1 << 20,
+               timeout=10)
+    stats = handler.stats()
+    assert channel.engine.busy and local_aws.stats().hung == 1, stats  # still hanging: the memory guard did this
+    assert stats.spilled.get("memory_cap", 0) > 40_000, stats
+    local_aws.faults.clear()  # the hung call is released (it counts as ambiguous and is retried)
+    assert handler.flush(30)
+    handler.close()
+    spilled = [r.message for r in spilled_records(spill_dir)]
+    delivered = user_lines(local_aws.messages("hung", "s"))
+    everything = ["before the hang", "line 000000", *lines]
+    assert sorted(set(delivered) | set(spilled)) == sorted(everything)  # every line, delivered or spilled
+    assert not set(spilled) & set(delivered)
+    assert {r.reason for r in spilled_records(spill_dir)} == {"memory_cap"}

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 from mwaa_logging.testing import LocalAWS, RemoteLocalAWS
 from mwaa_logging.testing.admin import AdminError
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -320,14 +321,6 @@ def test_latency_delays_the_answer(local_aws: LocalAWS, logs_client: Any, stream
     put(logs_client, events("not delayed"))
     assert local_aws.stats().delayed == 1
     assert local_aws.messages(*stream) == ["slow", "not delayed"]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def start_call(call: Callable[[], Any]) -> tuple[threading.Thread, list[BaseException | None]]:

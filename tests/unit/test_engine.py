@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from mwaa_logging.batching import sort_key
+from mwaa_logging.engine.delivery import MARKER_PREFIX
 from mwaa_logging.events import MESSAGE, SIZE
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
@@ -430,3 +431,111 @@ def test_the_sender_thread_is_busy_while_it_works_and_idle_after() -> None:
         release.set()
         engine._stopped = True  # let the thread end (the process-wide engine never stops)
         engine.wake()
+
+
+def test_a_busy_sender_with_a_long_inbox_calls_the_memory_guard_which_enforces_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = make_rig(send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
+    alarm = rig.channel.inbox_alarm
+    assert alarm == 1024  # max(1024, 1 MiB // 1024)
+    calls: list[int] = []
+    monkeypatch.setattr(rig.engine, "relieve", lambda: calls.append(len(rig.channel.inbox)))
+    rig.engine.busy = True  # the sender is inside a call that does not return
+    for i in range(3 * alarm):
+        rig.append(f"{i:05d} " + "z" * 994)  # 1,026 counted bytes each: 3 MiB queued
+    # every 64th message past the alarm asks for relief (those on a 1024 boundary wake the sender instead)
+    assert calls and min(calls) == alarm + 64 and all(n % 64 == 0 and n % 1024 for n in calls)
+    assert rig.spill.records == []  # the guard thread does the work, not the application thread
+    rig.engine.relieve_now()  # what the guard thread runs when asked
+    stats = rig.channel.stats()
+    assert len(rig.channel.inbox) == 0
+    assert stats.pending_bytes <= MAX_BATCH_BYTES
+    spilled = [r.message[:5] for r in rig.spill.records]
+    assert spilled == [f"{i:05d}" for i in range(len(spilled))]  # the oldest first, in order
+    assert {r.reason for r in rig.spill.records} == {"memory_cap"}
+    assert_balanced(rig)
+    rig.engine.busy = False
+    rig.run(1.0)
+    delivered = rig.transport.delivered_messages()
+    assert delivered[:-1] == [f"{i:05d} " + "z" * 994 for i in range(len(spilled), 3 * alarm)]
+    assert delivered[-1].startswith(f"{MARKER_PREFIX}{len(spilled)} log events")  # the stream says where they went
+
+
+def test_the_memory_guard_bounds_memory_while_the_sender_is_blocked_in_a_call() -> None:
+    import threading
+    import time
+
+    from mwaa_logging.engine.engine import Engine
+
+    started, release = threading.Event(), threading.Event()
+
+    def blocked(call: Call) -> CallResult:
+        started.set()
+        release.wait(30)
+        return CallResult(Outcome.OK)
+
+    rig = make_rig(ScriptedTransport(on_call=blocked), send_interval=0.0, max_buffer_bytes=MAX_BATCH_BYTES)
+    engine = Engine(start_thread=True)  # real sender and guard threads
+    rig.channel.engine = engine
+    engine.attach(rig.channel)
+    count = 20_000
+    try:
+        now_ms = int(time.time() * 1000)
+        rig.channel.append("s", now_ms, "first")
+        assert started.wait(10)  # the sender is now blocked in its first call
+        for i in range(count):
+            rig.channel.append("s", now_ms, f"{i:05d} " + "q" * 200)
+        deadline = time.monotonic() + 10
+        # the guard drains the queue and spills down to the cap while the call hangs (the last < 1,088 queued
+        # events stay queued: below the alarm, the application never asks it to)
+        while not (len(rig.channel.inbox) <= rig.channel.inbox_alarm
+                   and rig.channel.stats().pending_bytes <= MAX_BATCH_BYTES) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stats = rig.channel.stats()
+        assert not release.is_set() and engine.busy  # still inside the first call
+        assert len(rig.channel.inbox) <= rig.channel.inbox_alarm, stats
+        assert stats.pending_bytes <= MAX_BATCH_BYTES, stats
+        assert stats.spilled["memory_cap"] > count // 2, stats
+    finally:
+        release.set()
+    assert rig.channel.flush(10)
+    spilled = {r.message for r in rig.spill.records}
+    delivered = [m for m in rig.transport.delivered_messages() if not m.startswith(MARKER_PREFIX)]
+    everything = ["first"] + [f"{i:05d} " + "q" * 200 for i in range(count)]
+    assert sorted(delivered + [r.message for r in rig.spill.records]) == sorted(everything)  # each line once
+    assert not spilled & set(delivered)
+    assert_balanced(rig)
+
+
+def test_draining_counts_the_inbox_under_the_lock_so_a_concurrent_drain_loses_nothing() -> None:
+    import threading
+
+    class SignallingLock:
+        """The channel's lock, saying when a thread is about to take it."""
+
+        def __init__(self, inner: threading.Lock) -> None:
+            self.inner, self.entering = inner, threading.Event()
+
+        def __enter__(self) -> None:
+            self.entering.set()
+            self.inner.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.release()
+
+    rig = make_rig()
+    for i in range(10):
+        rig.append(f"m{i}")
+    inner = rig.channel.lock
+    lock = SignallingLock(inner)  # type: ignore[arg-type]
+    rig.channel.lock = lock  # type: ignore[assignment]
+    drained: list[int] = []
+    with inner:  # another drainer (close(), the memory guard) holds the lock ...
+        worker = threading.Thread(target=lambda: drained.append(rig.channel.drain_inbox()))
+        worker.start()
+        assert lock.entering.wait(10)  # ... while the sender comes to drain too
+        taken = [rig.channel.inbox.popleft() for _ in range(4)]  # and takes four events first
+    worker.join(10)
+    assert drained == [6]  # the sender moved what was left, and nothing raised
+    buffered = rig.channel.buffers["s"].pending
+    assert [e[MESSAGE] for e in taken] + [e[MESSAGE] for e in buffered] == [f"m{i}" for i in range(10)]
