@@ -77,13 +77,17 @@ class Engine:
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # backstop when the at-fork hook did not run (e.g. os.fork in C code)
             self.after_fork_in_child()
-        if not self._start_thread or self._stopped:
-            return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._thread = threading.Thread(target=self._run, name="mwaa-logging-sender", daemon=True)
-            self._thread.start()
+            self._thread = self._running(self._thread, self._run, "mwaa-logging-sender")
+
+    def _running(self, thread: threading.Thread | None, target: Callable[[], None],
+                 name: str) -> threading.Thread | None:
+        """``thread`` if it runs, else a new daemon thread running ``target`` (none if this engine starts none)."""
+        if not self._start_thread or self._stopped or (thread is not None and thread.is_alive()):
+            return thread
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def relieve(self) -> None:
         """Ask the memory guard to relieve channels whose inbox passed its alarm (cheap; from application threads).
@@ -99,13 +103,8 @@ class Engine:
     def _ensure_guard(self) -> None:
         if self._pid != os.getpid():
             self.after_fork_in_child()
-        if not self._start_thread or self._stopped:
-            return
         with self._lock:
-            if self._guard is not None and self._guard.is_alive():
-                return
-            self._guard = threading.Thread(target=self._guard_run, name="mwaa-logging-memory-guard", daemon=True)
-            self._guard.start()
+            self._guard = self._running(self._guard, self._guard_run, "mwaa-logging-memory-guard")
 
     def _guard_run(self) -> None:
         while not self._stopped:
