@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from mwaa_logging.limits import (
@@ -27,6 +28,8 @@ from mwaa_logging.limits import (
 )
 
 DAY_MS = 24 * 3600 * 1000
+_timestamp_of, _message_of = itemgetter("timestamp"), itemgetter("message")
+_INT_ONLY, _STR_ONLY = frozenset({int}), frozenset({str})
 
 CHRONOLOGICAL_MESSAGE = "Log events in a single PutLogEvents request must be in chronological order."
 SPAN_MESSAGE = "The batch of log events in a single PutLogEvents request cannot span more than 24 hours."
@@ -93,13 +96,13 @@ def check_structure(events: Any) -> tuple[list[int], list[str]]:
             f"<{len(events)} events>", "logEvents",
             f"Member must have length less than or equal to {MAX_BATCH_EVENTS}",
         )
-    try:
-        timestamps: list[int] = [event["timestamp"] for event in events]
-        messages: list[str] = [event["message"] for event in events]
+    try:  # in C (map, set): the endpoint's CPU shares the machine with the client it serves
+        timestamps: list[int] = list(map(_timestamp_of, events))
+        messages: list[str] = list(map(_message_of, events))
     except (KeyError, TypeError, IndexError):
         _raise_first_malformed(events)
         raise
-    if not (all(type(t) is int for t in timestamps) and all(type(m) is str for m in messages)):
+    if not (set(map(type, timestamps)) <= _INT_ONLY and set(map(type, messages)) <= _STR_ONLY):
         _raise_first_malformed(events)
     if "".join(messages).isascii():
         sizes = list(map(len, messages))
