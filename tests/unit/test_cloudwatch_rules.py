@@ -82,6 +82,8 @@ def test_batch_bytes_are_utf8_plus_26_per_event() -> None:
         ([{"timestamp": NOW}], "InvalidParameterException"),
         ([{"timestamp": "1", "message": "x"}], "InvalidParameterException"),
         ([{"timestamp": True, "message": "x"}], "InvalidParameterException"),
+        ([{"timestamp": NOW, "message": "ok"}, {"timestamp": NOW, "message": 5}], "InvalidParameterException"),
+        ([{"timestamp": NOW, "message": "ok"}, {"timestamp": 1.5, "message": "x"}], "InvalidParameterException"),
         (["not an object"], "SerializationException"),
         ("not a list", "InvalidParameterException"),
     ],
