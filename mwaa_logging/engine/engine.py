@@ -96,7 +96,8 @@ class Engine:
         up to ``read_timeout`` (an endpoint that accepts the connection and never answers). The guard, a second
         daemon thread started on first need, does that work meanwhile, so memory stays bounded.
         """
-        if self._guard is None or self._pid != os.getpid():
+        guard = self._guard
+        if guard is None or not guard.is_alive() or self._pid != os.getpid():
             self._ensure_guard()
         self._guard_wake.set()
 
