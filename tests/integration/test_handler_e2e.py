@@ -24,7 +24,7 @@ from mwaa_logging.engine.channel import CHECK_SENDER_MASK
 from mwaa_logging.engine.delivery import MARKER_PREFIX
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 WORKER = Path(__file__).with_name("log_worker.py")
 _namespaces = itertools.count()

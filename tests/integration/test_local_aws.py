@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 from mwaa_logging.testing import LocalAWS, RemoteLocalAWS
 from mwaa_logging.testing.admin import AdminError
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,6 +14,7 @@ from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
 from mwaa_logging.splitting import parse_chunk, reassemble_messages
 from tests.unit.engine_fakes import OK, Call, MemorySpill, ScriptedTransport, make_rig
+from tests.waiting import wait_until
 
 THROTTLED = CallResult(Outcome.THROTTLED, error_code="ThrottlingException", message="Rate exceeded")
 UNAVAILABLE = CallResult(Outcome.TRANSIENT, error_code="ServiceUnavailableException")
@@ -489,10 +490,8 @@ def test_the_memory_guard_bounds_memory_while_the_sender_is_blocked_in_a_call() 
         # the guard drains the queue and spills down to the cap while the call hangs; what the application
         # queued after the last time it asked (it looks every 64 records) stays queued
         most_left = rig.channel.inbox_alarm + CHECK_SENDER_MASK + 1
-        deadline = time.monotonic() + 30
-        while not (len(rig.channel.inbox) < most_left
-                   and rig.channel.stats().pending_bytes <= MAX_BATCH_BYTES) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(rig.channel.inbox) < most_left and rig.channel.stats().pending_bytes <= MAX_BATCH_BYTES,
+                   timeout=30, state=rig.channel.stats)
         stats = rig.channel.stats()
         assert not release.is_set() and engine.busy  # still inside the first call
         assert len(rig.channel.inbox) < most_left, stats
