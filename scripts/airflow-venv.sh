@@ -3,6 +3,7 @@
 #
 #   scripts/airflow-venv.sh            # Airflow 3.3 into .venv-airflow (default)
 #   AIRFLOW_VERSION=2.10.5 AIRFLOW_VENV=.venv-airflow2 scripts/airflow-venv.sh
+#   AIRFLOW_VERSION=3.0.6 AIRFLOW_VENV=.venv-airflow30 scripts/airflow-venv.sh   (also 3.1.*, 3.2.*)
 #
 # Idempotent: when the venv already holds the requested Airflow and the project is installed
 # editable in it, it returns in well under a second. Prints the venv path on its last line.
@@ -14,13 +15,20 @@ venv="${AIRFLOW_VENV:-$repo/.venv-airflow}"
 python="${PYTHON:-python3}"
 stamp="$venv/.mwaa-logging-airflow-stamp"
 
-if [[ "$airflow_version" == 2.* ]]; then
-    # Airflow 2.10 predates several dependency majors: pin what breaks it without the constraints file.
-    requirements=("apache-airflow==$airflow_version" "apache-airflow-providers-amazon<9.18"
-                  "marshmallow<4" "connexion<3" "flask-session<0.6" "werkzeug<3" "pendulum<4")
-else
-    requirements=("apache-airflow==$airflow_version" "apache-airflow-providers-amazon")
-fi
+# Without Airflow's constraints files (not reachable here), pin what a version's own requirements leave open
+# and its code does not support.
+case "$airflow_version" in
+    2.*)  # Airflow 2.10 predates several dependency majors
+        pins=("apache-airflow-providers-amazon<9.18" "marshmallow<4" "connexion<3" "flask-session<0.6"
+              "werkzeug<3" "pendulum<4") ;;
+    3.0.*)  # allows any FastAPI >= 0.115; run here with 0.115 (3.1 caps it below 0.118)
+        pins=("apache-airflow-providers-amazon" "fastapi<0.116") ;;
+    3.2.*)  # allows any FastAPI >= 0.129, but its API server does not start with 0.137 or later
+        pins=("apache-airflow-providers-amazon" "fastapi<0.137") ;;
+    *)
+        pins=("apache-airflow-providers-amazon") ;;
+esac
+requirements=("apache-airflow==$airflow_version" "${pins[@]}")
 wanted="$(printf '%s\n' "${requirements[@]}" "$repo" "$(sha1sum "$repo/pyproject.toml" | cut -c1-12)")"
 
 if [[ -x "$venv/bin/airflow" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
