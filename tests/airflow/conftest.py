@@ -10,10 +10,14 @@ import pytest
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.airflow.harness import AirflowEnv, airflow_venv, running_airflow
 
+#: The Airflow 3 lines every Airflow 3 test runs on: the newest (or ``MWAA_LOGGING_AIRFLOW_VENV``'s), and 3.0,
+#: whose supervisor, ``dags test`` and dependencies differ most from it.
+AIRFLOW3_LINES = {"newest": ("3.3.*", ".venv-airflow"), "3.0": ("3.0.6", ".venv-airflow30")}
 
-@pytest.fixture(scope="session")
-def airflow3_venv() -> Path:
-    return airflow_venv()
+
+@pytest.fixture(scope="session", params=list(AIRFLOW3_LINES))
+def airflow3_venv(request: pytest.FixtureRequest) -> Path:
+    return airflow_venv(*AIRFLOW3_LINES[request.param])
 
 
 @pytest.fixture(scope="session")

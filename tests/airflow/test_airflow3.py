@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,10 @@ def test_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     airflow3: AirflowEnv, airflow_aws: LocalAWS
 ) -> None:
     """Stock logging config (as on MWAA) + MWAA_LOGGING_PATCH_WATCHTOWER=1: the provider's IO ships via us."""
-    stock = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "", "MWAA_LOGGING_PATCH_WATCHTOWER": "1"}
+    stock = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "", "MWAA_LOGGING_PATCH_WATCHTOWER": "1",
+             # the stock config reads remote_log_conn_id=aws_default, which a deployment defines: without it
+             # Airflow 3.0-3.1's supervisor fails every task ("generator didn't yield", fixed in 3.2)
+             "AIRFLOW_CONN_AWS_DEFAULT": "aws://"}
     used = airflow3.python(
         "from airflow.sdk.log import load_remote_log_handler as f\n"
         "io = f()\n"
@@ -143,8 +147,8 @@ def test_deferred_task_logs_both_halves_and_its_trigger_log(airflow3: AirflowEnv
     lines = 200
     with airflow3.triggerer() as triggerer_log:
         # the supervisor's finish line comes twice (deferred, then success): wait for the second
-        run = airflow3.run_dag("mwaa_logging_deferred", env={"MWAA_LOGGING_TEST_LINES": str(lines)}, timeout=180,
-                               done_marker="final_state=success")
+        run = airflow3.run_dag_scheduled("mwaa_logging_deferred", env={"MWAA_LOGGING_TEST_LINES": str(lines)},
+                                         done_marker="final_state=success")
     assert run.finished, run.output[-3000:] + triggerer_log.read_text()[-3000:]
     task_stream = stock_stream_name(run, task_id="wait")
     expected = [*(f"before-defer {i:06d}" for i in range(lines)), *(f"after-resume {i:06d}" for i in range(lines)),
@@ -197,7 +201,8 @@ io.upload(relative)
 def test_dictconfig_rebuilding_handlers_mid_task_loses_nothing(
     airflow3: AirflowEnv, airflow_aws: LocalAWS, config: dict[str, str]
 ) -> None:
-    relative = f"dag_id=dictconfig/run_id=manual__2026-01-01T00:00:00+00:00/task_id=t{len(config)}/attempt=1.log"
+    run_id = f"manual__{datetime.now(timezone.utc).isoformat()}"  # a stream of its own (LocalAWS is shared)
+    relative = f"dag_id=dictconfig/run_id={run_id}/task_id=t{len(config)}/attempt=1.log"
     airflow3.python(DICTCONFIG_SCRIPT, relative, env=config)
     stream = relative.replace(":", "_")
     assert events_of(airflow_aws.messages(LOG_GROUP, stream)) == [f"line {i:04d}" for i in range(200)]
