@@ -7,10 +7,11 @@ handler lock. One sender thread per process delivers every handler's events.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from mwaa_logging.build import build_channel
 from mwaa_logging.engine.channel import CHECK_SENDER_MASK, budget_stats, seq_counter
@@ -26,6 +27,17 @@ from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compi
 SKIPPED_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "mwaa_logging", "redis")
 _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _LOG_RECORD = logging.LogRecord
+
+
+#: Stream name templates a handler keeps compiled (a triggerer's handler alternates between many streams).
+MAX_COMPILED_NAMES = 256
+
+
+class _CompiledName(NamedTuple):
+    namer: StreamNamer
+    static_pid: int | None  # -1: the name depends on the record
+    static_stream: str
+    pid: int  # the process that compiled it (a forked child compiles again)
 
 
 _skipped: dict[str, bool] = {}
@@ -111,6 +123,7 @@ class CloudWatchLogHandler(logging.Handler):
             overrides["send_interval"] = 0  # watchtower sends each record at once; we still never block
         self.settings = Settings.resolve(overrides)
         self.log_group_name = validate_group_name(log_group_name)
+        self._compiled_names: dict[str, _CompiledName] = {}
         self.log_stream_name = log_stream_name
         self._channel = build_channel(  # builds the AWS client: a bad region or profile raises here
             log_group_name=self.log_group_name, settings=self.settings, boto3_client=boto3_client,
@@ -141,19 +154,37 @@ class CloudWatchLogHandler(logging.Handler):
 
     @log_stream_name.setter
     def log_stream_name(self, template: str) -> None:
-        """Airflow reassigns this after construction; the template is compiled again."""
+        """Airflow's provider and MWAA's task logger assign this before every record: the same name again
+        costs one comparison, a name used before is not compiled again."""
+        if template == self.__dict__.get("_log_stream_name"):
+            return
+        if not isinstance(template, str):
+            raise SettingsError(f"invalid setting log_stream_name={template!r}: expected a string")
+        compiled = self._compiled_names.get(template)
+        if compiled is None or compiled.pid != os.getpid():
+            compiled = self._compile_name(template)
+        # emit() reads _static_pid, then _static_stream: the pid is invalidated first and set last
+        self._static_pid: int | None = -1
+        self._stream_namer = compiled.namer
+        self._static_stream = compiled.static_stream
+        self._static_pid = compiled.static_pid
+        self._log_stream_name = template
+
+    def _compile_name(self, template: str) -> _CompiledName:
         try:
             namer: StreamNamer = compile_stream_name(template)
         except (ValueError, TypeError, AttributeError) as exc:
             raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
-        self._log_stream_name = template
-        self._stream_namer = namer
         # a name that depends only on the process is computed once per pid, not per record
-        self._static_pid: int | None = -1
-        self._static_stream = ""
+        static_pid: int | None = -1
+        static_stream = ""
         if is_static(template):
             probe = logging.LogRecord("", 0, "", 0, "", None, None)
-            self._static_pid, self._static_stream = probe.process, namer(probe)
+            static_pid, static_stream = probe.process, namer(probe)
+        if len(self._compiled_names) >= MAX_COMPILED_NAMES:
+            self._compiled_names.clear()
+        compiled = self._compiled_names[template] = _CompiledName(namer, static_pid, static_stream, os.getpid())
+        return compiled
 
     # -- logging.Handler ------------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
         mwaa_logging.CloudWatchLogHandler(max_latency="later")
     with pytest.raises(mwaa_logging.SettingsError, match="log_stream_name"):
         mwaa_logging.CloudWatchLogHandler(log_stream_name="{nope}")
+    with pytest.raises(mwaa_logging.SettingsError, match="log_stream_name"):
+        mwaa_logging.CloudWatchLogHandler(log_stream_name=["a list"])  # type: ignore[arg-type]
     with pytest.raises(mwaa_logging.WatchtowerError):
         mwaa_logging.CloudWatchLogHandler(boto3_client=object(), boto3_profile_name="p")
 

@@ -22,6 +22,7 @@ import pytest
 import mwaa_logging
 from mwaa_logging.engine.channel import CHECK_SENDER_MASK
 from mwaa_logging.engine.delivery import MARKER_PREFIX
+from mwaa_logging.streamnames import StreamNamer
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
 from tests.waiting import wait_until
@@ -289,6 +290,32 @@ def test_stream_name_can_be_reassigned_after_construction(local_aws: LocalAWS, s
     assert handler.flush(10)
     stream = "dag_id=d/run_id=manual__2026-11-24T07_41_15+00_00/task_id=t/attempt=1.log"
     assert local_aws.messages("rename", stream) == ["task line"]
+    handler.close()
+
+
+def test_a_stream_name_assigned_before_every_record_routes_each_record_and_compiles_once(
+        local_aws: LocalAWS, spill_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Amazon provider's and MWAA's Airflow 3 task loggers set ``log_stream_name`` before each record
+    (a triggerer's alternates between streams): each record lands in its stream, each name compiled once."""
+    compiled: list[str] = []
+    compile_once = mwaa_logging.handler.compile_stream_name
+
+    def counting(template: str) -> StreamNamer:
+        compiled.append(template)
+        return compile_once(template)
+
+    monkeypatch.setattr(mwaa_logging.handler, "compile_stream_name", counting)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="per-record", log_stream_name="first",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("per-record", handler)
+    task, trigger = "dag_id=d/task_id=t/attempt=1.log", "dag_id=d/task_id=t/attempt=1.log.trigger.7.log"
+    for i in range(300):
+        handler.log_stream_name = (task, trigger)[i % 2]
+        logger.info("line %d", i)
+    assert handler.flush(10)
+    assert local_aws.messages("per-record", task) == [f"line {i}" for i in range(0, 300, 2)]
+    assert local_aws.messages("per-record", trigger) == [f"line {i}" for i in range(1, 300, 2)]
+    assert compiled == ["first", task, trigger]
     handler.close()
 
 
