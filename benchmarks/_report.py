@@ -37,6 +37,14 @@ def _cpu(info: Info) -> list[Row]:
              _get(info, "watchtower_cpu_vs_null"), "<= 1.5")]
 
 
+def _remote_log(info: Info) -> list[Row]:
+    return [
+        ("Airflow 3 task log line, provider / MWAA pattern (name set per line, dict msg): process CPU / NullHandler",
+         _get(info, "ours_cpu_vs_null"), _get(info, "watchtower_cpu_vs_null"), ""),
+        ("  watchtower CPU per line / ours", _get(info, "watchtower_cpu_vs_ours"), "", ""),
+    ]
+
+
 def _delivery(info: Info) -> list[Row]:
     return [
         ("100k events, first emit to flushed: events/s", _get(info, "ours_events_per_s"),
@@ -91,6 +99,7 @@ def _learned(info: Info) -> list[Row]:
 SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
     ("test_calling_thread_cost", _calling),
     ("test_cpu_per_event", _cpu),
+    ("test_cpu_per_line_airflow3_remote_log", _remote_log),
     ("test_end_to_end_100k", _delivery),
     ("test_direct_encoding_10k", _encoding),
     ("test_shared_quota", _shared_quota),
