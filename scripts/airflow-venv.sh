@@ -21,8 +21,8 @@ case "$airflow_version" in
     2.*)  # Airflow 2.10 predates several dependency majors
         pins=("apache-airflow-providers-amazon<9.18" "marshmallow<4" "connexion<3" "flask-session<0.6"
               "werkzeug<3" "pendulum<4") ;;
-    3.0.*)  # allows any FastAPI >= 0.115; run here with 0.115 (3.1 caps it below 0.118)
-        pins=("apache-airflow-providers-amazon" "fastapi<0.116") ;;
+    3.0.*)  # allows any FastAPI >= 0.115; its 3.0.6 constraints file (MWAA's image uses it) pins 0.116.1
+        pins=("apache-airflow-providers-amazon" "fastapi<0.117") ;;
     3.2.*)  # allows any FastAPI >= 0.129, but its API server does not start with 0.137 or later
         pins=("apache-airflow-providers-amazon" "fastapi<0.137") ;;
     *)
