@@ -29,7 +29,7 @@ _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _LOG_RECORD = logging.LogRecord
 
 
-#: Stream name templates a handler keeps compiled (a triggerer's handler alternates between many streams).
+#: Stream name templates kept compiled, for all handlers (a triggerer's handler alternates between many streams).
 MAX_COMPILED_NAMES = 256
 
 
@@ -40,6 +40,7 @@ class _CompiledName(NamedTuple):
     pid: int  # the process that compiled it (a forked child compiles again)
 
 
+_compiled_names: dict[str, _CompiledName] = {}
 _skipped: dict[str, bool] = {}
 
 
@@ -48,6 +49,23 @@ def _remember_skipped(name: str) -> bool:
         _skipped.clear()
     skipped = _skipped[name] = any(name == p or name.startswith(p + ".") for p in SKIPPED_LOGGERS)
     return skipped
+
+
+def _compile_name(template: str) -> _CompiledName:
+    try:
+        namer: StreamNamer = compile_stream_name(template)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
+    # a name that depends only on the process is computed once per pid, not per record
+    static_pid: int | None = -1
+    static_stream = ""
+    if is_static(template):
+        probe = logging.LogRecord("", 0, "", 0, "", None, None)
+        static_pid, static_stream = probe.process, namer(probe)
+    if len(_compiled_names) >= MAX_COMPILED_NAMES:
+        _compiled_names.clear()
+    compiled = _compiled_names[template] = _CompiledName(namer, static_pid, static_stream, os.getpid())
+    return compiled
 
 
 def unformattable(record: logging.LogRecord, exc: Exception) -> str:
@@ -123,7 +141,6 @@ class CloudWatchLogHandler(logging.Handler):
             overrides["send_interval"] = 0  # watchtower sends each record at once; we still never block
         self.settings = Settings.resolve(overrides)
         self.log_group_name = validate_group_name(log_group_name)
-        self._compiled_names: dict[str, _CompiledName] = {}
         self.log_stream_name = log_stream_name
         self._channel = build_channel(  # builds the AWS client: a bad region or profile raises here
             log_group_name=self.log_group_name, settings=self.settings, boto3_client=boto3_client,
@@ -160,31 +177,15 @@ class CloudWatchLogHandler(logging.Handler):
             return
         if not isinstance(template, str):
             raise SettingsError(f"invalid setting log_stream_name={template!r}: expected a string")
-        compiled = self._compiled_names.get(template)
+        compiled = _compiled_names.get(template)
         if compiled is None or compiled.pid != os.getpid():
-            compiled = self._compile_name(template)
+            compiled = _compile_name(template)
         # emit() reads _static_pid, then _static_stream: the pid is invalidated first and set last
         self._static_pid: int | None = -1
         self._stream_namer = compiled.namer
         self._static_stream = compiled.static_stream
         self._static_pid = compiled.static_pid
         self._log_stream_name = template
-
-    def _compile_name(self, template: str) -> _CompiledName:
-        try:
-            namer: StreamNamer = compile_stream_name(template)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
-        # a name that depends only on the process is computed once per pid, not per record
-        static_pid: int | None = -1
-        static_stream = ""
-        if is_static(template):
-            probe = logging.LogRecord("", 0, "", 0, "", None, None)
-            static_pid, static_stream = probe.process, namer(probe)
-        if len(self._compiled_names) >= MAX_COMPILED_NAMES:
-            self._compiled_names.clear()
-        compiled = self._compiled_names[template] = _CompiledName(namer, static_pid, static_stream, os.getpid())
-        return compiled
 
     # -- logging.Handler ------------------------------------------------------------------------------
 

@@ -305,6 +305,7 @@ def test_a_stream_name_assigned_before_every_record_routes_each_record_and_compi
         return compile_once(template)
 
     monkeypatch.setattr(mwaa_logging.handler, "compile_stream_name", counting)
+    monkeypatch.setattr(mwaa_logging.handler, "_compiled_names", {})  # names compiled by earlier tests
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="per-record", log_stream_name="first",
                                                 endpoint_url=local_aws.url, send_interval=0.1)
     logger = make_logger("per-record", handler)
