@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -105,6 +105,26 @@ class DagRun:
     output: str
     seconds: float
     finished: bool  # "Workload finished" was logged, i.e. the supervisor's upload returned
+
+    @classmethod
+    def from_log(cls, dag_id: str, log_path: Path, started: float, done_marker: str,
+                 run_id: str | None = None) -> DagRun:
+        """The run as its log shows it (``run_id`` found there unless given)."""
+        text = log_path.read_text(errors="replace")
+        if run_id is None:
+            found = RUN_ID.search(text)
+            run_id = found.group(1) if found else ""
+        return cls(dag_id=dag_id, run_id=run_id, output=text, seconds=time.monotonic() - started,
+                   finished=re.search(done_marker, text) is not None)
+
+
+def wait_for_marker(log_path: Path, done_marker: str, deadline: float,
+                    running: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``log_path`` until ``done_marker`` (a regex) is in it, ``running()`` turns False, or ``deadline``."""
+    while time.monotonic() < deadline and running():
+        if re.search(done_marker, log_path.read_text(errors="replace")):
+            return
+        time.sleep(0.2)
 
 
 @dataclass
@@ -257,28 +277,13 @@ class AirflowEnv:
                 start_new_session=True,
             )
         try:
-            deadline = started + timeout
-            while time.monotonic() < deadline:
-                text = log_path.read_text(errors="replace")
-                if re.search(done_marker, text):
-                    break
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.2)
+            wait_for_marker(log_path, done_marker, started + timeout, running=lambda: proc.poll() is None)
         finally:
             # Give a clean exit a moment, then stop whatever is left (the LocalExecutor hang).
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             stop_tree(proc)
-        text = log_path.read_text(errors="replace")
-        run_id = RUN_ID.search(text)
-        return DagRun(
-            dag_id=dag_id,
-            run_id=run_id.group(1) if run_id else "",
-            output=text,
-            seconds=time.monotonic() - started,
-            finished=re.search(done_marker, text) is not None,
-        )
+        return DagRun.from_log(dag_id, log_path, started, done_marker)
 
     def run_dag_scheduled(
         self,
@@ -299,12 +304,8 @@ class AirflowEnv:
         run_id = f"manual__{datetime.now(timezone.utc).isoformat()}"
         with self.scheduler(env) as log_path:
             self.airflow("dags", "trigger", dag_id, "--run-id", run_id, env=env)
-            deadline = started + timeout
-            while time.monotonic() < deadline and not re.search(done_marker, log_path.read_text(errors="replace")):
-                time.sleep(0.2)
-            text = log_path.read_text(errors="replace")
-        return DagRun(dag_id=dag_id, run_id=run_id, output=text, seconds=time.monotonic() - started,
-                      finished=re.search(done_marker, text) is not None)
+            wait_for_marker(log_path, done_marker, started + timeout)
+        return DagRun.from_log(dag_id, log_path, started, done_marker, run_id=run_id)
 
     def token(self) -> str:
         with urllib.request.urlopen(f"{self.base_url}/auth/token", timeout=10) as resp:
