@@ -98,7 +98,7 @@ def _is_zombie(pid: int) -> bool:
 
 @dataclass
 class DagRun:
-    """Outcome of one ``airflow dags test --use-executor`` run."""
+    """Outcome of one DAG run (``airflow dags test --use-executor``, or triggered and scheduled)."""
 
     dag_id: str
     run_id: str
