@@ -18,6 +18,8 @@ stamp="$venv/.mwaa-logging-airflow-stamp"
 # Without Airflow's constraints files (not reachable here), pin what a version's own requirements leave open
 # and its code does not support.
 case "$airflow_version" in
+    2.11.*)  # Airflow 2.11 moved to Flask-Session 0.8 and Werkzeug 3
+        pins=("apache-airflow-providers-amazon<9.18" "marshmallow<4") ;;
     2.*)  # Airflow 2.10 predates several dependency majors
         pins=("apache-airflow-providers-amazon<9.18" "marshmallow<4" "connexion<3" "flask-session<0.6"
               "werkzeug<3" "pendulum<4") ;;
