@@ -39,11 +39,13 @@ def free_port() -> int:
 def airflow_venv(version: str = "3.3.*", venv: str = ".venv-airflow") -> Path:
     """Create (or reuse) the cached Airflow virtualenv ``REPO/venv`` and return its path.
 
-    ``MWAA_LOGGING_AIRFLOW_VENV`` (set by ``scripts/test.sh``) names an already prepared venv to use instead
-    of the default one (``.venv-airflow``, the newest Airflow 3).
+    An already prepared venv can stand in for one of them: ``MWAA_LOGGING_AIRFLOW_VENV`` (set by
+    ``scripts/test.sh``) for ``.venv-airflow`` (the newest Airflow 3), ``MWAA_LOGGING_AIRFLOW2_VENV`` for
+    ``.venv-airflow2`` (Airflow 2), to run the tests on another Airflow version.
     """
-    prepared = os.environ.get("MWAA_LOGGING_AIRFLOW_VENV")
-    if venv == ".venv-airflow" and prepared and (Path(prepared) / "bin" / "airflow").exists():
+    override = {".venv-airflow": "MWAA_LOGGING_AIRFLOW_VENV", ".venv-airflow2": "MWAA_LOGGING_AIRFLOW2_VENV"}
+    prepared = os.environ.get(override.get(venv, ""))
+    if prepared and (Path(prepared) / "bin" / "airflow").exists():
         return Path(prepared)
     env = {**os.environ, "AIRFLOW_VERSION": version, "AIRFLOW_VENV": str(REPO / venv)}
     out = subprocess.run(

@@ -1,12 +1,20 @@
-"""Real Airflow 2.10: the task handler ships both forked processes' lines to the stock stream."""
+"""Real Airflow 2 (2.10.5; others through MWAA_LOGGING_AIRFLOW2_VENV): our task handler and the watchtower shim."""
 
 from __future__ import annotations
 
 import pytest
 
+from mwaa_logging.reader import read_stream
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.airflow.harness import LOG_GROUP, AirflowEnv
-from tests.airflow.test_airflow3 import BIG_EVENT, DAG_ID, TASK_ID, assert_exactly_once, expected_events
+from tests.airflow.test_airflow3 import (
+    BIG_EVENT,
+    DAG_ID,
+    TASK_ID,
+    assert_exactly_once,
+    expected_events,
+    stock_stream_name,
+)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(240)]
 
@@ -47,3 +55,19 @@ def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     found = [line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[") and "] " in line]
     assert_exactly_once(found, expected_events(lines))
     assert BIG_EVENT in found
+
+
+def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
+    airflow2: AirflowEnv, airflow_aws: LocalAWS
+) -> None:
+    """Stock logging config + MWAA_LOGGING_PATCH_WATCHTOWER=1, as on MWAA 2.x (whose task handler subclasses the
+    provider's): the watchtower handler the provider builds per task is ours. Every line arrives once, and the
+    1.2 MB line whole: watchtower would have cut it at 256 KB."""
+    stock = {"AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "", "MWAA_LOGGING_PATCH_WATCHTOWER": "1"}
+    lines = 100
+    run = airflow2.run_dag(DAG_ID, env={**stock, "MWAA_LOGGING_TEST_LINES": str(lines)}, done_marker=DAG_RUN_FINISHED)
+    assert run.finished and run.run_id, run.output[-3000:]
+    stream = stock_stream_name(run)
+    found = [e.message for e in read_stream(LOG_GROUP, stream, logs_client=airflow_aws.client("logs"),
+                                            spill_to=[airflow2.home / "spill"])]
+    assert_exactly_once(found, expected_events(lines))  # plain messages: the provider sets no formatter here
