@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from mwaa_logging.reader import read_stream
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.airflow.harness import LOG_GROUP, AirflowEnv
 from tests.airflow.test_airflow3 import (
@@ -12,6 +11,7 @@ from tests.airflow.test_airflow3 import (
     DAG_ID,
     TASK_ID,
     assert_exactly_once,
+    complete_messages,
     expected_events,
     stock_stream_name,
 )
@@ -41,7 +41,7 @@ def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     lines = 200
     run = airflow2.run_dag(DAG_ID, env={"MWAA_LOGGING_TEST_LINES": str(lines)}, done_marker=DAG_RUN_FINISHED)
     assert run.finished and run.run_id, run.output[-3000:]
-    stream = f"dag_id={DAG_ID}/run_id={run.run_id}/task_id={TASK_ID}/attempt=1.log".replace(":", "_")
+    stream = stock_stream_name(run)
     messages = airflow_aws.messages(LOG_GROUP, stream)
     # the raw task process logged these; the --local supervisor process logged the exit line
     assert any(m.startswith("Task exited with return code 0") for m in messages)
@@ -68,6 +68,5 @@ def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     run = airflow2.run_dag(DAG_ID, env={**stock, "MWAA_LOGGING_TEST_LINES": str(lines)}, done_marker=DAG_RUN_FINISHED)
     assert run.finished and run.run_id, run.output[-3000:]
     stream = stock_stream_name(run)
-    found = [e.message for e in read_stream(LOG_GROUP, stream, logs_client=airflow_aws.client("logs"),
-                                            spill_to=[airflow2.home / "spill"])]
-    assert_exactly_once(found, expected_events(lines))  # plain messages: the provider sets no formatter here
+    # plain messages: the provider sets no formatter on the handler it builds
+    assert_exactly_once(complete_messages(airflow_aws, stream, airflow2.home / "spill"), expected_events(lines))

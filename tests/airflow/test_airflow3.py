@@ -39,10 +39,14 @@ def events_of(messages: list[str]) -> list[str]:
     return [str(json.loads(message)["event"]) for message in messages]
 
 
+def complete_messages(aws: LocalAWS, stream: str, spill_dir: Path) -> list[str]:
+    """The stream's messages as mwaa-logging's reader returns them: CloudWatch + spill, splits joined."""
+    return [e.message for e in read_stream(LOG_GROUP, stream, logs_client=aws.client("logs"), spill_to=[spill_dir])]
+
+
 def complete_events(aws: LocalAWS, stream: str, spill_dir: Path) -> list[str]:
-    """The stream's events as mwaa-logging's reader returns them: CloudWatch + spill, splits joined."""
-    messages = [e.message for e in read_stream(LOG_GROUP, stream, logs_client=aws.client("logs"), spill_to=[spill_dir])]
-    return events_of(messages)
+    """The ``event`` field of each of :func:`complete_messages`."""
+    return events_of(complete_messages(aws, stream, spill_dir))
 
 
 def assert_exactly_once(found: list[str], expected: list[str]) -> None:
