@@ -16,6 +16,7 @@ from mwaa_logging.demo.verify import TaskCheck, compare, minimum_put_calls
 from mwaa_logging.demo.workload import LOG_FORMAT, expected_messages, plan_task
 from mwaa_logging.formatter import CloudWatchLogFormatter
 from mwaa_logging.reader import CLOUDWATCH, ReadEvent
+from mwaa_logging.testing import RemoteLocalAWS
 
 TINY = ["--tasks", "2", "--lines", "200", "--big-events", "1", "--duration", "3", "--quiet"]
 
@@ -63,6 +64,31 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
     assert page.count("<svg") == 3 and "watchtower" in page
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
 
+
+
+def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(tmp_path: Path) -> None:
+    # `mwaa-logging local-aws` in a process of its own, as a user starts it; the demo reaches it only through
+    # --endpoint-url: its quota, the storm (through the admin API), the spill bucket and the read-back.
+    server = subprocess.Popen([sys.executable, "-m", "mwaa_logging.cli", "local-aws"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        done = demo(*TINY, "--storm", "5", "--max-latency", "3", "--quota", "3", "--endpoint-url", url, cwd=tmp_path)
+        out = done.stdout
+        assert done.returncode == 0, out + done.stderr
+        assert f"mwaa-logging local endpoint at {url}" in out.replace("\n", "")
+        assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
+        spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
+        assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
+        stats = RemoteLocalAWS(url).stats()
+        assert stats.calls.get("PutLogEvents", 0) > 0 and stats.throttled > 0, stats
+        # the demo's own lines plus the replayed ones (at least 400) landed on this endpoint, not an embedded one
+        assert stats.events_accepted >= 400, stats
+    finally:
+        server.terminate()
+        server.wait(10)
 
 def _events(messages: list[str], spilled_at: int = -1) -> list[ReadEvent]:
     return [ReadEvent(i, m, "s3://b/p/x.jsonl.gz" if i == spilled_at else CLOUDWATCH,
