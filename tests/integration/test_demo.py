@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,8 @@ from mwaa_logging.testing import RemoteLocalAWS
 TINY = ["--tasks", "2", "--lines", "200", "--big-events", "1", "--duration", "3", "--quiet"]
 
 
-def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160"}
+def demo(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {}), "COLUMNS": "160"}
     return subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "demo", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=90)
 
@@ -66,29 +66,55 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
 
 
 
-def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(tmp_path: Path) -> None:
-    # `mwaa-logging local-aws` in a process of its own, as a user starts it; the demo reaches it only through
-    # --endpoint-url: its quota, the storm (through the admin API), the spill bucket and the read-back.
+@pytest.fixture
+def local_aws_server() -> Iterator[str]:
+    """`mwaa-logging local-aws` in a process of its own, as a user starts it; yields its URL."""
     server = subprocess.Popen([sys.executable, "-m", "mwaa_logging.cli", "local-aws"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), url
-        done = demo(*TINY, "--storm", "5", "--max-latency", "3", "--quota", "3", "--endpoint-url", url, cwd=tmp_path)
-        out = done.stdout
-        assert done.returncode == 0, out + done.stderr
-        assert f"mwaa-logging local endpoint at {url}" in out.replace("\n", "")
-        assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
-        spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
-        assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
-        stats = RemoteLocalAWS(url).stats()
-        assert stats.calls.get("PutLogEvents", 0) > 0 and stats.throttled > 0, stats
-        # the demo's own lines plus the replayed ones (at least 400) landed on this endpoint, not an embedded one
-        assert stats.events_accepted >= 400, stats
+        yield url
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(
+    tmp_path: Path, local_aws_server: str
+) -> None:
+    # The demo reaches that endpoint only through --endpoint-url: its quota, the storm (through the admin API),
+    # the spill bucket and the read-back.
+    url = local_aws_server
+    done = demo(*TINY, "--storm", "5", "--max-latency", "3", "--quota", "3", "--endpoint-url", url, cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert f"mwaa-logging local endpoint at {url}" in out.replace("\n", "")
+    assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
+    spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
+    assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
+    stats = RemoteLocalAWS(url).stats()
+    assert stats.calls.get("PutLogEvents", 0) > 0 and stats.throttled > 0, stats
+    # the demo's own lines plus the replayed ones (at least 400) landed on this endpoint, not an embedded one
+    assert stats.events_accepted >= 400, stats
+
+
+def test_real_aws_mode_takes_credentials_and_endpoints_from_the_environment(
+    tmp_path: Path, local_aws_server: str
+) -> None:
+    # --real-aws builds every client from the default chain, like any boto3 program: here the environment's
+    # fake credentials and endpoint variables point it at a local endpoint (never at AWS). Spills go to a
+    # directory, which --real-aws requires; the read-back and the replay read them from there.
+    url = local_aws_server
+    endpoints = {"AWS_ENDPOINT_URL": url, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url, "AWS_ENDPOINT_URL_S3": url}
+    assert demo(*TINY, "--real-aws", cwd=tmp_path, env=endpoints).returncode == 2  # no --spill-to
+    done = demo(*TINY, "--real-aws", "--spill-to", str(tmp_path / "spill"), cwd=tmp_path, env=endpoints)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "real AWS account (default credential chain)" in out.replace("\n", "")
+    assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
+    assert RemoteLocalAWS(url).stats().events_accepted >= 400
 
 def _events(messages: list[str], spilled_at: int = -1) -> list[ReadEvent]:
     return [ReadEvent(i, m, "s3://b/p/x.jsonl.gz" if i == spilled_at else CLOUDWATCH,
