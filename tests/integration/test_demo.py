@@ -65,7 +65,6 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
 
 
-
 @pytest.fixture
 def local_aws_server() -> Iterator[str]:
     """`mwaa-logging local-aws` in a process of its own, as a user starts it; yields its URL."""
@@ -104,8 +103,8 @@ def test_real_aws_mode_takes_credentials_and_endpoints_from_the_environment(
     tmp_path: Path, local_aws_server: str
 ) -> None:
     # --real-aws builds every client from the default chain, like any boto3 program: here the environment's
-    # fake credentials and endpoint variables point it at a local endpoint (never at AWS). Spills go to a
-    # directory, which --real-aws requires; the read-back and the replay read them from there.
+    # fake credentials and endpoint variables point it at a local endpoint (never at AWS). It needs --spill-to
+    # (the demo's bucket exists only on our endpoint); here a directory.
     url = local_aws_server
     endpoints = {"AWS_ENDPOINT_URL": url, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url, "AWS_ENDPOINT_URL_S3": url}
     assert demo(*TINY, "--real-aws", cwd=tmp_path, env=endpoints).returncode == 2  # no --spill-to
@@ -115,6 +114,7 @@ def test_real_aws_mode_takes_credentials_and_endpoints_from_the_environment(
     assert "real AWS account (default credential chain)" in out.replace("\n", "")
     assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
     assert RemoteLocalAWS(url).stats().events_accepted >= 400
+
 
 def _events(messages: list[str], spilled_at: int = -1) -> list[ReadEvent]:
     return [ReadEvent(i, m, "s3://b/p/x.jsonl.gz" if i == spilled_at else CLOUDWATCH,
