@@ -25,12 +25,11 @@ SEQ: Final = 3
 #: What application threads queue for the sender: ``(timestamp, message, size, seq, stream)``, a LogEvent
 #: with its stream appended. Sized where it is logged, while the message is still in the CPU's cache; the
 #: sender then buffers these very tuples as events (see :func:`as_events`) without reading the message again.
+#: A negative ``size`` marks a message that is empty or larger than one event may be (the sender replaces,
+#: splits or truncates it, see ``Channel.drain_inbox``); its magnitude is still the counted size.
 QueuedEvent = tuple[int, str, int, int, str]
 
 STREAM: Final = 4
-#: ``size`` of a queued message that is empty or larger than one event may be: the sender replaces,
-#: splits or truncates it (see ``Channel.drain_inbox``).
-NEEDS_WORK: Final = -1
 
 
 def counted_size(message: str) -> int:
@@ -41,10 +40,10 @@ def counted_size(message: str) -> int:
 
 
 def queued_event(timestamp: int, message: str, seq: int, stream: str, max_size: int) -> QueuedEvent:
-    """A message sized for the queue; ``size`` is :data:`NEEDS_WORK` when it is empty or counts more than
-    ``max_size`` bytes (``Channel.append`` and the handler's ``emit`` inline this)."""
+    """A message sized for the queue; ``size`` is negative when it is empty or counts more than ``max_size``
+    bytes (the handler's ``emit`` inlines this)."""
     size = counted_size(message)
-    return (timestamp, message, size if EVENT_OVERHEAD_BYTES < size <= max_size else NEEDS_WORK, seq, stream)
+    return (timestamp, message, size if EVENT_OVERHEAD_BYTES < size <= max_size else -size, seq, stream)
 
 
 def as_events(queued: list[QueuedEvent]) -> list[LogEvent]:

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK, budget_stats, seq_counter
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, LARGE_EVENT_BYTES, budget_stats, seq_counter
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
-from mwaa_logging.events import NEEDS_WORK, counted_size
+from mwaa_logging.events import counted_size
 from mwaa_logging.formatter import CloudWatchLogFormatter
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
 from mwaa_logging.settings import Settings, SettingsError
@@ -227,11 +227,12 @@ class CloudWatchLogHandler(logging.Handler):
             # Channel.append, inlined (queued_event too): size where the message is still in the CPU's cache,
             # then a lock-free deque append; the sender does the rest
             size = len(message) + EVENT_OVERHEAD_BYTES if message.isascii() else counted_size(message)
+            channel.queued_bytes += size  # before the append: a drain never takes off bytes not yet added
             inbox = channel.inbox
             inbox.append((int(record.created * 1000), message,
-                          size if EVENT_OVERHEAD_BYTES < size <= channel.max_event_size else NEEDS_WORK,
+                          size if EVENT_OVERHEAD_BYTES < size <= channel.max_event_size else -size,
                           next(seq_counter), stream))
-            if channel.armed or not len(inbox) & CHECK_SENDER_MASK:
+            if channel.armed or not len(inbox) & CHECK_SENDER_MASK or size > LARGE_EVENT_BYTES:
                 channel.check_sender()
         except RecursionError:
             raise

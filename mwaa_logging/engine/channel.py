@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.events import (
     MESSAGE,
-    NEEDS_WORK,
     SEQ,
     SIZE,
     STREAM,
@@ -49,13 +48,18 @@ seq_counter = itertools.count()
 _size_of, _stream_of = itemgetter(SIZE), itemgetter(STREAM)
 #: Application threads look at the sender on every 64th queued message (see ``Channel.check_sender``) ...
 CHECK_SENDER_MASK = 63
-#: ... and wake it on every 1024th (it may have a full batch to send).
+#: ... and wake it on every 1024th (it may have a full batch to send). A message counting more than
+#: ``LARGE_EVENT_BYTES`` looks at once: 63 of them could otherwise pass the memory guard's alarm unseen.
 WAKE_EVERY_MASK = 1023
-#: While the sender is busy (a call can block up to ``read_timeout``), an inbox longer than ``max_buffer_bytes``
-#: divided by this many bytes, or than ``INBOX_ALARM_MIN`` events, makes application threads call the engine's
-#: memory guard: the queue is not left to grow without bound behind a hung call (see ``Engine.relieve``).
+LARGE_EVENT_BYTES = 64 * 1024
+#: While the sender is busy (a call can block up to ``read_timeout``), an inbox that holds more than
+#: ``max_buffer_bytes`` divided by this many bytes per event (at least ``INBOX_ALARM_MIN`` events), or more
+#: counted bytes than ``max_buffer_bytes`` divided by ``INBOX_ALARM_SHARE``, makes application threads call the
+#: engine's memory guard: the queue is not left to grow without bound behind a hung call (see
+#: ``Engine.relieve``). The count bounds the per-event overhead of small messages, the bytes that of large ones.
 INBOX_ALARM_BYTES_PER_EVENT = 1024
 INBOX_ALARM_MIN = 1024
+INBOX_ALARM_SHARE = 4
 EMPTY_MESSAGE = "(empty log message)"
 
 
@@ -145,8 +149,10 @@ class Channel:
         #: Most bytes one queued event may count; larger ones are split or truncated by the sender.
         self.max_event_size = self._max_event_bytes + EVENT_OVERHEAD_BYTES
         self._full_count = settings.max_batch_count
-        #: Queued events above which application threads call the memory guard while the sender is busy.
+        #: Queued events, or their counted bytes, above which application threads call the memory guard while the
+        #: sender is busy.
         self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)
+        self.inbox_alarm_bytes = settings.max_buffer_bytes // INBOX_ALARM_SHARE
         self._init_state()
 
     def _init_state(self) -> None:
@@ -167,8 +173,10 @@ class Channel:
         self.pending_bytes = 0
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
         self.scarce_until = 0.0
-        #: Events queued by application threads, not yet buffered by the sender.
+        #: Events queued by application threads, not yet buffered by the sender, and their counted bytes (added
+        #: before an event is appended, taken off when it is drained: never less than what the inbox holds).
         self.inbox: deque[QueuedEvent] = deque()
+        self.queued_bytes = 0
         #: Set by the sender when it has nothing of this channel to do: the next append wakes it.
         self.armed = True
 
@@ -185,15 +193,19 @@ class Channel:
 
         ``CloudWatchLogHandler.emit`` inlines this; keep the two in step.
         """
-        if not self.queue(stream, timestamp, message) & CHECK_SENDER_MASK or self.armed:
+        queued, size = self.queue(stream, timestamp, message)
+        if not queued & CHECK_SENDER_MASK or self.armed or size > LARGE_EVENT_BYTES:
             self.check_sender()
 
-    def queue(self, stream: str, timestamp: int, message: str) -> int:
-        """Size one message and append it to the inbox, lock-free; return how many are queued.
-        Splitting and buffering happen in the sender (:meth:`drain_inbox`)."""
+    def queue(self, stream: str, timestamp: int, message: str) -> tuple[int, int]:
+        """Size one message and append it to the inbox, lock-free; return how many are queued and its counted
+        size. Splitting and buffering happen in the sender (:meth:`drain_inbox`)."""
         inbox = self.inbox
-        inbox.append(queued_event(timestamp, message, next(seq_counter), stream, self.max_event_size))
-        return len(inbox)
+        event = queued_event(timestamp, message, next(seq_counter), stream, self.max_event_size)
+        size = abs(event[SIZE])
+        self.queued_bytes += size
+        inbox.append(event)
+        return len(inbox), size
 
     def check_sender(self) -> None:
         """Called by application threads on the first queued message and then on every 64th: wake the sender
@@ -205,8 +217,8 @@ class Channel:
         behind the application and flush() waited for the backlog. Yielding every 64 messages costs a
         ``sleep(0)`` (about a microsecond) per 64 records, and only while the sender is working.
 
-        A working sender may be blocked in a call for up to ``read_timeout``; if the inbox grows past
-        ``inbox_alarm`` meanwhile, the engine's memory guard moves it into the buffers and enforces
+        A working sender may be blocked in a call for up to ``read_timeout``; if the inbox grows past its alarm
+        (:meth:`inbox_alarmed`) meanwhile, the engine's memory guard moves it into the buffers and enforces
         ``max_buffer_bytes`` (spilling the oldest events) in the sender's place.
         """
         queued = len(self.inbox)
@@ -214,9 +226,13 @@ class Channel:
             self.armed = False
             self.engine.wake()
         elif self.engine.busy:
-            if queued > self.inbox_alarm:
+            if queued > self.inbox_alarm or self.queued_bytes > self.inbox_alarm_bytes:
                 self.engine.relieve()
             _sleep(0)
+
+    def inbox_alarmed(self) -> bool:
+        """Whether the inbox holds more than ``inbox_alarm`` events or ``inbox_alarm_bytes`` counted bytes."""
+        return len(self.inbox) > self.inbox_alarm or self.queued_bytes > self.inbox_alarm_bytes
 
     def drain_inbox(self) -> int:
         """Move queued events into their stream buffers (sender side). Returns how many were queued.
@@ -240,8 +256,11 @@ class Channel:
             streams = set(map(_stream_of, queued))
             if len(streams) == 1 and min(sizes) > 0:
                 (stream,) = streams
-                self._buffer(stream, now, as_events(queued), sum(sizes))
+                total = sum(sizes)
+                self.queued_bytes -= total
+                self._buffer(stream, now, as_events(queued), total)
             else:
+                self.queued_bytes -= sum(map(abs, sizes))
                 self._buffer_mixed(queued, now)
         return count
 
@@ -267,7 +286,7 @@ class Channel:
         by_stream: dict[str, list[LogEvent]] = {}
         for event in queued:
             events = by_stream.setdefault(event[STREAM], [])
-            if event[SIZE] == NEEDS_WORK:
+            if event[SIZE] < 0:
                 # the pieces share the message's timestamp and seq: stable sorts keep them in order
                 timestamp, seq = event[TIMESTAMP], event[SEQ]
                 events.extend((timestamp, piece, counted_size(piece), seq) for piece in self._pieces(event[MESSAGE]))
@@ -385,7 +404,7 @@ class Channel:
             flights = [b.in_flight.events for b in self.buffers.values()
                        if b.in_flight is not None and not b.in_flight.abandoned]
             pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights)
-            pending_bytes = self.pending_bytes + sum(e[SIZE] for f in flights for e in f)
+            pending_bytes = self.pending_bytes + sum(e[SIZE] for f in flights for e in f) + self.queued_bytes
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
             queued = len(self.inbox)
             counters = copy.copy(self.counters)

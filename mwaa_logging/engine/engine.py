@@ -116,7 +116,7 @@ class Engine:
     def relieve_now(self) -> None:
         """The memory guard's pass: relieve every channel whose inbox is above its alarm."""
         for channel in self.channels():
-            if len(channel.inbox) > channel.inbox_alarm:
+            if channel.inbox_alarmed():
                 try:
                     relieve_memory(channel)
                 except Exception as exc:  # the guard must survive anything; the events stay queued

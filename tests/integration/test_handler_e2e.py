@@ -376,9 +376,13 @@ def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_sp
     # the guard's last pass has drained the queue and spilled down to the cap (not only begun to); what was
     # queued after the application last asked for it (it looks every 64 records) stays queued
     most_left = channel.inbox_alarm + CHECK_SENDER_MASK + 1
-    wait_until(lambda: len(channel.inbox) < most_left and handler.stats().pending_bytes <= 1 << 20,
-               timeout=30, state=lambda: (len(channel.inbox), handler.stats(), channel.engine.busy,
-                                          [t.name for t in threading.enumerate()]))
+
+    def buffered() -> int:  # the cap is on the buffers; stats' pending bytes include the queue's
+        return handler.stats().pending_bytes - channel.queued_bytes
+
+    wait_until(lambda: len(channel.inbox) < most_left and buffered() <= 1 << 20, timeout=30,
+               state=lambda: (len(channel.inbox), handler.stats(), channel.engine.busy,
+                              [t.name for t in threading.enumerate()]))
     stats = handler.stats()
     assert channel.engine.busy and local_aws.stats().hung == 1, stats  # still hanging: the memory guard did this
     assert stats.spilled.get("memory_cap", 0) > 20_000, stats
@@ -391,3 +395,31 @@ def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_sp
     assert sorted(set(delivered) | set(spilled)) == sorted(everything)  # every line, delivered or spilled
     assert not set(spilled) & set(delivered)
     assert {r.reason for r in spilled_records(spill_dir)} == {"memory_cap"}
+
+
+def test_memory_cap_holds_for_large_lines_that_are_few(local_aws: LocalAWS, spill_dir: Path) -> None:
+    # 300 lines of 100 KB: 30 MB, 30 times the cap, yet far fewer events than the guard's count alarm (1,024).
+    # The guard's alarm also counts bytes, so they are spilled while the call hangs instead of waiting in the
+    # queue until read_timeout.
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hung-large", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1,
+                                                max_buffer_bytes=1 << 20, read_timeout=60)
+    logger = make_logger("hung-call-large", handler)
+    logger.info("before the hang")
+    assert handler.flush(10)
+    local_aws.faults.inject("hang", count=1)
+    logger.info("line 000")
+    wait_until(lambda: local_aws.stats().hung == 1, timeout=10)
+    lines = [f"line {i:03d} " + "L" * 100_000 for i in range(1, 301)]
+    for line in lines:
+        logger.info(line)
+    # at most 10 of them fit under the cap: the guard spills the rest, the oldest first
+    wait_until(lambda: handler.stats().spilled.get("memory_cap", 0) >= 290, timeout=30, state=handler.stats)
+    stats = handler.stats()
+    assert local_aws.stats().hung == 1 and stats.pending_bytes <= 1 << 20, stats  # still hanging, queue included
+    local_aws.faults.clear()
+    assert handler.flush(30)
+    handler.close()
+    spilled = [r.message for r in spilled_records(spill_dir)]
+    delivered = user_lines(local_aws.messages("hung-large", "s"))
+    assert sorted(delivered + spilled) == sorted(["before the hang", "line 000", *lines])

@@ -438,19 +438,21 @@ def test_the_sender_thread_is_busy_while_it_works_and_idle_after() -> None:
 def test_a_busy_sender_with_a_long_inbox_calls_the_memory_guard_which_enforces_the_cap(
         monkeypatch: pytest.MonkeyPatch) -> None:
     rig = make_rig(send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
-    alarm = rig.channel.inbox_alarm
-    assert alarm == 1024  # max(1024, 1 MiB // 1024)
+    assert rig.channel.inbox_alarm_bytes == MAX_BATCH_BYTES // 4
     calls: list[int] = []
     monkeypatch.setattr(rig.engine, "relieve", lambda: calls.append(len(rig.channel.inbox)))
     rig.engine.busy = True  # the sender is inside a call that does not return
-    for i in range(3 * alarm):
+    count = 3 * 1024
+    for i in range(count):
         rig.append(f"{i:05d} " + "z" * 994)  # 1,026 counted bytes each: 3 MiB queued
-    # every 64th message past the alarm asks for relief (those on a 1024 boundary wake the sender instead)
-    assert calls and min(calls) == alarm + 64 and all(n % 64 == 0 and n % 1024 for n in calls)
+    assert rig.channel.queued_bytes == count * 1026
+    # every 64th message past the alarm (a quarter of the cap: 256 of these) asks for relief (those on a 1024
+    # boundary wake the sender instead)
+    assert calls and min(calls) == 256 and all(n % 64 == 0 and n % 1024 for n in calls)
     assert rig.spill.records == []  # the guard thread does the work, not the application thread
     rig.engine.relieve_now()  # what the guard thread runs when asked
     stats = rig.channel.stats()
-    assert len(rig.channel.inbox) == 0
+    assert len(rig.channel.inbox) == 0 and rig.channel.queued_bytes == 0
     assert stats.pending_bytes <= MAX_BATCH_BYTES
     spilled = [r.message[:5] for r in rig.spill.records]
     assert spilled == [f"{i:05d}" for i in range(len(spilled))]  # the oldest first, in order
@@ -459,9 +461,29 @@ def test_a_busy_sender_with_a_long_inbox_calls_the_memory_guard_which_enforces_t
     rig.engine.busy = False
     rig.run(1.0)
     delivered = rig.transport.delivered_messages()
-    assert delivered[:-1] == [f"{i:05d} " + "z" * 994 for i in range(len(spilled), 3 * alarm)]
+    assert delivered[:-1] == [f"{i:05d} " + "z" * 994 for i in range(len(spilled), count)]
     assert delivered[-1].startswith(f"{MARKER_PREFIX}{len(spilled)} log events")  # the stream says where they went
 
+
+
+def test_the_alarm_counts_bytes_for_large_messages_and_events_for_small_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    large = make_rig(send_interval=0.1, max_buffer_bytes=4 * MAX_BATCH_BYTES)  # the alarm: 1 MiB queued
+    calls: list[int] = []
+    monkeypatch.setattr(large.engine, "relieve", lambda: calls.append(large.channel.queued_bytes))
+    large.engine.busy = True
+    for i in range(20):
+        large.append(f"{i:05d} " + "b" * 99_994)  # 100,026 counted bytes each, far below the count alarm
+    # a message over 64 KiB looks at the sender at once: relief from the 11th on (1,100,286 bytes queued)
+    assert calls == [k * 100_026 for k in range(11, 21)]
+
+    small = make_rig(send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
+    counts: list[int] = []
+    monkeypatch.setattr(small.engine, "relieve", lambda: counts.append(len(small.channel.inbox)))
+    small.engine.busy = True
+    for i in range(2048):
+        small.append(f"{i:05d}")  # 31 counted bytes each: 62 KiB in all, a quarter of the bytes alarm
+    # the count alarm (1,024 events) bounds what small messages cost beyond their bytes
+    assert counts and min(counts) == 1024 + 64
 
 def test_the_memory_guard_bounds_memory_while_the_sender_is_blocked_in_a_call() -> None:
     import threading
@@ -490,12 +512,15 @@ def test_the_memory_guard_bounds_memory_while_the_sender_is_blocked_in_a_call() 
         # the guard drains the queue and spills down to the cap while the call hangs; what the application
         # queued after the last time it asked (it looks every 64 records) stays queued
         most_left = rig.channel.inbox_alarm + CHECK_SENDER_MASK + 1
-        wait_until(lambda: len(rig.channel.inbox) < most_left and rig.channel.stats().pending_bytes <= MAX_BATCH_BYTES,
+        def buffered() -> int:  # the cap is on the buffers; stats' pending bytes include the queue's
+            return rig.channel.stats().pending_bytes - rig.channel.queued_bytes
+
+        wait_until(lambda: len(rig.channel.inbox) < most_left and buffered() <= MAX_BATCH_BYTES,
                    timeout=30, state=rig.channel.stats)
         stats = rig.channel.stats()
         assert not release.is_set() and engine.busy  # still inside the first call
         assert len(rig.channel.inbox) < most_left, stats
-        assert stats.pending_bytes <= MAX_BATCH_BYTES, stats
+        assert buffered() <= MAX_BATCH_BYTES, stats
         assert stats.spilled["memory_cap"] > count // 2, stats
     finally:
         release.set()
