@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_chunks
+
 
 class SpillReason(str, enum.Enum):
     """Why an event went to a spill target instead of CloudWatch."""
@@ -89,10 +91,25 @@ def _timestamp(record: SpillRecord) -> int:
     return record.timestamp
 
 
-def encode_records(records: Iterable[SpillRecord], compresslevel: int = 6) -> bytes:
-    """Serialize records as gzip JSON Lines."""
-    body = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
-    return gzip.compress(body, compresslevel=compresslevel)
+def encode_records(records: Iterable[SpillRecord], level: int = DEFAULT_LEVEL) -> bytes:
+    """Serialize records as gzip JSON Lines, compressed as they are encoded (a spill of tens of MB never
+    exists uncompressed in memory: it is written while the buffers are at their cap)."""
+    return gzip_chunks(_lines_in_chunks(records, LINES_PER_CHUNK), level)
+
+
+#: Spill records encoded, then compressed, at a time.
+LINES_PER_CHUNK = 512
+
+
+def _lines_in_chunks(records: Iterable[SpillRecord], size: int) -> Iterator[bytes]:
+    lines: list[bytes] = []
+    for record in records:
+        lines.append(orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE))
+        if len(lines) == size:
+            yield b"".join(lines)
+            lines.clear()
+    if lines:
+        yield b"".join(lines)
 
 
 def decode_records(data: bytes) -> Iterator[SpillRecord]:

@@ -12,26 +12,17 @@ an upper bound. Control characters are escaped by the JSON encoder as usual.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent
+from mwaa_logging.gzipping import DEFAULT_LEVEL as DEFAULT_GZIP_LEVEL
+from mwaa_logging.gzipping import gzip_bytes
 from mwaa_logging.outcome import RejectedInfo
 
-#: zlib level for gzip bodies: ~10x smaller on typical log lines at a fraction of level 6's CPU.
-DEFAULT_GZIP_LEVEL = 1
-_GZIP_WBITS = 31  # zlib container = gzip, fixed mtime 0: same input, same bytes
-_deflate: Any = zlib
-_MAX_LEVEL = 9
-try:  # ISA-L (the ``isal`` wheel): the same gzip format for ~1/4 of zlib level 1's CPU, at a better ratio
-    from isal import isal_zlib
-
-    _deflate, _MAX_LEVEL = isal_zlib, 3
-except ImportError:  # pragma: no cover - isal is optional
-    pass
+__all__ = ["DEFAULT_GZIP_LEVEL", "encode_put_log_events", "gzip_if_smaller", "rejected_info"]
 
 
 def encode_put_log_events(group: str, stream: str, events: Sequence[LogEvent]) -> bytes:
@@ -63,8 +54,7 @@ def _valid_unicode(text: str) -> str:
 
 def gzip_if_smaller(body: bytes, level: int = DEFAULT_GZIP_LEVEL) -> bytes | None:
     """``body`` gzip-compressed, or None when compression does not make it smaller."""
-    compressor = _deflate.compressobj(min(level, _MAX_LEVEL), _deflate.DEFLATED, _GZIP_WBITS)
-    compressed = compressor.compress(body) + compressor.flush()
+    compressed = gzip_bytes(body, level)
     return compressed if len(compressed) < len(body) else None
 
 

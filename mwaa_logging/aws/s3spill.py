@@ -8,7 +8,6 @@ quoted group name can produce), which a lifecycle rule can expire.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +18,7 @@ from urllib.parse import urlencode, urlparse
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_bytes
 from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
@@ -95,7 +95,7 @@ class S3SpillSink:
         expected_bucket_owner: str | None = None,
         tags: Mapping[str, str] | None = None,
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
-        compresslevel: int = 6,
+        compresslevel: int = DEFAULT_LEVEL,
         put_attempts: int = 3,
         retry_pause: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
@@ -211,13 +211,13 @@ class S3SpillSink:
         for record in records:
             line = orjson.dumps(record.to_json()) + b"\n"
             if chunk and size + len(line) > self.max_object_bytes:
-                yield chunk, gzip.compress(b"".join(lines), compresslevel=self.compresslevel)
+                yield chunk, gzip_bytes(b"".join(lines), self.compresslevel)
                 chunk, lines, size = [], [], 0
             chunk.append(record)
             lines.append(line)
             size += len(line)
         if chunk:
-            yield chunk, gzip.compress(b"".join(lines), compresslevel=self.compresslevel)
+            yield chunk, gzip_bytes(b"".join(lines), self.compresslevel)
 
     # -- reading and bookkeeping (reader, replay) ------------------------------------------------------
 
