@@ -95,6 +95,19 @@ def _learned(info: Info) -> list[Row]:
     ]
 
 
+def _memory(info: Info) -> list[Row]:
+    return [
+        (f"{info['lines']:,} lines of ~1 KB while PutLogEvents hangs: peak memory growth, MiB "
+         f"(NullHandler {_get(info, 'null_peak_growth_mib')}, FileHandler {_get(info, 'file_peak_growth_mib')})",
+         _get(info, "ours_peak_growth_mib"), _get(info, "watchtower_peak_growth_mib"), ""),
+        (f"  / max_buffer_bytes ({info['max_buffer_mib']} MiB, the default)", _get(info, "ours_vs_max_buffer"), "",
+         ""),
+        ("  watchtower's peak / ours", _get(info, "watchtower_vs_ours"), "", ""),
+        ("  lines spilled to disk (memory_cap) / lost", f"{_get(info, 'ours_spilled')} / {_get(info, 'ours_lost')}",
+         "", ""),
+    ]
+
+
 #: Test name prefix -> rows, in the order the table shows them.
 SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
     ("test_calling_thread_cost", _calling),
@@ -102,6 +115,7 @@ SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
     ("test_cpu_per_line_airflow3_remote_log", _remote_log),
     ("test_end_to_end_100k", _delivery),
     ("test_direct_encoding_10k", _encoding),
+    ("test_memory_during_an_outage", _memory),
     ("test_shared_quota", _shared_quota),
     ("test_unknown_quota_is_learned", _learned),
 )

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: ``short`` (CI, default) or ``full``; chosen with ``MWAA_LOGGING_BENCH``.
@@ -95,6 +96,20 @@ def numbered_lines(first: int, count: int) -> list[str]:
 def seq_of(message: str) -> int | None:
     _, sep, tail = message.rpartition(" seq=")
     return int(tail) if sep and tail.isdigit() else None
+
+
+def spilled_seqs(directory: Path) -> list[int]:
+    """Sequence numbers of the numbered lines our handler spilled into ``directory`` (a local spill target)."""
+    from mwaa_logging.spill.local import LocalSpillSink
+    from mwaa_logging.spillformat import decode_records
+
+    found = []
+    for path in LocalSpillSink(directory).iter_files():
+        for record in decode_records(path.read_bytes()):
+            seq = seq_of(record.message)
+            if seq is not None:
+                found.append(seq)
+    return found
 
 
 def minimum_calls(message_sizes: Sequence[int], max_count: int = MAX_BATCH_EVENTS) -> int:

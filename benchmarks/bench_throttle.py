@@ -32,7 +32,7 @@ from _workloads import (
     loss_of,
     minimum_calls,
     numbered_lines,
-    seq_of,
+    spilled_seqs,
 )
 
 QUOTA_TPS = 5.0
@@ -88,19 +88,6 @@ class FleetRun:
             "invalid": self.invalid,
             "seconds": round(self.seconds, 2),
         }
-
-
-def spilled_seqs(directory: Path) -> list[int]:
-    from mwaa_logging.spill.local import LocalSpillSink
-    from mwaa_logging.spillformat import decode_records
-
-    found = []
-    for path in LocalSpillSink(directory).iter_files():
-        for record in decode_records(path.read_bytes()):
-            seq = seq_of(record.message)
-            if seq is not None:
-                found.append(seq)
-    return found
 
 
 def remove_host_budgets(namespace: str) -> None:

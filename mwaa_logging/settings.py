@@ -144,7 +144,9 @@ SPECS: dict[str, Spec[Any]] = {
                      "user's cache (or temp) dir."),
     "max_buffer_bytes": Spec(64 * 1024 * 1024, "an integer number of bytes >= 1048576",
                              _number(MAX_BATCH_BYTES, integer=True),
-                             "Memory cap of one handler's buffers; above it the oldest events are spilled."),
+                             "Memory cap of one handler's buffers, in bytes as CloudWatch counts them; above it the "
+                             "oldest events are spilled. The process's peak is ~1.6x it during an outage (see "
+                             "Benchmarks)."),
     "max_latency": Spec(300.0, "a number of seconds > 0", _number(0, allow_zero=False),
                         "An event not delivered this long after its timestamp is spilled."),
     "close_timeout": Spec(10.0, "a number of seconds >= 0", _number(0),
