@@ -174,7 +174,7 @@ class Channel:
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
         self.scarce_until = 0.0
         #: Events queued by application threads, not yet buffered by the sender, and their counted bytes (added
-        #: before an event is appended, taken off when it is drained: never less than what the inbox holds).
+        #: before an event is appended, taken off when it is drained; an estimate for the memory guard's alarm).
         self.inbox: deque[QueuedEvent] = deque()
         self.queued_bytes = 0
         #: Set by the sender when it has nothing of this channel to do: the next append wakes it.
@@ -254,13 +254,15 @@ class Channel:
             queued = list(_starmap(inbox.popleft, _repeat((), count)))  # exactly ``count`` pops, in C
             sizes = list(map(_size_of, queued))
             streams = set(map(_stream_of, queued))
-            if len(streams) == 1 and min(sizes) > 0:
+            simple = len(streams) == 1 and min(sizes) > 0
+            total = sum(sizes) if simple else sum(map(abs, sizes))
+            # back to zero whenever the queue is empty: an update lost between threads (possible before
+            # Python 3.11, which can switch threads inside ``+=``) does not last
+            self.queued_bytes = self.queued_bytes - total if inbox else 0
+            if simple:
                 (stream,) = streams
-                total = sum(sizes)
-                self.queued_bytes -= total
                 self._buffer(stream, now, as_events(queued), total)
             else:
-                self.queued_bytes -= sum(map(abs, sizes))
                 self._buffer_mixed(queued, now)
         return count
 
