@@ -358,17 +358,37 @@ def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(loca
     assert messages[1].startswith(MARKER_PREFIX + "1 log events") and str(spill_dir) in messages[1]
 
 
-def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_spilled(local_aws: LocalAWS,
-                                                                                        spill_dir: Path) -> None:
-    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hung", log_stream_name="s",
+def hung_call(local_aws: LocalAWS, group: str) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
+    """A handler with a 1 MiB cap whose sender is inside a PutLogEvents call that the endpoint never answers."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name=group, log_stream_name="s",
                                                 endpoint_url=local_aws.url, send_interval=0.1,
                                                 max_buffer_bytes=1 << 20, read_timeout=60)
-    logger = make_logger("hung-call", handler)
+    logger = make_logger(group, handler)
     logger.info("before the hang")
     assert handler.flush(10)
     local_aws.faults.inject("hang", count=1)  # the next PutLogEvents is accepted and never answered
-    logger.info("line 000000")
+    logger.info("sent in the hung call")
     wait_until(lambda: local_aws.stats().hung == 1, timeout=10)  # the sender is inside the hung call
+    return handler, logger
+
+
+def every_line_ends_delivered_or_spilled(local_aws: LocalAWS, handler: mwaa_logging.CloudWatchLogHandler,
+                                         spill_dir: Path, lines: list[str]) -> None:
+    """After the hung call is released: each line once, in CloudWatch or in the spill files (memory_cap)."""
+    local_aws.faults.clear()  # the hung call is released (it counts as ambiguous and is retried)
+    assert handler.flush(30)
+    handler.close()
+    spilled = [r.message for r in spilled_records(spill_dir)]
+    delivered = user_lines(local_aws.messages(handler.log_group_name, "s"))
+    everything = ["before the hang", "sent in the hung call", *lines]
+    assert sorted(set(delivered) | set(spilled)) == sorted(everything)  # every line, delivered or spilled
+    assert not set(spilled) & set(delivered)
+    assert {r.reason for r in spilled_records(spill_dir)} == {"memory_cap"}
+
+
+def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_spilled(local_aws: LocalAWS,
+                                                                                        spill_dir: Path) -> None:
+    handler, logger = hung_call(local_aws, "hung")
     lines = [f"line {i:06d} " + "w" * 200 for i in range(1, 30_001)]  # ~6.6 MiB: 6x the cap
     for line in lines:
         logger.info(line)
@@ -386,30 +406,14 @@ def test_memory_cap_holds_while_a_call_hangs_and_every_line_ends_delivered_or_sp
     stats = handler.stats()
     assert channel.engine.busy and local_aws.stats().hung == 1, stats  # still hanging: the memory guard did this
     assert stats.spilled.get("memory_cap", 0) > 20_000, stats
-    local_aws.faults.clear()  # the hung call is released (it counts as ambiguous and is retried)
-    assert handler.flush(30)
-    handler.close()
-    spilled = [r.message for r in spilled_records(spill_dir)]
-    delivered = user_lines(local_aws.messages("hung", "s"))
-    everything = ["before the hang", "line 000000", *lines]
-    assert sorted(set(delivered) | set(spilled)) == sorted(everything)  # every line, delivered or spilled
-    assert not set(spilled) & set(delivered)
-    assert {r.reason for r in spilled_records(spill_dir)} == {"memory_cap"}
+    every_line_ends_delivered_or_spilled(local_aws, handler, spill_dir, lines)
 
 
 def test_memory_cap_holds_for_large_lines_that_are_few(local_aws: LocalAWS, spill_dir: Path) -> None:
     # 300 lines of 100 KB: 30 MB, 30 times the cap, yet far fewer events than the guard's count alarm (1,024).
     # The guard's alarm also counts bytes, so they are spilled while the call hangs instead of waiting in the
     # queue until read_timeout.
-    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hung-large", log_stream_name="s",
-                                                endpoint_url=local_aws.url, send_interval=0.1,
-                                                max_buffer_bytes=1 << 20, read_timeout=60)
-    logger = make_logger("hung-call-large", handler)
-    logger.info("before the hang")
-    assert handler.flush(10)
-    local_aws.faults.inject("hang", count=1)
-    logger.info("line 000")
-    wait_until(lambda: local_aws.stats().hung == 1, timeout=10)
+    handler, logger = hung_call(local_aws, "hung-large")
     lines = [f"line {i:03d} " + "L" * 100_000 for i in range(1, 301)]
     for line in lines:
         logger.info(line)
@@ -417,9 +421,4 @@ def test_memory_cap_holds_for_large_lines_that_are_few(local_aws: LocalAWS, spil
     wait_until(lambda: handler.stats().spilled.get("memory_cap", 0) >= 290, timeout=30, state=handler.stats)
     stats = handler.stats()
     assert local_aws.stats().hung == 1 and stats.pending_bytes <= 1 << 20, stats  # still hanging, queue included
-    local_aws.faults.clear()
-    assert handler.flush(30)
-    handler.close()
-    spilled = [r.message for r in spilled_records(spill_dir)]
-    delivered = user_lines(local_aws.messages("hung-large", "s"))
-    assert sorted(delivered + spilled) == sorted(["before the hang", "line 000", *lines])
+    every_line_ends_delivered_or_spilled(local_aws, handler, spill_dir, lines)
