@@ -226,7 +226,7 @@ class Channel:
             self.armed = False
             self.engine.wake()
         elif self.engine.busy:
-            if queued > self.inbox_alarm or self.queued_bytes > self.inbox_alarm_bytes:
+            if self.inbox_alarmed():
                 self.engine.relieve()
             _sleep(0)
 
