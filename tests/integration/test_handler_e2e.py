@@ -337,16 +337,14 @@ def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aw
 
 def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(local_aws: LocalAWS,
                                                                              spill_dir: Path) -> None:
+    # send_interval=60: the second line leaves only because close() flushes
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="marker", log_stream_name="s",
-                                                endpoint_url=local_aws.url, send_interval=0.1,
-                                                max_latency=1.0, close_timeout=5)
+                                                endpoint_url=local_aws.url, send_interval=60, close_timeout=5)
     logger = make_logger("marker", handler)
-    local_aws.faults.throttle_for(1.5)
-    logger.info("waits out max_latency and is spilled")
-    deadline = time.monotonic() + 10
-    while not spilled_records(spill_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    local_aws.faults.clear()
+    too_old = logger.makeRecord("marker", logging.INFO, __file__, 0, "older than CloudWatch takes", (), None)
+    too_old.created = time.time() - 15 * 86_400  # CloudWatch rejects events older than 14 days
+    logger.handle(too_old)
+    wait_until(lambda: bool(spilled_records(spill_dir)), timeout=10, state=handler.stats)
     logger.info("delivered during close(); its delivery appends the marker")
     handler.close()
     assert handler.stats().pending == 0
@@ -354,8 +352,10 @@ def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(loca
     assert handler.flush()  # what logging.shutdown() does after close()
     assert time.monotonic() - started < 1.0
     messages = local_aws.messages("marker", "s")
+    assert len(messages) == 2, (messages, handler.stats())
     assert messages[0] == "delivered during close(); its delivery appends the marker"
     assert messages[1].startswith(MARKER_PREFIX + "1 log events") and str(spill_dir) in messages[1]
+    assert [(r.message, r.reason) for r in spilled_records(spill_dir)] == [("older than CloudWatch takes", "too_old")]
 
 
 def hung_call(local_aws: LocalAWS, group: str) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
@@ -417,8 +417,17 @@ def test_memory_cap_holds_for_large_lines_that_are_few(local_aws: LocalAWS, spil
     lines = [f"line {i:03d} " + "L" * 100_000 for i in range(1, 301)]
     for line in lines:
         logger.info(line)
-    # at most 10 of them fit under the cap: the guard spills the rest, the oldest first
-    wait_until(lambda: handler.stats().spilled.get("memory_cap", 0) >= 290, timeout=30, state=handler.stats)
-    stats = handler.stats()
-    assert local_aws.stats().hung == 1 and stats.pending_bytes <= 1 << 20, stats  # still hanging, queue included
+    channel = handler._channel
+    line_bytes = len(lines[0]) + 26
+    # The buffers keep what fits under the cap (10 lines); the queue may keep what came after the guard's last
+    # drain, up to its alarm (2 lines: a quarter of the cap); the guard spills the rest, the oldest first.
+    kept_at_most = (1 << 20) // line_bytes + channel.inbox_alarm_bytes // line_bytes
+
+    def settled() -> bool:
+        stats = handler.stats()
+        return (stats.pending_bytes - channel.queued_bytes <= 1 << 20 and not channel.inbox_alarmed()
+                and stats.spilled.get("memory_cap", 0) >= len(lines) - kept_at_most)
+
+    wait_until(settled, timeout=30, state=lambda: (handler.stats(), channel.queued_bytes))
+    assert local_aws.stats().hung == 1, handler.stats()  # still hanging: the memory guard did this
     every_line_ends_delivered_or_spilled(local_aws, handler, spill_dir, lines)
