@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -96,8 +97,8 @@ class InFlight:
 class StreamBuffer:
     """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
 
-    __slots__ = ("backoff", "bytes", "count", "in_flight", "marker_reasons", "marker_where", "pending", "ready",
-                 "retry_at", "since", "spilled_unmarked", "stream")
+    __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "marker_reasons", "marker_where",
+                 "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -111,6 +112,8 @@ class StreamBuffer:
         self.in_flight: InFlight | None = None
         self.backoff = Backoff()
         self.retry_at = 0.0
+        #: The flush deadline for which the sender already made a last call before its backoff ended.
+        self.last_call_for = math.inf
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
         self.marker_reasons: set[str] = set()
@@ -167,8 +170,9 @@ class Channel:
         #: Pieces beyond the first that the sender made of split messages (a queued message counts as one
         #: event until then; see :meth:`flush_mark`).
         self.extra_pieces = 0
-        #: Threads waiting in flush(), to be notified when events settle.
-        self.flush_waiters = 0
+        #: Deadlines (engine clock) of the threads waiting in flush(), to be notified when events settle; no
+        #: stream's backoff outlasts the earliest without one more call (see ``delivery.retry_due``).
+        self.flush_deadlines: list[float] = []
         self.closed = False
         self.pending_bytes = 0
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
@@ -324,7 +328,8 @@ class Channel:
             if self.reached(mark):
                 return True
             self.flush_target = max(self.flush_target, mark[0])
-            self.flush_waiters += 1
+            flush_deadline = self.engine.clock() + timeout
+            self.flush_deadlines.append(flush_deadline)
         self.engine.wake()
         try:
             if _holds_logging_lock():
@@ -341,7 +346,7 @@ class Channel:
                 return True
         finally:
             with self.lock:
-                self.flush_waiters -= 1
+                self.flush_deadlines.remove(flush_deadline)
 
     def flush_mark(self) -> tuple[int, int]:
         """What a flush() started now waits for (call with the lock held): every event appended so far.

@@ -42,6 +42,8 @@ class Context:
 SCARCE_INTERVAL_FACTOR = 4.0
 #: How long one sign of scarcity counts.
 SCARCE_WINDOW = 10.0
+#: A stream whose backoff would outlast a waiting flush()/close() is called once this long before its deadline.
+LAST_CALL_MARGIN = 1.0
 
 
 def service_channel(channel: Channel, ctx: Context) -> float:
@@ -71,13 +73,15 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         now = ctx.clock()
         with channel.lock:
             flushing = channel.settled < channel.flush_target or channel.closed
+            last_call = min(channel.flush_deadlines, default=math.inf) - LAST_CALL_MARGIN
         interval = _send_interval(channel, now)
         best: tuple[tuple[int, int], StreamBuffer] | None = None
         for buffer in buffers:
             if buffer.count == 0:
                 continue
-            if buffer.retry_at > now:
-                next_wake = min(next_wake, buffer.retry_at)
+            due = retry_due(buffer, last_call)
+            if due > now:
+                next_wake = min(next_wake, due)
                 continue
             since = buffer.since if buffer.since is not None else now
             full = buffer.bytes >= settings.max_batch_size or buffer.count >= settings.max_batch_count
@@ -98,7 +102,23 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
             return min(next_wake, now + wait)
+        if best[1].retry_at > now:  # the last call before a flush deadline: only one per deadline
+            best[1].last_call_for = last_call
         _send_one(channel, best[1], ctx)
+
+
+def retry_due(buffer: StreamBuffer, last_call: float) -> float:
+    """When ``buffer`` may be called again: when its backoff ends, or at ``last_call`` (a waiting flush()'s
+    deadline minus :data:`LAST_CALL_MARGIN`; infinite when none waits) if the backoff would end later.
+
+    A flush() or close() thus never gives up, and close() never spills, without a call after the failure that
+    started the backoff (20 s at most, longer than the default ``close_timeout``): tasks that end together
+    under throttling would otherwise spill what CloudWatch could take by then. One such call per deadline,
+    still under the throttle budget, so a failing endpoint is not hammered.
+    """
+    if buffer.retry_at > last_call and buffer.last_call_for != last_call:
+        return last_call
+    return buffer.retry_at
 
 
 def _send_interval(channel: Channel, now: float) -> float:
@@ -314,7 +334,7 @@ def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent
             buffer.marker_where.clear()
             buffer.marker_reasons.clear()
             counters.markers += 1
-        if channel.flush_waiters:
+        if channel.flush_deadlines:
             channel.settled_cond.notify_all()
 
 
@@ -360,7 +380,7 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
     with channel.lock:
         channel.counters.spilled[reason] += len(events)
         channel.settled += len(events)
-        if channel.flush_waiters:
+        if channel.flush_deadlines:
             channel.settled_cond.notify_all()
         if buffer is not None:
             buffer.spilled_unmarked += len(events)

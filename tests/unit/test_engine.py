@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import math
+import threading
 
 import pytest
 
 from mwaa_logging.batching import sort_key
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK
-from mwaa_logging.engine.delivery import MARKER_PREFIX
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, StreamBuffer
+from mwaa_logging.engine.delivery import MARKER_PREFIX, retry_due
 from mwaa_logging.events import MESSAGE, SIZE
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
 from mwaa_logging.splitting import parse_chunk, reassemble_messages
-from tests.unit.engine_fakes import OK, Call, MemorySpill, ScriptedTransport, make_rig
+from tests.unit.engine_fakes import OK, Call, MemorySpill, Rig, ScriptedTransport, make_rig
 from tests.waiting import wait_until
 
 THROTTLED = CallResult(Outcome.THROTTLED, error_code="ThrottlingException", message="Rate exceeded")
@@ -336,6 +338,71 @@ def test_flush_that_returns_early_still_gets_its_events_sent_now() -> None:
     rig.run(0.1)  # the request stays: no waiting for the 60 s interval
     assert rig.channel.flush(timeout=0) is True
     assert rig.transport.delivered_messages() == ["x"]
+
+
+def throttled_until_backoff_is_long(failures: int, then: CallResult) -> tuple[Rig, list[float]]:
+    """A rig whose one stream was throttled ``failures`` times (each backoff at its ceiling); call times."""
+    script = [THROTTLED] * failures
+    times: list[float] = []
+
+    def answer(call: Call) -> CallResult:
+        times.append(rig.clock.now)
+        return script.pop(0) if script else then
+
+    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    rig.append("line")
+    for _ in range(2_000):
+        rig.run(0.05)
+        if len(times) == failures:
+            return rig, times
+    raise AssertionError(f"only {len(times)} calls")
+
+
+def flush_in_thread(rig: Rig, timeout: float) -> tuple[threading.Thread, list[bool]]:
+    """flush(timeout) on a thread of its own, returned once it waits (its deadline is on the rig's clock)."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(rig.channel.flush(timeout)))
+    thread.start()
+    wait_until(lambda: bool(rig.channel.flush_deadlines))
+    return thread, result
+
+
+def test_a_waiting_flush_gets_a_last_call_before_its_deadline_instead_of_waiting_out_the_backoff() -> None:
+    rig, times = throttled_until_backoff_is_long(7, then=OK)
+    backoff_ends = rig.channel.buffers["s"].retry_at
+    assert backoff_ends - times[-1] > 12  # 0.999 x 0.2 x 2**6: longer than the flush will wait
+    started = rig.clock.now
+    thread, result = flush_in_thread(rig, timeout=5.0)
+    rig.run(5.0)
+    thread.join(10)
+    assert result == [True]
+    assert len(times) == 8 and 3.9 <= times[-1] - started <= 4.1  # 1 s before the deadline, not at 12.8 s
+    stats = rig.channel.stats()
+    assert (stats.delivered, stats.pending, stats.spilled_total) == (1, 0, 0)
+
+
+def test_the_last_call_before_a_deadline_is_made_once_and_the_backoff_then_resumes() -> None:
+    # the last call fails without a throttle, so the budget would not hold a second one back
+    rig, times = throttled_until_backoff_is_long(8, then=UNAVAILABLE)
+    started = rig.clock.now
+    thread, result = flush_in_thread(rig, timeout=3.0)
+    rig.run(3.0)
+    thread.join(10)
+    assert result == [False]
+    assert len(times) == 9 and 1.95 <= times[-1] - started <= 2.05  # one call, 1 s before the deadline
+    assert rig.channel.buffers["s"].retry_at - times[-1] > 19  # the backoff goes on (20 s ceiling)
+    assert rig.channel.stats().pending == 1
+
+
+def test_retry_due_is_the_backoff_or_once_per_deadline_the_last_call() -> None:
+    buffer = StreamBuffer("s")
+    buffer.retry_at = 100.0
+    assert retry_due(buffer, math.inf) == 100.0  # nobody waits
+    assert retry_due(buffer, 120.0) == 100.0  # the backoff ends first
+    assert retry_due(buffer, 50.0) == 50.0
+    buffer.last_call_for = 50.0  # made
+    assert retry_due(buffer, 50.0) == 100.0
+    assert retry_due(buffer, 60.0) == 60.0  # another deadline
 
 
 def test_after_a_throttle_partial_batches_wait_longer_to_fill_up() -> None:
