@@ -111,10 +111,10 @@ def retry_due(buffer: StreamBuffer, last_call: float) -> float:
     """When ``buffer`` may be called again: when its backoff ends, or at ``last_call`` (a waiting flush()'s
     deadline minus :data:`LAST_CALL_MARGIN`; infinite when none waits) if the backoff would end later.
 
-    A flush() or close() thus never gives up, and close() never spills, without a call after the failure that
-    started the backoff (20 s at most, longer than the default ``close_timeout``): tasks that end together
-    under throttling would otherwise spill what CloudWatch could take by then. One such call per deadline,
-    still under the throttle budget, so a failing endpoint is not hammered.
+    A flush() or close() thus does not give up, nor close() spill, without one more call when the backoff (up
+    to 20 s, longer than the default ``close_timeout``) would end after it: tasks that end together under
+    throttling would otherwise spill what CloudWatch could take by then. One such call per deadline, and only
+    when the throttle budget grants it, so a failing endpoint is not hammered.
     """
     if buffer.retry_at > last_call and buffer.last_call_for != last_call:
         return last_call
