@@ -42,8 +42,9 @@ class Context:
 SCARCE_INTERVAL_FACTOR = 4.0
 #: How long one sign of scarcity counts.
 SCARCE_WINDOW = 10.0
-#: A stream whose backoff would outlast a waiting flush()/close() is called once this long before its deadline.
-LAST_CALL_MARGIN = 1.0
+#: A stream whose backoff would outlast a waiting flush()/close() is called once this long before its deadline
+#: (room for creating a missing stream and one more call under a budget lowered to 1 call/s).
+LAST_CALL_MARGIN = 2.0
 
 
 def service_channel(channel: Channel, ctx: Context) -> float:
@@ -276,8 +277,10 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
             spill_events(channel, buffer, batch, SpillReason.NO_RESOURCE.value, result.message)
             return True
         retry_at = _backoff(buffer, "no_resource", ctx)
-        if created and buffer.backoff.attempts == 1:
-            retry_at = buffer.retry_at = now  # first time: retry at once; if it persists, back off
+        if created and buffer.backoff.history[-2:-1] != ("no_resource",):
+            # just created: retry at once (also after throttles, e.g. a new stream's first calls); if the
+            # resource is still missing on that retry, back off
+            retry_at = buffer.retry_at = now
         _requeue(channel, buffer, batch, retry_at=retry_at)
         return False
     if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):

@@ -358,6 +358,26 @@ def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(loca
     assert [(r.message, r.reason) for r in spilled_records(spill_dir)] == [("older than CloudWatch takes", "too_old")]
 
 
+def test_close_after_a_long_throttle_makes_one_last_call_instead_of_spilling(local_aws: LocalAWS,
+                                                                           spill_dir: Path) -> None:
+    # After six throttles the stream's backoff is up to 6.4 s, more than close(3) waits: close() calls once
+    # more 2 s before its deadline (the throttle has ended by then) rather than spilling at the deadline.
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="last-call", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("last-call", handler)
+    logger.info("the stream exists")
+    assert handler.flush(10)
+    local_aws.faults.inject("throttle")  # every PutLogEvents, until cleared
+    logger.info("waits out a long throttle")
+    wait_until(lambda: handler.stats().throttled >= 6, timeout=30, state=handler.stats)
+    local_aws.faults.clear()
+    handler.close(3.0)
+    stats = handler.stats()
+    assert (stats.delivered, stats.spilled_total, stats.pending) == (2, 0, 0), stats
+    assert local_aws.messages("last-call", "s") == ["the stream exists", "waits out a long throttle"]
+    assert not spilled_records(spill_dir)
+
+
 def hung_call(local_aws: LocalAWS, group: str) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
     """A handler with a 1 MiB cap whose sender is inside a PutLogEvents call that the endpoint never answers."""
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name=group, log_stream_name="s",

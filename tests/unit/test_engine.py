@@ -110,6 +110,26 @@ def test_missing_group_and_stream_are_created_on_demand_only() -> None:
     assert rig.channel.stats().delivered == 2
 
 
+def test_a_stream_created_after_throttles_is_retried_without_a_backoff() -> None:
+    # a new stream whose first calls were throttled: once created, the batch goes with the next token (the
+    # budget paces 1 call/s after the throttles), not after a 5th backoff (0.999 x 1.6 s)
+    missing_stream = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
+                                "The specified log stream does not exist.")
+    script = [THROTTLED, THROTTLED, THROTTLED, missing_stream]
+    times: list[float] = []
+
+    def answer(call: Call) -> CallResult:
+        times.append(rig.clock.now)
+        return script.pop(0) if script else OK
+
+    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    rig.append("first line of a new stream")
+    rig.run(20, step=0.01)
+    assert [c.op for c in rig.transport.calls].count("create_stream") == 1
+    assert len(times) == 5 and times[4] - times[3] < 1.5
+    assert rig.channel.stats().delivered == 1
+
+
 def test_missing_group_that_may_not_be_created_is_spilled_with_reason() -> None:
     missing_group = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
                                "The specified log group does not exist.")
@@ -376,7 +396,7 @@ def test_a_waiting_flush_gets_a_last_call_before_its_deadline_instead_of_waiting
     rig.run(5.0)
     thread.join(10)
     assert result == [True]
-    assert len(times) == 8 and 3.9 <= times[-1] - started <= 4.1  # 1 s before the deadline, not at 12.8 s
+    assert len(times) == 8 and 2.9 <= times[-1] - started <= 3.1  # 2 s before the deadline, not at 12.8 s
     stats = rig.channel.stats()
     assert (stats.delivered, stats.pending, stats.spilled_total) == (1, 0, 0)
 
@@ -389,7 +409,7 @@ def test_the_last_call_before_a_deadline_is_made_once_and_the_backoff_then_resum
     rig.run(3.0)
     thread.join(10)
     assert result == [False]
-    assert len(times) == 9 and 1.95 <= times[-1] - started <= 2.05  # one call, 1 s before the deadline
+    assert len(times) == 9 and 0.95 <= times[-1] - started <= 1.05  # one call, 2 s before the deadline
     assert rig.channel.buffers["s"].retry_at - times[-1] > 19  # the backoff goes on (20 s ceiling)
     assert rig.channel.stats().pending == 1
 
