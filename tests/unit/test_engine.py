@@ -63,15 +63,21 @@ def test_batches_are_valid_and_sorted_even_when_timestamps_arrive_out_of_order()
     assert sum(len(c.events) for c in rig.transport.puts) == 300
 
 
-def test_throttle_backs_off_with_jitter_then_delivers_in_order() -> None:
-    script = [THROTTLED, THROTTLED, THROTTLED]
+def timed_rig(script: list[CallResult], then: CallResult = OK) -> tuple[Rig, list[float]]:
+    """A rig (send interval 0.1 s, every backoff at its ceiling) whose PutLogEvents calls are answered from
+    ``script``, then with ``then``; also the clock time of every call."""
     times: list[float] = []
 
     def answer(call: Call) -> CallResult:
         times.append(rig.clock.now)
-        return script.pop(0) if script else CallResult(Outcome.OK)
+        return script.pop(0) if script else then
 
     rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    return rig, times
+
+
+def test_throttle_backs_off_with_jitter_then_delivers_in_order() -> None:
+    rig, times = timed_rig([THROTTLED, THROTTLED, THROTTLED])
     for i in range(50):
         rig.append(f"m{i}")
     rig.run(20, step=0.01)
@@ -115,14 +121,7 @@ def test_a_stream_created_after_throttles_is_retried_without_a_backoff() -> None
     # budget paces 1 call/s after the throttles), not after a 5th backoff (0.999 x 1.6 s)
     missing_stream = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
                                 "The specified log stream does not exist.")
-    script = [THROTTLED, THROTTLED, THROTTLED, missing_stream]
-    times: list[float] = []
-
-    def answer(call: Call) -> CallResult:
-        times.append(rig.clock.now)
-        return script.pop(0) if script else OK
-
-    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    rig, times = timed_rig([THROTTLED, THROTTLED, THROTTLED, missing_stream])
     rig.append("first line of a new stream")
     rig.run(20, step=0.01)
     assert [c.op for c in rig.transport.calls].count("create_stream") == 1
@@ -362,14 +361,7 @@ def test_flush_that_returns_early_still_gets_its_events_sent_now() -> None:
 
 def throttled_until_backoff_is_long(failures: int, then: CallResult) -> tuple[Rig, list[float]]:
     """A rig whose one stream was throttled ``failures`` times (each backoff at its ceiling); call times."""
-    script = [THROTTLED] * failures
-    times: list[float] = []
-
-    def answer(call: Call) -> CallResult:
-        times.append(rig.clock.now)
-        return script.pop(0) if script else then
-
-    rig = make_rig(ScriptedTransport(on_call=answer), send_interval=0.1, random_value=0.999)
+    rig, times = timed_rig([THROTTLED] * failures, then)
     rig.append("line")
     for _ in range(2_000):
         rig.run(0.05)
