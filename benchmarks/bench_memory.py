@@ -9,7 +9,8 @@ thread can send again; ours keeps at most ``max_buffer_bytes`` (default 64 MiB, 
 bytes) and spills the oldest to disk (``memory_cap``). After the endpoint answers again, ours delivers what it
 kept: the endpoint's copy plus the spill files must hold every line, and its peak includes that recovery.
 
-Run as a script, this module is the worker: ``python bench_memory.py KIND URL STREAM``.
+Run as a script, this module is the worker: ``python bench_memory.py KIND URL STREAM LINES`` (the line count
+is passed on: the worker's environment has no ``MWAA_LOGGING_*`` variables, so it cannot tell the mode).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def make_handler(kind: str, url: str, stream: str) -> logging.Handler:
     return watchtower_handler(url, GROUP, stream)
 
 
-def run_worker(kind: str, url: str, stream: str) -> dict[str, Any]:
+def run_worker(kind: str, url: str, stream: str, lines: int) -> dict[str, Any]:
     """Log the lines through one handler during an outage; report the peak growth (and ours' recovery)."""
     from mwaa_logging.testing.admin import RemoteLocalAWS
 
@@ -85,7 +86,7 @@ def run_worker(kind: str, url: str, stream: str) -> dict[str, Any]:
         admin.inject("hang", count=1)  # the next PutLogEvents is taken and never answered
     _reset_peak()
     baseline = _memory_kib("VmRSS")
-    for seq in range(WARMUP, WARMUP + LINES):
+    for seq in range(WARMUP, WARMUP + lines):
         logger.info("%s seq=%010d", BODY, seq)
     report: dict[str, Any] = {"kind": kind, "outage_growth_kib": _memory_kib("VmHWM") - baseline}
     if kind == "ours":
@@ -107,7 +108,7 @@ def run_kind(endpoint: Endpoint, kind: str, tmp: Path) -> dict[str, Any]:
     spill_dir, stream = tmp / kind, f"{kind}-{os.getpid()}"
     spill_dir.mkdir()
     env = {**endpoint.env(), "MWAA_LOGGING_SPILL_TO": str(spill_dir)}
-    done = subprocess.run([sys.executable, __file__, kind, endpoint.url, stream], env=env,
+    done = subprocess.run([sys.executable, __file__, kind, endpoint.url, stream, str(LINES)], env=env,
                           capture_output=True, text=True, timeout=600)
     endpoint.admin.clear_faults()  # watchtower's hung call, if it left one
     if done.returncode != 0:
@@ -146,4 +147,4 @@ def test_memory_during_an_outage(benchmark: Any, reports: dict[str, dict[str, An
 
 if __name__ == "__main__":
     logging.raiseExceptions = True
-    run_worker(sys.argv[1], sys.argv[2], sys.argv[3])
+    run_worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
