@@ -51,7 +51,7 @@ class CloudWatchLogFormatter(logging.Formatter):
                 if name != "msg":
                     data[name] = getattr(record, name, None)
             return self.dumps(data)
-        if isinstance(msg, Mapping):
+        if type(msg) is dict or isinstance(msg, Mapping):  # the exact type first: an ABC check costs ~100 ns
             return self.dumps(msg)
         if self._plain and not (record.exc_info or record.exc_text or record.stack_info):
             return record.getMessage()

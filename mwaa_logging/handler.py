@@ -214,7 +214,7 @@ class CloudWatchLogHandler(logging.Handler):
                         and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
                     message = msg % record.args if record.args else msg  # what getMessage() does, inlined
                 else:
-                    formatter = self.formatter
+                    formatter = self._formatter  # what the ``formatter`` property returns, without the call
                     message = formatter.format(record) if formatter is not None else record.getMessage()
                     if type(message) is not str:  # a custom formatter's bytes or None: deliver what it gave
                         message = str(message)
