@@ -85,12 +85,14 @@ class Budgets:
 
 
 class InFlight:
-    """A batch handed to the transport; ``abandoned`` once close() spilled it at its deadline."""
+    """A batch handed to the transport (``size``: its counted bytes); ``abandoned`` once close() spilled it at
+    its deadline."""
 
-    __slots__ = ("abandoned", "events")
+    __slots__ = ("abandoned", "events", "size")
 
-    def __init__(self, events: list[LogEvent]) -> None:
+    def __init__(self, events: list[LogEvent], size: int) -> None:
         self.events = events
+        self.size = size
         self.abandoned = False
 
 
@@ -175,6 +177,11 @@ class Channel:
         self.flush_deadlines: list[float] = []
         self.closed = False
         self.pending_bytes = 0
+        #: Events taken out of the buffers or out of flight whose outcome is still being recorded (a spill
+        #: write under way, a call's answer being settled), and their counted bytes: pending for :meth:`stats`,
+        #: so that emitted == delivered + spilled + pending holds at every moment.
+        self.settling = 0
+        self.settling_bytes = 0
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
         self.scarce_until = 0.0
         #: Events queued by application threads, not yet buffered by the sender, and their counted bytes (added
@@ -316,6 +323,17 @@ class Channel:
             self.flush_target += len(pieces) - 1
         return pieces
 
+    def begin_settling(self, count: int, size: int) -> None:
+        """``count`` events (``size`` counted bytes) left the buffers or flight; not yet delivered, spilled or
+        requeued (lock held)."""
+        self.settling += count
+        self.settling_bytes += size
+
+    def end_settling(self, count: int, size: int) -> None:
+        """Those events are now counted delivered or spilled, or back in a buffer (lock held)."""
+        self.settling -= count
+        self.settling_bytes -= size
+
     def has_work(self) -> bool:
         """Anything queued, buffered or in flight."""
         return bool(self.inbox) or any(not b.is_empty() for b in list(self.buffers.values()))
@@ -410,8 +428,9 @@ class Channel:
         with self.lock:
             flights = [b.in_flight.events for b in self.buffers.values()
                        if b.in_flight is not None and not b.in_flight.abandoned]
-            pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights)
-            pending_bytes = self.pending_bytes + sum(e[SIZE] for f in flights for e in f) + self.queued_bytes
+            pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights) + self.settling
+            pending_bytes = (self.pending_bytes + sum(e[SIZE] for f in flights for e in f) + self.queued_bytes
+                             + self.settling_bytes)
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
             queued = len(self.inbox)
             counters = copy.copy(self.counters)

@@ -136,8 +136,8 @@ def _send_one(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         if not buffer.ready:  # close() took them meanwhile
             return
         end = batch_end(buffer.ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
-        batch = _remove_ready_head(channel, buffer, end)
-        flight = buffer.in_flight = InFlight(batch)
+        batch, size = _remove_ready_head(channel, buffer, end)
+        flight = buffer.in_flight = InFlight(batch, size)
     try:
         result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
     except Exception as exc:  # a transport never raises by contract; if one does, retry rather than strand
@@ -173,15 +173,16 @@ def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
             ready.sort(key=sort_key)
 
 
-def _remove_ready_head(channel: Channel, buffer: StreamBuffer, end: int) -> list[LogEvent]:
-    """Remove ``ready[:end]`` (caller holds the lock) and update the accounting."""
+def _remove_ready_head(channel: Channel, buffer: StreamBuffer, end: int) -> tuple[list[LogEvent], int]:
+    """Remove ``ready[:end]`` (caller holds the lock) and update the accounting; return it and its counted
+    bytes."""
     taken = buffer.ready[:end]
     del buffer.ready[:end]
     size = _counted_bytes(taken)
     buffer.bytes -= size
     buffer.count -= len(taken)
     channel.pending_bytes -= size
-    return taken
+    return taken, size
 
 
 def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
@@ -208,6 +209,7 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         buffer.bytes -= size
         buffer.count -= len(gone)
         channel.pending_bytes -= size
+        channel.begin_settling(len(gone), size)
     for events, reason in ((too_old, SpillReason.TOO_OLD), (too_new, SpillReason.TOO_NEW),
                            (late, SpillReason.MAX_LATENCY)):
         if events:
@@ -239,7 +241,8 @@ def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> No
             while end < len(buffer.ready) and freed < excess:
                 freed += buffer.ready[end][SIZE]
                 end += 1
-            gone = _remove_ready_head(channel, buffer, end)
+            gone, size = _remove_ready_head(channel, buffer, end)
+            channel.begin_settling(len(gone), size)
         if gone:
             spill_events(channel, buffer, gone, SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")
 
@@ -259,6 +262,7 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
             if outcome in (Outcome.OK, Outcome.PARTIAL):
                 counters.duplicates += len(batch)
             return True
+        channel.begin_settling(len(batch), flight.size)  # each path below counts it delivered, spilled or requeued
     if outcome is Outcome.OK:
         _delivered(channel, buffer, batch, ctx)
         channel.budgets.put.on_success(now)
@@ -311,21 +315,25 @@ def _backoff(buffer: StreamBuffer, reason: str, ctx: Context) -> float:
 
 
 def _requeue(channel: Channel, buffer: StreamBuffer, batch: list[LogEvent], retry_at: float) -> None:
-    """Put a failed batch back at the head of the stream, in order."""
+    """Put a failed batch (settling: a call's answer or a failed spill) back at the head of the stream, in
+    order."""
     size = _counted_bytes(batch)
     with channel.lock:
         buffer.ready[:0] = batch
         buffer.bytes += size
         buffer.count += len(batch)
         channel.pending_bytes += size
+        channel.end_settling(len(batch), size)
         buffer.retry_at = retry_at
 
 
 def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent], ctx: Context) -> None:
     with channel.lock:
         counters = channel.counters
+        size = _counted_bytes(events)
         counters.delivered += len(events)
-        counters.counted_bytes_delivered += _counted_bytes(events)
+        counters.counted_bytes_delivered += size
+        channel.end_settling(len(events), size)
         channel.settled += len(events)
         if buffer.backoff.attempts:
             buffer.backoff = buffer.backoff.reset()
@@ -353,7 +361,8 @@ def marker_message(count: int, reasons: set[str], where: set[str]) -> str:
 
 def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence[LogEvent], reason: str,
                  detail: str = "") -> bool:
-    """Write events to the spill target (the fallback directory if that fails) and count them settled.
+    """Write events (settling: see ``Channel.begin_settling``) to the spill target (the fallback directory if
+    that fails) and count them settled.
 
     If no target can take them, they go back to the head of the stream and the stream waits 5 s: False.
     """
@@ -379,9 +388,13 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
     if where is None:
         if buffer is not None:
             _requeue(channel, buffer, sorted(events, key=sort_key), retry_at=channel.engine.clock() + 5.0)
+        else:
+            with channel.lock:
+                channel.end_settling(len(events), _counted_bytes(events))
         return False
     with channel.lock:
         channel.counters.spilled[reason] += len(events)
+        channel.end_settling(len(events), _counted_bytes(events))
         channel.settled += len(events)
         if channel.flush_deadlines:
             channel.settled_cond.notify_all()
@@ -446,12 +459,13 @@ def spill_everything(channel: Channel, reason: str) -> None:
     with channel.lock:
         work: list[tuple[StreamBuffer, list[LogEvent]]] = []
         for buffer in channel.buffers.values():
-            events = buffer.ready + buffer.pending
+            events, size = buffer.ready + buffer.pending, buffer.bytes
             if buffer.in_flight is not None and not buffer.in_flight.abandoned:
                 buffer.in_flight.abandoned = True
-                events = buffer.in_flight.events + events
+                events, size = buffer.in_flight.events + events, buffer.in_flight.size + size
             buffer.ready, buffer.pending = [], []
             channel.pending_bytes -= buffer.bytes
+            channel.begin_settling(len(events), size)
             buffer.bytes = buffer.count = 0
             buffer.since = None
             if events:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+from collections.abc import Sequence
 
 import pytest
 
 from mwaa_logging.batching import sort_key
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK, StreamBuffer
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, Channel, StreamBuffer
 from mwaa_logging.engine.delivery import MARKER_PREFIX, retry_due
+from mwaa_logging.engine.stats import Stats
 from mwaa_logging.events import MESSAGE, SIZE
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_EVENT_MESSAGE_BYTES
 from mwaa_logging.outcome import CallResult, Outcome, RejectedInfo
+from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.splitting import parse_chunk, reassemble_messages
 from tests.unit.engine_fakes import OK, Call, MemorySpill, Rig, ScriptedTransport, make_rig
 from tests.waiting import wait_until
@@ -308,6 +311,76 @@ def test_close_spills_pending_and_in_flight_then_counts_late_success_as_duplicat
     stats = rig.channel.stats()
     assert (stats.delivered, stats.spilled_total, stats.duplicates, stats.pending) == (0, 2, 1, 0)
     assert_balanced(rig)
+
+
+class ObservedSpill(MemorySpill):
+    """Takes the channel's stats at every write, while the events are on their way to the spill target."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__(fail)
+        self.seen: list[Stats] = []
+        self.channel: Channel | None = None
+
+    def write(self, records: Sequence[SpillRecord]) -> str:
+        assert self.channel is not None
+        self.seen.append(self.channel.stats())
+        return super().write(records)
+
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def _spill_too_old(rig: Rig) -> None:
+    rig.append("ancient", ts_offset_ms=-15 * DAY_MS)
+    rig.run(0.3)
+
+
+def _spill_memory_cap(rig: Rig) -> None:
+    rig.transport.on_call = lambda call: THROTTLED
+    for i in range(300):
+        rig.append(f"{i:04d}" + "y" * 10_000)
+    rig.run(0.2)
+
+
+def _spill_rejected(rig: Rig) -> None:
+    rig.transport.script = [CallResult(Outcome.PARTIAL, rejected=RejectedInfo(too_old_end=2))]
+    for i in range(4):
+        rig.append(f"e{i}", ts_offset_ms=i)
+    rig.run(0.5)
+
+
+def _spill_invalid(rig: Rig) -> None:
+    rig.transport.script = [CallResult(Outcome.INVALID, "SomeError", "nope")]
+    rig.append("a")
+    rig.run(0.3)
+
+
+def _spill_at_close_deadline(rig: Rig) -> None:
+    rig.transport.on_call = lambda call: THROTTLED
+    for i in range(3):
+        rig.append(f"e{i}")
+    rig.run(0.3)
+    rig.channel.close(timeout=0)
+
+
+@pytest.mark.parametrize("spill_some", [_spill_too_old, _spill_memory_cap, _spill_rejected, _spill_invalid,
+                                        _spill_at_close_deadline], ids=lambda f: f.__name__[7:])
+@pytest.mark.parametrize("spill_fails", [False, True], ids=["spilled", "kept"])
+def test_stats_add_up_while_events_are_on_their_way_to_the_spill_target(spill_some, spill_fails) -> None:  # type: ignore[no-untyped-def]
+    """Events taken out of the buffers count as pending until the spill write (or its failure) is recorded:
+    ``stats().balanced()`` holds at every moment, not only once the sender is idle."""
+    spill = ObservedSpill(fail=spill_fails)
+    rig = make_rig(spill=spill, fallback_spill=MemorySpill(fail=spill_fails), send_interval=0.1,
+                   max_buffer_bytes=MAX_BATCH_BYTES)
+    spill.channel = rig.channel
+    spill_some(rig)
+    assert spill.seen, "nothing was spilled"
+    for stats in spill.seen:
+        assert stats.balanced(), stats
+    assert_balanced(rig)
+    assert (rig.channel.settling, rig.channel.settling_bytes) == (0, 0)
+    if spill_fails:  # nothing could store them: they are pending again, in their buffer
+        assert rig.channel.stats().pending > 0 and rig.channel.stats().spilled_total == 0
 
 
 def test_failed_spill_falls_back_and_keeps_events_if_everything_fails() -> None:
