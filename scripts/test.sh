@@ -31,6 +31,33 @@ if [[ $status -eq 5 ]]; then
 fi
 [[ $status -eq 0 ]] || exit "$status"
 
+step "unit tests on the oldest and newest supported Pythons this machine has (3.10, 3.13)"
+# requires-python is >= 3.10; the suite above runs on the default python3. A missing interpreter is reported
+# and skipped (Debian and PyPI, this project's registries, do not ship other CPython versions).
+find_python() {  # an interpreter for version $1: on PATH, or one that pyenv installed
+    local candidate
+    if candidate="$(command -v "python$1")" && "$candidate" -c pass 2>/dev/null; then
+        echo "$candidate"
+        return 0
+    fi
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python; do
+        if [[ -x "$candidate" ]]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+for version in 3.10 3.13; do
+    if ! other="$(find_python "$version")"; then
+        echo "python$version: not on this machine, skipped"
+        continue
+    fi
+    other_venv="$(PYTHON="$other" MWAA_LOGGING_VENV="$repo/.venv-$version" "$repo/scripts/dev-venv.sh" dev | tail -n 1)"
+    echo "python$version: $("$other_venv/bin/python" -VV | head -n 1)"
+    "$other_venv/bin/python" -m pytest tests/unit -q -p no:cacheprovider
+done
+
 step "benchmarks (short mode)"
 if [[ -x scripts/bench.sh ]]; then
     scripts/bench.sh
