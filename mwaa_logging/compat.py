@@ -42,6 +42,7 @@ def _shim_class() -> type:
 
     class WatchtowerCompatibleHandler(CloudWatchLogHandler):
         __doc__ = CloudWatchLogHandler.__doc__
+        _compat_initialized: bool  # set by __new__ when it ran __init__ itself, removed by __init__
 
         def __new__(cls, *args: Any, **kwargs: Any) -> Any:
             self = super().__new__(cls)
@@ -55,11 +56,13 @@ def _shim_class() -> type:
                     raise
                 warnings.warn(f"mwaa-logging: using watchtower for this handler: {exc}", stacklevel=2)
                 return original(*args, **kwargs)
-            self.__dict__["_compat_initialized"] = True
+            self._compat_initialized = True  # an attribute, never self.__dict__ (see CloudWatchLogHandler)
             return self
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if not self.__dict__.pop("_compat_initialized", False):
+            if getattr(self, "_compat_initialized", False):
+                del self._compat_initialized
+            else:
                 super().__init__(*args, **kwargs)
 
     WatchtowerCompatibleHandler.__module__ = __name__

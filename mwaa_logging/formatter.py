@@ -34,8 +34,10 @@ class CloudWatchLogFormatter(logging.Formatter):
                  add_log_record_attrs: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.json_serialize_default = json_serialize_default or globals()["json_serialize_default"]
-        if add_log_record_attrs is not None:
-            self.add_log_record_attrs = tuple(add_log_record_attrs)
+        # an instance attribute even when empty: emit() reads it per record, and Python 3.11 does not specialize
+        # a class attribute read through an instance (a generic attribute lookup each time)
+        self.add_log_record_attrs = tuple(type(self).add_log_record_attrs if add_log_record_attrs is None
+                                          else add_log_record_attrs)
         self._plain = self._fmt in (None, "%(message)s") and isinstance(self._style, logging.PercentStyle)
 
     def is_plain(self) -> bool:

@@ -150,10 +150,8 @@ class Channel:
         self._transport_pid = os.getpid() if transport is not None else -1
         # an event must also fit in a batch alone
         self._max_event_bytes = min(settings.max_message_size, settings.max_batch_size) - EVENT_OVERHEAD_BYTES
-        self._full_bytes = settings.max_batch_size
         #: Most bytes one queued event may count; larger ones are split or truncated by the sender.
         self.max_event_size = self._max_event_bytes + EVENT_OVERHEAD_BYTES
-        self._full_count = settings.max_batch_count
         #: Queued events, or their counted bytes, above which application threads call the memory guard while the
         #: sender is busy.
         self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)

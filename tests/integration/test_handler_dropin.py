@@ -81,3 +81,19 @@ def test_missing_region_fails_at_construction_naming_the_setting(monkeypatch: py
     assert len(logging._handlerList) == registered  # type: ignore[attr-defined]
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", region_name="eu-west-1")
     handler.close(timeout=0)
+
+
+#: CPython keeps an instance's attributes as inline values (loads specialized per attribute, no dict lookup) while
+#: its class has at most this many attribute names (``SHARED_KEYS_MAX_SIZE``); ``emit`` reads a dozen of them per
+#: record (see ``CloudWatchLogHandler``'s docstring; ``benchmarks/bench_instructions.py`` counts the cost).
+INLINE_ATTRIBUTES_MAX = 30
+
+
+def test_the_objects_emit_reads_keep_their_attributes_inline() -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url="http://127.0.0.1:9")
+    try:
+        handler.log_stream_name = "other"  # the setter Airflow calls per line must not materialize __dict__ either
+        for obj in (handler, handler._channel, handler.formatter):
+            assert len(vars(obj)) <= INLINE_ATTRIBUTES_MAX, (type(obj).__name__, sorted(vars(obj)))
+    finally:
+        handler.close(timeout=0)
