@@ -37,6 +37,11 @@ def _cpu(info: Info) -> list[Row]:
              _get(info, "watchtower_cpu_vs_null"), "<= 1.5")]
 
 
+def _instructions(info: Info) -> list[Row]:
+    return [(f"  same in machine instructions (callgrind; NullHandler {_get(info, 'null_instructions_per_event')} an "
+             "event)", _get(info, "ours_instructions_vs_null"), "", "")]
+
+
 def _remote_log(info: Info) -> list[Row]:
     return [
         ("Airflow 3 task log line, provider / MWAA pattern (name set per line, dict msg): process CPU / NullHandler",
@@ -112,6 +117,7 @@ def _memory(info: Info) -> list[Row]:
 SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
     ("test_calling_thread_cost", _calling),
     ("test_cpu_per_event", _cpu),
+    ("test_instructions_per_event", _instructions),
     ("test_cpu_per_line_airflow3_remote_log", _remote_log),
     ("test_end_to_end_100k", _delivery),
     ("test_direct_encoding_10k", _encoding),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: installs what it needs (virtualenvs, redis-server, Airflow),
+# The whole test suite on a fresh machine: installs what it needs (virtualenvs, redis-server, valgrind, Airflow),
 # then lint, types, tests (unit, integration, real Airflow) and the benchmarks in short mode.
 # Exits non-zero on any failure, including "no tests collected".
 set -euo pipefail
@@ -8,9 +8,9 @@ cd "$repo"
 started=$(date +%s)
 step() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
-step "bootstrap: virtualenv, redis-server, Airflow virtualenv"
+step "bootstrap: virtualenv, redis-server and valgrind, Airflow virtualenv"
 venv="$("$repo/scripts/dev-venv.sh" dev | tail -n 1)"
-"$repo/scripts/ensure-redis.sh"
+"$repo/scripts/ensure-debian-tools.sh"
 MWAA_LOGGING_AIRFLOW_VENV="$("$repo/scripts/airflow-venv.sh" | tail -n 1)"
 export MWAA_LOGGING_AIRFLOW_VENV
 export PATH="$venv/bin:$PATH"

@@ -1,4 +1,4 @@
-"""Fleet scope against a real redis-server (``scripts/ensure-redis.sh`` installs it)."""
+"""Fleet scope against a real redis-server (``scripts/ensure-debian-tools.sh`` installs it)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class RedisServer:
 
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing: run scripts/ensure-redis.sh"
+        assert binary, "redis-server is missing: run scripts/ensure-debian-tools.sh"
         self.binary = binary
         self.workdir = workdir
         with socket.socket() as probe:
