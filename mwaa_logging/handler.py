@@ -216,15 +216,18 @@ class CloudWatchLogHandler(logging.Handler):
                 return  # our own records and botocore's; checked here since MWAA calls emit() directly
             msg = record.msg
             try:
-                if (self._plain_format and type(msg) is str and not record.exc_info and not record.exc_text
-                        and not record.stack_info
+                # what CloudWatchLogFormatter.format does for a str (getMessage()) or a dict (JSON: the Airflow 3 /
+                # MWAA task log line), inlined
+                if (self._plain_format and not record.exc_info and not record.exc_text and not record.stack_info
                         and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
-                    message = msg % record.args if record.args else msg  # what getMessage() does, inlined
+                    if type(msg) is str:
+                        message = msg % record.args if record.args else msg
+                    elif type(msg) is dict:
+                        message = self._formatter.dumps(msg)  # type: ignore[union-attr]
+                    else:
+                        message = self._formatted(record)
                 else:
-                    formatter = self._formatter  # what the ``formatter`` property returns, without the call
-                    message = formatter.format(record) if formatter is not None else record.getMessage()
-                    if type(message) is not str:  # a custom formatter's bytes or None: deliver what it gave
-                        message = str(message)
+                    message = self._formatted(record)
             except Exception as exc:  # a bad record is still delivered, with what went wrong
                 message = unformattable(record, exc)
             stream = self._static_stream if record.process == self._static_pid else self._stream_namer(record)
@@ -245,6 +248,11 @@ class CloudWatchLogHandler(logging.Handler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _formatted(self, record: logging.LogRecord) -> str:
+        formatter = self._formatter  # what the ``formatter`` property returns, without the call
+        message = formatter.format(record) if formatter is not None else record.getMessage()
+        return message if type(message) is str else str(message)  # a custom formatter's bytes or None: as given
 
     @property  # type: ignore[override]
     def formatter(self) -> logging.Formatter | None:

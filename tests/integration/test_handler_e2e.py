@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -278,6 +279,30 @@ def test_a_formatter_that_returns_bytes_still_gets_its_record_delivered(local_aw
     make_logger("bytes", handler).info("as bytes")
     assert handler.flush(10)
     assert local_aws.messages("bytes", "s") == ["b'as bytes'"]
+    handler.close()
+
+
+def test_dict_messages_arrive_as_the_formatter_writes_them(local_aws: LocalAWS, spill_dir: Path) -> None:
+    """emit inlines the formatter's dict path (the Airflow 3 / MWAA task log line): same JSON, the handler's
+    json_serialize_default, and the formatter itself for what the inlined path does not cover."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="dicts", log_stream_name="s", endpoint_url=local_aws.url, send_interval=0.1,
+        json_serialize_default=lambda o: f"<{type(o).__name__}>")
+    logger = make_logger("dicts", handler)
+    when = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    messages: list[object] = [{"event": "task line", "level": "info"}, {"when": when, "obj": object(), 1: "int key"}]
+    records = [logger.makeRecord("dicts", logging.INFO, __file__, 0, msg, (), None) for msg in messages]
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        records.append(logger.makeRecord("dicts", logging.ERROR, __file__, 0, {"event": "failed"}, (),
+                                         sys.exc_info()))
+    expected = [handler.formatter.format(record) for record in records]  # type: ignore[union-attr]
+    for record in records:
+        logger.handle(record)
+    assert handler.flush(10)
+    assert local_aws.messages("dicts", "s") == expected
+    assert json.loads(expected[1]) == {"when": "2026-11-24T00:00:00+00:00", "obj": "<object>", "1": "int key"}
     handler.close()
 
 
