@@ -1,8 +1,8 @@
 """Instructions per event (callgrind): a CPU measure that this noisy 2-core VM cannot blur.
 
 ``bench_cpu`` times the process's CPU, the issue's measure; here the same ratio is counted in machine
-instructions, which repeat to within ~2 % from run to run and machine to machine (same binaries), so CI can
-guard it tightly and a change of a few hundred instructions an event (a few percent) shows. Instructions are
+instructions, which repeat to within 0.1 % from run to run (same binaries and interpreter), so CI can guard it
+tightly and a change of a few hundred instructions an event (a few percent) shows. Instructions are
 not time: cache misses, kernel work (the sender's socket I/O) and handing the GIL between threads cost time but
 no user-space instructions, so the time ratio (``bench_cpu``) is higher than this one. One cost goes the other
 way: under valgrind the SigV4 body hash runs without the CPU's SHA instructions (~1,400 instructions an event
@@ -14,9 +14,9 @@ flush that delivers them, between ``os.getpgrp()`` and ``os.getppid()``: callgri
 before each (``--dump-before``), and the second file holds what every thread did in between (the sender's
 batching, encoding, gzip, botocore). ``--zero-before`` would not do: it zeroes the calling thread only, and
 the sender's warm-up (~57 million instructions) stayed in the count. The endpoint is a separate process and
-not counted. Under valgrind the worker runs ~50x slower, so ours gets
-``send_interval=60``: a 2 s interval would expire ~50x more often per event than it does natively and add
-calls; full batches and the flush send, as they do at native speed.
+not counted. Under valgrind the worker runs ~50x slower, so ours gets ``send_interval=60``: a 2 s interval
+would expire ~50x more often per event than it does natively and add calls; full batches and the flush send,
+as they do at native speed.
 
 Run as a script, this module is the worker: ``python bench_instructions.py KIND URL STREAM EVENTS``.
 """
