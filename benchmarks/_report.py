@@ -71,9 +71,11 @@ def _delivery(info: Info) -> list[Row]:
 
 
 def _encoding(info: Info) -> list[Row]:
-    return [("10k-event PutLogEvents body: botocore serializer time / ours",
-             f"{_get(info, 'speedup_vs_validated')} (unvalidated {_get(info, 'speedup_vs_unvalidated')})", "",
-             ">= 10")]
+    # the target is against botocore's serializer as clients run it (with parameter validation); the figure
+    # without validation has no target and its own row, so the verdict reads only the targeted number
+    return [("10k-event PutLogEvents body: botocore serializer time / ours", _get(info, "speedup_vs_validated"),
+             "", ">= 10"),
+            ("  same, botocore without parameter validation", _get(info, "speedup_vs_unvalidated"), "", "")]
 
 
 def _shared_quota(info: Info) -> list[Row]:
