@@ -7,10 +7,10 @@ sender's wake-up and GIL-yield intervals between blocks, so variants are compare
     .venv/bin/python benchmarks/cpu_breakdown.py --rounds 21 now=63:1023 yield256=255:1023 wake8k=63:8191
 
 A variant is ``NAME=CHECK:WAKE``: application threads look at the sender every ``CHECK+1`` records (and yield the
-GIL then while it works) and wake it every ``WAKE+1`` (``engine/channel.py``); ``off`` for either means never
-(the sender then only sends at ``flush()``). Per event it prints the process CPU, the application thread's CPU
-while logging, the sender thread's CPU (``time.pthread_getcpuclockid``), the wait in ``flush()`` and the median
-same-round ratio to NullHandler.
+GIL then while it works) and wake it every ``WAKE+1`` (``engine/channel.py``); ``off`` for either means never (the
+sender then sends at ``flush()``, or once ``send_interval`` passes: a block takes well under that). Per event it
+prints the process CPU, the application thread's CPU while logging, the sender thread's CPU
+(``time.pthread_getcpuclockid``), the wait in ``flush()`` and the median same-round ratio to NullHandler.
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, masks in variants.items():
                 blocks[name] = partial(block, loggers["ours"], ours, lines, samples[name], use(masks))
             interleaved(blocks, 1)  # warm-up: the stream exists, the connection is open
-            for sample in samples.values():
-                sample.app_us.clear(), sample.sender_us.clear(), sample.flush_ms.clear()
+            for sample in samples.values():  # the warm-up's figures do not count
+                for figures in (sample.app_us, sample.sender_us, sample.flush_ms):
+                    figures.clear()
             totals = interleaved(blocks, args.rounds)
         finally:
             ours.close()
