@@ -10,7 +10,9 @@ A variant is ``NAME=CHECK:WAKE``: application threads look at the sender every `
 GIL then while it works) and wake it every ``WAKE+1`` (``engine/channel.py``); ``off`` for either means never (the
 sender then sends at ``flush()``, or once ``send_interval`` passes: a block takes well under that). Per event it
 prints the process CPU, the application thread's CPU while logging, the sender thread's CPU
-(``time.pthread_getcpuclockid``), the wait in ``flush()`` and the median same-round ratio to NullHandler.
+(``time.pthread_getcpuclockid``), the wait in ``flush()`` and the median same-round ratio to NullHandler; and,
+for the whole process, the user and kernel (sys) CPU per event and the voluntary context switches per block
+(``getrusage``): a GIL handoff between the application and the sender costs both threads a switch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -48,6 +51,9 @@ class Sample:
     app_us: list[float] = field(default_factory=list)
     sender_us: list[float] = field(default_factory=list)
     flush_ms: list[float] = field(default_factory=list)
+    user_us: list[float] = field(default_factory=list)
+    sys_us: list[float] = field(default_factory=list)
+    switches: list[int] = field(default_factory=list)
 
 
 def sender_cpu() -> float:
@@ -72,6 +78,7 @@ def block(logger: logging.Logger, handler: logging.Handler, lines: Sequence[str]
           before: Callable[[], None]) -> float:
     before()
     info = logger.info
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started, app, sender = time.process_time(), time.thread_time(), sender_cpu()
     for line in lines:
         info(line)
@@ -80,7 +87,12 @@ def block(logger: logging.Logger, handler: logging.Handler, lines: Sequence[str]
     flush_handler(handler)
     sample.flush_ms.append((time.perf_counter() - waited) * 1000)
     sample.sender_us.append((sender_cpu() - sender) / len(lines) * 1e6)
-    return (time.process_time() - started) / len(lines)
+    cpu = time.process_time() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    sample.user_us.append((after.ru_utime - usage.ru_utime) / len(lines) * 1e6)
+    sample.sys_us.append((after.ru_stime - usage.ru_stime) / len(lines) * 1e6)
+    sample.switches.append(after.ru_nvcsw - usage.ru_nvcsw)
+    return cpu / len(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 blocks[name] = partial(block, loggers["ours"], ours, lines, samples[name], use(masks))
             interleaved(blocks, 1)  # warm-up: the stream exists, the connection is open
             for sample in samples.values():  # the warm-up's figures do not count
-                for figures in (sample.app_us, sample.sender_us, sample.flush_ms):
+                for figures in (sample.app_us, sample.sender_us, sample.flush_ms, sample.user_us, sample.sys_us,
+                                sample.switches):
                     figures.clear()
             totals = interleaved(blocks, args.rounds)
         finally:
@@ -123,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{statistics.median(sample.app_us):6.2f}  sender {statistics.median(sample.sender_us):5.2f}  "
               f"flush {statistics.median(sample.flush_ms):6.1f}  "
               f"/ NullHandler {median_ratio(totals, name, 'null'):.3f}")
+        print(f"{'':>10}  user {statistics.median(sample.user_us):6.2f}  sys {statistics.median(sample.sys_us):5.2f}  "
+              f"voluntary switches a block {statistics.median(sample.switches):5.0f}")
     return 0
 
 
