@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 from _workloads import (
@@ -124,9 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 blocks[name] = partial(block, loggers["ours"], ours, lines, samples[name], use(masks))
             interleaved(blocks, 1)  # warm-up: the stream exists, the connection is open
             for sample in samples.values():  # the warm-up's figures do not count
-                for figures in (sample.app_us, sample.sender_us, sample.flush_ms, sample.user_us, sample.sys_us,
-                                sample.switches):
-                    figures.clear()
+                for figures in fields(sample):
+                    getattr(sample, figures.name).clear()
             totals = interleaved(blocks, args.rounds)
         finally:
             ours.close()
