@@ -38,6 +38,8 @@ __all__ = [
 _by_timestamp = itemgetter(TIMESTAMP)
 _by_seq = itemgetter(SEQ)
 _size = itemgetter(SIZE)
+#: Events summed before :func:`batch_end` estimates how many more fit; also the margin added to that estimate.
+_FIRST_CHUNK = 256
 
 
 def sort_key(event: LogEvent) -> tuple[int, int]:
@@ -90,8 +92,17 @@ def batch_end(
     stop = min(len(events), start + max_count)
     # In C: the first event at or past the span limit (events are sorted), then running byte totals.
     stop = bisect_left(events, span_limit, start, stop, key=_by_timestamp)
-    totals = list(accumulate(map(_size, events[start:stop])))
-    return start + bisect_right(totals, max_bytes)
+    # Totals are summed a chunk at a time, each chunk sized from the average so far, so a full 1 MiB batch of
+    # ~230-byte lines sums ~4,700 sizes rather than all 10,000 that max_count allows.
+    end, total, chunk = start, 0, _FIRST_CHUNK
+    while end < stop:
+        upto = min(stop, end + chunk)
+        totals = list(accumulate(map(_size, events[end:upto]), initial=total))
+        if totals[-1] > max_bytes:
+            return end + bisect_right(totals, max_bytes) - 1  # totals[0] (what fits so far) is not an event
+        end, total = upto, totals[-1]
+        chunk = _FIRST_CHUNK + (max_bytes - total) * (end - start) // max(total, 1)
+    return stop
 
 
 def cut_batches(

@@ -123,6 +123,37 @@ def test_cut_batches_obeys_every_rule_with_real_limits(events: list[LogEvent]) -
     assert batches == cut_with_batch_end(events)
 
 
+def batch_end_reference(sizes: Sequence[int], start: int, max_bytes: int, max_count: int) -> int:
+    """The longest run from ``start`` within both limits, one event at a time."""
+    end, total = start, 0
+    while end < len(sizes) and end - start < max_count and total + sizes[end] <= max_bytes:
+        total += sizes[end]
+        end += 1
+    return end
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    # many small events, then larger ones: batch_end's estimate of how many fit overshoots and undershoots
+    small=st.lists(st.integers(1, 30), max_size=1_200),
+    large=st.lists(st.integers(1, 3_000), max_size=400),
+    max_bytes=st.integers(3_000, 60_000),
+    max_count=st.integers(1, 2_000),
+    data=st.data(),
+)
+def test_batch_end_takes_exactly_what_fits_in_long_runs(
+    small: list[int], large: list[int], max_bytes: int, max_count: int, data: st.DataObject
+) -> None:
+    sizes = small + large
+    if not sizes:
+        sizes = [1]
+    start = data.draw(st.integers(0, len(sizes) - 1))
+    events = [(T0, "m", size, seq) for seq, size in enumerate(sizes)]
+    assert batch_end(events, start, max_bytes=max_bytes, max_count=max_count) == batch_end_reference(
+        sizes, start, max_bytes, max_count
+    )
+
+
 messages = st.text(
     alphabet=st.characters(codec="utf-8") | st.characters(categories=["Cs"]), min_size=1, max_size=40
 )
