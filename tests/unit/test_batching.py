@@ -135,7 +135,7 @@ def batch_end_reference(sizes: Sequence[int], start: int, max_bytes: int, max_co
 @settings(max_examples=200, deadline=None)
 @given(
     # many small events, then larger ones: batch_end's estimate of how many fit overshoots and undershoots
-    small=st.lists(st.integers(1, 30), max_size=1_200),
+    small=st.lists(st.integers(1, 30), min_size=1, max_size=1_200),
     large=st.lists(st.integers(1, 3_000), max_size=400),
     max_bytes=st.integers(3_000, 60_000),
     max_count=st.integers(1, 2_000),
@@ -145,8 +145,6 @@ def test_batch_end_takes_exactly_what_fits_in_long_runs(
     small: list[int], large: list[int], max_bytes: int, max_count: int, data: st.DataObject
 ) -> None:
     sizes = small + large
-    if not sizes:
-        sizes = [1]
     start = data.draw(st.integers(0, len(sizes) - 1))
     events = [(T0, "m", size, seq) for seq, size in enumerate(sizes)]
     assert batch_end(events, start, max_bytes=max_bytes, max_count=max_count) == batch_end_reference(
