@@ -21,9 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from _workloads import Endpoint, clean_aws_environ, flush_handler, isolated_logger, numbered_lines, ours_handler
-
-EVENTS_PER_BLOCK = 50_000
-NEVER = (1 << 62) - 1
+from cpu_breakdown import EVENTS_PER_BLOCK, NEVER
 
 
 def timed(owner: Any, name: str, label: str, spent: Counter[str]) -> None:
