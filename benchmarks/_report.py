@@ -55,6 +55,8 @@ def _delivery(info: Info) -> list[Row]:
         ("100k events, first emit to flushed: events/s", _get(info, "ours_events_per_s"),
          _get(info, "watchtower_events_per_s"), ""),
         ("  ours / watchtower events/s", _get(info, "ours_vs_watchtower_events_per_s"), "", ">= 3"),
+        ("  MB/s of log text (events/s x mean message bytes)", _get(info, "ours_mb_per_s"),
+         _get(info, "watchtower_mb_per_s"), ""),
         ("  delivered events/s (lost ones not counted)", _get(info, "ours_delivered_events_per_s"),
          _get(info, "watchtower_delivered_events_per_s"), ""),
         ("  ours / watchtower delivered events/s", _get(info, "ours_vs_watchtower_delivered_per_s"), "", ""),
@@ -76,6 +78,13 @@ def _encoding(info: Info) -> list[Row]:
     return [("10k-event PutLogEvents body: botocore serializer time / ours", _get(info, "speedup_vs_validated"),
              "", ">= 10"),
             ("  same, botocore without parameter validation", _get(info, "speedup_vs_unvalidated"), "", "")]
+
+
+def _wire_bytes(info: Info) -> list[Row]:
+    compression = info["compression"]
+    ratio = f", {_get(info, 'compression_ratio')}x smaller" if compression == "gzip" else ""
+    return [(f"  same body on the wire, bytes per event, compression={compression}{ratio}",
+             _get(info, "wire_bytes_per_event"), "", "")]
 
 
 def _shared_quota(info: Info) -> list[Row]:
@@ -123,6 +132,7 @@ SECTIONS: tuple[tuple[str, Callable[[Info], list[Row]]], ...] = (
     ("test_cpu_per_line_airflow3_remote_log", _remote_log),
     ("test_end_to_end_100k", _delivery),
     ("test_direct_encoding_10k", _encoding),
+    ("test_wire_bytes_per_event", _wire_bytes),
     ("test_memory_during_an_outage", _memory),
     ("test_shared_quota", _shared_quota),
     ("test_unknown_quota_is_learned", _learned),

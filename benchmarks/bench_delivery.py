@@ -118,6 +118,7 @@ def test_end_to_end_100k(benchmark: Any, endpoint: Endpoint) -> None:
         ours_flush_ms=round(statistics.median(r.flush_seconds for r in ours) * 1000),
         watchtower_flush_ms=round(statistics.median(r.flush_seconds for r in theirs) * 1000),
         ours_mb_per_s=round(statistics.median(r.events_per_second for r in ours) * MESSAGE_BYTES / 1e6, 1),
+        watchtower_mb_per_s=round(statistics.median(r.events_per_second for r in theirs) * MESSAGE_BYTES / 1e6, 1),
         ours_calls=ours_calls,
         watchtower_calls=max(run.calls for run in theirs),
         ours_calls_vs_minimum=round(ours_calls / MINIMUM_CALLS, 3),

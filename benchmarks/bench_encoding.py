@@ -134,6 +134,7 @@ def test_wire_bytes_per_event(benchmark: Any, compression: str) -> None:
     sent = benchmark(body)
     plain_size = len(encode_put_log_events(GROUP, STREAM, EVENTS))
     benchmark.extra_info.update(
+        compression=compression,
         wire_bytes_per_event=round(len(sent) / len(EVENTS), 1),
         compression_ratio=round(plain_size / len(sent), 2),
     )

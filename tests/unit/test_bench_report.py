@@ -43,3 +43,20 @@ def test_encoding_below_target_is_reported(report: ModuleType) -> None:
 ])
 def test_verdict(report: ModuleType, ours: str, target: str, expected: str) -> None:
     assert report.verdict(ours, target) == expected
+
+
+def test_wire_bytes_are_shown_with_and_without_gzip(report: ModuleType) -> None:
+    benches = [{"name": "test_wire_bytes_per_event[none]",
+                "extra_info": {"compression": "none", "wire_bytes_per_event": 231.4, "compression_ratio": 1.0}},
+               {"name": "test_wire_bytes_per_event[gzip]",
+                "extra_info": {"compression": "gzip", "wire_bytes_per_event": 47.9, "compression_ratio": 4.83}}]
+    rows = {row[0].strip(): row[1] for row in report.table(benches)}
+    assert rows == {"same body on the wire, bytes per event, compression=none": "231.4",
+                    "same body on the wire, bytes per event, compression=gzip, 4.83x smaller": "47.9"}
+
+
+def test_end_to_end_shows_mb_per_s_for_both_handlers(report: ModuleType) -> None:
+    bench = {"name": "test_end_to_end_100k",
+             "extra_info": {"ours_mb_per_s": 14.9, "watchtower_mb_per_s": 3.7, "rounds": 5}}
+    rows = {row[0].strip(): row[1:3] for row in report.table([bench])}
+    assert rows["MB/s of log text (events/s x mean message bytes)"] == ("14.9", "3.7")
