@@ -147,8 +147,9 @@ SPECS: dict[str, Spec[Any]] = {
                              "Memory cap of one handler's buffers, in bytes as CloudWatch counts them; above it the "
                              "oldest events are spilled. The process's peak is ~1.6x it during an outage (see "
                              "Benchmarks)."),
-    "max_latency": Spec(300.0, "a number of seconds > 0", _number(0, allow_zero=False),
-                        "An event not delivered this long after its timestamp is spilled."),
+    "max_latency": Spec(300.0, "a number of seconds > send_interval", _number(0, allow_zero=False),
+                        "An event not delivered this long after its timestamp is spilled. Unset and "
+                        "send_interval >= 150: twice send_interval."),
     "close_timeout": Spec(10.0, "a number of seconds >= 0", _number(0),
                           "Deadline of flush()/close() (and of the flush at interpreter exit); what is still "
                           "pending at close is spilled."),
@@ -174,7 +175,7 @@ SPECS: dict[str, Spec[Any]] = {
                            "Ceiling on PutLogEvents calls/s for the whole rate_limit_scope."),
     "rate_limit_burst": Spec(None, "a number of calls >= 1, or empty for one second of put_rate_limit",
                              _number(1, optional=True), "Burst allowed above put_rate_limit."),
-    "rate_limit_scope": Spec("process", "'process', 'host' or a redis://host:port/db URL", _scope,
+    "rate_limit_scope": Spec("process", "'process', 'host', or a redis://, rediss:// or unix:// Redis URL", _scope,
                              "Who shares put_rate_limit: this process, all processes of this host, "
                              "or every host using the same Redis."),
     "rate_limit_namespace": Spec("mwaa-logging", "1-64 characters from a-z A-Z 0-9 . _ -", _namespace,
@@ -250,6 +251,9 @@ class Settings:
                 values[name] = spec.parse(raw)
             except (TypeError, ValueError) as exc:
                 raise _fail(name, spec.form, raw, source) from exc
+        if "max_latency" not in values and "send_interval" in values:
+            # watchtower accepts any send_interval (e.g. 600 s): stretch the default deadline with it
+            values["max_latency"] = max(SPECS["max_latency"].default, 2 * values["send_interval"])
         settings = cls(**values)
         settings._check_consistency()
         return settings

@@ -18,14 +18,14 @@ def test_keyword_beats_environment_beats_default() -> None:
 @pytest.mark.parametrize(
     ("name", "raw", "form"),
     [
-        ("max_latency", "soon", "a number of seconds > 0"),
-        ("max_latency", "0", "a number of seconds > 0"),
+        ("max_latency", "soon", "a number of seconds > send_interval"),
+        ("max_latency", "0", "a number of seconds > send_interval"),
         ("close_timeout", "-1", "a number of seconds >= 0"),
         ("max_buffer_bytes", "12.5", "an integer number of bytes"),
         ("max_batch_count", "10001", "an integer from 1 to 10000"),
         ("max_batch_size", "2000000", "an integer from 27 to 1048576"),
         ("compression", "brotli", "'auto', 'gzip' or 'none'"),
-        ("rate_limit_scope", "fleet", "'process', 'host' or a redis://host:port/db URL"),
+        ("rate_limit_scope", "fleet", "'process', 'host', or a redis://, rediss:// or unix:// Redis URL"),
         ("spill_to", "ftp://x", "a directory path, a file:// URL or s3://bucket/prefix"),
         ("spill_marker", "maybe", "true or false"),
         ("put_rate_limit", "nan", "calls per second"),
@@ -48,6 +48,19 @@ def test_unknown_keyword_is_refused_with_the_known_ones() -> None:
 def test_max_latency_must_leave_room_for_the_send_interval() -> None:
     with pytest.raises(SettingsError, match=r"max_latency.*send_interval"):
         Settings.resolve({"send_interval": 10, "max_latency": 5}, environ={})
+    with pytest.raises(SettingsError, match=r"max_latency=1\.0.*send_interval \(2\.0\)"):
+        Settings.resolve({}, environ={"MWAA_LOGGING_MAX_LATENCY": "1"})
+
+
+@pytest.mark.parametrize("source", ["keyword", "environment"])
+def test_a_long_send_interval_stretches_the_default_max_latency(source: str) -> None:
+    """watchtower accepts send_interval=600; as a drop-in we must too, so an unset max_latency follows it."""
+    given = {"send_interval": 600} if source == "keyword" else {}
+    env = {} if source == "keyword" else {"MWAA_LOGGING_SEND_INTERVAL": "600"}
+    settings = Settings.resolve(given, environ=env)
+    assert (settings.send_interval, settings.max_latency) == (600.0, 1200.0)
+    assert Settings.resolve({"send_interval": 60}, environ={}).max_latency == SPECS["max_latency"].default
+    assert Settings.resolve({"send_interval": 600, "max_latency": 900}, environ={}).max_latency == 900.0
 
 
 def test_values_are_parsed_to_their_types() -> None:
