@@ -33,7 +33,8 @@ class LogStream:
         return self._channel.flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush until ``timeout``, then spill what is left; True if everything was delivered."""
+        """Flush until ``timeout``, then spill what is left. True if nothing was left at the deadline (every
+        event delivered or, earlier, spilled: :meth:`stats` tells which)."""
         return self._channel.close(timeout)
 
     def stats(self) -> Stats:

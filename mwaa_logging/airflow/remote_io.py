@@ -22,6 +22,7 @@ from mwaa_logging.airflow.clients import read_client, write_client
 from mwaa_logging.airflow.messages import JsonDefault, event_to_message, json_serialize_legacy, message_to_line
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
+from mwaa_logging.engine.stats import Stats
 from mwaa_logging.reader import ReadEvent
 from mwaa_logging.settings import Settings
 
@@ -40,6 +41,8 @@ class Stream(Protocol):
     def flush(self, timeout: float | None = None) -> bool: ...
 
     def close(self, timeout: float | None = None) -> bool: ...
+
+    def stats(self) -> Stats: ...
 
 
 StreamOpener = Callable[..., Stream]
@@ -175,18 +178,19 @@ class CloudWatchRemoteLogIO:
     def upload(self, path: os.PathLike[str] | str, ti: Any = None) -> None:
         """Drain the task's stream (bounded by ``close_timeout``); then delete the local copy.
 
-        The local file is kept unless every line reached CloudWatch within the deadline (what is
-        left at the deadline is spilled), so a second copy survives whenever delivery fell short.
+        The local file is kept unless every line reached CloudWatch: if any was spilled (during the task,
+        or at the deadline), a second copy survives on the worker, where Airflow can still serve it.
         """
         relative = self._relative(Path(path))
         stream_name = stream_name_for(relative.as_posix())
         with self._lock:
             stream = self._streams.pop(stream_name, None)
             self._stream_names = {k: v for k, v in self._stream_names.items() if v != stream_name}
-        done = True
+        all_delivered = True
         if stream is not None:
-            done = stream.close(timeout=self.settings.close_timeout)
-        if done and self.delete_local_copy:
+            drained = stream.close(timeout=self.settings.close_timeout)
+            all_delivered = drained and not stream.stats().spilled_total
+        if all_delivered and self.delete_local_copy:
             self._delete_local(self.base_log_folder / relative)
 
     def _relative(self, path: Path) -> Path:

@@ -379,7 +379,8 @@ class Channel:
         return self.settled >= target + self.extra_pieces - extra_pieces
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush until the deadline, then spill whatever is still pending. True if nothing had to be spilled.
+        """Flush until the deadline, then spill whatever is still pending. True if nothing was pending at the
+        deadline (events spilled before it, e.g. after ``max_latency``, do not make it False).
 
         The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
         record emitted after close() is still served.

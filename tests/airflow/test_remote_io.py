@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from mwaa_logging.airflow.messages import event_to_message, message_to_line, tim
 from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base, stream_name_for
 from mwaa_logging.airflow.options import split_handler_kwargs
 from mwaa_logging.airflow.remote_io import CloudWatchRemoteLogIO
+from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.reader import ReadEvent
 from mwaa_logging.settings import SettingsError
 
@@ -70,6 +72,7 @@ def test_handler_kwargs_split_into_io_and_engine_settings() -> None:
 class FakeStream:
     name: str
     close_result: bool = True
+    spilled: dict[str, int] = field(default_factory=dict)
     lines: list[tuple[str, int | None]] = field(default_factory=list)
     closed_with: list[float | None] = field(default_factory=list)
 
@@ -82,6 +85,9 @@ class FakeStream:
     def close(self, timeout: float | None = None) -> bool:
         self.closed_with.append(timeout)
         return self.close_result
+
+    def stats(self) -> Stats:
+        return Stats.of(Counters(spilled=Counter(self.spilled)), pending=0, pending_bytes=0, oldest_pending_age=0.0)
 
 
 @dataclass
@@ -150,6 +156,16 @@ def test_upload_keeps_the_local_copy_when_the_drain_could_not_account_for_every_
     process(task_logger(tmp_path), "info", {"event": "a"})
     opened[0].close_result = False
     remote.upload(str(tmp_path / RELATIVE))  # absolute paths work too
+    assert (tmp_path / RELATIVE).exists()
+
+
+def test_upload_keeps_the_local_copy_when_lines_were_spilled_during_the_task(tmp_path: Path) -> None:
+    """Drained in time, but some lines went to the spill (max_latency) rather than CloudWatch."""
+    remote, opened = make_io(tmp_path)
+    (process,) = remote.processors
+    process(task_logger(tmp_path), "info", {"event": "a"})
+    opened[0].spilled = {"max_latency": 1}
+    remote.upload(RELATIVE)
     assert (tmp_path / RELATIVE).exists()
 
 
