@@ -208,6 +208,8 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         size = _counted_bytes(gone)
         buffer.bytes -= size
         buffer.count -= len(gone)
+        if buffer.count == 0:
+            buffer.since = None  # emptied: the next event starts a fresh wait (and the age in stats() ends)
         channel.pending_bytes -= size
         channel.begin_settling(len(gone), size)
     for events, reason in ((too_old, SpillReason.TOO_OLD), (too_new, SpillReason.TOO_NEW),
@@ -242,6 +244,8 @@ def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> No
                 freed += buffer.ready[end][SIZE]
                 end += 1
             gone, size = _remove_ready_head(channel, buffer, end)
+            if buffer.count == 0 and buffer.in_flight is None:
+                buffer.since = None
             channel.begin_settling(len(gone), size)
         if gone:
             spill_events(channel, buffer, gone, SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")

@@ -180,6 +180,8 @@ def test_events_waiting_past_max_latency_are_spilled_and_a_marker_follows_recove
     assert len(rig.spill.records) == 20
     assert {r.reason for r in rig.spill.records} == {"max_latency"}
     assert rig.spill.records[0].detail == "ThrottlingException"
+    stats = rig.channel.stats()
+    assert (stats.pending, stats.oldest_pending_age) == (0, 0.0)  # nothing waits any more
     state["throttle"] = False
     rig.append("new")
     rig.run(30, step=0.5)
