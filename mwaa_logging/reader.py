@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import math
 import os
 import random
 import time
@@ -46,7 +47,7 @@ from mwaa_logging.retry import Backoff
 from mwaa_logging.spill.factory import is_s3_url, local_directory_of
 from mwaa_logging.spill.fallback import FallbackSpillSink
 from mwaa_logging.spill.layout import SUFFIX, stream_prefix
-from mwaa_logging.spill.local import LocalSpillSink
+from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 from mwaa_logging.spillformat import SpillRecord, decode_records
 from mwaa_logging.splitting import Reassembler
 
@@ -76,6 +77,8 @@ class ReadEvent:
     ingestion_time: int | None = None
     #: Why the event was spilled (``SpillReason`` value), for spilled events.
     reason: str | None = None
+    #: When the event was spilled (ms), for spilled events whose spill object records it.
+    spilled_at: int | None = None
 
     @property
     def spilled(self) -> bool:
@@ -100,7 +103,9 @@ def read_stream(
     """Every event of ``group``/``stream`` in ``[start_time, end_time)`` (ms), merged, deduplicated, whole.
 
     ``logs_client`` defaults to :func:`mwaa_logging.aws.clients.make_logs_client` (standard AWS config);
-    ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks).
+    ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks). Given as a
+    URL or path, as in the handler's setting, the handler's last resort is searched too: the default local
+    spill directory (where lines go when the target itself fails), if it exists on this machine.
     A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
     A spill location that cannot be listed or read raises, unless ``on_spill_error(location, error)``
     is given: then it is called and the rest of the log is still returned.
@@ -235,15 +240,26 @@ SpillReader: TypeAlias = "_LocalReader | _S3Reader"
 def spill_readers(
     spill_to: SpillLocation | Sequence[SpillLocation], *, s3_client: S3Client | None = None
 ) -> list[SpillReader]:
-    """Readers for every spill target named (a fallback chain counts as all of its targets)."""
+    """Readers for every spill target named (a fallback chain counts as all of its targets), plus the default
+    local spill directory when a target is named by URL or path (see :func:`read_stream`)."""
     items: Sequence[SpillLocation] = (
         [spill_to] if isinstance(spill_to, (str, os.PathLike, S3SpillSink, LocalSpillSink, FallbackSpillSink))
         else spill_to
     )
+    readers = _readers_of(items, s3_client)
+    if any(isinstance(item, (str, os.PathLike)) for item in items):
+        fallback = default_spill_directory()
+        listed = {Path(r.directory).resolve() for r in readers if isinstance(r, _LocalReader)}
+        if fallback.is_dir() and fallback.resolve() not in listed:
+            readers.append(_LocalReader(fallback))
+    return readers
+
+
+def _readers_of(items: Sequence[SpillLocation], s3_client: S3Client | None) -> list[SpillReader]:
     readers: list[SpillReader] = []
     for item in items:
         if isinstance(item, FallbackSpillSink):
-            readers.extend(spill_readers(item.sinks, s3_client=s3_client))  # type: ignore[arg-type]
+            readers.extend(_readers_of(item.sinks, s3_client))  # type: ignore[arg-type]
         elif isinstance(item, S3SpillSink):
             readers.append(_S3Reader(item))
         elif isinstance(item, LocalSpillSink):
@@ -284,7 +300,7 @@ def spilled_events(
         kept = [r for r in records if r.group == group and r.stream == stream
                 and (start_time is None or r.timestamp >= start_time)
                 and (end_time is None or r.timestamp < end_time)]
-        kept.sort(key=lambda r: r.timestamp)
+        kept.sort(key=_record_order)
         return kept
 
     def failed(location: str, error: Exception) -> None:
@@ -324,31 +340,45 @@ def spilled_events(
                 return
         obj.records = None  # let the merge release it as it goes
         for r in records:
-            yield ReadEvent(r.timestamp, r.message, obj.location, reason=r.reason)
+            yield ReadEvent(r.timestamp, r.message, obj.location, reason=r.reason, spilled_at=r.spilled_at)
 
     # k-way merge that opens an object only when the merge reaches its earliest timestamp.
-    heap: list[tuple[int, int, ReadEvent, Iterator[ReadEvent]]] = []
+    heap: list[tuple[tuple[int, float, int], int, ReadEvent, Iterator[ReadEvent]]] = []
     following = 0
     while heap or following < len(objects):
-        while following < len(objects) and (not heap or objects[following].first <= heap[0][0]):
+        while following < len(objects) and (not heap or objects[following].first <= heap[0][0][0]):
             iterator = events_of(objects[following])
             first = next(iterator, None)
             if first is not None:
-                heapq.heappush(heap, (first.timestamp, following, first, iterator))
+                heapq.heappush(heap, (event_order(first), following, first, iterator))
             following += 1
         _, index, event, iterator = heapq.heappop(heap)
         yield event
         upcoming = next(iterator, None)
         if upcoming is not None:
-            heapq.heappush(heap, (upcoming.timestamp, index, upcoming, iterator))
+            heapq.heappush(heap, (event_order(upcoming), index, upcoming, iterator))
+
+
+def _record_order(record: SpillRecord) -> tuple[int, float]:
+    return record.timestamp, math.inf if record.spilled_at is None else record.spilled_at
 
 
 # -- pure merging ----------------------------------------------------------------------------------------
 
 
+def event_order(event: ReadEvent) -> tuple[int, float, int]:
+    """Where an event goes in the merged log: by timestamp; within one millisecond, a CloudWatch event by its
+    ingestion time and a spilled one by when it was spilled (a line spilled during an outage comes before the
+    lines of its millisecond delivered after it, and after those delivered before it); unknown times keep
+    CloudWatch events first and spilled ones last."""
+    if event.source == CLOUDWATCH:
+        return event.timestamp, -math.inf if event.ingestion_time is None else event.ingestion_time, 0
+    return event.timestamp, math.inf if event.spilled_at is None else event.spilled_at, 1
+
+
 def merge_sources(*sources: Iterable[ReadEvent]) -> Iterator[ReadEvent]:
-    """Merge timestamp-ordered iterables; at equal timestamps, earlier sources come first."""
-    return heapq.merge(*sources, key=lambda e: e.timestamp)
+    """Merge iterables ordered by :func:`event_order`; at equal keys, earlier sources come first."""
+    return heapq.merge(*sources, key=event_order)
 
 
 def drop_duplicates(events: Iterable[ReadEvent], dedupe: Dedupe = "exact") -> Iterator[ReadEvent]:

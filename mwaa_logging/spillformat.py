@@ -3,7 +3,10 @@
 A spill object is gzip-compressed JSON Lines; one object per event::
 
     {"logGroupName": "g", "logStreamName": "s", "timestamp": 1700000000000,
-     "message": "...", "reason": "max_latency", "detail": "ThrottlingException"}
+     "message": "...", "reason": "max_latency", "detail": "ThrottlingException", "spilledAt": 1700000300123}
+
+``spilledAt`` (ms, wall clock, absent in files written before it existed) is when the event was spilled: the
+reader places it against CloudWatch events of the same millisecond by their ingestion time.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class SpillRecord:
     message: str
     reason: str
     detail: str = ""
+    #: When it was spilled (ms since the epoch), if known.
+    spilled_at: int | None = None
 
     def to_json(self) -> dict[str, object]:
         line: dict[str, object] = {
@@ -62,6 +67,8 @@ class SpillRecord:
         }
         if self.detail:
             line["detail"] = self.detail
+        if self.spilled_at is not None:
+            line["spilledAt"] = self.spilled_at
         return line
 
     @classmethod
@@ -73,7 +80,12 @@ class SpillRecord:
             message=str(line["message"]),
             reason=str(line["reason"]),
             detail=str(line.get("detail", "")),
+            spilled_at=_optional_int(line.get("spilledAt")),
         )
+
+
+def _optional_int(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def records_by_stream(records: Iterable[SpillRecord]) -> dict[tuple[str, str], list[SpillRecord]]:

@@ -17,6 +17,15 @@ def _fake_aws_environment(aws_test_env: None) -> None:
     """Every test runs with fake credentials, region us-east-1 and no real profile or endpoint."""
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default spill directory (``$XDG_CACHE_HOME/mwaa-logging/spill``), which handlers fall back to and
+    readers search, is the suite's own: never the user's cache, never lines of an earlier run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_root_logger() -> Iterator[None]:
     """Put the root logger's handlers and level, and every logger's disabled flag, back as they were."""

@@ -374,7 +374,8 @@ def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence
         return True
     stream = buffer.stream if buffer is not None else ""
     group = channel.destination.group
-    records = [SpillRecord(group, stream, e[TIMESTAMP], e[MESSAGE], reason, detail) for e in events]
+    now = int(channel.engine.wall_ms())
+    records = [SpillRecord(group, stream, e[TIMESTAMP], e[MESSAGE], reason, detail, now) for e in events]
     where = None
     try:
         where = channel.spill.write(records)

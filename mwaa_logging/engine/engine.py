@@ -51,6 +51,10 @@ class Engine:
 
     # -- channels ---------------------------------------------------------------------------------
 
+    def wall_ms(self) -> float:
+        """Wall-clock time in ms (the injected wall clock)."""
+        return self._ctx.wall_ms()
+
     def attach(self, channel: Channel) -> None:
         with self._lock:
             if channel not in self._channels:

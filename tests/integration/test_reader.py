@@ -119,3 +119,49 @@ def test_an_unreachable_spill_bucket_does_not_hide_the_rest(aws: LocalAWS, tmp_p
                          on_spill_error=lambda where, error: errors.append(where))
     assert [e.message for e in events] == ["in cloudwatch", "in local spill"]
     assert errors == ["s3://spill/env"]
+
+
+def test_lines_of_one_millisecond_read_back_in_logged_order_across_a_memory_cap_spill(
+    aws: LocalAWS, tmp_path: Path
+) -> None:
+    """CloudWatch hangs; the buffer cap spills the oldest lines of one millisecond, the rest are delivered
+    after the hang: read back, the spilled ones come first, as logged (CloudWatch puts them after)."""
+    from mwaa_logging import open_stream
+    from tests.waiting import wait_until
+
+    stream = open_stream(GROUP, "same-ms", endpoint_url=aws.url, spill_to=str(tmp_path),
+                         max_buffer_bytes=1_048_576, send_interval=0.2, read_timeout=30)
+    try:
+        stream.write("warm-up")
+        assert stream.flush(10)
+        aws.faults.inject("hang")
+        stamp = int(time.time() * 1000)
+        for i in range(30):
+            stream.write(f"seq {i:03d} " + "x" * 100_000, timestamp_ms=stamp)
+        wait_until(lambda: stream.stats().spilled_total > 0, timeout=10, state=stream.stats)
+        aws.faults.clear()
+        assert stream.flush(20)
+    finally:
+        stream.close(5)
+    stats = stream.stats()
+    assert stats.delivered > 1 and stats.spilled == {"memory_cap": stats.spilled_total}, stats
+    read = [e.message[:7] for e in read_stream(GROUP, "same-ms", spill_to=tmp_path) if e.message.startswith("seq")]
+    assert read == [f"seq {i:03d}" for i in range(30)]
+    # CloudWatch holds the newest lines of that millisecond; the oldest were spilled before them
+    assert [m[:7] for m in aws.messages(GROUP, "same-ms") if m.startswith("seq")] == read[stats.spilled_total:]
+
+
+def test_the_handlers_s3_setting_also_finds_lines_that_fell_back_to_local_disk(aws: LocalAWS) -> None:
+    """With spill_to=s3://..., lines S3 could not take are in the default local directory; reading with the
+    same setting returns them too."""
+    from mwaa_logging.spill.local import default_spill_directory
+
+    base = int(time.time() * 1000) - 60_000
+    put(aws, [(base, "delivered")])
+    S3SpillSink("spill", "env", client=aws.client("s3")).write([record(base + 1, "in s3")])
+    LocalSpillSink(default_spill_directory()).write([record(base + 2, "fell back to disk")])
+    found = [e.message for e in read_stream(GROUP, STREAM, spill_to="s3://spill/env", s3_client=aws.client("s3"))]
+    assert found == ["delivered", "in s3", "fell back to disk"]
+    sinks_only = [e.message for e in read_stream(GROUP, STREAM, s3_client=aws.client("s3"),
+                                                 spill_to=S3SpillSink("spill", "env", client=aws.client("s3")))]
+    assert sinks_only == ["delivered", "in s3"]  # sinks name exactly where to look

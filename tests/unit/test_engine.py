@@ -176,10 +176,13 @@ def test_events_waiting_past_max_latency_are_spilled_and_a_marker_follows_recove
     rig = make_rig(transport, send_interval=0.5, max_latency=5.0)
     for i in range(20):
         rig.append(f"old {i}")
+    logged_ms = int(rig.clock.wall() * 1000)
     rig.run(5.5, step=0.1)
     assert len(rig.spill.records) == 20
     assert {r.reason for r in rig.spill.records} == {"max_latency"}
     assert rig.spill.records[0].detail == "ThrottlingException"
+    # when, on the injected wall clock (the reader merges by it): once max_latency (5 s) had passed
+    assert {r.spilled_at for r in rig.spill.records} <= set(range(logged_ms + 5_000, int(rig.clock.wall() * 1000) + 1))
     stats = rig.channel.stats()
     assert (stats.pending, stats.oldest_pending_age) == (0, 0.0)  # nothing waits any more
     state["throttle"] = False

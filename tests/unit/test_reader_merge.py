@@ -43,6 +43,25 @@ def test_merge_orders_by_timestamp_and_puts_cloudwatch_first_on_ties() -> None:
                              (3, "x", S3), (4, "e", S3)]
 
 
+def test_within_a_millisecond_spilled_lines_sit_between_those_delivered_before_and_after_the_spill() -> None:
+    """A memory-cap spill during an outage takes the oldest lines of a millisecond; the rest are delivered
+    after it, the lines delivered before the outage stay first (ingestion time against spill time)."""
+    before = ReadEvent(7, "line 0", CLOUDWATCH, ingestion_time=1_000)
+    after = [ReadEvent(7, f"line {i}", CLOUDWATCH, ingestion_time=9_000) for i in (3, 4)]
+    spilled = [ReadEvent(7, f"line {i}", S3, reason="memory_cap", spilled_at=5_000) for i in (1, 2)]
+    merged = [e.message for e in merge_sources([before, *after, cw(8, "next")], spilled)]
+    assert merged == ["line 0", "line 1", "line 2", "line 3", "line 4", "next"]
+
+
+def test_spill_objects_of_one_millisecond_merge_by_spill_time() -> None:
+    spill = FakeSpill({
+        "late": [SpillRecord("g", "s", 5, f"late {i}", "close_deadline", spilled_at=9) for i in range(2)],
+        "early": [SpillRecord("g", "s", 5, f"early {i}", "memory_cap", spilled_at=3) for i in range(2)],
+    })
+    found = [(e.message, e.spilled_at) for e in spilled_events([spill], "g", "s")]  # type: ignore[list-item]
+    assert found == [("early 0", 3), ("early 1", 3), ("late 0", 9), ("late 1", 9)]
+
+
 def test_exact_dedupe_keeps_one_copy_of_same_timestamp_and_message() -> None:
     events = [cw(1, "a"), cw(1, "a"), cw(1, "b"), sp(1, "a"), cw(2, "a"), sp(2, "a"), sp(3, "z"), sp(3, "z")]
     assert pairs(drop_duplicates(events, "exact")) == [

@@ -19,5 +19,11 @@ def test_records_are_grouped_per_stream_in_time_order_ties_kept_as_given() -> No
 
 
 def test_encoded_records_decode_to_the_same_records() -> None:
-    given = [record("s", 1, "plain"), record("s", 2, 'quotes " and \\ and ünïcödé'), record("s", 3, "")]
+    given = [record("s", 1, "plain"), record("s", 2, 'quotes " and \\ and ünïcödé'), record("s", 3, ""),
+             SpillRecord("g", "s", 4, "stamped", "memory_cap", spilled_at=1_700_000_300_123)]
     assert list(decode_records(encode_records(given))) == given
+
+
+def test_a_line_written_before_spilled_at_existed_reads_without_it() -> None:
+    old = b'{"logGroupName":"g","logStreamName":"s","timestamp":1,"message":"m","reason":"max_latency"}\n'
+    assert list(decode_records(old)) == [SpillRecord("g", "s", 1, "m", "max_latency")]
