@@ -179,6 +179,14 @@ class FallbackBudget(Budget, Protocol):
 
     config: BudgetConfig
 
+    def rate(self, now: float) -> float:
+        """The rate in force at ``now`` (``inf``: unlimited)."""
+        ...
+
+    def stats(self) -> BudgetStats:
+        """Its own counters; ``rate`` is the rate in force at its last acquire or throttle."""
+        ...
+
 
 def fallback_config(config: BudgetConfig, hosts: int) -> BudgetConfig:
     """One host's share of a fleet budget: rate and burst divided by the hosts seen lately."""
@@ -315,7 +323,10 @@ class RedisBudget:
     def acquire(self, now: float, tokens: float = 1.0) -> float:
         answer = self._call("acquire", now, tokens)
         if answer is None:
-            return self.fallback.acquire(now, tokens)
+            # counted here too: this budget's stats cover every call, whichever budget served it
+            wait = self.fallback.acquire(now, tokens)
+            self._counters.count_acquire(wait, self.fallback.stats().rate)
+            return wait
         wait, rate = answer
         self._counters.count_acquire(wait, rate)
         return wait
@@ -324,6 +335,7 @@ class RedisBudget:
         answer = self._call("throttle", now)
         if answer is None:
             self.fallback.on_throttled(now)
+            self._counters.count_throttle(self.fallback.stats().rate)
             return
         self._counters.count_throttle(answer[1])
 
@@ -334,11 +346,13 @@ class RedisBudget:
         """The fleet's rate in force (``inf``: unlimited); the fallback's while Redis is away."""
         answer = self._call("rate", now)
         if answer is None:
-            rate_of = getattr(self.fallback, "rate", None)
-            return float(rate_of(now)) if callable(rate_of) else float("nan")
+            return self.fallback.rate(now)
         return answer[1]
 
     def stats(self) -> BudgetStats:
+        """Counters of every call of this process, served by Redis or by the host fallback (the
+        fallback's own ``stats()`` counts only the latter); ``rate`` is the rate in force at the
+        last acquire or throttle, the fallback's while Redis is away (scope ``fleet->host``)."""
         return self._counters.snapshot(self.scope if not self._down else "fleet->host")
 
 

@@ -20,6 +20,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mwaa_logging
 from mwaa_logging import budget
 from mwaa_logging.budget import BudgetConfig, BudgetState
 from mwaa_logging.budgets.factory import build_budget, build_budgets
@@ -27,6 +28,7 @@ from mwaa_logging.budgets.host import HostBudget
 from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.budgets.redis import RedisBudget, redact
 from mwaa_logging.protocols import Budget
+from mwaa_logging.testing.local_aws import LocalAWS
 
 pytestmark = pytest.mark.redis
 
@@ -190,13 +192,88 @@ def test_unreachable_redis_warns_once_and_the_fleet_returns(
     assert len(warnings) == 1 and "unreachable" in warnings[0]
     assert not shared.available
     assert shared.stats().scope == "fleet->host"
-    assert shared.fallback.stats().granted > 0  # type: ignore[attr-defined]
+    assert shared.fallback.stats().granted > 0
     assert (shared.fallback.config.rate, shared.fallback.config.burst) == (RATE / 2, BURST / 2)  # our share
 
     server.start()  # same port
     assert shared.acquire(2.0) == 0.0  # the retry time has passed: Redis is asked again
     assert shared.available
     assert "reachable again" in caplog.records[-1].getMessage()
+
+
+def unused_redis_url() -> str:
+    """A Redis URL on a 127.0.0.1 port nothing listens on (connections are refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_stats_count_every_call_whichever_budget_served_it(server: RedisServer, tmp_path: Path) -> None:
+    assert fleet(server.url, tmp_path / "elsewhere", host_id="worker-2").acquire(0.0) == 0.0
+    shared = fleet(server.url, tmp_path, host_id="worker-1")
+    assert [shared.acquire(0.0) for _ in range(5)] == [0.0] * 5  # within the fleet's burst of 20
+    before = shared.stats()
+    assert (before.scope, before.granted, before.waited, before.rate) == ("fleet", 5, 0, RATE)
+
+    server.kill()
+    fallback = shared.fallback.stats()
+    for _ in range(15):  # the host budget holds our share: burst 10 at 100/s, so 10 granted, 5 waited
+        shared.acquire(1.0)
+    shared.on_throttled(1.0)
+    served = shared.fallback.stats()
+    granted, waited = served.granted - fallback.granted, served.waited - fallback.waited
+    assert (granted, waited) == (10, 5)
+    during = shared.stats()
+    assert during.scope == "fleet->host" and during.fallbacks == 1
+    assert (during.granted, during.waited, during.throttles) == (5 + 10, 5, 1)
+    assert during.rate == shared.fallback.rate(1.0) < RATE / 2  # the host share, lowered by the throttle
+
+    server.start()  # same port; a fresh server has no budget state: the fleet rate is the ceiling again
+    assert shared.acquire(2.0) == 0.0
+    assert shared.available
+    after = shared.stats()
+    assert (after.scope, after.granted, after.waited, after.throttles, after.fallbacks) == ("fleet", 16, 5, 1, 1)
+    assert after.rate == RATE
+
+
+def test_stats_of_a_redis_that_never_answered_show_the_host_budget_at_work(tmp_path: Path) -> None:
+    shared = fleet(unused_redis_url(), tmp_path, rate=2.0, burst=None)
+    waits = [shared.acquire(now / 10) for now in range(60)]  # 6 s of injected time at 10 tries/s
+    stats = shared.stats()
+    assert stats.scope == "fleet->host" and stats.fallbacks == 1
+    assert stats.rate == 2.0  # the whole fleet rate: no other host was ever seen
+    assert stats.granted == waits.count(0.0) and 12 <= stats.granted <= 14  # burst 2 + 2/s
+    assert stats.waited == len(waits) - stats.granted
+
+
+def test_handler_budget_stats_while_redis_is_unreachable(aws_in_env: LocalAWS, tmp_path: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="budget-stats",
+        log_stream_name="s",
+        rate_limit_scope=unused_redis_url(),
+        rate_limit_namespace=f"stats-{os.getpid()}-{os.urandom(4).hex()}",
+        put_rate_limit=20,
+        max_batch_count=1,  # one PutLogEvents call per line: the limit is the bottleneck
+        send_interval=0.05,
+        spill_to=str(tmp_path / "spill"),
+    )
+    logger = logging.getLogger("budget-stats")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        for n in range(40):
+            logger.info("line %d", n)
+        assert handler.flush()
+        put = handler.budget_stats()["put"]
+        calls = aws_in_env.stats().calls.get("PutLogEvents", 0)
+    finally:
+        handler.close()
+        logger.handlers[:] = []
+    assert calls >= 40  # one per line (the first may be retried after CreateLogGroup)
+    assert (put.scope, put.fallbacks, put.rate) == ("fleet->host", 1, 20.0)
+    assert put.granted == calls and put.waited > 0
 
 
 def test_a_frozen_redis_costs_one_socket_timeout_per_retry(server: RedisServer, tmp_path: Path) -> None:
