@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import gzip
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -116,12 +116,37 @@ LINES_PER_CHUNK = 512
 def _lines_in_chunks(records: Iterable[SpillRecord], size: int) -> Iterator[bytes]:
     lines: list[bytes] = []
     for record in records:
-        lines.append(orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE))
+        try:
+            lines.append(orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE))
+        except orjson.JSONEncodeError:
+            lines.append(orjson.dumps(storable(record).to_json(), option=orjson.OPT_APPEND_NEWLINE))
         if len(lines) == size:
             yield b"".join(lines)
             lines.clear()
     if lines:
         yield b"".join(lines)
+
+
+#: The timestamps JSON Lines can carry here (orjson: 64-bit integers).
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def storable(record: SpillRecord) -> SpillRecord:
+    """``record`` as JSON can hold it: each lone surrogate becomes U+FFFD (as in a PutLogEvents body), and a
+    timestamp beyond 64 bits is clamped, the original kept in ``detail``."""
+    low, high = _INT64
+    timestamp, detail = record.timestamp, record.detail
+    if not low <= timestamp <= high:
+        timestamp = min(max(timestamp, low), high)
+        detail = f"{detail}; timestamp {record.timestamp} out of range".lstrip("; ")
+    return replace(record, group=valid_unicode(record.group), stream=valid_unicode(record.stream),
+                   message=valid_unicode(record.message), reason=valid_unicode(record.reason),
+                   detail=valid_unicode(detail), timestamp=timestamp)
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (surrogate pairs are joined)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def decode_records(data: bytes) -> Iterator[SpillRecord]:

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from mwaa_logging.spillformat import valid_unicode
+
 STATIC_FIELDS = frozenset({"machine_name", "program_name", "process_id"})
 RECORD_FIELDS = frozenset({"logger_name", "thread_name"})
 KNOWN_FIELDS = STATIC_FIELDS | RECORD_FIELDS | {"strftime"}
@@ -29,8 +31,10 @@ def template_fields(template: str) -> set[str]:
 
 
 def sanitize(name: str) -> str:
-    """CloudWatch forbids ':' and '*' in stream names; they become '_' (as Airflow does)."""
-    return name.translate(_FORBIDDEN) or "_"
+    """CloudWatch forbids ':' and '*' in stream names; they become '_' (as Airflow does). A lone surrogate (a
+    logger named from undecodable bytes) cannot be sent or stored as text: it becomes U+FFFD."""
+    name = name.translate(_FORBIDDEN) or "_"
+    return name if name.isascii() else valid_unicode(name)
 
 
 def is_static(template: str) -> bool:

@@ -21,6 +21,7 @@ from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent
 from mwaa_logging.gzipping import DEFAULT_LEVEL as DEFAULT_GZIP_LEVEL
 from mwaa_logging.gzipping import gzip_bytes
 from mwaa_logging.outcome import RejectedInfo
+from mwaa_logging.spillformat import valid_unicode
 
 __all__ = ["DEFAULT_GZIP_LEVEL", "encode_put_log_events", "gzip_if_smaller", "rejected_info"]
 
@@ -31,9 +32,9 @@ def encode_put_log_events(group: str, stream: str, events: Sequence[LogEvent]) -
         return _dumps(group, stream, events)
     except orjson.JSONEncodeError:
         return _dumps(
-            _valid_unicode(group),
-            _valid_unicode(stream),
-            [(e[TIMESTAMP], _valid_unicode(e[MESSAGE]), e[SIZE], e[SEQ]) for e in events],
+            valid_unicode(group),
+            valid_unicode(stream),
+            [(e[TIMESTAMP], valid_unicode(e[MESSAGE]), e[SIZE], e[SEQ]) for e in events],
         )
 
 
@@ -45,11 +46,6 @@ def _dumps(group: str, stream: str, events: Sequence[LogEvent]) -> bytes:
             "logEvents": [{"timestamp": e[TIMESTAMP], "message": e[MESSAGE]} for e in events],
         }
     )
-
-
-def _valid_unicode(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD (surrogate pairs are joined)."""
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def gzip_if_smaller(body: bytes, level: int = DEFAULT_GZIP_LEVEL) -> bytes | None:

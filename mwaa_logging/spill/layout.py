@@ -1,11 +1,15 @@
 """Where spilled events of one stream live: the same relative layout on disk and in S3.
 
 ``<group>/<stream>/<UTC time>-<host>-<pid>-<n>.jsonl.gz`` with group and stream percent-quoted, so a
-reader finds one stream's spilled lines by listing one prefix.
+reader finds one stream's spilled lines by listing one prefix. A quoted name longer than a file name may be
+(255 bytes on Linux and macOS; group and stream names may have 512 characters, ``%XX`` each) keeps its first
+:data:`MAX_SEGMENT` - 17 characters and ends in ``~`` and 16 hex digits of its SHA-256: still one segment per
+name, still unique, and the records inside carry the full names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import socket
@@ -13,12 +17,20 @@ import time
 from urllib.parse import quote, unquote
 
 SUFFIX = ".jsonl.gz"
+#: Longest quoted name kept whole (a file name may have 255 bytes; room for a ``.tmp`` suffix and more).
+MAX_SEGMENT = 200
+#: Object names carry the UTC second of their first event; timestamps beyond these years are named at the edge.
+_NAMEABLE_MS = (0, 253_402_300_799_000)  # 1970 .. 9999-12-31T23:59:59
 _counter = itertools.count()
 
 
 def quote_name(name: str) -> str:
-    """Quote a group or stream name into one safe path segment."""
-    return quote(name, safe="") or "%00"
+    """Quote a group or stream name into one safe path segment (shortened with a hash when too long)."""
+    quoted = quote(name, safe="", errors="surrogatepass") or "%00"
+    if len(quoted) <= MAX_SEGMENT:
+        return quoted
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{quoted[:MAX_SEGMENT - 17]}~{digest}"
 
 
 def unquote_name(segment: str) -> str:
@@ -32,6 +44,7 @@ def stream_prefix(group: str, stream: str) -> str:
 
 def object_name(group: str, stream: str, first_timestamp_ms: int) -> str:
     """A new, unique relative name for a spill object of one stream."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(first_timestamp_ms / 1000))
-    host = quote_name(socket.gethostname())
+    low, high = _NAMEABLE_MS
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(min(max(first_timestamp_ms, low), high) // 1000))
+    host = quote_name(socket.gethostname())[:64]
     return f"{stream_prefix(group, stream)}{stamp}-{host}-{os.getpid()}-{next(_counter):08d}{SUFFIX}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mwaa_logging.spill.layout import MAX_SEGMENT, object_name, quote_name, stream_prefix
 from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records, records_by_stream
 
 
@@ -27,3 +30,30 @@ def test_encoded_records_decode_to_the_same_records() -> None:
 def test_a_line_written_before_spilled_at_existed_reads_without_it() -> None:
     old = b'{"logGroupName":"g","logStreamName":"s","timestamp":1,"message":"m","reason":"max_latency"}\n'
     assert list(decode_records(old)) == [SpillRecord("g", "s", 1, "m", "max_latency")]
+
+
+def test_what_json_cannot_hold_is_stored_as_close_as_it_can_be_with_the_reason() -> None:
+    odd = [SpillRecord("g", "s\udc80", 2**70, "bad \ud800 text", "too_new", "x"),
+           SpillRecord("g", "s", -(2**70), "ok", "too_old")]
+    decoded = list(decode_records(encode_records(odd)))
+    assert [(r.stream, r.timestamp, r.message, r.detail) for r in decoded] == [
+        ("s\ufffd", 2**63 - 1, "bad \ufffd text", f"x; timestamp {2**70} out of range"),
+        ("s", -(2**63), "ok", f"timestamp {-(2**70)} out of range")]
+
+
+@pytest.mark.parametrize("name", ["a" * 512, "/" * 512, "é" * 300, "dag_id=x/" * 50])
+def test_long_names_make_one_short_unique_path_segment(name: str) -> None:
+    quoted = quote_name(name)
+    assert "/" not in quoted and len(quoted.encode()) <= MAX_SEGMENT
+    assert quoted != quote_name(name[:-1] + "~")  # same beginning, other name: another segment
+    assert stream_prefix("g", name) == f"g/{quoted}/"
+
+
+def test_short_names_keep_their_plain_quoted_form() -> None:
+    assert quote_name("dag_id=d/run_id=r") == "dag_id%3Dd%2Frun_id%3Dr"
+    assert quote_name("") == "%00"
+
+
+@pytest.mark.parametrize("timestamp", [2**70, -(2**70), -1, 10**17])
+def test_any_timestamp_names_an_object(timestamp: int) -> None:
+    assert object_name("g", "s", timestamp).startswith("g/s/")

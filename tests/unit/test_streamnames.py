@@ -31,6 +31,13 @@ def test_logger_and_thread_names_vary_per_record() -> None:
     assert namer(rec("b", "t2")) == "b-t2"
 
 
+def test_a_lone_surrogate_in_a_logger_name_becomes_a_replacement_character() -> None:
+    """A logger named from undecodable bytes (os.fsdecode) could be neither sent nor spilled as text."""
+    namer = compile_stream_name("{logger_name}")
+    assert namer(rec("job-\udce9:x")) == "job-\ufffd_x"
+    assert namer(rec("tâche-😀")) == "tâche-😀"
+
+
 def test_strftime_is_utc_now_and_colons_are_replaced() -> None:
     name = compile_stream_name("day-{strftime:%Y-%m-%dT%H:%M}")(rec())
     assert re.fullmatch(r"day-\d{4}-\d\d-\d\dT\d\d_\d\d", name)
