@@ -101,6 +101,9 @@ def _scope(raw: Any) -> str:
     if text.lower() in ("process", "host"):
         return text.lower()
     if text.startswith(("redis://", "rediss://", "unix://")):
+        from mwaa_logging.budgets.urls import check_redis_url  # redis-py parses it when installed
+
+        check_redis_url(text)  # a bad database, host or port fails here, not at the first connection
         return text
     raise ValueError(text)
 

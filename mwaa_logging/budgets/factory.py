@@ -9,6 +9,7 @@ from mwaa_logging import limits
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.host import HostBudget
 from mwaa_logging.budgets.process import ProcessBudget
+from mwaa_logging.budgets.urls import check_redis_url, redact
 from mwaa_logging.protocols import Budget
 
 #: Scopes that are not URLs.
@@ -28,8 +29,14 @@ def is_fleet(scope: str) -> bool:
 
 
 def validate_scope(scope: str) -> str:
-    """``scope`` if it is ``process``, ``host`` or a Redis URL; else ``ValueError``."""
-    if scope in LOCAL_SCOPES or is_fleet(scope):
+    """``scope`` if it is ``process``, ``host`` or a usable Redis URL; else ``ValueError``."""
+    if scope in LOCAL_SCOPES:
+        return scope
+    if is_fleet(scope):
+        try:
+            check_redis_url(scope)
+        except ValueError as exc:
+            raise ValueError(f"rate_limit_scope {redact(scope)!r} is not a usable Redis URL: {exc}") from exc
         return scope
     raise ValueError(
         f"rate_limit_scope must be 'process', 'host' or a redis://, rediss:// or unix:// URL, got {scope!r}"

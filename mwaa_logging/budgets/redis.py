@@ -21,13 +21,13 @@ import logging
 import math
 import socket
 import threading
-import urllib.parse
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
+from mwaa_logging.budgets.urls import redact
 from mwaa_logging.protocols import Budget
 
 if TYPE_CHECKING:
@@ -162,16 +162,6 @@ if ARGV[13] ~= '' then
 end
 return {string.format('%.17g', wait), string.format('%.17g', current_rate()), string.format('%.17g', now), hosts}
 """
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
 
 
 class FallbackBudget(Budget, Protocol):

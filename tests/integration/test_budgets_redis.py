@@ -26,7 +26,8 @@ from mwaa_logging.budget import BudgetConfig, BudgetState
 from mwaa_logging.budgets.factory import build_budget, build_budgets
 from mwaa_logging.budgets.host import HostBudget
 from mwaa_logging.budgets.process import ProcessBudget
-from mwaa_logging.budgets.redis import RedisBudget, redact
+from mwaa_logging.budgets.redis import RedisBudget
+from mwaa_logging.budgets.urls import redact
 from mwaa_logging.protocols import Budget
 from mwaa_logging.testing.local_aws import LocalAWS
 

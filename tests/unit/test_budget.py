@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mwaa_logging import budget
 from mwaa_logging.budget import BudgetConfig, BudgetState, acquire, current_rate, throttled
+from mwaa_logging.budgets.factory import build_budget
 from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.protocols import Budget
 
@@ -284,3 +285,10 @@ def test_a_child_forked_while_a_thread_holds_the_lock_can_still_acquire() -> Non
         child.join(timeout=5)
         child.kill()
     assert child.exitcode == 0
+
+
+def test_the_factory_refuses_a_bad_redis_url_without_showing_its_password() -> None:
+    with pytest.raises(ValueError, match="rate_limit_scope") as raised:
+        build_budget("rediss://user:secret@cache:6380/abc", rate=1, burst=None)
+    assert "user:***@cache" in str(raised.value) and "secret" not in str(raised.value)
+    assert "/<database number>" in str(raised.value)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import pytest
 
+from mwaa_logging.handler import CloudWatchLogHandler
 from mwaa_logging.settings import SPECS, Settings, SettingsError, env_var
 
 
@@ -79,3 +83,74 @@ def test_values_are_parsed_to_their_types() -> None:
 
 def test_every_setting_has_a_spec_and_a_field() -> None:
     assert set(Settings.names()) == set(SPECS)
+
+
+BAD_REDIS_URLS = [
+    "redis://127.0.0.1:46379/abc",  # redis-py alone would quietly use database 0
+    "redis://127.0.0.1:46379/1/2",
+    "redis://127.0.0.1:46379/-1",
+    "redis://127.0.0.1:46379/?db=-1",
+    "redis://cache:6379/0?db=x",
+    "redis://:6379/0",  # no host
+    "redis:///0",
+    "rediss://cache:notaport/0",
+    "redis://cache:99999/0",
+    "redis://cache:0/0",
+    "unix://",  # no socket path
+    "unix:///run/redis.sock?db=x",
+]
+GOOD_REDIS_URLS = [
+    "redis://10.0.0.1:6379/2",
+    "redis://cache",
+    "redis://cache:6379/",
+    "rediss://user:secret@cache:6380/0",
+    "redis://[::1]:6379/0?db=3",
+    "unix:///run/redis.sock",
+    "unix:///run/redis.sock?db=1",
+]
+
+
+@pytest.fixture(params=["redis-py", "urllib"])
+def url_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """With redis-py (the dev environment has the extra) and as if the redis extra were not installed."""
+    if request.param == "urllib":
+        monkeypatch.setitem(sys.modules, "redis", None)
+        monkeypatch.setitem(sys.modules, "redis.connection", None)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("url", BAD_REDIS_URLS)
+def test_a_bad_redis_url_is_refused_naming_rate_limit_scope(url_parser: str, url: str) -> None:
+    with pytest.raises(SettingsError, match="rate_limit_scope") as raised:
+        Settings.resolve({"rate_limit_scope": url}, environ={})
+    assert isinstance(raised.value.__cause__, ValueError)
+    with pytest.raises(SettingsError, match="MWAA_LOGGING_RATE_LIMIT_SCOPE"):
+        Settings.resolve({}, environ={env_var("rate_limit_scope"): url})
+
+
+@pytest.mark.parametrize("url", GOOD_REDIS_URLS)
+def test_a_good_redis_url_is_kept_as_given(url_parser: str, url: str) -> None:
+    assert Settings.resolve({"rate_limit_scope": url}, environ={}).rate_limit_scope == url
+
+
+def test_the_handler_refuses_a_bad_redis_url_when_it_is_built() -> None:
+    with pytest.raises(SettingsError, match=r"rate_limit_scope='redis://127\.0\.0\.1:46379/abc'"):
+        CloudWatchLogHandler(log_group_name="g", rate_limit_scope="redis://127.0.0.1:46379/abc")
+
+
+def test_redis_py_parses_the_url_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis.connection
+
+    seen: list[str] = []
+    parse_url = redis.connection.parse_url
+
+    def spy(url: str) -> Any:
+        seen.append(url)
+        return parse_url(url)
+
+    monkeypatch.setattr(redis.connection, "parse_url", spy)
+    Settings.resolve({"rate_limit_scope": "redis://cache:6379/1"}, environ={})
+    assert seen == ["redis://cache:6379/1"]
+    with pytest.raises(SettingsError, match="rate_limit_scope") as raised:  # its query-argument checks apply
+        Settings.resolve({"rate_limit_scope": "redis://cache:6379/1?socket_timeout=soon"}, environ={})
+    assert "socket_timeout" in str(raised.value.__cause__)

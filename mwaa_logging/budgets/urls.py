@@ -1,0 +1,76 @@
+"""Redis URLs of ``rate_limit_scope``: checked when the setting is read, redacted for messages.
+
+No redis-py import at module level: the settings import this module, and redis-py is the optional
+``redis`` extra.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import Any
+
+_DB_PATH = re.compile(r"(/[0-9]*)?")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def check_redis_url(url: str) -> None:
+    """Nothing if ``url`` is a usable ``redis://``, ``rediss://`` or ``unix://`` URL; else ``ValueError``.
+
+    redis-py parses it when installed (port, query arguments such as ``?db=``); what redis-py
+    quietly ignores is checked here: a path that is not ``/<database number>`` (redis-py would use
+    database 0), a missing host or socket path, port 0 and a negative database.
+    """
+    parts = urllib.parse.urlsplit(url)
+    kwargs = _parse(url)
+    if parts.scheme == "unix":
+        if not kwargs.get("path"):
+            raise ValueError("a unix:// URL needs the socket's absolute path: unix:///path/redis.sock?db=0")
+    else:
+        if not kwargs.get("host"):
+            raise ValueError("the URL has no host: redis://host:port/db")
+        if kwargs.get("port") == 0:
+            raise ValueError("the port must be from 1 to 65535, got 0")
+        path = urllib.parse.unquote(parts.path)
+        if not _DB_PATH.fullmatch(path):
+            raise ValueError(f"the path must be /<database number>, got {path!r}")
+    db = kwargs.get("db", 0)
+    if not isinstance(db, int) or db < 0:
+        raise ValueError(f"the database must be a number >= 0, got {db!r}")
+
+
+def _parse(url: str) -> dict[str, Any]:
+    """redis-py's reading of ``url`` (``host``, ``port``, ``path``, ``db``, ...), ``ValueError`` if it refuses it."""
+    try:
+        from redis.connection import parse_url
+    except ImportError:
+        return _parse_without_redis(url)
+    return dict(parse_url(url))
+
+
+def _parse_without_redis(url: str) -> dict[str, Any]:
+    """What :func:`_parse` needs when redis-py is not installed: host, port, socket path, ``?db=``."""
+    parts = urllib.parse.urlsplit(url)
+    kwargs: dict[str, Any] = {}
+    port = parts.port  # ValueError unless an integer from 0 to 65535
+    if parts.scheme == "unix":
+        if parts.path:
+            kwargs["path"] = urllib.parse.unquote(parts.path)
+    else:
+        if parts.hostname:
+            kwargs["host"] = urllib.parse.unquote(parts.hostname)
+        if port is not None:
+            kwargs["port"] = port
+    db = urllib.parse.parse_qs(parts.query).get("db")
+    if db:
+        kwargs["db"] = int(db[0])  # ValueError unless an integer
+    return kwargs
