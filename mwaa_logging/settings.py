@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 
@@ -24,7 +25,11 @@ class SettingsError(ValueError):
 
 def _fail(name: str, form: str, raw: object, source: str) -> SettingsError:
     where = f" (from {source})" if source else ""
-    return SettingsError(f"invalid setting {name}={raw!r}{where}: expected {form}")
+    shown = _CREDENTIALS_IN_URL.sub(r"\1***@", raw) if isinstance(raw, str) else raw  # a Redis URL's password
+    return SettingsError(f"invalid setting {name}={shown!r}{where}: expected {form}")
+
+
+_CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -121,8 +126,17 @@ def _spill_to(raw: Any) -> str | None:
         return None
     if "://" in text and not text.startswith(("file://", "s3://")):
         raise ValueError(text)
-    if text.startswith("s3://") and len(text) <= len("s3://"):
-        raise ValueError(text)
+    if text.startswith("s3://") and not urlsplit(text).netloc:
+        raise ValueError(text)  # no bucket
+    return text
+
+
+def _url(raw: Any) -> str | None:
+    text = _optional_text(raw)
+    if text is not None:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(text)
     return text
 
 
@@ -141,6 +155,9 @@ def _tags(raw: Any) -> Mapping[str, str] | None:
     return result
 
 
+#: Upper bounds of durations: beyond them a value is a mistake (and overflows the waits it sets).
+_HOUR, _DAY, _14_DAYS = 3600, 86_400, 1_209_600  # 14 days: CloudWatch refuses older events anyway
+
 SPECS: dict[str, Spec[Any]] = {
     "spill_to": Spec(None, "a directory path, a file:// URL or s3://bucket/prefix", _spill_to,
                      "Where events go that CloudWatch cannot take in time. Unset: a directory under the "
@@ -150,13 +167,14 @@ SPECS: dict[str, Spec[Any]] = {
                              "Memory cap of one handler's buffers, in bytes as CloudWatch counts them; above it the "
                              "oldest events are spilled. The process's peak is ~1.6x it during an outage (see "
                              "Benchmarks)."),
-    "max_latency": Spec(300.0, "a number of seconds > send_interval", _number(0, allow_zero=False),
+    "max_latency": Spec(300.0, f"a number of seconds > send_interval, at most {_14_DAYS} (14 days)",
+                        _number(0, allow_zero=False, high=_14_DAYS),
                         "An event not delivered this long after its timestamp is spilled. Unset and "
                         "send_interval >= 150: twice send_interval."),
-    "close_timeout": Spec(10.0, "a number of seconds >= 0", _number(0),
+    "close_timeout": Spec(10.0, f"a number of seconds from 0 to {_DAY}", _number(0, high=_DAY),
                           "Deadline of flush()/close() (and of the flush at interpreter exit); what is still "
                           "pending at close is spilled."),
-    "send_interval": Spec(2.0, "a number of seconds >= 0", _number(0),
+    "send_interval": Spec(2.0, f"a number of seconds from 0 to {_DAY}", _number(0, high=_DAY),
                           "Longest time an event waits for a fuller batch before it is sent."),
     "max_batch_size": Spec(MAX_BATCH_BYTES, f"an integer from 27 to {MAX_BATCH_BYTES}",
                            _number(27, integer=True, high=MAX_BATCH_BYTES),
@@ -184,12 +202,12 @@ SPECS: dict[str, Spec[Any]] = {
     "rate_limit_namespace": Spec("mwaa-logging", "1-64 characters from a-z A-Z 0-9 . _ -", _namespace,
                                  "Name of the shared budget (host file / Redis keys): environments sharing a "
                                  "host or a Redis database need distinct namespaces."),
-    "endpoint_url": Spec(None, "a URL", _optional_text,
+    "endpoint_url": Spec(None, "an http:// or https:// URL", _url,
                          "CloudWatch Logs endpoint (else AWS_ENDPOINT_URL_CLOUDWATCH_LOGS / AWS_ENDPOINT_URL / AWS)."),
     "region_name": Spec(None, "an AWS region name", _optional_text, "AWS region (else the AWS configuration)."),
-    "connect_timeout": Spec(5.0, "a number of seconds > 0", _number(0, allow_zero=False),
+    "connect_timeout": Spec(5.0, f"a number of seconds > 0, at most {_HOUR}", _number(0, allow_zero=False, high=_HOUR),
                             "TCP connect timeout of AWS calls."),
-    "read_timeout": Spec(20.0, "a number of seconds > 0", _number(0, allow_zero=False),
+    "read_timeout": Spec(20.0, f"a number of seconds > 0, at most {_HOUR}", _number(0, allow_zero=False, high=_HOUR),
                          "Read timeout of AWS calls (a call that gets no answer is retried)."),
     "spill_marker": Spec(True, "true or false", _bool,
                          "After a spill, write one marker event into the stream saying where the lines went."),

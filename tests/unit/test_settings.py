@@ -24,7 +24,15 @@ def test_keyword_beats_environment_beats_default() -> None:
     [
         ("max_latency", "soon", "a number of seconds > send_interval"),
         ("max_latency", "0", "a number of seconds > send_interval"),
-        ("close_timeout", "-1", "a number of seconds >= 0"),
+        ("close_timeout", "-1", "a number of seconds from 0 to 86400"),
+        ("close_timeout", "1e10", "a number of seconds from 0 to 86400"),
+        ("send_interval", "1e9", "a number of seconds from 0 to 86400"),
+        ("max_latency", "1e306", "at most 1209600 (14 days)"),
+        ("connect_timeout", "1e10", "a number of seconds > 0, at most 3600"),
+        ("read_timeout", "inf", "a number of seconds > 0, at most 3600"),
+        ("endpoint_url", "not a url", "an http:// or https:// URL"),
+        ("endpoint_url", "ftp://127.0.0.1:1", "an http:// or https:// URL"),
+        ("spill_to", "s3:///prefix", "s3://bucket/prefix"),
         ("max_buffer_bytes", "12.5", "an integer number of bytes"),
         ("max_batch_count", "10001", "an integer from 1 to 10000"),
         ("max_batch_size", "2000000", "an integer from 27 to 1048576"),
@@ -154,3 +162,9 @@ def test_redis_py_parses_the_url_when_it_is_installed(monkeypatch: pytest.Monkey
     with pytest.raises(SettingsError, match="rate_limit_scope") as raised:  # its query-argument checks apply
         Settings.resolve({"rate_limit_scope": "redis://cache:6379/1?socket_timeout=soon"}, environ={})
     assert "socket_timeout" in str(raised.value.__cause__)
+
+
+def test_a_password_in_a_refused_url_is_not_repeated_in_the_error() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.resolve({"rate_limit_scope": "rediss://app:s3cret@cache:6379/x"}, environ={})
+    assert "s3cret" not in str(refused.value) and "rediss://***@cache:6379/x" in str(refused.value)
