@@ -43,7 +43,7 @@ def build_channel(
     budgets: Budgets | None = None,
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
-
+    check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
     given = transport
     built_in = os.getpid()
 
@@ -75,6 +75,27 @@ def build_channel(
         fallback_spill=fallback,
         transport=first_transport,
     )
+
+
+#: The retention periods CloudWatch accepts (PutRetentionPolicy), in days.
+RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                            2922, 3288, 3653})
+
+
+def check_watchtower_arguments(boto3_client: Any, log_group_tags: Any, log_group_retention_days: Any) -> None:
+    """Refuse, naming the argument, what CloudWatch or we would only refuse later, in the sender."""
+    if boto3_client is not None and not callable(getattr(boto3_client, "put_log_events", None)):
+        raise SettingsError(f"invalid setting boto3_client={boto3_client!r}: expected a boto3 CloudWatch Logs client")
+    if log_group_tags is not None and not (
+            isinstance(log_group_tags, Mapping) and len(log_group_tags) <= 50
+            and all(isinstance(k, str) and 1 <= len(k) <= 128 and isinstance(v, str) and len(v) <= 256
+                    for k, v in log_group_tags.items())):
+        raise SettingsError(f"invalid setting log_group_tags={log_group_tags!r}: expected a mapping of at most 50 "
+                            "tags, str keys of 1-128 characters to str values of at most 256")
+    if log_group_retention_days is not None and (
+            isinstance(log_group_retention_days, bool) or log_group_retention_days not in RETENTION_DAYS):
+        raise SettingsError(f"invalid setting log_group_retention_days={log_group_retention_days!r}: expected one "
+                            f"of CloudWatch's retention periods ({', '.join(map(str, sorted(RETENTION_DAYS)))} days)")
 
 
 def _checked_transport(factory: Callable[[], Transport]) -> Transport:

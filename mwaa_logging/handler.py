@@ -7,8 +7,10 @@ handler lock. One sender thread per process delivers every handler's events.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from math import floor as _floor
@@ -21,8 +23,14 @@ from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.events import counted_size
 from mwaa_logging.formatter import CloudWatchLogFormatter
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
-from mwaa_logging.settings import Settings, SettingsError
-from mwaa_logging.streamnames import DEFAULT_LOG_STREAM_NAME, StreamNamer, compile_stream_name, is_static
+from mwaa_logging.settings import Settings, SettingsError, wait_timeout
+from mwaa_logging.streamnames import (
+    DEFAULT_LOG_STREAM_NAME,
+    StreamNamer,
+    compile_stream_name,
+    is_static,
+    sanitize,
+)
 
 #: Records of these loggers never reach CloudWatch through us: they are what sending produces.
 SKIPPED_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "mwaa_logging", "redis")
@@ -135,11 +143,6 @@ class CloudWatchLogHandler(logging.Handler):
             log_stream_name = stream_name
         if boto3_client is not None and boto3_profile_name is not None:
             raise WatchtowerError("Either boto3_client or boto3_profile_name can be specified, but not both")
-        if log_group_retention_days is not None and (
-                isinstance(log_group_retention_days, bool) or not isinstance(log_group_retention_days, int)
-                or log_group_retention_days < 1):
-            raise SettingsError(f"invalid setting log_group_retention_days={log_group_retention_days!r}: "
-                                "expected a whole number of days >= 1")
         overrides = dict(kwargs, max_batch_size=max_batch_size, max_batch_count=max_batch_count,
                          max_message_size=max_message_size)
         if send_interval is not None:
@@ -246,8 +249,36 @@ class CloudWatchLogHandler(logging.Handler):
                 channel.check_sender()
         except RecursionError:
             raise
+        except Exception as exc:
+            if not self._emit_anyway(record, exc):
+                self.handleError(record)
+
+    def _emit_anyway(self, record: logging.LogRecord, exc: Exception) -> bool:
+        """Queue a record :meth:`emit` could not take (a ``created`` that is not a finite number, a stream name
+        the template cannot render from it): at the time it arrived, to the handler's own stream if need be,
+        saying why. False if even that fails."""
+        try:
+            try:
+                message = self._formatted(record)
+            except Exception as format_error:
+                message = unformattable(record, format_error)
+            created = getattr(record, "created", None)
+            if isinstance(created, (int, float)) and not isinstance(created, bool) and math.isfinite(created):
+                timestamp = _floor(created * 1000)
+            else:
+                timestamp = int(time.time() * 1000)
+                message += f" [mwaa-logging: record.created={created!r} is not a time; logged at arrival]"
+            try:
+                stream = self._stream_namer(record)
+            except Exception:
+                stream = sanitize(f"{self._log_stream_name}-unnamed")
+                message += f" [mwaa-logging: no stream name from this record ({type(exc).__name__}: {exc})]"
+            if self._channel.closed:
+                self._after_close()
+            self._channel.append(stream, timestamp, message)
+            return True
         except Exception:
-            self.handleError(record)
+            return False
 
     def _formatted(self, record: logging.LogRecord) -> str:
         formatter = self._formatter  # what the ``formatter`` property returns, without the call
@@ -277,13 +308,13 @@ class CloudWatchLogHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default
         ``close_timeout``) passed first."""
-        return self._channel.flush(timeout)
+        return self._channel.flush(wait_timeout(timeout))
 
     def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
         """Flush until ``timeout`` (default ``close_timeout``), then spill what is left. Idempotent."""
         if not self.shutting_down:
             self.shutting_down = True
-            self._channel.close(timeout)
+            self._channel.close(wait_timeout(timeout))
         super().close()
 
     def stats(self) -> Stats:

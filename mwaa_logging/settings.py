@@ -290,6 +290,20 @@ class Settings:
         return Settings.resolve({**{n: getattr(self, n) for n in self.names()}, **changes}, environ={})
 
 
+#: Longest wait flush()/close() accept (a larger or infinite timeout means this: ~31 years).
+MAX_WAIT_SECONDS = 1e9
+
+
+def wait_timeout(timeout: float | None) -> float | None:
+    """A ``timeout`` argument of flush()/close() as a wait can take: None stays None (the setting applies),
+    infinity and huge values become :data:`MAX_WAIT_SECONDS`; NaN or a non-number raises ``ValueError``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
+        raise ValueError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    return min(float(timeout), MAX_WAIT_SECONDS)
+
+
 def env_var(name: str) -> str:
     """The environment variable that sets ``name``."""
     return ENV_PREFIX + name.upper()

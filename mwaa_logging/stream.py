@@ -9,7 +9,7 @@ from mwaa_logging.build import build_channel
 from mwaa_logging.engine.channel import Channel
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.handler import validate_group_name
-from mwaa_logging.settings import Settings
+from mwaa_logging.settings import Settings, wait_timeout
 from mwaa_logging.streamnames import sanitize
 
 
@@ -30,12 +30,12 @@ class LogStream:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver or spill everything written so far; False if ``timeout`` passed first."""
-        return self._channel.flush(timeout)
+        return self._channel.flush(wait_timeout(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush until ``timeout``, then spill what is left. True if nothing was left at the deadline (every
         event delivered or, earlier, spilled: :meth:`stats` tells which)."""
-        return self._channel.close(timeout)
+        return self._channel.close(wait_timeout(timeout))
 
     def stats(self) -> Stats:
         return self._channel.stats()

@@ -50,3 +50,26 @@ def test_hard_lines_are_spilled_whole_and_read_back(local_aws: LocalAWS, tmp_pat
     assert by_message["far past"].reason == "too_old"
     read = [e.message for e in read_stream("odd", LONG_STREAM, spill_to=tmp_path, include_cloudwatch=False)]
     assert sorted(read) == sorted(by_message)
+
+
+def test_records_whose_created_is_not_a_time_are_delivered_at_arrival_with_the_reason(local_aws: LocalAWS,
+                                                                                      tmp_path: Path) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="odd", log_stream_name="created",
+                                                endpoint_url=local_aws.url, spill_to=str(tmp_path))
+    logger = logging.getLogger("odd-created")
+    logger.handlers[:], logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    before = int(time.time() * 1000)
+    for created in (float("nan"), float("inf"), None, "2024-01-01"):
+        record = logger.makeRecord("odd-created", logging.INFO, __file__, 1, "created %s", (created,), None)
+        record.created = created  # type: ignore[assignment]
+        logger.handle(record)
+    logger.info("normal")
+    assert handler.flush(timeout=float("inf"))  # an infinite timeout waits, it does not overflow
+    handler.close(timeout=float("inf"))
+    stored = local_aws.events("odd", "created")
+    assert [m.split(" [")[0] for _, m in stored] == ["created nan", "created inf", "created None",
+                                                     "created 2024-01-01", "normal"]
+    assert all("is not a time; logged at arrival" in m for _, m in stored[:4])
+    assert all(t >= before for t, _ in stored)
+    assert handler.stats().balanced() and not handler.stats().spilled

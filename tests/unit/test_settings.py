@@ -168,3 +168,32 @@ def test_a_password_in_a_refused_url_is_not_repeated_in_the_error() -> None:
     with pytest.raises(SettingsError) as refused:
         Settings.resolve({"rate_limit_scope": "rediss://app:s3cret@cache:6379/x"}, environ={})
     assert "s3cret" not in str(refused.value) and "rediss://***@cache:6379/x" in str(refused.value)
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("boto3_client", 5),
+    ("log_group_tags", "a=b"),
+    ("log_group_tags", {"k": 1}),
+    ("log_group_tags", {"": "v"}),
+    ("log_group_tags", {f"k{i}": "v" for i in range(51)}),
+    ("log_group_retention_days", 2),
+    ("log_group_retention_days", True),
+])
+def test_watchtower_arguments_cloudwatch_would_refuse_later_are_refused_naming_them(argument: str,
+                                                                                     value: object) -> None:
+    from mwaa_logging.build import check_watchtower_arguments
+
+    given = {"boto3_client": None, "log_group_tags": None, "log_group_retention_days": None, argument: value}
+    with pytest.raises(SettingsError, match=f"invalid setting {argument}="):
+        check_watchtower_arguments(given["boto3_client"], given["log_group_tags"], given["log_group_retention_days"])
+    check_watchtower_arguments(None, {"team": "data"}, 14)  # what CloudWatch takes passes
+
+
+def test_flush_and_close_timeouts_are_bounded_waits() -> None:
+    from mwaa_logging.settings import MAX_WAIT_SECONDS, wait_timeout
+
+    assert wait_timeout(None) is None and wait_timeout(2) == 2.0 and wait_timeout(-1) == -1.0
+    assert wait_timeout(float("inf")) == wait_timeout(1e300) == MAX_WAIT_SECONDS
+    for bad in (float("nan"), "5", True):
+        with pytest.raises(ValueError, match="timeout must be a number"):
+            wait_timeout(bad)  # type: ignore[arg-type]
