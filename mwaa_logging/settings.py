@@ -176,9 +176,10 @@ SPECS: dict[str, Spec[Any]] = {
                           "pending at close is spilled."),
     "send_interval": Spec(2.0, f"a number of seconds from 0 to {_DAY}", _number(0, high=_DAY),
                           "Longest time an event waits for a fuller batch before it is sent."),
-    "max_batch_size": Spec(MAX_BATCH_BYTES, f"an integer from 27 to {MAX_BATCH_BYTES}",
-                           _number(27, integer=True, high=MAX_BATCH_BYTES),
-                           "Most bytes in one PutLogEvents call (UTF-8 + 26 per event)."),
+    "max_batch_size": Spec(MAX_BATCH_BYTES, f"an integer from 128 to {MAX_BATCH_BYTES}",
+                           _number(128, integer=True, high=MAX_BATCH_BYTES),
+                           "Most bytes in one PutLogEvents call (UTF-8 + 26 per event); at least 128, so that a "
+                           "chunk of a split message (header up to 58 bytes) fits with its payload."),
     "max_batch_count": Spec(MAX_BATCH_EVENTS, f"an integer from 1 to {MAX_BATCH_EVENTS}",
                             _number(1, integer=True, high=MAX_BATCH_EVENTS),
                             "Most events in one PutLogEvents call."),

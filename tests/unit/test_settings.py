@@ -35,7 +35,8 @@ def test_keyword_beats_environment_beats_default() -> None:
         ("spill_to", "s3:///prefix", "s3://bucket/prefix"),
         ("max_buffer_bytes", "12.5", "an integer number of bytes"),
         ("max_batch_count", "10001", "an integer from 1 to 10000"),
-        ("max_batch_size", "2000000", "an integer from 27 to 1048576"),
+        ("max_batch_size", "2000000", "an integer from 128 to 1048576"),
+        ("max_batch_size", "100", "an integer from 128 to 1048576"),
         ("compression", "brotli", "'auto', 'gzip' or 'none'"),
         ("rate_limit_scope", "fleet", "'process', 'host', or a redis://, rediss:// or unix:// Redis URL"),
         ("spill_to", "ftp://x", "a directory path, a file:// URL or s3://bucket/prefix"),
@@ -50,6 +51,21 @@ def test_bad_values_raise_naming_the_setting_and_the_form(name: str, raw: str, f
     assert name in message and form in message and env_var(name) in message
     with pytest.raises(SettingsError, match=name):
         Settings.resolve({name: raw}, environ={})
+
+
+def test_the_smallest_max_batch_size_still_holds_a_chunk_of_any_split_message() -> None:
+    """A message larger than one event is split into chunks whose header takes up to 58 bytes (nine-digit chunk
+    numbers): the smallest batch accepted must hold such a chunk with some payload, else the sender cannot split."""
+    from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
+    from mwaa_logging.splitting import split_message
+
+    smallest = Settings.resolve({"max_batch_size": 128}, environ={}).max_batch_size
+    with pytest.raises(SettingsError, match="max_batch_size"):
+        Settings.resolve({"max_batch_size": smallest - 1}, environ={})
+    room = smallest - EVENT_OVERHEAD_BYTES
+    assert room - len("[mwaa-logging split 0123456789abcdef 000000001/999999999] ") >= 4
+    pieces = split_message("é" * 5_000 + "x" * 300, max_bytes=room)
+    assert all(len(piece.encode()) <= room for piece in pieces)
 
 
 def test_unknown_keyword_is_refused_with_the_known_ones() -> None:
