@@ -20,7 +20,7 @@ from itertools import repeat as _repeat
 from itertools import starmap as _starmap
 from operator import itemgetter
 from time import sleep as _sleep
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.events import (
@@ -84,15 +84,36 @@ class Budgets:
     create_group: Budget
 
 
-class InFlight:
-    """A batch handed to the transport (``size``: its counted bytes); ``abandoned`` once close() spilled it at
-    its deadline."""
+class Held:
+    """Events one thread took out of the inbox, a buffer or flight, until it records them delivered, spilled or
+    back in a buffer (``size``: their counted bytes; ``buffer`` None: queued events taken from the inbox).
 
-    __slots__ = ("abandoned", "events", "size")
+    Counted pending meanwhile (see :meth:`Channel.hold`). Work on a channel's events runs through
+    ``delivery.rescuing``: if it raises, what its thread still holds is spilled (reason ``internal_error``) or
+    put back, so an unexpected exception at any step (splitting, batch cutting, settling a call, a spill target)
+    loses nothing and the counters still add up.
+    """
 
-    def __init__(self, events: list[LogEvent], size: int) -> None:
+    __slots__ = ("buffer", "events", "owner", "size")
+
+    def __init__(self, buffer: StreamBuffer | None, events: list[LogEvent], size: int) -> None:
+        self.buffer = buffer
         self.events = events
         self.size = size
+        self.owner = threading.get_ident()
+
+
+HeldT = TypeVar("HeldT", bound=Held)
+
+
+class InFlight(Held):
+    """A batch handed to the transport; ``abandoned`` once close() spilled it at its deadline (it is then no
+    longer held by the sender)."""
+
+    __slots__ = ("abandoned",)
+
+    def __init__(self, buffer: StreamBuffer, events: list[LogEvent], size: int) -> None:
+        super().__init__(buffer, events, size)
         self.abandoned = False
 
 
@@ -175,9 +196,11 @@ class Channel:
         self.flush_deadlines: list[float] = []
         self.closed = False
         self.pending_bytes = 0
-        #: Events taken out of the buffers or out of flight whose outcome is still being recorded (a spill
-        #: write under way, a call's answer being settled), and their counted bytes: pending for :meth:`stats`,
-        #: so that emitted == delivered + spilled + pending holds at every moment.
+        #: Events taken out of the inbox, the buffers or flight and not yet recorded delivered, spilled or back in a
+        #: buffer (a call on the wire, a spill write under way), by the thread that holds them (see :class:`Held`),
+        #: and their number and counted bytes: pending for :meth:`stats`, so that emitted == delivered + spilled +
+        #: pending holds at every moment.
+        self.held: set[Held] = set()
         self.settling = 0
         self.settling_bytes = 0
         #: Until this monotonic time, tokens count as scarce: partial batches wait longer to fill up.
@@ -268,11 +291,15 @@ class Channel:
             # back to zero whenever the queue is empty: an update lost between threads (possible before
             # Python 3.11, which can switch threads inside ``+=``) does not last
             self.queued_bytes = self.queued_bytes - total if inbox else 0
+            # emitted now, held until buffered: if splitting (or anything else) raises, they are rescued
+            self.counters.emitted += count
+            held = self.hold(Held(None, as_events(queued), total))
             if simple:
                 (stream,) = streams
                 self._buffer(stream, now, as_events(queued), total)
             else:
                 self._buffer_mixed(queued, now)
+            self.release(held)
         return count
 
     def _buffer(self, stream: str, now: float, events: list[LogEvent], total: int) -> None:
@@ -282,7 +309,6 @@ class Channel:
         buffer.bytes += total
         buffer.count += len(events)
         self.pending_bytes += total
-        self.counters.emitted += len(events)
 
     def _buffer_of(self, stream: str, now: float) -> StreamBuffer:
         buffer = self.buffers.get(stream)
@@ -293,44 +319,60 @@ class Channel:
         return buffer
 
     def _buffer_mixed(self, queued: list[QueuedEvent], now: float) -> None:
-        """Queued events of several streams, or with unusual messages, into their buffers (lock held)."""
+        """Queued events of several streams, or with unusual messages (empty or oversized: replaced, split or
+        truncated, never dropped), into their buffers (lock held).
+
+        Everything that may raise comes before the first change to the channel: if it does, the events are still
+        whole in the caller's :class:`Held`.
+        """
         by_stream: dict[str, list[LogEvent]] = {}
+        truncate = self.settings.oversize == "truncate"
+        split_events = split_chunks = truncated = extra = 0
         for event in queued:
             events = by_stream.setdefault(event[STREAM], [])
-            if event[SIZE] < 0:
-                # the pieces share the message's timestamp and seq: stable sorts keep them in order
-                timestamp, seq = event[TIMESTAMP], event[SEQ]
-                events.extend((timestamp, piece, counted_size(piece), seq) for piece in self._pieces(event[MESSAGE]))
-            else:
+            if event[SIZE] >= 0:
                 events.append(event[:STREAM])
+                continue
+            message = event[MESSAGE]
+            if not message:
+                pieces = [EMPTY_MESSAGE]
+            elif truncate:
+                pieces = [truncate_message(message, self._max_event_bytes)]
+                truncated += 1
+            else:
+                pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
+                split_events += 1
+                split_chunks += len(pieces)
+            extra += len(pieces) - 1
+            # the pieces share the message's timestamp and seq: stable sorts keep them in order
+            timestamp, seq = event[TIMESTAMP], event[SEQ]
+            events.extend((timestamp, piece, counted_size(piece), seq) for piece in pieces)
+        counters = self.counters
+        counters.split_events += split_events
+        counters.split_chunks += split_chunks
+        counters.truncated_events += truncated
+        counters.emitted += extra  # a queued message counted as one event; its other pieces count now
+        self.extra_pieces += extra
+        if self.flush_target > self.settled:  # a flush under way waits for every piece
+            self.flush_target += extra
         for stream, events in by_stream.items():
             self._buffer(stream, now, events, sum(map(_size_of, events)))
 
-    def _pieces(self, message: str) -> list[str]:
-        """What an empty or oversized message is sent as: never dropped, always valid."""
-        if not message:
-            return [EMPTY_MESSAGE]
-        if self.settings.oversize == "truncate":
-            self.counters.truncated_events += 1
-            return [truncate_message(message, self._max_event_bytes)]
-        pieces = split_message(message, max_bytes=self._max_event_bytes, split_id=new_split_id())
-        self.counters.split_events += 1
-        self.counters.split_chunks += len(pieces)
-        self.extra_pieces += len(pieces) - 1
-        if self.flush_target > self.settled:  # a flush under way waits for every piece
-            self.flush_target += len(pieces) - 1
-        return pieces
+    def hold(self, held: HeldT) -> HeldT:
+        """Record that the calling thread took ``held``'s events out of the inbox, a buffer or flight (lock held).
+        They count as pending until :meth:`release`."""
+        self.held.add(held)
+        self.settling += len(held.events)
+        self.settling_bytes += held.size
+        return held
 
-    def begin_settling(self, count: int, size: int) -> None:
-        """``count`` events (``size`` counted bytes) left the buffers or flight; not yet delivered, spilled or
-        requeued (lock held)."""
-        self.settling += count
-        self.settling_bytes += size
-
-    def end_settling(self, count: int, size: int) -> None:
-        """Those events are now counted delivered or spilled, or back in a buffer (lock held)."""
-        self.settling -= count
-        self.settling_bytes -= size
+    def release(self, held: Held) -> None:
+        """``held``'s events are now counted delivered or spilled, or are back in a buffer or the inbox, or another
+        thread took them over (an abandoned flight); lock held. Releasing twice changes nothing."""
+        if held in self.held:
+            self.held.remove(held)
+            self.settling -= len(held.events)
+            self.settling_bytes -= held.size
 
     def has_work(self) -> bool:
         """Anything queued, buffered or in flight."""
@@ -385,7 +427,7 @@ class Channel:
         The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
         record emitted after close() is still served.
         """
-        from mwaa_logging.engine.delivery import spill_everything
+        from mwaa_logging.engine.delivery import rescuing, spill_everything
 
         if self.closed:
             return True
@@ -398,7 +440,7 @@ class Channel:
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
         if not flushed and not holds_logging_lock:
-            spill_everything(self, reason="close_deadline")
+            rescuing(self, lambda: spill_everything(self, reason="close_deadline"), "close()")
         with self.lock:
             self.closed = True
         self.engine.wake()
@@ -425,11 +467,8 @@ class Channel:
     def stats(self) -> Stats:
         now = self.engine.clock()
         with self.lock:
-            flights = [b.in_flight.events for b in self.buffers.values()
-                       if b.in_flight is not None and not b.in_flight.abandoned]
-            pending = sum(b.count for b in self.buffers.values()) + sum(len(f) for f in flights) + self.settling
-            pending_bytes = (self.pending_bytes + sum(e[SIZE] for f in flights for e in f) + self.queued_bytes
-                             + self.settling_bytes)
+            pending = sum(b.count for b in self.buffers.values()) + self.settling  # settling: in flight too
+            pending_bytes = self.pending_bytes + self.queued_bytes + self.settling_bytes
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
             queued = len(self.inbox)
             counters = copy.copy(self.counters)

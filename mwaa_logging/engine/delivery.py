@@ -6,21 +6,28 @@ The sender is the one owner of retries. Every event ends delivered or spilled wi
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import TypeVar, cast
 
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
-from mwaa_logging.engine.channel import Channel, InFlight, StreamBuffer
+from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer
 from mwaa_logging.engine.diagnostics import report
-from mwaa_logging.events import MESSAGE, SEQ, SIZE, TIMESTAMP, LogEvent
+from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
 from mwaa_logging.outcome import CallResult, Outcome
-from mwaa_logging.protocols import Budget, Clock, PartialSpillError, SpillError
+from mwaa_logging.protocols import Budget, Clock, PartialSpillError
 from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
 _by_timestamp = itemgetter(TIMESTAMP)
 _size = itemgetter(SIZE)
+R = TypeVar("R")
+#: Spill reason of events held by work that raised an unexpected exception (the detail names it).
+INTERNAL_ERROR = "internal_error"
+#: A stream whose events no spill target could take waits this long before they are tried again.
+SPILL_RETRY_DELAY = 5.0
 
 
 def _counted_bytes(events: Sequence[LogEvent]) -> int:
@@ -137,7 +144,7 @@ def _send_one(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
             return
         end = batch_end(buffer.ready, 0, max_bytes=settings.max_batch_size, max_count=settings.max_batch_count)
         batch, size = _remove_ready_head(channel, buffer, end)
-        flight = buffer.in_flight = InFlight(batch, size)
+        flight = buffer.in_flight = channel.hold(InFlight(buffer, batch, size))
     try:
         result = channel.transport().put_log_events(channel.destination.group, buffer.stream, batch)
     except Exception as exc:  # a transport never raises by contract; if one does, retry rather than strand
@@ -161,8 +168,8 @@ def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
         pending = buffer.pending
         if not pending:
             return
-        buffer.pending = []
         pending.sort(key=_by_timestamp)
+        buffer.pending = []
         ready = buffer.ready
         if not ready:
             buffer.ready = pending
@@ -204,19 +211,18 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
         if not removed:
             return
         buffer.ready = sendable
-        gone = too_old + too_new + late
-        size = _counted_bytes(gone)
+        gone = [(channel.hold(Held(buffer, events, _counted_bytes(events))), reason)
+                for events, reason in ((too_old, SpillReason.TOO_OLD), (too_new, SpillReason.TOO_NEW),
+                                       (late, SpillReason.MAX_LATENCY)) if events]
+        size = sum(held.size for held, _ in gone)
         buffer.bytes -= size
-        buffer.count -= len(gone)
+        buffer.count -= removed
         if buffer.count == 0:
             buffer.since = None  # emptied: the next event starts a fresh wait (and the age in stats() ends)
         channel.pending_bytes -= size
-        channel.begin_settling(len(gone), size)
-    for events, reason in ((too_old, SpillReason.TOO_OLD), (too_new, SpillReason.TOO_NEW),
-                           (late, SpillReason.MAX_LATENCY)):
-        if events:
-            detail = buffer.backoff.history[-1] if reason is SpillReason.MAX_LATENCY and buffer.backoff.history else ""
-            spill_events(channel, buffer, events, reason.value, detail)
+    for held, reason in gone:
+        detail = buffer.backoff.history[-1] if reason is SpillReason.MAX_LATENCY and buffer.backoff.history else ""
+        spill_held(channel, [held], reason.value, detail)
 
 
 def relieve_memory(channel: Channel) -> None:
@@ -246,9 +252,9 @@ def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> No
             gone, size = _remove_ready_head(channel, buffer, end)
             if buffer.count == 0 and buffer.in_flight is None:
                 buffer.since = None
-            channel.begin_settling(len(gone), size)
-        if gone:
-            spill_events(channel, buffer, gone, SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")
+            held = channel.hold(Held(buffer, gone, size)) if gone else None
+        if held is not None:
+            spill_held(channel, [held], SpillReason.MEMORY_CAP.value, f"buffers above {cap} bytes")
 
 
 def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result: CallResult,
@@ -266,30 +272,38 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
             if outcome in (Outcome.OK, Outcome.PARTIAL):
                 counters.duplicates += len(batch)
             return True
-        channel.begin_settling(len(batch), flight.size)  # each path below counts it delivered, spilled or requeued
+    # the sender still holds the batch: each path below records it delivered, spilled or requeued
     if outcome is Outcome.OK:
-        _delivered(channel, buffer, batch, ctx)
+        _delivered(channel, flight, ctx)
         channel.budgets.put.on_success(now)
         return True
     if outcome is Outcome.PARTIAL:
         rejected_idx: set[int] = set()
-        for start, stop, reason in rejected_slices(len(batch), result.rejected):  # type: ignore[arg-type]
-            rejected_idx.update(range(start, stop))
-            spill_events(channel, buffer, batch[start:stop], reason, result.message)
-        _delivered(channel, buffer, [e for i, e in enumerate(batch) if i not in rejected_idx], ctx)
+        with channel.lock:
+            channel.release(flight)
+            rejected: list[tuple[Held, str]] = []
+            for start, stop, reason in rejected_slices(len(batch), result.rejected):  # type: ignore[arg-type]
+                rejected_idx.update(range(start, stop))
+                rejected.append((channel.hold(Held(buffer, batch[start:stop], _counted_bytes(batch[start:stop]))),
+                                 reason))
+            accepted = [e for i, e in enumerate(batch) if i not in rejected_idx]
+            delivered = channel.hold(Held(buffer, accepted, _counted_bytes(accepted)))
+        for held, reason in rejected:
+            spill_held(channel, [held], reason, result.message)
+        _delivered(channel, delivered, ctx)
         channel.budgets.put.on_success(now)
         return True
     if outcome is Outcome.NO_RESOURCE:
         created = _create_resources(channel, buffer, result, ctx)
         if created is None:
-            spill_events(channel, buffer, batch, SpillReason.NO_RESOURCE.value, result.message)
+            spill_held(channel, [flight], SpillReason.NO_RESOURCE.value, result.message)
             return True
         retry_at = _backoff(buffer, "no_resource", ctx)
         if created and buffer.backoff.history[-2:-1] != ("no_resource",):
             # just created: retry at once (also after throttles, e.g. a new stream's first calls); if the
             # resource is still missing on that retry, back off
             retry_at = buffer.retry_at = now
-        _requeue(channel, buffer, batch, retry_at=retry_at)
+        _requeue(channel, flight, retry_at=retry_at)
         return False
     if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):
         with channel.lock:
@@ -301,11 +315,11 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         if outcome is Outcome.THROTTLED:
             channel.budgets.put.on_throttled(now)
             channel.scarce_until = now + SCARCE_WINDOW
-        _requeue(channel, buffer, batch, retry_at=_backoff(buffer, result.error_code or outcome.value, ctx))
+        _requeue(channel, flight, retry_at=_backoff(buffer, result.error_code or outcome.value, ctx))
         return False
     # INVALID or AUTH: retrying the same call cannot help; keep the lines, slow this stream down.
     reason = SpillReason.AUTH if outcome is Outcome.AUTH else SpillReason.INVALID
-    spill_events(channel, buffer, batch, reason.value, f"{result.error_code}: {result.message}")
+    spill_held(channel, [flight], reason.value, f"{result.error_code}: {result.message}")
     if outcome is Outcome.AUTH:
         buffer.retry_at = _backoff(buffer, result.error_code or "auth", ctx)
         return False
@@ -318,26 +332,39 @@ def _backoff(buffer: StreamBuffer, reason: str, ctx: Context) -> float:
     return buffer.retry_at
 
 
-def _requeue(channel: Channel, buffer: StreamBuffer, batch: list[LogEvent], retry_at: float) -> None:
-    """Put a failed batch (settling: a call's answer or a failed spill) back at the head of the stream, in
-    order."""
-    size = _counted_bytes(batch)
+def _requeue(channel: Channel, held: Held, retry_at: float) -> None:
+    """Put a batch whose call failed back at the head of its stream (it was the head: order is kept)."""
     with channel.lock:
-        buffer.ready[:0] = batch
-        buffer.bytes += size
-        buffer.count += len(batch)
-        channel.pending_bytes += size
-        channel.end_settling(len(batch), size)
-        buffer.retry_at = retry_at
+        _put_back(channel, held, retry_at)
 
 
-def _delivered(channel: Channel, buffer: StreamBuffer, events: Sequence[LogEvent], ctx: Context) -> None:
+def _put_back(channel: Channel, held: Held, retry_at: float, *, reorder: bool = False) -> None:
+    """Return held events to where they came from (lock held): a buffer, retried at ``retry_at`` (``reorder``:
+    sorted in, for events that were not its head), or the inbox (queued events, drained again later)."""
+    channel.release(held)
+    buffer, events = held.buffer, held.events
+    if buffer is None:
+        channel.inbox.extendleft(reversed(cast("list[QueuedEvent]", events)))
+        channel.queued_bytes += held.size
+        channel.counters.emitted -= len(events)  # counted again when drained
+        return
+    buffer.ready[:0] = events
+    if reorder:
+        buffer.ready.sort(key=sort_key)
+    buffer.bytes += held.size
+    buffer.count += len(events)
+    channel.pending_bytes += held.size
+    buffer.retry_at = retry_at
+
+
+def _delivered(channel: Channel, held: Held, ctx: Context) -> None:
+    buffer, events = held.buffer, held.events
+    assert buffer is not None  # only buffered events are sent
     with channel.lock:
         counters = channel.counters
-        size = _counted_bytes(events)
         counters.delivered += len(events)
-        counters.counted_bytes_delivered += size
-        channel.end_settling(len(events), size)
+        counters.counted_bytes_delivered += held.size
+        channel.release(held)
         channel.settled += len(events)
         if buffer.backoff.attempts:
             buffer.backoff = buffer.backoff.reset()
@@ -363,51 +390,100 @@ def marker_message(count: int, reasons: set[str], where: set[str]) -> str:
             f"`mwaa-logging replay` can put them back.")
 
 
-def spill_events(channel: Channel, buffer: StreamBuffer | None, events: Sequence[LogEvent], reason: str,
-                 detail: str = "") -> bool:
-    """Write events (settling: see ``Channel.begin_settling``) to the spill target (the fallback directory if
-    that fails) and count them settled.
+def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str = "") -> bool:
+    """Write held events to the spill target (the fallback directory for what it could not store) in one write,
+    and count them spilled.
 
-    If no target can take them, they go back to the head of the stream and the stream waits 5 s: False.
+    A target that fails in any way, not only with ``SpillError``, counts as failed. If no target can take them,
+    they go back where they came from (their stream then waits :data:`SPILL_RETRY_DELAY`): False.
     """
-    if not events:
-        return True
-    stream = buffer.stream if buffer is not None else ""
     group = channel.destination.group
     now = int(channel.engine.wall_ms())
-    records = [SpillRecord(group, stream, e[TIMESTAMP], e[MESSAGE], reason, detail, now) for e in events]
+    records = [SpillRecord(group, stream, timestamp, message, reason, detail, now)
+               for held in helds for stream, timestamp, message in _lines(held)]
+    if not records:
+        with channel.lock:
+            for held in helds:
+                channel.release(held)
+        return True
     where = None
     try:
         where = channel.spill.write(records)
-    except SpillError as exc:
+    except Exception as exc:
         if isinstance(exc, PartialSpillError):  # only what it could not store moves on
             records = exc.remaining
-        report(f"spill to {channel.spill.description} failed ({exc}); using {_fallback_description(channel)}")
+        report(f"spill to {channel.spill.description} failed ({exc!r}); using {_fallback_description(channel)}")
         with channel.lock:
             channel.counters.spill_failures += 1
         if channel.fallback_spill is not None:
             try:
                 where = channel.fallback_spill.write(records)
-            except SpillError as exc2:
-                report(f"fallback spill failed too ({exc2}); keeping {len(records)} events in memory")
-    if where is None:
-        if buffer is not None:
-            _requeue(channel, buffer, sorted(events, key=sort_key), retry_at=channel.engine.clock() + 5.0)
-        else:
-            with channel.lock:
-                channel.end_settling(len(events), _counted_bytes(events))
-        return False
+            except Exception as exc2:
+                report(f"fallback spill failed too ({exc2!r}); keeping {len(records)} events in memory")
     with channel.lock:
-        channel.counters.spilled[reason] += len(events)
-        channel.end_settling(len(events), _counted_bytes(events))
-        channel.settled += len(events)
+        if where is None:
+            retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
+            for held in helds:
+                _put_back(channel, held, retry_at, reorder=True)
+            return False
+        for held in helds:
+            channel.release(held)
+            count = len(held.events)
+            channel.counters.spilled[reason] += count
+            channel.settled += count
+            buffer = held.buffer
+            if buffer is not None:
+                buffer.spilled_unmarked += count
+                buffer.marker_where.add(where)
+                buffer.marker_reasons.add(reason)
         if channel.flush_deadlines:
             channel.settled_cond.notify_all()
-        if buffer is not None:
-            buffer.spilled_unmarked += len(events)
-            buffer.marker_where.add(where)
-            buffer.marker_reasons.add(reason)
     return True
+
+
+def _lines(held: Held) -> list[tuple[str, int, str]]:
+    """``(stream, timestamp, message)`` of each held event (queued events taken from the inbox carry their
+    stream)."""
+    if held.buffer is not None:
+        stream = held.buffer.stream
+        return [(stream, e[TIMESTAMP], e[MESSAGE]) for e in held.events]
+    return [(q[STREAM], q[TIMESTAMP], q[MESSAGE]) for q in cast("list[QueuedEvent]", held.events)]
+
+
+def rescuing(channel: Channel, work: Callable[[], R], what: str) -> R | None:
+    """Run ``work`` on ``channel``'s events (the sender's pass, the memory guard's, a close deadline's spill).
+
+    If it raises, the exception is reported and what this thread still holds (taken out of the inbox, a buffer
+    or flight, see :class:`Held`) is spilled with reason :data:`INTERNAL_ERROR` and the exception as detail, or,
+    if that fails too, put back: nothing is lost and the counters add up. Returns None then.
+    """
+    try:
+        return work()
+    except Exception as exc:
+        report(f"{what} failed on log group {channel.destination.group}: {exc!r}; its events are spilled")
+        rescue(channel, exc)
+        return None
+
+
+def rescue(channel: Channel, exc: BaseException) -> None:
+    """Spill (reason :data:`INTERNAL_ERROR`) what the calling thread holds of ``channel`` after ``exc``."""
+    me = threading.get_ident()
+    with channel.lock:
+        mine = [held for held in channel.held if held.owner == me]
+        for held in mine:
+            if isinstance(held, InFlight) and held.buffer is not None and held.buffer.in_flight is held:
+                held.buffer.in_flight = None
+    if not mine:
+        return
+    try:
+        spill_held(channel, mine, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+    except Exception as again:
+        report(f"spilling after {exc!r} failed too ({again!r}); the events are kept in memory")
+        with channel.lock:
+            retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
+            for held in mine:
+                if held in channel.held:
+                    _put_back(channel, held, retry_at, reorder=True)
 
 
 def _fallback_description(channel: Channel) -> str:
@@ -460,21 +536,22 @@ def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Cal
 
 def spill_everything(channel: Channel, reason: str) -> None:
     """Spill every pending and in-flight event of ``channel`` now (close deadline, interpreter exit)."""
-    channel.drain_inbox()
+    rescuing(channel, channel.drain_inbox, "draining the queue")  # what cannot be buffered is spilled there
     with channel.lock:
-        work: list[tuple[StreamBuffer, list[LogEvent]]] = []
+        work: list[Held] = []
         for buffer in channel.buffers.values():
             events, size = buffer.ready + buffer.pending, buffer.bytes
-            if buffer.in_flight is not None and not buffer.in_flight.abandoned:
-                buffer.in_flight.abandoned = True
-                events, size = buffer.in_flight.events + events, buffer.in_flight.size + size
+            flight = buffer.in_flight
+            if flight is not None and not flight.abandoned:
+                flight.abandoned = True
+                channel.release(flight)  # the sender no longer holds it: this thread does
+                events, size = flight.events + events, flight.size + size
             buffer.ready, buffer.pending = [], []
             channel.pending_bytes -= buffer.bytes
-            channel.begin_settling(len(events), size)
             buffer.bytes = buffer.count = 0
             buffer.since = None
             if events:
-                work.append((buffer, events))
-    for buffer, events in work:
-        events.sort(key=sort_key)
-        spill_events(channel, buffer, events, reason)
+                work.append(channel.hold(Held(buffer, events, size)))
+    for held in work:
+        held.events.sort(key=sort_key)
+        spill_held(channel, [held], reason)

@@ -14,10 +14,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from functools import partial
 
 from mwaa_logging.engine.channel import Channel
-from mwaa_logging.engine.delivery import Context, relieve_memory, service_channel, spill_everything
-from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.engine.delivery import Context, relieve_memory, rescuing, service_channel, spill_everything
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.protocols import Clock
 from mwaa_logging.retry import Random
@@ -120,21 +120,16 @@ class Engine:
     def relieve_now(self) -> None:
         """The memory guard's pass: relieve every channel whose inbox is above its alarm."""
         for channel in self.channels():
-            if channel.inbox_alarmed():
-                try:
-                    relieve_memory(channel)
-                except Exception as exc:  # the guard must survive anything; the events stay queued
-                    report(f"memory guard error on log group {channel.destination.group}: {exc!r}")
+            if channel.inbox_alarmed():  # the guard must survive anything; what it held is rescued
+                rescuing(channel, partial(relieve_memory, channel), "the memory guard")
 
     def run_once(self) -> float:
         """Service every channel once; return seconds until the sender next needs to run (inf: idle)."""
         next_wake = math.inf
         for channel in self.channels():
-            try:
-                next_wake = min(next_wake, service_channel(channel, self._ctx))
-            except Exception as exc:  # the sender must survive anything; the events stay buffered
-                report(f"sender error on log group {channel.destination.group}: {exc!r}")
-                next_wake = min(next_wake, self.clock() + 1.0)
+            # the sender must survive anything: what it held is rescued, the rest stays buffered
+            due = rescuing(channel, partial(service_channel, channel, self._ctx), "the sender")
+            next_wake = min(next_wake, self.clock() + 1.0 if due is None else due)
             if channel.closed and not channel.has_work():
                 self._retire(channel)
         return next_wake - self.clock()
@@ -179,7 +174,7 @@ class Engine:
         timeout = max(c.settings.close_timeout for c in channels)
         if not self.flush_all(timeout):
             for channel in self.channels():
-                spill_everything(channel, reason="close_deadline")
+                rescuing(channel, partial(spill_everything, channel, reason="close_deadline"), "exit")
 
     def stats(self) -> Stats:
         """Counters of every channel of this process, summed."""
