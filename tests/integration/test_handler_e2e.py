@@ -23,6 +23,7 @@ import pytest
 import mwaa_logging
 from mwaa_logging.engine.channel import CHECK_SENDER_MASK
 from mwaa_logging.engine.delivery import MARKER_PREFIX
+from mwaa_logging.splitting import reassemble_messages
 from mwaa_logging.streamnames import StreamNamer
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
@@ -145,6 +146,25 @@ def test_multiprocessing_fork_child_is_flushed_at_its_exit(local_aws: LocalAWS, 
     proc.join(60)
     assert proc.exitcode == 0
     assert user_lines(local_aws.messages("mp", f"p-{proc.pid}")) == ["from a multiprocessing child"]
+
+
+def test_a_batch_size_with_no_room_for_a_split_chunk_is_refused_and_the_smallest_one_splits(
+        local_aws: LocalAWS, spill_dir: Path) -> None:
+    # max_batch_size=50 was accepted, then every message needing a split made the sender fail and lose the pass
+    with pytest.raises(mwaa_logging.SettingsError, match="max_batch_size=50"):
+        mwaa_logging.CloudWatchLogHandler(log_group_name="small", log_stream_name="s", endpoint_url=local_aws.url,
+                                          max_batch_size=50)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="small", log_stream_name="s",
+                                                endpoint_url=local_aws.url, max_batch_size=128, send_interval=0.1)
+    logger = make_logger("small-batches", handler)
+    lines = ["short-1", "x" * 100 + " long-2", "short-3", "é" * 400 + " long-4"]
+    for line in lines:
+        logger.info(line)
+    assert handler.flush(timeout=30)
+    handler.close()
+    assert list(reassemble_messages(local_aws.messages("small", "s"))) == lines
+    stats = handler.stats()
+    assert stats.balanced() and (stats.pending, stats.spilled_total, stats.split_events) == (0, 0, 2), stats
 
 
 def test_close_against_a_never_answering_endpoint_returns_by_its_deadline(local_aws: LocalAWS,
