@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mwaa_logging.demo.endpoint import Target
     from mwaa_logging.demo.runner import DemoConfig
 
 __all__ = ["add_arguments", "run"]
@@ -34,39 +36,59 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
+def _non_negative_int(text: str) -> int:
+    value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def _optional_tps(text: str) -> float | None:
-    if text.lower() in ("none", "off", "0"):
+    if text.lower() in ("none", "off"):
         return None
     value = float(text)
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError("must be > 0 (or 'none')")
     return value
 
 
+def _endpoint_url(text: str) -> str:
+    from mwaa_logging.demo.endpoint import url_problem
+
+    problem = url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mwaa_logging.demo.runner import DemoConfig
+    from mwaa_logging.demo.workload import FRAME_LINES
 
     defaults = DemoConfig()
+    parser.set_defaults(_parser=parser)  # for run()'s checks that need every option (usage errors)
     workload = parser.add_argument_group("workload (a simulated Airflow worker)")
     workload.add_argument("--tasks", type=_positive_int, default=defaults.tasks,
                           help="task processes (default %(default)s)")
     workload.add_argument("--lines", type=_positive_int, default=defaults.lines,
                           help="log lines per task (default %(default)s)")
-    workload.add_argument("--big-events", type=int, default=defaults.big_events, metavar="N",
-                          help="of those lines, events over 1 MB (default %(default)s)")
+    workload.add_argument("--big-events", type=_non_negative_int, default=defaults.big_events, metavar="N",
+                          help="of those lines, events over 1 MB (default %(default)s; at most --lines minus "
+                               f"{FRAME_LINES})")
     workload.add_argument("--duration", type=_non_negative, default=defaults.duration, metavar="SECONDS",
                           help="time each task spends logging, in bursts (default %(default)s)")
     workload.add_argument("--seed", type=int, default=defaults.seed, help="workload seed (default %(default)s)")
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
     cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
-                       help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; 'none')")
+                       help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; "
+                            "'none'); an endpoint given with --endpoint-url gets its own back at the end")
     cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",
                        help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s)")
     cloud.add_argument("--storm", type=_non_negative, default=defaults.storm, metavar="SECONDS",
@@ -76,15 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
                       help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; 'none')")
     ours.add_argument("--max-latency", type=float, default=defaults.max_latency, metavar="SECONDS",
-                      help="max_latency: older undelivered events are spilled (default %(default)s)")
+                      help="max_latency: older undelivered events are spilled (default %(default)s; more than "
+                           "the handler's send_interval)")
     ours.add_argument("--spill-to", default=None, metavar="URL",
                       help="spill target (default s3://mwaa-logging-demo/<log group>/ on the endpoint)")
     ours.add_argument("--no-replay", dest="replay", action="store_false",
                       help="skip re-ingesting spilled lines with `mwaa-logging replay` after the read-back")
     where = parser.add_argument_group("where")
-    where.add_argument("--endpoint-url", default=None, metavar="URL",
+    where.add_argument("--endpoint-url", type=_endpoint_url, default=None, metavar="URL",
                        help="use this CloudWatch Logs (+ S3) endpoint instead of the embedded one")
-    where.add_argument("--s3-endpoint-url", default=None, metavar="URL", help="S3 endpoint (default: --endpoint-url)")
+    where.add_argument("--s3-endpoint-url", type=_endpoint_url, default=None, metavar="URL",
+                       help="S3 endpoint (default: --endpoint-url)")
     where.add_argument("--real-aws", action="store_true",
                        help="use the real AWS account of the default credential chain (needs --spill-to)")
     output = parser.add_argument_group("output")
@@ -95,53 +119,103 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--quiet", action="store_true", help="no live progress")
 
 
+#: Options that set a handler setting (checked by resolving the settings the task processes will use).
+SETTING_OPTIONS = {"spill_to": "--spill-to", "put_rate_limit": "--rate-limit", "max_latency": "--max-latency"}
+
+
+def demo_config(args: argparse.Namespace) -> DemoConfig:
+    """The run's configuration from the options (the endpoint may still turn the neighbour and the storm off)."""
+    from mwaa_logging.demo.endpoint import DEMO_BUCKET
+    from mwaa_logging.demo.runner import DemoConfig
+    from mwaa_logging.demo.worker import MWAA_LOGGING
+
+    now = time.gmtime()
+    stamp = time.strftime("%Y%m%dT%H%M%S", now)
+    config = DemoConfig(
+        tasks=args.tasks, lines=args.lines, big_events=args.big_events, duration=args.duration, seed=args.seed,
+        quota=args.quota, rate_limit=args.rate_limit, neighbour_tps=args.neighbour_tps, storm=args.storm,
+        max_latency=args.max_latency, quiet=args.quiet,
+        run_id="manual__" + time.strftime("%Y-%m-%dT%H_%M_%S+00_00", now), stamp=f"{stamp}-{os.getpid()}",
+        spill_to=args.spill_to, replay=args.replay,
+    )
+    if config.spill_to is None:
+        config = dataclasses.replace(config, spill_to=f"s3://{DEMO_BUCKET}/{config.group(MWAA_LOGGING)}")
+    return config
+
+
+def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace, config: DemoConfig) -> None:
+    """Usage errors no single option's type can see: exits 2 through ``parser.error``, before anything starts.
+
+    The handler settings are checked by building them as the task processes will (``Settings.resolve``, which
+    also reads ``MWAA_LOGGING_*`` variables): one option at a time, so that the error names the option, then
+    all together."""
+    from mwaa_logging.demo.runner import handler_settings
+    from mwaa_logging.settings import Settings, SettingsError
+
+    if args.real_aws and not args.spill_to:
+        parser.error("--real-aws needs --spill-to (an s3://bucket/prefix you own, or a directory)")
+    settings = handler_settings(config)
+    for name, option in SETTING_OPTIONS.items():
+        try:
+            Settings.resolve({name: settings[name]})
+        except SettingsError as error:
+            if f"invalid setting {name}=" in str(error):  # else a MWAA_LOGGING_* variable's fault: below
+                parser.error(f"argument {option}: {error}")
+    try:
+        Settings.resolve(settings)
+    except SettingsError as error:
+        parser.error(str(error))
+
+
+def make_target(args: argparse.Namespace) -> Target:
+    """Where the run sends its logs; raises ``EndpointError`` when a given endpoint does not answer."""
+    from mwaa_logging.demo.endpoint import Target
+
+    if args.real_aws:
+        return Target.real_aws()
+    if args.endpoint_url:
+        return Target.remote(args.endpoint_url, args.s3_endpoint_url, args.quota)
+    return Target.embedded(args.quota)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mwaa_logging.demo.endpoint import DEMO_BUCKET, Target
-    from mwaa_logging.demo.runner import DemoConfig, RunResult, run_handlers
+    from mwaa_logging.demo.endpoint import DEMO_BUCKET, EndpointError
+    from mwaa_logging.demo.runner import RunResult, run_handlers
     from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 
+    parser = getattr(args, "_parser", None) or argparse.ArgumentParser(prog="mwaa-logging demo")
+    config = demo_config(args)
+    check_options(parser, args, config)
     console = Console(width=None if _is_tty() else max(150, shutil.get_terminal_size((150, 40)).columns))
-    if args.real_aws and not args.spill_to:
-        console.print("--real-aws needs --spill-to (an s3://bucket/prefix you own, or a directory)")
-        return 2
-    if args.real_aws:
-        target = Target.real_aws()
-    elif args.endpoint_url:
-        target = Target.remote(args.endpoint_url, args.s3_endpoint_url, args.quota)
-    else:
-        target = Target.embedded(args.quota)
-    now = time.gmtime()
-    stamp = time.strftime("%Y%m%dT%H%M%S", now)
-    run_id = "manual__" + time.strftime("%Y-%m-%dT%H_%M_%S+00_00", now)
+    target: Target | None = None
     try:
-        observable = target.observable
-        config = DemoConfig(
-            tasks=args.tasks, lines=args.lines, big_events=args.big_events, duration=args.duration, seed=args.seed,
-            quota=args.quota, rate_limit=args.rate_limit, neighbour_tps=args.neighbour_tps if observable else 0.0,
-            storm=args.storm if observable else 0.0, max_latency=args.max_latency, quiet=args.quiet,
-            run_id=run_id, stamp=f"{stamp}-{os.getpid()}",
-            spill_to=args.spill_to, replay=args.replay,
-        )
-        if config.spill_to is None:
-            config = dataclasses.replace(config, spill_to=f"s3://{DEMO_BUCKET}/{config.group(MWAA_LOGGING)}")
+        target = make_target(args)
+        if not target.observable:  # no admin API: no storm, no neighbour to count
+            config = dataclasses.replace(config, neighbour_tps=0.0, storm=0.0)
+        if args.spill_to is None:
             target.ensure_bucket(DEMO_BUCKET)
         console.print(_intro(config, target.description), markup=False, highlight=False, soft_wrap=True)
         handlers = [MWAA_LOGGING] + ([WATCHTOWER] if args.compare == "watchtower" else [])
+        description = target.description
 
         def show(result: RunResult) -> None:
             from mwaa_logging.demo.report import print_summary, verdict
 
-            print_summary(console, result, config, target.description)
+            print_summary(console, result, config, description)
             console.print(verdict(result), highlight=False)
 
         results = run_handlers(config, target, handlers, console, on_result=show)
+    except EndpointError as error:
+        print(f"mwaa-logging demo: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         console.print("interrupted: task processes stopped, nothing verified")
         return 130
-    finally:
-        target.close()
+    finally:  # also on failure and Ctrl-C: stop our endpoint, put back what we changed on another one
+        if target is not None:
+            target.close()
     if len(results) > 1:
         from mwaa_logging.demo.chart import write_chart
         from mwaa_logging.demo.report import compare_table
@@ -162,8 +236,13 @@ def _intro(config: DemoConfig, endpoint: str) -> str:
     if config.storm:
         storm = (f"every PutLogEvents call throttled for {config.storm:g} s, "
                  f"{config.storm_at * config.duration:g} s after the tasks start logging")
+    big = f"{config.big_events_generated} > 1 MB each"
+    if config.big_events_generated < config.big_events:
+        from mwaa_logging.demo.workload import FRAME_LINES
+
+        big += f"; --big-events {config.big_events} needs --lines >= {config.big_events + FRAME_LINES}"
     return (f"mwaa-logging demo: {config.tasks} Airflow task processes x {config.lines:,} lines "
-            f"({config.big_events} > 1 MB each) over {config.duration:g} s\n"
+            f"({big}) over {config.duration:g} s\n"
             f"  endpoint: {endpoint}; neighbour workload {config.neighbour_tps:g} calls/s; {storm}\n"
             f"  mwaa-logging: rate_limit_scope=host, put_rate_limit={config.rate_limit}, "
             f"max_latency={config.max_latency:g} s, spill_to={config.spill_to}")

@@ -7,14 +7,81 @@ and (when the endpoint is ours) its counters, quota and fault controls.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
+import ssl
+import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 DEMO_BUCKET = "mwaa-logging-demo"
+#: How long the preflight waits for an endpoint given with --endpoint-url / --s3-endpoint-url to answer.
+PREFLIGHT_TIMEOUT = 3.0
+
+
+class EndpointError(Exception):
+    """The endpoint the demo was pointed at cannot be used (a one-line message for the user)."""
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an endpoint URL (None: it can)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as error:
+        return str(error)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL, e.g. http://127.0.0.1:4566"
+    return None
+
+
+def preflight(url: str, option: str, timeout: float = PREFLIGHT_TIMEOUT) -> None:
+    """Raise :class:`EndpointError` unless an HTTP(S) server answers at ``url`` within ``timeout`` (with any
+    status: an error status or a TLS handshake still says something listens)."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise EndpointError(f"{option} {url}: {problem}")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLError):
+            return
+        raise EndpointError(f"cannot reach {option} {url}: {error.reason}") from None
+    except ssl.SSLError:
+        return
+    except (OSError, http.client.HTTPException) as error:
+        raise EndpointError(f"cannot reach {option} {url}: {str(error) or type(error).__name__}") from None
+
+
+def _remote_controls(url: str) -> Any:
+    """The admin API of the mwaa-logging local endpoint at ``url``, or None when it is another endpoint."""
+    from mwaa_logging.testing.admin import AdminError, RemoteLocalAWS
+
+    class Controls(RemoteLocalAWS):
+        def put_quota(self) -> float | None:
+            """The endpoint's PutLogEvents quota (None: unlimited)."""
+            value = self._call("GET", "quota")["quotas"].get("PutLogEvents")
+            return None if value is None else float(value)
+
+        def set_put_quota(self, tps: float | None) -> None:
+            """Set only the PutLogEvents quota (``set_quota`` would replace the create quotas too)."""
+            self._call("POST", "quota", {"PutLogEvents": tps})
+
+    controls = Controls(url, timeout=5)
+    try:
+        controls.health()
+    except (AdminError, OSError, ValueError):  # an error status, no answer in time, not JSON: not ours
+        return None
+    return controls
 
 
 @dataclass(frozen=True)
@@ -42,6 +109,8 @@ class Target:
         self.url = url
         self.controls = controls
         self._owned = owned
+        #: Undo what the run changed on an endpoint it does not own (run by :meth:`close`).
+        self._restore: list[tuple[str, Callable[[], None]]] = []
 
     @classmethod
     def embedded(cls, quota: float | None) -> Target:
@@ -53,22 +122,29 @@ class Target:
 
     @classmethod
     def remote(cls, url: str, s3_url: str | None, quota: float | None) -> Target:
-        from mwaa_logging.testing.admin import AdminError, RemoteLocalAWS
+        """A running endpoint. Raises :class:`EndpointError` (quickly) when it does not answer.
+
+        When it is a mwaa-logging local endpoint, its PutLogEvents quota is ``quota`` until :meth:`close`,
+        which puts back the quota it had."""
         from mwaa_logging.testing.local_aws import FAKE_CREDENTIALS
 
+        preflight(url, "--endpoint-url")
+        if s3_url and s3_url != url:
+            preflight(s3_url, "--s3-endpoint-url")
         env = {"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url, "AWS_ENDPOINT_URL_S3": s3_url or url}
         for name, value in FAKE_CREDENTIALS.items():
             if name not in ("AWS_SESSION_TOKEN",) and not os.environ.get(name):
                 env[name] = value
-        controls: Any = RemoteLocalAWS(url, timeout=5)
-        try:
-            controls.health()
-        except (AdminError, OSError):
-            controls = None
-        if controls is not None and quota is not None:
-            controls.set_quota(put_tps=quota)
-        what = "mwaa-logging local endpoint" if controls is not None else "endpoint"
-        return cls(f"{what} at {url}", env, url, controls)
+        controls = _remote_controls(url)
+        if controls is None:
+            return cls(f"endpoint at {url}", env, url, None)
+        target = cls(f"mwaa-logging local endpoint at {url} (PutLogEvents quota {_tps(quota)} during the run)",
+                     env, url, controls)
+        found = controls.put_quota()
+        target._restore.append((f"put back the PutLogEvents quota of {url} ({_tps(found)})",
+                                lambda: controls.set_put_quota(found)))
+        controls.set_put_quota(quota)
+        return target
 
     @classmethod
     def real_aws(cls) -> Target:
@@ -132,6 +208,14 @@ class Target:
                 self.controls.clear_faults()  # RemoteLocalAWS
 
     def close(self) -> None:
+        """Stop the endpoint we started; undo what the run changed on one we did not (a failure to is
+        reported on stderr, not raised)."""
+        while self._restore:
+            what, undo = self._restore.pop()
+            try:
+                undo()
+            except Exception as error:  # the endpoint went away meanwhile: say so, finish closing
+                print(f"mwaa-logging demo: could not {what}: {error}", file=sys.stderr)
         if self._owned is not None:
             self._owned.stop()
 

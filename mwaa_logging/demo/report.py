@@ -101,7 +101,7 @@ def facts(result: RunResult, config: DemoConfig, target_description: str) -> lis
     return [
         ("endpoint", target_description),
         ("workload", f"{config.tasks} task processes x {config.lines:,} lines over {config.duration:g} s, "
-                     f"{config.big_events} events > 1 MB each, seed {config.seed}"),
+                     f"{config.big_events_generated} events > 1 MB each, seed {config.seed}"),
         ("throttle storm (every PutLogEvents refused)",
          "none" if result.storm is None else f"{result.storm[0]:.1f} s to {result.storm[1]:.1f} s"),
         ("lines logged", _n(result.expected)),

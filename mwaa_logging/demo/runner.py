@@ -20,7 +20,7 @@ from mwaa_logging.demo.endpoint import EndpointCounts, Neighbour, Storm, Target
 from mwaa_logging.demo.progress import Monitor, Sample, make_display, read_statuses
 from mwaa_logging.demo.verify import TaskCheck, check_stream
 from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
-from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, expected_messages, plan_task
+from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, big_event_count, expected_messages, plan_task
 
 #: Time allowed after the logging duration for the task processes to close their handlers and exit.
 EXIT_GRACE = 120.0
@@ -51,6 +51,11 @@ class DemoConfig:
     def group(self, handler: str) -> str:
         suffix = "" if handler == MWAA_LOGGING else f"-{handler}"
         return f"airflow-demo-{self.stamp}{suffix}-Task"
+
+    @property
+    def big_events_generated(self) -> int:
+        """Events > 1 MB each task really logs (``big_events`` at most; short tasks have room for fewer)."""
+        return big_event_count(self.lines, self.big_events)
 
     def plans(self) -> list[TaskPlan]:
         return [plan_task(self.seed, i, self.lines, self.big_events, self.run_id) for i in range(self.tasks)]

@@ -65,7 +65,8 @@ def task_id(index: int) -> str:
 
 
 def plan_task(seed: int, index: int, lines: int, big_events: int, run_id: str) -> TaskPlan:
-    """The lines task ``index`` logs: exactly ``lines`` log calls, ``big_events`` of them > 1 MB."""
+    """The lines task ``index`` logs: exactly ``lines`` log calls, ``big_event_count(lines, big_events)`` of
+    them > 1 MB."""
     rng = random.Random(f"{seed}/{index}")
     tid = task_id(index)
     preamble = _preamble(tid, run_id)
@@ -96,9 +97,26 @@ def _epilogue(tid: str) -> list[Line]:
     ]
 
 
+#: Lines of Airflow's own around the operator output (the preamble and the epilogue).
+FRAME_LINES = len(_preamble("t", "r")) + len(_epilogue("t"))
+
+
+def _big_positions(count: int, big_events: int) -> set[int]:
+    """Where the big events go among ``count`` operator lines: spread evenly, at most one per line."""
+    if big_events >= count:
+        return set(range(count))
+    return {int((k + 1) * count / (big_events + 1)) for k in range(big_events)}
+
+
+def big_event_count(lines: int, big_events: int) -> int:
+    """The events > 1 MB a task of ``lines`` lines logs when ``big_events`` are asked: no more than its
+    operator lines (``lines`` minus Airflow's :data:`FRAME_LINES`)."""
+    return len(_big_positions(max(0, lines - FRAME_LINES), big_events))
+
+
 def _body(rng: random.Random, tid: str, count: int, big_events: int) -> Iterator[Line]:
     """Bursts of operator output; big events spread evenly."""
-    big_at = {int((k + 1) * count / (big_events + 1)) for k in range(big_events)} if count else set()
+    big_at = _big_positions(count, big_events)
     makers: list[tuple[float, Callable[[random.Random, str, int], Line]]] = [
         (0.55, _progress_line), (0.2, _json_line), (0.12, _sql_line), (0.08, _warning_line),
         (0.05, _exception_line),

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from mwaa_logging.cli import main
@@ -86,10 +91,13 @@ def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(
     # The demo reaches that endpoint only through --endpoint-url: its quota, the storm (through the admin API),
     # the spill bucket and the read-back.
     url = local_aws_server
+    RemoteLocalAWS(url).set_quota(put_tps=7, create_stream_tps=50)
     done = demo(*TINY, "--storm", "5", "--max-latency", "3", "--quota", "3", "--endpoint-url", url, cwd=tmp_path)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert f"mwaa-logging local endpoint at {url}" in out.replace("\n", "")
+    assert f"mwaa-logging local endpoint at {url} (PutLogEvents quota 3 calls/s" in out.replace("\n", "")
+    # the endpoint's quotas are as the demo found them
+    assert endpoint_quotas(url) == {"PutLogEvents": 7.0, "CreateLogStream": 50.0}
     assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
     spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
     assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
@@ -97,6 +105,116 @@ def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(
     assert stats.calls.get("PutLogEvents", 0) > 0 and stats.throttled > 0, stats
     # the demo's own lines plus the replayed ones (at least 400) landed on this endpoint, not an embedded one
     assert stats.events_accepted >= 400, stats
+
+
+def endpoint_quotas(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/_local_aws/quota", timeout=5) as response:
+        quotas: dict[str, float] = orjson.loads(response.read())["quotas"]
+    return quotas
+
+
+@pytest.mark.parametrize("outcome", ["interrupted", "crashed"])
+def test_the_quota_of_an_external_endpoint_is_put_back_when_the_run_is_interrupted_or_fails(
+    local_aws_server: str, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    from mwaa_logging.demo import runner
+
+    url = local_aws_server
+    assert endpoint_quotas(url) == {}  # started without --put-quota: unlimited
+    during: list[dict[str, float]] = []
+
+    def interrupted_run(*args: Any, **kwargs: Any) -> list[runner.RunResult]:
+        during.append(endpoint_quotas(url))
+        raise KeyboardInterrupt if outcome == "interrupted" else RuntimeError("task processes crashed")
+
+    monkeypatch.setattr(runner, "run_handlers", interrupted_run)
+    argv = ["demo", "--quiet", "--quota", "3", "--endpoint-url", url]
+    if outcome == "interrupted":
+        assert main(argv) == 130
+    else:
+        with pytest.raises(RuntimeError):
+            main(argv)
+    assert during == [{"PutLogEvents": 3.0}]
+    assert endpoint_quotas(url) == {}
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_endpoint_that_does_not_answer_is_a_one_line_error_at_once(
+    local_aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"http://127.0.0.1:{_unused_port()}"
+    for options, named in ((["--endpoint-url", dead], "--endpoint-url"),
+                           (["--endpoint-url", local_aws.url, "--s3-endpoint-url", dead], "--s3-endpoint-url")):
+        started = time.monotonic()
+        assert main(["demo", "--quiet", *options]) == 2
+        assert time.monotonic() - started < 10
+        captured = capsys.readouterr()
+        assert captured.err.strip().count("\n") == 0 and "Traceback" not in captured.err + captured.out
+        assert f"cannot reach {named} {dead}" in captured.err, captured.err
+    assert local_aws.quotas.limits() == {}  # the reachable endpoint was not touched
+
+
+@pytest.mark.parametrize(("options", "named", "accepted"), [
+    (["--max-latency", "1"], "--max-latency", "greater than send_interval (2.0)"),
+    (["--max-latency", "2"], "--max-latency", "greater than send_interval (2.0)"),
+    (["--max-latency", "0"], "--max-latency", "> send_interval"),
+    (["--max-latency", "-2"], "--max-latency", "> send_interval"),
+    (["--spill-to", "foo://bar"], "--spill-to", "a directory path, a file:// URL or s3://bucket/prefix"),
+    (["--big-events", "-1"], "--big-events", "must be >= 0"),
+    (["--quota", "0"], "--quota", "must be > 0 (or 'none')"),
+    (["--quota", "-3"], "--quota", "must be > 0 (or 'none')"),
+    (["--rate-limit", "0"], "--rate-limit", "must be > 0 (or 'none')"),
+    (["--endpoint-url", "notaurl"], "--endpoint-url", "an http:// or https:// URL"),
+    (["--s3-endpoint-url", "ftp://host"], "--s3-endpoint-url", "an http:// or https:// URL"),
+])
+def test_bad_options_are_usage_errors_before_anything_starts(
+    options: list[str], named: str, accepted: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mwaa_logging.demo import runner
+    from mwaa_logging.demo.endpoint import Target
+
+    def must_not_start(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("started before the options were checked")
+
+    for name in ("embedded", "remote", "real_aws"):
+        monkeypatch.setattr(Target, name, must_not_start)
+    monkeypatch.setattr(runner, "run_handlers", must_not_start)
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--quiet", *options])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {named}: " in err and accepted in err, err
+
+
+def test_max_latency_is_checked_against_the_send_interval_the_task_processes_will_use(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the handlers in the task processes read MWAA_LOGGING_* too: the check resolves the same settings
+    monkeypatch.setenv("MWAA_LOGGING_SEND_INTERVAL", "20")
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--quiet", "--max-latency", "10"])
+    assert exited.value.code == 2
+    assert "argument --max-latency: " in (err := capsys.readouterr().err) and "send_interval (20.0)" in err, err
+
+
+@pytest.mark.parametrize(("lines", "asked", "generated"), [(200, 2, 2), (10, 500, 2), (5, 2, 0), (9, 0, 0), (12, 3, 3)])
+def test_the_header_shows_the_big_events_each_task_really_logs(lines: int, asked: int, generated: int) -> None:
+    from mwaa_logging.demo import _intro
+    from mwaa_logging.demo.runner import DemoConfig
+
+    config = DemoConfig(lines=lines, big_events=asked, tasks=2)
+    assert all(sum(line.kind == "big" for line in plan.lines) == generated for plan in config.plans())
+    assert config.big_events_generated == generated
+    header = _intro(config, "endpoint")
+    assert f"x {lines:,} lines ({generated} > 1 MB each" in header, header
+    assert (f"--big-events {asked} needs --lines >= {asked + 8}" in header) == (generated < asked), header
 
 
 def test_real_aws_mode_takes_credentials_and_endpoints_from_the_environment(
