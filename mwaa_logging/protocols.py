@@ -43,6 +43,23 @@ class SpillSink(Protocol):
         ...
 
 
+@runtime_checkable
+class DeadlineSpillSink(SpillSink, Protocol):
+    """A spill target that can stop at a deadline (S3 at a close deadline), leaving the rest to the next target."""
+
+    def write_before(self, records: Sequence[SpillRecord], deadline: float) -> str:
+        """:meth:`write`, returning by ``deadline`` (``time.monotonic()``): records not stored by then are named in
+        the :class:`PartialSpillError` (or :class:`SpillError`) raised."""
+        ...
+
+
+def write_before(sink: SpillSink, records: Sequence[SpillRecord], deadline: float | None) -> str:
+    """Store ``records`` in ``sink``, by ``deadline`` if it can stop at one (None: no deadline)."""
+    if deadline is not None and isinstance(sink, DeadlineSpillSink):
+        return sink.write_before(records, deadline)
+    return sink.write(records)
+
+
 class SpillError(Exception):
     """A spill target could not store records."""
 

@@ -63,6 +63,18 @@ def default_s3_client(
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
+class _Progress:
+    """What one write stored so far (object keys, ids of their records), how it ended, and whether to stop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.keys: list[str] = []
+        self.done: set[int] = set()
+        self.error: Exception | None = None
+        self.finished = False
+        self.stopped = False
+
+
 @dataclass(frozen=True)
 class S3Object:
     """One spill object found by a listing."""
@@ -158,25 +170,71 @@ class S3SpillSink:
         """Store ``records``; return the object URL (or the stream prefix / sink URL for several)."""
         if not records:
             return self.description
-        written: list[str] = []
-        done: set[int] = set()
-        options = self.put_options()
+        progress = _Progress()
         try:
-            for (group, stream), stream_records in records_by_stream(records).items():
-                for chunk, body in self._objects(stream_records):
-                    key = self.key_for(object_name(group, stream, chunk[0].timestamp))
-                    self._put(key, body, options)
+            self._put_objects(records, progress)
+        except (ClientError, BotoCoreError) as exc:
+            progress.error = exc
+        return self._result(records, progress)
+
+    def write_before(self, records: Sequence[SpillRecord], deadline: float) -> str:
+        """:meth:`write`, returning by ``deadline`` (``time.monotonic()``), e.g. at a close deadline.
+
+        The PUTs run on a helper thread that starts none after the deadline; records whose object S3 has not
+        confirmed by then are named in the :class:`PartialSpillError` (or :class:`SpillError`) raised, for the next
+        target. A PUT still unanswered then is abandoned, not cancelled: if S3 stores it later, its records are
+        stored twice.
+        """
+        if not records:
+            return self.description
+        progress = _Progress()
+        if deadline > time.monotonic():
+            worker = threading.Thread(target=self._put_objects_apart, args=(records, progress), daemon=True,
+                                      name="mwaa-logging-s3-spill")
+            worker.start()
+            worker.join(max(0.0, deadline - time.monotonic()))
+        with progress.lock:
+            progress.stopped = True
+        return self._result(records, progress)
+
+    def _put_objects_apart(self, records: Sequence[SpillRecord], progress: _Progress) -> None:
+        try:
+            self._put_objects(records, progress)
+        except Exception as exc:  # on a helper thread: the caller reports it
+            with progress.lock:
+                progress.error = exc
+
+    def _put_objects(self, records: Sequence[SpillRecord], progress: _Progress) -> None:
+        """PUT the objects of ``records`` one by one, recording each in ``progress``, until done or stopped."""
+        options = self.put_options()
+        for (group, stream), stream_records in records_by_stream(records).items():
+            for chunk, body in self._objects(stream_records):
+                if progress.stopped:
+                    return
+                key = self.key_for(object_name(group, stream, chunk[0].timestamp))
+                self._put(key, body, options)
+                with progress.lock:
                     self.objects_written += 1
                     self.bytes_written += len(body)
-                    written.append(key)
-                    done.update(id(r) for r in chunk)
-        except (ClientError, BotoCoreError) as exc:
-            message = f"cannot write spill object to {self.description}: {exc}"
-            if not written:
-                raise SpillError(message) from exc
-            remaining = [r for r in records if id(r) not in done]
-            raise PartialSpillError(message, remaining, self._location_of(written)) from exc
-        return self._location_of(written)
+                    progress.keys.append(key)
+                    progress.done.update(id(r) for r in chunk)
+        with progress.lock:
+            progress.finished = True
+
+    def _result(self, records: Sequence[SpillRecord], progress: _Progress) -> str:
+        """Where ``records`` went, or the error naming the records ``progress`` did not store."""
+        with progress.lock:
+            keys, done, error, finished = list(progress.keys), set(progress.done), progress.error, progress.finished
+        if finished and error is None:
+            return self._location_of(keys)
+        if error is not None:
+            message = f"cannot write spill object to {self.description}: {error}"
+        else:
+            message = f"{self.description} did not store the spill before its deadline"
+        if not keys:
+            raise SpillError(message) from error
+        remaining = [r for r in records if id(r) not in done]
+        raise PartialSpillError(message, remaining, self._location_of(keys)) from error
 
     def _put(self, key: str, body: bytes, options: dict[str, Any]) -> None:
         """PutObject; a throttle (503 SlowDown) or 5xx is retried after a short pause.

@@ -421,13 +421,14 @@ class Channel:
         return self.settled >= target + self.extra_pieces - extra_pieces
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush until the deadline, then spill whatever is still pending. True if nothing was pending at the
+        """Flush until the deadline, then spill whatever is still pending (an S3 target gets
+        ``DEADLINE_SPILL_WAIT``, then the rest goes to the local directory). True if nothing was pending at the
         deadline (events spilled before it, e.g. after ``max_latency``, do not make it False).
 
         The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
         record emitted after close() is still served.
         """
-        from mwaa_logging.engine.delivery import rescuing, spill_everything
+        from mwaa_logging.engine.delivery import DEADLINE_SPILL_WAIT, rescuing, spill_everything
 
         if self.closed:
             return True
@@ -440,7 +441,8 @@ class Channel:
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
         if not flushed and not holds_logging_lock:
-            rescuing(self, lambda: spill_everything(self, reason="close_deadline"), "close()")
+            spill_by = time.monotonic() + DEADLINE_SPILL_WAIT
+            rescuing(self, lambda: spill_everything(self, reason="close_deadline", deadline=spill_by), "close()")
         with self.lock:
             self.closed = True
         self.engine.wake()

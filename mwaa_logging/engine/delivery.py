@@ -17,7 +17,7 @@ from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
 from mwaa_logging.outcome import CallResult, Outcome
-from mwaa_logging.protocols import Budget, Clock, PartialSpillError
+from mwaa_logging.protocols import Budget, Clock, PartialSpillError, write_before
 from mwaa_logging.retry import Random
 from mwaa_logging.spillformat import SpillReason, SpillRecord
 
@@ -28,6 +28,9 @@ R = TypeVar("R")
 INTERNAL_ERROR = "internal_error"
 #: A stream whose events no spill target could take waits this long before they are tried again.
 SPILL_RETRY_DELAY = 5.0
+#: At a close deadline, how long a spill target that can stop (S3) may take before what it has not stored goes to
+#: the local directory: close() returns at most this long after its deadline (plus the local writes).
+DEADLINE_SPILL_WAIT = 1.0
 
 
 def _counted_bytes(events: Sequence[LogEvent]) -> int:
@@ -390,9 +393,10 @@ def marker_message(count: int, reasons: set[str], where: set[str]) -> str:
             f"`mwaa-logging replay` can put them back.")
 
 
-def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str = "") -> bool:
+def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str = "",
+               deadline: float | None = None) -> bool:
     """Write held events to the spill target (the fallback directory for what it could not store) in one write,
-    and count them spilled.
+    and count them spilled. ``deadline`` (``time.monotonic()``) bounds a target that can stop at one (S3).
 
     A target that fails in any way, not only with ``SpillError``, counts as failed. If no target can take them,
     they go back where they came from (their stream then waits :data:`SPILL_RETRY_DELAY`): False.
@@ -408,10 +412,11 @@ def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str
         return True
     where = None
     try:
-        where = channel.spill.write(records)
+        where = write_before(channel.spill, records, deadline)
     except Exception as exc:
+        partly = None
         if isinstance(exc, PartialSpillError):  # only what it could not store moves on
-            records = exc.remaining
+            records, partly = exc.remaining, exc.location
         report(f"spill to {channel.spill.description} failed ({exc!r}); using {_fallback_description(channel)}")
         with channel.lock:
             channel.counters.spill_failures += 1
@@ -420,6 +425,8 @@ def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str
                 where = channel.fallback_spill.write(records)
             except Exception as exc2:
                 report(f"fallback spill failed too ({exc2!r}); keeping {len(records)} events in memory")
+            else:
+                where = where if partly is None else f"{partly} + {where}"
     with channel.lock:
         if where is None:
             retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
@@ -534,8 +541,9 @@ def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Cal
     return None if answer.outcome in (Outcome.AUTH, Outcome.INVALID) else False
 
 
-def spill_everything(channel: Channel, reason: str) -> None:
-    """Spill every pending and in-flight event of ``channel`` now (close deadline, interpreter exit)."""
+def spill_everything(channel: Channel, reason: str, deadline: float | None = None) -> None:
+    """Spill every pending and in-flight event of ``channel`` now (close deadline, interpreter exit), every stream in
+    one write (many streams' files are made durable together); ``deadline`` bounds a target that can stop (S3)."""
     rescuing(channel, channel.drain_inbox, "draining the queue")  # what cannot be buffered is spilled there
     with channel.lock:
         work: list[Held] = []
@@ -554,4 +562,4 @@ def spill_everything(channel: Channel, reason: str) -> None:
                 work.append(channel.hold(Held(buffer, events, size)))
     for held in work:
         held.events.sort(key=sort_key)
-        spill_held(channel, [held], reason)
+    spill_held(channel, work, reason, deadline=deadline)

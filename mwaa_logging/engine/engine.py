@@ -17,7 +17,14 @@ from collections.abc import Callable
 from functools import partial
 
 from mwaa_logging.engine.channel import Channel
-from mwaa_logging.engine.delivery import Context, relieve_memory, rescuing, service_channel, spill_everything
+from mwaa_logging.engine.delivery import (
+    DEADLINE_SPILL_WAIT,
+    Context,
+    relieve_memory,
+    rescuing,
+    service_channel,
+    spill_everything,
+)
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.protocols import Clock
 from mwaa_logging.retry import Random
@@ -173,8 +180,10 @@ class Engine:
             return
         timeout = max(c.settings.close_timeout for c in channels)
         if not self.flush_all(timeout):
+            spill_by = time.monotonic() + DEADLINE_SPILL_WAIT  # one wait for S3, whatever the number of channels
             for channel in self.channels():
-                rescuing(channel, partial(spill_everything, channel, reason="close_deadline"), "exit")
+                rescuing(channel, partial(spill_everything, channel, reason="close_deadline", deadline=spill_by),
+                         "exit")
 
     def stats(self) -> Stats:
         """Counters of every channel of this process, summed."""

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from mwaa_logging.protocols import Clock, PartialSpillError, SpillError, SpillSink
+from mwaa_logging.protocols import Clock, PartialSpillError, SpillError, SpillSink, write_before
 from mwaa_logging.spillformat import SpillRecord
 
 __all__ = ["FallbackSpillSink", "PartialSpillError"]
@@ -40,6 +40,15 @@ class FallbackSpillSink:
         self.last_error: str | None = None
 
     def write(self, records: Sequence[SpillRecord]) -> str:
+        return self._write(records, None)
+
+    def write_before(self, records: Sequence[SpillRecord], deadline: float) -> str:
+        """:meth:`write`, with ``deadline`` (``time.monotonic()``) for every sink but the last that can stop at one
+        (S3): what it has not stored by then goes to the next sink. The last sink stores the rest, whatever the
+        time."""
+        return self._write(records, deadline)
+
+    def _write(self, records: Sequence[SpillRecord], deadline: float | None) -> str:
         if not records:
             return self.sinks[0].description
         pending = list(records)
@@ -49,7 +58,7 @@ class FallbackSpillSink:
             if index < last and self._clock() < self._skip_until[index]:
                 continue
             try:
-                locations.append(sink.write(pending))
+                locations.append(write_before(sink, pending, deadline) if index < last else sink.write(pending))
             except PartialSpillError as exc:
                 locations.append(exc.location)
                 self._failed(index, sink, exc)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
@@ -21,12 +24,19 @@ def default_spill_directory() -> Path:
     return Path(tempfile.gettempdir()) / "mwaa-logging-spill"
 
 
+#: A write with this many streams or more makes its files durable together (one ``syncfs``, on Linux) rather than
+#: one ``fsync`` each: 3,000 streams spilled at a close deadline took 2.5 s, most of it in fsync.
+SYNC_TOGETHER_MIN_FILES = 4
+
+
 class LocalSpillSink:
     """Writes each stream's records to a new file under ``directory`` (one file per call and stream).
 
-    A file appears whole or not at all (written aside, fsynced, renamed). If some streams' files were written
-    and then one fails, :class:`PartialSpillError` says which records are still to be stored elsewhere, so
-    that nothing is stored twice.
+    A file appears whole or not at all (written aside, made durable, renamed). If some streams' files were
+    written and then one fails, :class:`PartialSpillError` says which records are still to be stored elsewhere,
+    so that nothing is stored twice. A write of many streams (a close deadline) writes every file aside, then
+    syncs the file system once, renames them all and syncs once more (their names), where the platform offers
+    ``syncfs``; else each file is fsynced.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -36,20 +46,52 @@ class LocalSpillSink:
     def write(self, records: Sequence[SpillRecord]) -> str:
         if not records:
             return self.description
+        by_stream = records_by_stream(records)
+        if len(by_stream) >= SYNC_TOGETHER_MIN_FILES and _syncfs() is not None:
+            return self._write_together(records, by_stream)
         written: list[str] = []
         stored: set[tuple[str, str]] = set()
-        for (group, stream), batch in records_by_stream(records).items():  # a file is named after its first record
+        for (group, stream), batch in by_stream.items():  # a file is named after its first record
             try:
                 written.append(self._write_file(self.directory / object_name(group, stream, batch[0].timestamp),
                                                 batch))
             except OSError as exc:
-                message = f"cannot write spill file under {self.directory}: {exc}"
-                if not written:
-                    raise SpillError(message) from exc
-                remaining = [r for r in records if (r.group, r.stream) not in stored]
-                raise PartialSpillError(message, remaining, self._location_of(written)) from exc
+                self._failed(exc, records, stored, written)
             stored.add((group, stream))
         return self._location_of(written)
+
+    def _write_together(self, records: Sequence[SpillRecord],
+                        by_stream: dict[tuple[str, str], list[SpillRecord]]) -> str:
+        """Write every stream's file aside, sync once, rename them all, sync once more."""
+        staged: list[tuple[Path, Path, tuple[str, str]]] = []
+        written: list[str] = []
+        stored: set[tuple[str, str]] = set()
+        try:
+            for (group, stream), batch in by_stream.items():
+                path = self.directory / object_name(group, stream, batch[0].timestamp)
+                staged.append((self._write_aside(path, batch), path, (group, stream)))
+            _sync_file_system(self.directory)  # the files' contents, before any of them is named
+            for tmp, path, key in staged:
+                os.replace(tmp, path)
+                written.append(str(path))
+                stored.add(key)
+        except OSError as exc:
+            for tmp, _, key in staged:
+                if key not in stored:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+            self._failed(exc, records, stored, written)
+        with contextlib.suppress(OSError):  # their names (the one-file path leaves these to the file system too)
+            _sync_file_system(self.directory)
+        return self._location_of(written)
+
+    def _failed(self, exc: OSError, records: Sequence[SpillRecord], stored: set[tuple[str, str]],
+                written: Sequence[str]) -> NoReturn:
+        message = f"cannot write spill file under {self.directory}: {exc}"
+        if not written:
+            raise SpillError(message) from exc
+        remaining = [r for r in records if (r.group, r.stream) not in stored]
+        raise PartialSpillError(message, remaining, self._location_of(written)) from exc
 
     def _location_of(self, written: Sequence[str]) -> str:
         return written[0] if len(written) == 1 else self.description
@@ -57,19 +99,31 @@ class LocalSpillSink:
     @staticmethod
     def _write_file(path: Path, batch: Sequence[SpillRecord]) -> str:
         """Write ``batch`` to ``path`` atomically; no partial file is left behind on failure."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = LocalSpillSink._write_aside(path, batch, fsync=True)
         try:
-            with open(tmp, "wb") as f:
-                f.write(encode_records(batch))
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
         return str(path)
+
+    @staticmethod
+    def _write_aside(path: Path, batch: Sequence[SpillRecord], *, fsync: bool = False) -> Path:
+        """Write ``batch`` next to ``path`` (``.tmp``, which readers ignore); return that file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(encode_records(batch))
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return tmp
 
     def read_stream(self, group: str, stream: str) -> Iterator[SpillRecord]:
         """Every record spilled for one stream, file by file (not merged or sorted)."""
@@ -82,3 +136,34 @@ class LocalSpillSink:
     def iter_files(self) -> Iterator[Path]:
         """Every spill file under the directory."""
         yield from sorted(self.directory.rglob("*" + SUFFIX))
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(fd)`` (flush one file system, and wait), or None where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def _sync_file_system(directory: Path) -> None:
+    """Make everything written to ``directory``'s file system durable (as fsync of each file and directory)."""
+    syncfs = _syncfs()
+    assert syncfs is not None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            import ctypes
+
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"syncfs: {os.strerror(errno)}")
+    finally:
+        os.close(fd)

@@ -189,6 +189,36 @@ def test_close_against_a_never_answering_endpoint_returns_by_its_deadline(local_
     local_aws.faults.clear()
 
 
+def test_close_spilling_to_an_s3_that_never_answers_returns_about_a_second_after_its_deadline(
+        local_aws: LocalAWS, spill_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the S3 client's read timeout (10 s) used to apply whatever the close timeout
+    for name, value in local_aws.env().items():
+        monkeypatch.setenv(name, value)
+    fallback = spill_dir.parent / "cache"  # XDG_CACHE_HOME: the handler's local fallback is under it
+    fallback.mkdir()
+    local_aws.faults.inject("hang")  # PutLogEvents
+    local_aws.faults.inject("hang", api="s3:PUT")  # and the spill's PutObject
+    try:
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hang-s3", log_stream_name="s",
+                                                    endpoint_url=local_aws.url, spill_to="s3://spill/prefix",
+                                                    send_interval=0.1, read_timeout=60)
+        logger = make_logger("hanging-s3", handler)
+        for i in range(10):
+            logger.info("stuck %d", i)
+        assert handler.flush(timeout=0.5) is False
+        started = time.monotonic()
+        handler.close(timeout=0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        local_aws.faults.clear()
+    assert elapsed < 0.5 + 1.0 + 1.0, elapsed
+    records = spilled_records(fallback)
+    assert sorted(r.message for r in records) == [f"stuck {i}" for i in range(10)]
+    assert {r.reason for r in records} == {"close_deadline"}
+    stats = handler.stats()
+    assert stats.balanced() and stats.pending == 0 and stats.spilled == {"close_deadline": 10}
+
+
 def test_dict_config_reconfiguration_neither_deadlocks_nor_loses_lines(local_aws: LocalAWS,
                                                                          spill_dir: Path) -> None:
     def config(stream: str) -> dict[str, object]:
