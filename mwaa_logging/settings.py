@@ -121,9 +121,13 @@ def _namespace(raw: Any) -> str:
 
 
 def _spill_to(raw: Any) -> str | None:
-    text = _optional_text(raw)
+    if raw is not None and not isinstance(raw, (str, os.PathLike)):
+        raise ValueError(raw)
+    text = _optional_text(os.fspath(raw) if raw is not None else None)
     if text is None:
         return None
+    if "://" not in text:
+        return os.path.expanduser(text)  # "~/spill" is the user's, as in a shell
     if "://" in text and not text.startswith(("file://", "s3://")):
         raise ValueError(text)
     if text.startswith("s3://") and not urlsplit(text).netloc:

@@ -5,6 +5,7 @@ Pure functions, no Airflow import: both the Airflow 3 remote IO and the Airflow 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -49,6 +50,16 @@ def stream_name_for(relative_log_path: str) -> str:
 
     ``dag_id=D/run_id=manual__2026-11-24T07:41:15+00:00/task_id=T/attempt=1.log`` becomes
     ``dag_id=D/run_id=manual__2026-11-24T07_41_15+00_00/task_id=T/attempt=1.log``
-    (``:`` is not allowed in stream names).
+    (``:`` is not allowed in stream names). A name over CloudWatch's 512 characters (dag and task ids near
+    their 250-character limits), which the provider could not create, keeps its first 495 characters and ends
+    in ``~`` and 16 hex digits of its SHA-256: writer and reader derive the same name.
     """
-    return relative_log_path.replace(":", "_")
+    name = relative_log_path.replace(":", "_")
+    if len(name) <= MAX_STREAM_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{name[:MAX_STREAM_NAME - 17]}~{digest}"
+
+
+#: CloudWatch's longest log stream name, in characters.
+MAX_STREAM_NAME = 512

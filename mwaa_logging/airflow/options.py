@@ -24,7 +24,9 @@ def split_handler_kwargs(
     for key, value in kwargs.items():
         if key in file_handler_params:
             continue
-        if key in IO_KEYS:
+        if key == "delete_local_copy":
+            io_kwargs[key] = _flag(key, value)
+        elif key in IO_KEYS:
             io_kwargs[key] = value
         elif key in SPECS:
             settings[key] = value
@@ -36,3 +38,15 @@ def split_handler_kwargs(
             f"mwaa-logging accepts {', '.join(sorted(IO_KEYS | set(SPECS)))}"
         )
     return io_kwargs, settings
+
+
+def _flag(key: str, value: Any) -> bool:
+    """A true/false keyword: JSON's booleans, or the words Airflow's own config accepts."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "t", "1"):
+        return True
+    if word in ("false", "f", "0"):
+        return False
+    raise ValueError(f"[logging] remote_task_handler_kwargs: {key}={value!r} is not true or false")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,22 @@ def spill_locations(spill_to: str | None) -> list[str]:
     return locations
 
 
+#: ``ReadEvent.source`` of the notes the reader adds (a spill location it could not read).
+NOTE_SOURCE = "mwaa-logging"
+
+
 def read_events(client: Any, log_group: str, log_stream: str, spill_to: str | None = None) -> Iterator[ReadEvent]:
-    """Every event of ``log_stream`` in order, complete (spilled lines merged, split events joined)."""
-    return read_stream(log_group, log_stream, logs_client=client, spill_to=spill_locations(spill_to))
+    """Every event of ``log_stream`` in order, complete (spilled lines merged, split events joined).
+
+    A spill location this process cannot read (no ``s3:ListBucket`` for the API server, a bucket gone) does not
+    hide the rest: the log is shown without it, and a last line says what could not be read.
+    """
+    unreadable: list[tuple[str, Exception]] = []
+    yield from read_stream(log_group, log_stream, logs_client=client, spill_to=spill_locations(spill_to),
+                           on_spill_error=lambda where, error: unreadable.append((where, error)))
+    for where, error in unreadable:
+        yield ReadEvent(time.time_ns() // 1_000_000, f"mwaa-logging could not read spilled lines at {where}: "
+                        f"{error!r}; the log above may miss lines spilled there", NOTE_SOURCE)
 
 
 def is_missing_stream(error: BaseException) -> bool:

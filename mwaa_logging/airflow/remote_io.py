@@ -179,7 +179,8 @@ class CloudWatchRemoteLogIO:
         """Drain the task's stream (bounded by ``close_timeout``); then delete the local copy.
 
         The local file is kept unless every line reached CloudWatch: if any was spilled (during the task,
-        or at the deadline), a second copy survives on the worker, where Airflow can still serve it.
+        or at the deadline), a second copy survives on the worker (Airflow serves CloudWatch's copy once it
+        exists; the local one is there to inspect, and the spill to replay).
         """
         relative = self._relative(Path(path))
         stream_name = stream_name_for(relative.as_posix())

@@ -37,6 +37,13 @@ def test_stream_name_is_the_providers() -> None:
     assert stream_name_for(RELATIVE) == STREAM
 
 
+def test_a_stream_name_over_cloudwatchs_512_characters_is_shortened_the_same_way_each_time() -> None:
+    relative = f"dag_id={'d' * 250}/run_id=manual__2026-12-07T04:00:00+00:00/task_id={'t' * 250}/attempt=1.log"
+    name = stream_name_for(relative)
+    assert len(name) == 512 and name == stream_name_for(relative) and ":" not in name
+    assert name.startswith("dag_id=ddd") and name != stream_name_for(relative.replace("attempt=1", "attempt=2"))
+
+
 def test_event_becomes_json_message_with_timestamp_as_event_time() -> None:
     event = {"event": "hello", "level": "info", "timestamp": "2026-11-24T07:41:15.250000Z", "n": 1}
     message, stamp = event_to_message(event)
@@ -66,6 +73,9 @@ def test_handler_kwargs_split_into_io_and_engine_settings() -> None:
     assert settings == {"spill_to": "s3://b/p", "max_latency": 60}
     with pytest.raises(ValueError, match="spil_to"):
         split_handler_kwargs({"spil_to": "x"}, frozenset())
+    assert split_handler_kwargs({"delete_local_copy": "false"}, frozenset())[0] == {"delete_local_copy": False}
+    with pytest.raises(ValueError, match="delete_local_copy='sometimes' is not true or false"):
+        split_handler_kwargs({"delete_local_copy": "sometimes"}, frozenset())
 
 
 @dataclass

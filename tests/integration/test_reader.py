@@ -121,6 +121,18 @@ def test_an_unreachable_spill_bucket_does_not_hide_the_rest(aws: LocalAWS, tmp_p
     assert errors == ["s3://spill/env"]
 
 
+def test_airflow_shows_the_log_and_a_note_when_the_spill_bucket_cannot_be_listed(aws: LocalAWS) -> None:
+    """The API server's role may lack s3:ListBucket on the spill bucket: the CloudWatch lines still show."""
+    from mwaa_logging.airflow.reading import NOTE_SOURCE, read_events
+
+    base = int(time.time() * 1000) - 60_000
+    put(aws, [(base, "in cloudwatch"), (base + 1, "also in cloudwatch")])
+    events = list(read_events(make_logs_client(endpoint_url=aws.url), GROUP, STREAM, "s3://no-such-bucket/spill"))
+    assert [e.message for e in events[:2]] == ["in cloudwatch", "also in cloudwatch"]
+    (note,) = events[2:]
+    assert note.source == NOTE_SOURCE and "s3://no-such-bucket/spill" in note.message and "NoSuchBucket" in note.message
+
+
 def test_lines_of_one_millisecond_read_back_in_logged_order_across_a_memory_cap_spill(
     aws: LocalAWS, tmp_path: Path
 ) -> None:

@@ -213,3 +213,11 @@ def test_flush_and_close_timeouts_are_bounded_waits() -> None:
     for bad in (float("nan"), "5", True):
         with pytest.raises(ValueError, match="timeout must be a number"):
             wait_timeout(bad)  # type: ignore[arg-type]
+
+
+def test_a_spill_directory_under_home_is_expanded_and_a_non_path_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/airflow")
+    assert Settings.resolve({"spill_to": "~/spill"}, environ={}).spill_to == "/home/airflow/spill"
+    assert Settings.resolve({}, environ={"MWAA_LOGGING_SPILL_TO": "~/spill"}).spill_to == "/home/airflow/spill"
+    with pytest.raises(SettingsError, match="invalid setting spill_to=5"):
+        Settings.resolve({"spill_to": 5}, environ={})
