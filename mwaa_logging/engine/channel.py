@@ -90,8 +90,9 @@ class Held:
 
     Counted pending meanwhile (see :meth:`Channel.hold`). Work on a channel's events runs through
     ``delivery.rescuing``: if it raises, what its thread still holds is spilled (reason ``internal_error``) or
-    put back, so an unexpected exception at any step (splitting, batch cutting, settling a call, a spill target)
-    loses nothing and the counters still add up.
+    put back, so an unexpected exception at any step (splitting, settling a call, a spill target) loses nothing
+    and the counters still add up. (Cutting a batch takes nothing until it is cut: if it raised, the events would
+    stay in their buffer.)
     """
 
     __slots__ = ("buffer", "events", "owner", "size")
