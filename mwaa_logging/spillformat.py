@@ -44,6 +44,8 @@ class SpillReason(str, enum.Enum):
     AUTH = "auth"
     #: The log group or stream is missing and may not be created.
     NO_RESOURCE = "no_resource"
+    #: Handling them raised an unexpected exception (a bug): spilled rather than lost.
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

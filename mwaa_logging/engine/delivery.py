@@ -25,7 +25,7 @@ _by_timestamp = itemgetter(TIMESTAMP)
 _size = itemgetter(SIZE)
 R = TypeVar("R")
 #: Spill reason of events held by work that raised an unexpected exception (the detail names it).
-INTERNAL_ERROR = "internal_error"
+INTERNAL_ERROR = SpillReason.INTERNAL_ERROR.value
 #: A stream whose events no spill target could take waits this long before they are tried again.
 SPILL_RETRY_DELAY = 5.0
 #: At a close deadline, how long a spill target that can stop (S3) may take before what it has not stored goes to
