@@ -38,7 +38,7 @@ def check_redis_url(url: str) -> None:
     else:
         if not kwargs.get("host"):
             raise ValueError("the URL has no host: redis://host:port/db")
-        if kwargs.get("port") == 0:
+        if parts.port == 0:  # older redis-py versions drop a 0 port instead of passing it on
             raise ValueError("the port must be from 1 to 65535, got 0")
         path = urllib.parse.unquote(parts.path)
         if not _DB_PATH.fullmatch(path):
