@@ -1,4 +1,7 @@
-"""``mwaa-logging`` command line: one subcommand per feature module, imported lazily."""
+"""mwaa-logging: ship Airflow logs to CloudWatch Logs without losing a line. Commands: the demo, reading a
+stream back (CloudWatch and spilled lines as one log), replaying spilled lines, a local CloudWatch + S3 endpoint."""
+
+# Each subcommand lives in its feature module (``add_arguments``, ``run``) and is imported only when used.
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import Sequence
 #: subcommand -> module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mwaa_logging.demo", "Run the end-to-end demo on the embedded local AWS endpoint."),
+    "read": ("mwaa_logging.readback", "Print one log stream: CloudWatch and spilled lines merged, split lines whole."),
     "replay": ("mwaa_logging.replay", "Re-ingest spilled events into CloudWatch Logs."),
     "local-aws": ("mwaa_logging.testing.cli", "Serve the local CloudWatch Logs + S3 endpoint."),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -163,10 +164,15 @@ def test_lines_of_one_millisecond_read_back_in_logged_order_across_a_memory_cap_
     assert [m[:7] for m in aws.messages(GROUP, "same-ms") if m.startswith("seq")] == read[stats.spilled_total:]
 
 
-def test_the_handlers_s3_setting_also_finds_lines_that_fell_back_to_local_disk(aws: LocalAWS) -> None:
+def test_the_handlers_s3_setting_also_finds_lines_that_fell_back_to_local_disk(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With spill_to=s3://..., lines S3 could not take are in the default local directory; reading with the
     same setting returns them too."""
     from mwaa_logging.spill.local import default_spill_directory
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a default directory of this test's own
+    (tmp_path / "cache").mkdir()
 
     base = int(time.time() * 1000) - 60_000
     put(aws, [(base, "delivered")])
@@ -177,3 +183,42 @@ def test_the_handlers_s3_setting_also_finds_lines_that_fell_back_to_local_disk(a
     sinks_only = [e.message for e in read_stream(GROUP, STREAM, s3_client=aws.client("s3"),
                                                  spill_to=S3SpillSink("spill", "env", client=aws.client("s3")))]
     assert sinks_only == ["delivered", "in s3"]  # sinks name exactly where to look
+
+
+def test_mwaa_logging_read_prints_the_merged_log_from_a_shell(aws: LocalAWS, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI over the real endpoint: CloudWatch, S3 and a directory as one log; a window; JSON; what it
+    could not read is said on stderr with exit 1, the rest still printed."""
+    import json
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the default spill directory: empty
+    (tmp_path / "cache").mkdir()
+    base = (int(time.time()) - 60) * 1000  # a whole second, within what CloudWatch accepts
+    second = datetime.fromtimestamp(base / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    put(aws, [(base, "delivered 0"), (base + 2, "delivered 2")])
+    S3SpillSink("spill", "env", client=aws.client("s3")).write([record(base + 1, "in s3")])
+    LocalSpillSink(tmp_path).write([record(base + 3, "on disk")])
+
+    def read(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "read", GROUP, STREAM,
+                               "--endpoint-url", aws.url, "--s3-endpoint-url", aws.url, *options],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **aws.env()})
+
+    done = read("--spill-to", "s3://spill/env", "--spill-to", str(tmp_path))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [f"{second}.000Z delivered 0", f"{second}.001Z in s3",
+                                        f"{second}.002Z delivered 2", f"{second}.003Z on disk"]
+    window = read("--spill-to", "s3://spill/env", "--start", f"{second}.001Z", "--end", str(base + 3),
+                  "--json")
+    spilled, delivered = (json.loads(line) for line in window.stdout.splitlines())
+    assert spilled.pop("source").startswith("s3://spill/env/")
+    assert spilled == {"timestamp": base + 1, "message": "in s3", "reason": "max_latency"}
+    assert delivered == {"timestamp": base + 2, "message": "delivered 2", "source": "cloudwatch"}
+    missing = read("--spill-to", "s3://no-such-bucket/x")
+    assert missing.returncode == 1 and "no-such-bucket" in missing.stderr
+    assert missing.stdout.splitlines() == [f"{second}.000Z delivered 0", f"{second}.002Z delivered 2"]
+    bad = read("--start", "yesterday")
+    assert bad.returncode == 2 and "neither ISO 8601 nor milliseconds" in bad.stderr
