@@ -10,7 +10,11 @@ carries the real body; two handlers on the client's event system move it into pl
   per-call request context (so concurrent calls on one client never see each other's body);
 - ``before-call.cloudwatch-logs.PutLogEvents`` swaps the serialized placeholder body for ours
   and sets ``Content-Encoding``. Signing happens after this (``request-created``), so SigV4
-  signs the bytes that go on the wire.
+  signs the bytes that go on the wire;
+- ``needs-retry.cloudwatch-logs.PutLogEvents`` (first in line) answers "no retry" for our calls: the
+  sender owns retries and the throttle budget, also on a ``boto3_client`` the caller built with
+  botocore's retries on (the Amazon provider's and MWAA's handlers pass one), whose retries would
+  otherwise repeat a throttled call up to 4 times behind the budget's back.
 
 Calls without the private parameter (the user's own calls on a shared client) are untouched.
 """
@@ -61,6 +65,7 @@ _GZIP_REJECTION_CODES = frozenset({"SerializationException", "UnsupportedMediaTy
 PUT_LOG_EVENTS_EVENTS = (
     "provide-client-params.cloudwatch-logs.PutLogEvents",
     "before-call.cloudwatch-logs.PutLogEvents",
+    "needs-retry.cloudwatch-logs.PutLogEvents",
 )
 
 
@@ -89,6 +94,12 @@ def _swap_in_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> 
     params["body"] = body
     if content_encoding:
         params["headers"]["Content-Encoding"] = content_encoding
+
+
+def _no_botocore_retry(request_dict: dict[str, Any], **_: Any) -> bool | None:
+    """False (not None: botocore takes the first answer that is not None) for our own calls, so that the
+    client's retry handler, whatever its mode, does not repeat them; None leaves the user's own calls alone."""
+    return False if _CONTEXT_KEY in request_dict.get("context", ()) else None
 
 
 class BotocoreTransport:
@@ -126,6 +137,11 @@ class BotocoreTransport:
             f"before-call.{service_id}.PutLogEvents",
             _swap_in_body,
             unique_id="mwaa_logging.transport.swap_in_body",
+        )
+        events.register_first(
+            f"needs-retry.{service_id}.PutLogEvents",
+            _no_botocore_retry,  # type: ignore[arg-type]  # botocore uses the answer; the stubs say None
+            unique_id="mwaa_logging.transport.no_botocore_retry",
         )
 
     @property

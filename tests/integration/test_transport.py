@@ -309,6 +309,24 @@ def test_users_own_calls_on_a_shared_client_are_untouched(moto_url: str, capture
     assert json.loads(theirs.body)["logEvents"][0]["message"] == "user's own"
 
 
+@pytest.mark.parametrize("mode", ["legacy", "standard", "adaptive"])
+def test_a_callers_client_does_not_retry_our_calls_behind_the_budget(capture: CaptureServer, mode: str) -> None:
+    """The Amazon provider and MWAA pass a client with botocore's retries on: a throttled PutLogEvents of ours must
+    reach CloudWatch once (the sender and its budget decide what comes next); the caller's own calls keep their
+    retries."""
+    from botocore.config import Config
+
+    capture.respond = lambda _: aws_error(400, "ThrottlingException", "Rate exceeded")
+    client = boto3.client("logs", endpoint_url=capture.url,
+                          config=Config(retries={"mode": mode, "total_max_attempts": 2}))
+    result = BotocoreTransport(client, compression="none").put_log_events("g", "s", events(3))
+    assert result.outcome is Outcome.THROTTLED
+    assert len(capture.requests) == 1
+    with pytest.raises(client.exceptions.ThrottlingException):
+        client.put_log_events(logGroupName="g", logStreamName="s", logEvents=[{"timestamp": 1, "message": "own"}])
+    assert len(capture.requests) == 3
+
+
 # ----------------------------------------------------------------------------------------------
 # Exact bytes, headers and signatures (capture server)
 
