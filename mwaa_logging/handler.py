@@ -317,6 +317,12 @@ class CloudWatchLogHandler(logging.Handler):
             self._channel.close(wait_timeout(timeout))
         super().close()
 
+    @property
+    def cwl_client(self) -> Any:
+        """The CloudWatch Logs client of this process (watchtower's attribute, which callers use to read their
+        streams back or to hook the client's events): the ``boto3_client`` given, else the one built for it."""
+        return getattr(self._channel.transport(), "client", None)
+
     def stats(self) -> Stats:
         """Counters of this handler: emitted, delivered, spilled by reason, retries, throttles, ..."""
         return self._channel.stats()

@@ -50,6 +50,27 @@ def test_group_is_created_with_tags_and_retention_on_first_send(local_aws: Local
     handler.close()
 
 
+def test_cwl_client_is_the_client_that_sends(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """watchtower's ``cwl_client``: callers read their streams back with it (``handler.cwl_client.get_log_events``)."""
+    given = boto3.client("logs", endpoint_url=local_aws.url)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="read-back", log_stream_name="s", boto3_client=given)
+    assert handler.cwl_client is given
+    handler.close(timeout=0)
+    for name, value in local_aws.env().items():
+        monkeypatch.setenv(name, value)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="read-back", log_stream_name="s", send_interval=0.1)
+    logger = logging.getLogger("read-back")
+    logger.addHandler(handler)
+    try:
+        logger.warning("read me back")
+        assert handler.flush(10)
+        events = handler.cwl_client.get_log_events(logGroupName="read-back", logStreamName="s")["events"]
+        assert [e["message"] for e in events] == ["read me back"]
+    finally:
+        logger.removeHandler(handler)
+        handler.close(timeout=0)
+
+
 def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
     with pytest.raises(mwaa_logging.SettingsError, match="log_group_name"):
         mwaa_logging.CloudWatchLogHandler(log_group_name="bad group name!")
