@@ -8,6 +8,7 @@ quoted group name can produce), which a lifecycle rule can expire.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -128,8 +129,12 @@ class S3SpillSink:
         self.retry_pause = retry_pause
         self._sleep = sleep
         self._client = client
+        #: The process ``_client`` serves: a forked child must not share the parent's pooled connections.
+        self._client_pid = os.getpid()
+        self._given_client = client
         self._client_factory = client_factory or default_s3_client
         self._client_lock = threading.Lock()
+        self._lock_pid = os.getpid()
         #: Objects and bytes written (compressed), for stats.
         self.objects_written = 0
         self.bytes_written = 0
@@ -141,11 +146,29 @@ class S3SpillSink:
 
     @property
     def client(self) -> S3Client:
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
+        """This process's client: built on first use, and again in a forked child (a given client there forgets
+        the parent's pooled connections). A child that wrote over the parent's keep-alive socket interleaved its
+        PUTs with the parent's: S3 stored objects that failed their checksum, and read back some lines twice."""
+        client = self._client
+        if client is not None and self._client_pid == os.getpid():
+            return client
+        return self._client_for_this_process()
+
+    def _client_for_this_process(self) -> S3Client:
+        pid = os.getpid()
+        if self._lock_pid != pid:  # a forked child: a thread of the parent may have held the lock
+            self._client_lock, self._lock_pid = threading.Lock(), pid
+        with self._client_lock:
+            if self._client is None or self._client_pid != pid:
+                if self._given_client is not None:
+                    from mwaa_logging.aws.clients import forget_pooled_connections
+
+                    forget_pooled_connections(self._given_client)
+                    self._client = self._given_client
+                else:
                     self._client = self._client_factory()
-        return self._client
+                self._client_pid = pid
+            return self._client
 
     # -- writing ---------------------------------------------------------------------------------
 

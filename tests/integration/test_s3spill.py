@@ -26,6 +26,7 @@ from mwaa_logging.spill.fallback import FallbackSpillSink, PartialSpillError
 from mwaa_logging.spill.layout import SUFFIX, stream_prefix
 from mwaa_logging.spill.local import LocalSpillSink
 from mwaa_logging.spillformat import SpillRecord, decode_records
+from mwaa_logging.testing.local_aws import LocalAWS
 
 BUCKET = "spill-bucket"
 _accounts = itertools.count(1)
@@ -161,6 +162,32 @@ def test_one_call_is_cut_into_bounded_objects_sorted_per_stream(moto_s3: MotoS3)
         chunks.append(list(decode_records(raw)))
     chunks.sort(key=lambda chunk: chunk[0].timestamp)
     assert [r for chunk in chunks for r in chunk] == batch  # each object sorted, no overlap, none lost
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["built", "given"])
+def test_a_forked_child_spills_over_its_own_connection(local_aws: LocalAWS, given: bool) -> None:
+    # Over the parent's kept-alive connection, a child's PUTs interleaved with the parent's: S3 stored objects
+    # that failed their checksum on read and read back some lines twice.
+    local_aws.client("s3").create_bucket(Bucket=BUCKET)
+    options: dict[str, Any] = ({"client": local_aws.client("s3")} if given
+                               else {"client_factory": lambda: local_aws.client("s3")})
+    sink = S3SpillSink(BUCKET, "fork", **options)
+    sink.write(records("g", "parent", 5))  # the parent's connection is open and pooled when it forks
+    before = local_aws.stats().connections
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sink.write(records("g", "child", 5))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert local_aws.stats().connections == before + 1  # the child connected on its own
+    sink.write(records("g", "parent", 5, start=1_800_000_000_000))
+    (child_object,) = sink.stream_objects("g", "child")
+    assert sink.read_object(child_object) == records("g", "child", 5)
 
 
 def test_sse_s3_by_default_and_content_headers_stored(moto_s3: MotoS3) -> None:
