@@ -504,6 +504,8 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
     group_missing = "group" in result.message.lower()
     if group_missing:
         if not destination.create_log_group:
+            report(f"log group {destination.group} does not exist and create_log_group is false: its events are "
+                   f"spilled to {channel.spill.description}")
             return None
         created = _create(channel, channel.budgets.create_group, ctx, f"CreateLogGroup {destination.group}",
                           lambda: transport.create_log_group(destination.group, destination.log_group_tags))
@@ -514,6 +516,8 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
                     lambda: transport.put_retention_policy(destination.group,
                                                            destination.log_group_retention_days or 0))
     if not destination.create_log_stream:
+        report(f"a log stream of {destination.group} does not exist and create_log_stream is false: its events are "
+               f"spilled to {channel.spill.description}")
         return None
     outcome: list[Outcome] = []
 

@@ -410,6 +410,28 @@ def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aw
     handler.close()
 
 
+@pytest.mark.parametrize("missing", ["group", "stream"])
+def test_a_missing_group_or_stream_we_may_not_create_is_said_not_only_spilled(
+        local_aws: LocalAWS, spill_dir: Path, caplog: pytest.LogCaptureFixture, missing: str) -> None:
+    """MWAA builds its handlers with create_log_group=False: a group that does not exist must be said in the
+    process's log (watchtower warns there), not only counted in stats() and written to the spill directory."""
+    group = f"never-created-{missing}-{os.getpid()}-{next(_namespaces)}"
+    if missing == "stream":
+        local_aws.client("logs").create_log_group(logGroupName=group)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name=group, log_stream_name="s", endpoint_url=local_aws.url,
+                                                send_interval=0.1, create_log_group=False,
+                                                create_log_stream=missing != "stream")
+    logger = make_logger(group, handler)
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+        logger.info("goes to the spill directory")
+        assert handler.flush(10)
+    handler.close()
+    assert handler.stats().spilled == {"no_resource": 1}
+    said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging" and r.levelno == logging.WARNING]
+    flag = "create_log_group" if missing == "group" else "create_log_stream"
+    assert any(group in m and f"{flag} is false" in m and str(spill_dir) in m for m in said), said
+
+
 def test_close_also_delivers_the_spill_marker_so_a_later_flush_is_immediate(local_aws: LocalAWS,
                                                                              spill_dir: Path) -> None:
     # send_interval=60: the second line leaves only because close() flushes
