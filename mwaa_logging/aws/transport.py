@@ -58,8 +58,8 @@ Compression = Literal["gzip", "none", "auto"]
 _BODY_PARAM = "MwaaLoggingEncodedBody"
 _CONTEXT_KEY = "mwaa_logging_encoded_body"
 _PLACEHOLDER_EVENTS = ({"timestamp": 0, "message": "-"},)
-#: Error codes with which an endpoint says it cannot read a compressed body.
-_GZIP_REJECTION_CODES = frozenset({"SerializationException", "UnsupportedMediaTypeException"})
+#: Outcomes that show the endpoint read the request body (a missing stream is named in it).
+_READ_THE_BODY = frozenset({Outcome.OK, Outcome.PARTIAL, Outcome.NO_RESOURCE})
 
 #: The botocore events this module hooks (suffixed with the client's hyphenized service id).
 PUT_LOG_EVENTS_EVENTS = (
@@ -106,9 +106,10 @@ class BotocoreTransport:
     """:class:`mwaa_logging.protocols.Transport` over a botocore CloudWatch Logs client.
 
     ``compression``: ``"gzip"`` always compresses (when that shrinks the body), ``"none"`` never,
-    ``"auto"`` compresses until the endpoint shows it cannot read gzip (a 5xx, 415 or
-    SerializationException answer to a gzip body that succeeds when resent plain), then sends
-    plain to that endpoint for the rest of the process, with one warning.
+    ``"auto"`` compresses until the endpoint shows it cannot read gzip (a 5xx or a request refused as
+    invalid, whatever its code or status, to a gzip body that the endpoint reads when resent plain), then
+    sends plain to that endpoint for the rest of the process, with one warning. An answer that shows the
+    endpoint read a gzip body (success, a missing stream) ends the probing.
     Never raises for AWS or network errors: every call ends in a :class:`CallResult`.
     """
 
@@ -161,13 +162,13 @@ class BotocoreTransport:
         result, status = self._put(group, stream, compressed, "gzip")
         if self._compression != "auto" or self._gzip_state is not _GzipState.UNKNOWN:
             return result
-        if result.outcome in (Outcome.OK, Outcome.PARTIAL):
+        if result.outcome in _READ_THE_BODY:
             self._gzip_state = _GzipState.ACCEPTED
             return result
         if not _may_be_gzip_rejection(result, status):
             return result
-        plain, plain_status = self._put(group, stream, body, None)
-        if plain_status and not _may_be_gzip_rejection(plain, plain_status):
+        plain, _ = self._put(group, stream, body, None)
+        if plain.outcome in _READ_THE_BODY:
             # The endpoint read the same events sent plain: it is the compression it refuses.
             self._mark_plain_only(result)
         return _with_wire_bytes(plain, plain.wire_bytes + result.wire_bytes)
@@ -260,7 +261,9 @@ def _error_result(error: ClientError | BotoCoreError, wire_bytes: int) -> tuple[
 
 
 def _may_be_gzip_rejection(result: CallResult, status: int) -> bool:
-    return status >= 500 or status == 415 or result.error_code in _GZIP_REJECTION_CODES
+    """An answer an endpoint that cannot read gzip may give: a 5xx, or a refusal of the request itself (any code,
+    a bare 400 or 413 from a proxy too), not a throttle, a missing resource or refused credentials."""
+    return status >= 500 or (status >= 400 and result.outcome is Outcome.INVALID)
 
 
 def _with_wire_bytes(result: CallResult, wire_bytes: int) -> CallResult:

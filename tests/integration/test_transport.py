@@ -363,18 +363,23 @@ def test_gzip_is_skipped_when_it_does_not_shrink(capture: CaptureServer) -> None
     assert "content-encoding" not in capture.requests[0].headers
 
 
-def gzip_refused(status: int, code: str) -> Callable[[Captured], Reply]:
+def gzip_refused(status: int, code: str | None, plain: Reply | None = None) -> Callable[[Captured], Reply]:
+    """Refuse gzip bodies with ``status`` and an AWS error ``code`` (None: a proxy's HTML page); answer plain ones
+    with ``plain`` (default 200)."""
     def respond(request: Captured) -> Reply:
         if request.headers.get("content-encoding") == "gzip":
-            return aws_error(status, code)
-        return Reply()
+            return aws_error(status, code) if code else Reply(status, b"<html><body>Bad Request</body></html>")
+        return plain or Reply()
 
     return respond
 
 
-@pytest.mark.parametrize(("status", "code"), [(500, "InternalFailure"), (400, "SerializationException")])
+@pytest.mark.parametrize(("status", "code"), [
+    (500, "InternalFailure"), (400, "SerializationException"), (400, "InvalidParameterException"),
+    (400, None), (413, None), (415, None),
+])
 def test_auto_falls_back_to_plain_once(
-    capture: CaptureServer, caplog: pytest.LogCaptureFixture, status: int, code: str
+    capture: CaptureServer, caplog: pytest.LogCaptureFixture, status: int, code: str | None
 ) -> None:
     capture.respond = gzip_refused(status, code)
     transport = transport_for(capture.url, "auto")
@@ -390,6 +395,29 @@ def test_auto_falls_back_to_plain_once(
     assert first.wire_bytes == len(capture.requests[0].body) + len(capture.requests[1].body)
     warnings = [r for r in caplog.records if r.name == "mwaa_logging.transport"]
     assert len(warnings) == 1 and "gzip" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("plain", [aws_error(400, "ThrottlingException", "Rate exceeded"),
+                                   aws_error(503, "ServiceUnavailableException")])
+def test_auto_keeps_gzip_when_the_plain_probe_shows_nothing(
+    capture: CaptureServer, caplog: pytest.LogCaptureFixture, plain: Reply
+) -> None:
+    capture.respond = gzip_refused(500, "InternalFailure", plain)
+    transport = transport_for(capture.url, "auto")
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
+        result = transport.put_log_events("g", "s", events(100))
+    assert result.outcome in (Outcome.THROTTLED, Outcome.TRANSIENT)
+    assert transport.compressing
+    assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
+
+
+def test_a_missing_stream_shows_the_endpoint_reads_gzip(capture: CaptureServer) -> None:
+    capture.respond = lambda _: aws_error(400, "ResourceNotFoundException", "The specified log stream does not exist.")
+    transport = transport_for(capture.url, "auto")
+    assert transport.put_log_events("g", "s", events(100)).outcome is Outcome.NO_RESOURCE
+    capture.respond = lambda _: aws_error(500, "InternalFailure")
+    assert transport.put_log_events("g", "s", events(100)).outcome is Outcome.TRANSIENT
+    assert [r.headers.get("content-encoding") for r in capture.requests] == ["gzip", "gzip"]
 
 
 def test_gzip_mode_never_falls_back(capture: CaptureServer) -> None:
