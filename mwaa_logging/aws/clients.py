@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -124,27 +126,36 @@ class _DeferredChainProvider(CredentialProvider):  # type: ignore[misc]
         return DeferredChainCredentials(self._chain.load_credentials)
 
 
+#: After the chain found no credentials, it runs again on a use at least this many seconds later.
+RESOLVE_RETRY_SECONDS = 10.0
+
+
 class DeferredChainCredentials(Credentials):  # type: ignore[misc]
     """Credentials that run the standard chain on first use, then delegate to what it found.
 
     Delegation keeps the found credentials' own refresh (container, instance, SSO, assume-role).
-    No credentials found: every use raises :class:`NoCredentialsError`, like an unsigned client.
+    No credentials found: that use raises :class:`NoCredentialsError`, like an unsigned client, and the chain
+    runs again on a use :data:`RESOLVE_RETRY_SECONDS` later (botocore's instance-metadata provider answers
+    "none" when the endpoint fails once: a process must not stay without credentials for its lifetime).
     """
 
-    def __init__(self, resolve: Callable[[], Credentials | None]) -> None:
+    def __init__(self, resolve: Callable[[], Credentials | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         # Credentials.__init__ would assign the key attributes; they are properties here.
         self._resolve = resolve
+        self._clock = clock
         self._lock = threading.Lock()
-        self._loaded = False
+        self._next_try = -math.inf
         self._found: Credentials | None = None
         self.method = _DeferredChainProvider.METHOD
 
     def _credentials(self) -> Credentials:
         with self._lock:
-            if not self._loaded:
+            if self._found is None and self._clock() >= self._next_try:
                 self._found = self._resolve()
-                self._loaded = True
-                if self._found is not None:
+                if self._found is None:
+                    self._next_try = self._clock() + RESOLVE_RETRY_SECONDS
+                else:
                     self.method = self._found.method
         if self._found is None:
             raise NoCredentialsError()
