@@ -5,6 +5,7 @@ which win over defaults. A bad value raises :class:`SettingsError` naming the se
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -277,6 +278,7 @@ class Settings:
                 values[name] = spec.parse(raw)
             except (TypeError, ValueError) as exc:
                 raise _fail(name, spec.form, raw, source) from exc
+        _say_unknown_variables(environ)
         if "max_latency" not in values and "send_interval" in values:
             # watchtower accepts any send_interval (e.g. 600 s): stretch the default deadline with it
             values["max_latency"] = max(SPECS["max_latency"].default, 2 * values["send_interval"])
@@ -293,6 +295,28 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return Settings.resolve({**{n: getattr(self, n) for n in self.names()}, **changes}, environ={})
+
+
+#: ``MWAA_LOGGING_*`` variables that are not settings: the watchtower shim's switch and this project's own tooling.
+OTHER_VARIABLES = frozenset({"MWAA_LOGGING_PATCH_WATCHTOWER", "MWAA_LOGGING_VENV", "MWAA_LOGGING_AIRFLOW_VENV",
+                             "MWAA_LOGGING_AIRFLOW2_VENV", "MWAA_LOGGING_BENCH", "MWAA_LOGGING_TEST_LINES",
+                             "MWAA_LOGGING_TEST_RELEASE"})
+_said_unknown: set[str] = set()
+
+
+def _say_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Warn (once per name and process) about ``MWAA_LOGGING_*`` variables that set nothing: a typo'd name would
+    otherwise leave its setting at the default without a word (e.g. spills going to the local disk, not S3)."""
+    known = [env_var(name) for name in SPECS]
+    for name in environ:
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES or name in _said_unknown or name in known:
+            continue
+        _said_unknown.add(name)
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):].lower(), list(SPECS), n=1, cutoff=0.7)
+        hint = f"did you mean {env_var(close[0])}?" if close else f"known: {ENV_PREFIX}<NAME> for {', '.join(SPECS)}"
+        from mwaa_logging.engine.diagnostics import report  # settings must not import the engine at module level
+
+        report(f"{name} is not an mwaa-logging setting and is ignored; {hint} (README, Configuration)")
 
 
 #: Longest wait flush()/close() accept (a larger or infinite timeout means this: ~31 years).

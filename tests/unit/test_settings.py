@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -17,6 +18,21 @@ def test_keyword_beats_environment_beats_default() -> None:
     assert settings.max_latency == 60.0
     assert settings.close_timeout == 3.0
     assert settings.send_interval == SPECS["send_interval"].default
+
+
+def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: pytest.LogCaptureFixture) -> None:
+    env = {"MWAA_LOGGING_SPILL_T0": "s3://bucket/spill", "MWAA_LOGGING_PATCH_WATCHTOWER": "1",
+           "MWAA_LOGGING_MAX_LATENCY": "60", "MWAA_LOGGING_NOT_A_SETTING_AT_ALL": "1", "OTHER_SPILL_TO": "x"}
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+        settings = Settings.resolve(environ=env)
+        Settings.resolve(environ=env)
+    assert settings.spill_to is None and settings.max_latency == 60
+    said = sorted(r.getMessage() for r in caplog.records if r.name == "mwaa_logging")
+    assert len(said) == 2, said
+    assert said[0].startswith("MWAA_LOGGING_NOT_A_SETTING_AT_ALL is not an mwaa-logging setting and is ignored")
+    assert "MWAA_LOGGING_<NAME> for spill_to, max_buffer_bytes" in said[0]
+    assert said[1].startswith("MWAA_LOGGING_SPILL_T0 is not an mwaa-logging setting and is ignored; "
+                              "did you mean MWAA_LOGGING_SPILL_TO?")
 
 
 @pytest.mark.parametrize(
