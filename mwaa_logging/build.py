@@ -17,7 +17,7 @@ from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.engine import Engine, get_engine
 from mwaa_logging.limits import CREATE_LOG_GROUP_TPS, CREATE_LOG_STREAM_TPS
 from mwaa_logging.protocols import Budget, SpillSink, Transport
-from mwaa_logging.settings import Settings, SettingsError
+from mwaa_logging.settings import SPECS, Settings, SettingsError
 from mwaa_logging.spill.factory import build_spill_sink
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 
@@ -44,6 +44,8 @@ def build_channel(
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
     check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
+    if boto3_client is not None:
+        _say_unused_client_settings(settings)
     given = transport
     built_in = os.getpid()
 
@@ -96,6 +98,20 @@ def check_watchtower_arguments(boto3_client: Any, log_group_tags: Any, log_group
             isinstance(log_group_retention_days, bool) or log_group_retention_days not in RETENTION_DAYS):
         raise SettingsError(f"invalid setting log_group_retention_days={log_group_retention_days!r}: expected one "
                             f"of CloudWatch's retention periods ({', '.join(map(str, sorted(RETENTION_DAYS)))} days)")
+
+
+#: Settings that configure the CloudWatch Logs client we build, and so do nothing when the caller passes one.
+CLIENT_SETTINGS = ("endpoint_url", "connect_timeout", "read_timeout")
+
+
+def _say_unused_client_settings(settings: Settings) -> None:
+    """The Amazon provider and MWAA always pass ``boto3_client``: say that our client settings do not apply to it
+    (they were taken silently, e.g. ``MWAA_LOGGING_READ_TIMEOUT=2`` under the shim left the client's 60 s)."""
+    unused = [f"{name}={getattr(settings, name)!r}" for name in CLIENT_SETTINGS
+              if getattr(settings, name) != SPECS[name].default]
+    if unused:
+        report(f"{', '.join(unused)} not applied: CloudWatch Logs calls use the boto3_client given, with its own "
+               "endpoint and timeouts")
 
 
 def _checked_transport(factory: Callable[[], Transport]) -> Transport:

@@ -71,6 +71,20 @@ def test_cwl_client_is_the_client_that_sends(local_aws: LocalAWS, monkeypatch: p
         handler.close(timeout=0)
 
 
+def test_client_settings_a_given_client_ignores_are_said(local_aws: LocalAWS, caplog: pytest.LogCaptureFixture) -> None:
+    """Under the shim the provider and MWAA always pass boto3_client: MWAA_LOGGING_READ_TIMEOUT and the like cannot
+    apply to it, and the operator who set them must learn it."""
+    given = boto3.client("logs", endpoint_url=local_aws.url)
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="given", boto3_client=given, read_timeout=2.5,
+                                                    endpoint_url="http://127.0.0.1:9")
+    handler.close(timeout=0)
+    assert handler.cwl_client is given and given.meta.config.read_timeout != 2.5
+    said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging"]
+    assert said == ["endpoint_url='http://127.0.0.1:9', read_timeout=2.5 not applied: CloudWatch Logs calls use the "
+                    "boto3_client given, with its own endpoint and timeouts"], said
+
+
 def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
     with pytest.raises(mwaa_logging.SettingsError, match="log_group_name"):
         mwaa_logging.CloudWatchLogHandler(log_group_name="bad group name!")
