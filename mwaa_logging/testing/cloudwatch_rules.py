@@ -8,10 +8,14 @@ Two steps, because AWS needs the log group (its retention) between them:
 * :func:`check_times` — chronological order (else the call fails), events > 2 h in the future or
   older than 14 days / the group's retention rejected while the rest is accepted, and the accepted
   events may not span more than 24 h (else the call fails).
+
+:func:`check_names` applies the service model's name and retention constraints to the calls that carry
+them (moto checks only a log group name's length), so a name AWS refuses is refused here too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -33,6 +37,23 @@ _INT_ONLY, _STR_ONLY = frozenset({int}), frozenset({str})
 
 CHRONOLOGICAL_MESSAGE = "Log events in a single PutLogEvents request must be in chronological order."
 SPAN_MESSAGE = "The batch of log events in a single PutLogEvents request cannot span more than 24 hours."
+
+
+#: Name constraints of the service model (``LogGroupName``, ``LogStreamName``: 1-512 characters).
+MAX_NAME_LENGTH = 512
+GROUP_NAME_PATTERN = r"[\.\-_/#A-Za-z0-9]+"
+STREAM_NAME_PATTERN = r"[^:*]*"
+_NAME_RULES = {"logGroupName": re.compile(GROUP_NAME_PATTERN), "logStreamName": re.compile(STREAM_NAME_PATTERN)}
+#: The values PutRetentionPolicy accepts, in days.
+RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                            2922, 3288, 3653})
+#: The name fields each API carries (a missing one is left to the API's own handling).
+_NAMED_APIS = {
+    "PutLogEvents": ("logGroupName", "logStreamName"),
+    "CreateLogStream": ("logGroupName", "logStreamName"),
+    "CreateLogGroup": ("logGroupName",),
+    "PutRetentionPolicy": ("logGroupName",),
+}
 
 
 class RuleViolation(Exception):
@@ -75,6 +96,26 @@ def _validation_error(value: str, where: str, constraint: str) -> RuleViolation:
         f"1 validation error detected: Value '{value}' at '{where}' "
         f"failed to satisfy constraint: {constraint}"
     )
+
+
+def check_names(api: str, request: Mapping[str, Any]) -> None:
+    """Refuse a log group or stream name, or a retention, that the service model does not allow in ``api``'s
+    request (as AWS does: HTTP 400 InvalidParameterException, nothing done)."""
+    for key in _NAMED_APIS.get(api, ()):
+        value = request.get(key)
+        if not isinstance(value, str):
+            continue
+        if not 1 <= len(value) <= MAX_NAME_LENGTH:
+            raise _validation_error(value, key, f"Member must have length less than or equal to {MAX_NAME_LENGTH}"
+                                    if value else "Member must have length greater than or equal to 1")
+        if not _NAME_RULES[key].fullmatch(value):
+            raise _validation_error(value, key,
+                                    f"Member must satisfy regular expression pattern: {_NAME_RULES[key].pattern}")
+    if api == "PutRetentionPolicy":
+        days = request.get("retentionInDays")
+        if type(days) is int and days not in RETENTION_DAYS:
+            raise _validation_error(str(days), "retentionInDays",
+                                    f"Member must satisfy enum value set: {sorted(RETENTION_DAYS)}")
 
 
 def message_bytes(message: str) -> int:

@@ -1,7 +1,8 @@
 """WSGI middleware in front of moto's server: what moto lacks to behave like CloudWatch Logs.
 
 Per request: admin routes (``/_local_aws/...``) -> gzip body decoding -> stats -> faults -> quota ->
-strict PutLogEvents (validated here, stored straight into moto's models) or moto for everything else.
+strict PutLogEvents (validated here, stored straight into moto's models) or moto for everything else (after the
+group/stream name and retention checks moto lacks).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from mwaa_logging.testing.cloudwatch_rules import RuleViolation, check_structure, check_times
+from mwaa_logging.testing.cloudwatch_rules import RuleViolation, check_names, check_structure, check_times
 from mwaa_logging.testing.faults import FaultKind, FaultRule, Faults
 from mwaa_logging.testing.quota import Quotas
 from mwaa_logging.testing.stats import StatsRecorder
@@ -218,6 +219,8 @@ class LocalAWSMiddleware:
 
         if api == "PutLogEvents" and is_logs:
             result: Iterable[bytes] = self._put_log_events(body, region_of(environ), start_response)
+        elif is_logs and (refused := self._refused_names(api, body)) is not None:
+            return aws_error(start_response, "400 Bad Request", refused.error_type, refused.message)
         else:
             result = self._moto_app(environ, start_response)
         if kind is FaultKind.LOST_REPLY:
@@ -229,6 +232,19 @@ class LocalAWSMiddleware:
                 close()
             raise CloseWithoutReply("injected: reply lost")
         return result
+
+    def _refused_names(self, api: str, body: bytes) -> RuleViolation | None:
+        """The violation of a name or retention AWS would refuse in this call (moto accepts them), else None."""
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None  # moto answers it
+        try:
+            check_names(api, request if isinstance(request, dict) else {})
+        except RuleViolation as violation:
+            self.stats.invalid(f"{violation.error_type}: {violation.message}")
+            return violation
+        return None
 
     # -- PutLogEvents ------------------------------------------------------------------------
     def _put_log_events(self, body: bytes, region: str, start_response: StartResponse) -> list[bytes]:
@@ -242,6 +258,7 @@ class LocalAWSMiddleware:
         try:
             group = _required_name(request, "logGroupName")
             stream = _required_name(request, "logStreamName")
+            check_names("PutLogEvents", request)
             timestamps, messages = check_structure(request.get("logEvents"))
             store = self._store()
             log_stream, retention_days = store.find_stream(region, group, stream)

@@ -193,6 +193,34 @@ def test_missing_group_or_stream_is_resource_not_found(local_aws: LocalAWS, logs
     assert local_aws.stats().not_found == 2
 
 
+@pytest.mark.parametrize(
+    ("api", "request_", "where"),
+    [
+        pytest.param("create_log_group", {"logGroupName": "bad group!"}, "logGroupName", id="group-pattern"),
+        pytest.param("create_log_stream", {"logGroupName": GROUP, "logStreamName": "a:b"}, "logStreamName",
+                     id="stream-colon"),
+        pytest.param("create_log_stream", {"logGroupName": GROUP, "logStreamName": "a*b"}, "logStreamName",
+                     id="stream-star"),
+        pytest.param("create_log_stream", {"logGroupName": GROUP, "logStreamName": "s" * 513}, "logStreamName",
+                     id="stream-513"),
+        pytest.param("put_retention_policy", {"logGroupName": GROUP, "retentionInDays": 2}, "retentionInDays",
+                     id="retention-not-offered"),
+        pytest.param("put_log_events", {"logGroupName": GROUP, "logStreamName": "a:b", "logEvents": events("x")},
+                     "logStreamName", id="put-stream-colon"),
+    ],
+)
+def test_names_and_retentions_aws_refuses_are_refused(
+    local_aws: LocalAWS, stream: tuple[str, str], api: str, request_: dict[str, Any], where: str
+) -> None:
+    """The service model's name patterns and lengths and the retention values (moto accepts any of them, so a
+    name CloudWatch refuses passed every test here)."""
+    status, code, message = error_of(lambda: getattr(raw_logs_client(local_aws), api)(**request_))
+    assert (status, code) == (400, "InvalidParameterException")
+    assert f"at '{where}' failed to satisfy constraint" in message
+    assert local_aws.streams() == {GROUP: [STREAM]}
+    assert local_aws.stats().invalid == 1
+
+
 # -- gzip ----------------------------------------------------------------------------------------
 
 def gzip_before_sign(request: Any, **_: Any) -> None:

@@ -13,6 +13,7 @@ from mwaa_logging.testing.cloudwatch_rules import (
     SPAN_MESSAGE,
     RuleViolation,
     Verdict,
+    check_names,
     check_put_log_events,
     check_structure,
     check_times,
@@ -180,3 +181,28 @@ def test_accepted_slice_is_exactly_the_events_inside_the_window(
     assert rejected_before == verdict.accept_start
     assert info.get("tooNewLogEventStartIndex", len(timestamps)) == verdict.accept_end
     assert all(t < NOW - 14 * DAY_MS for t in timestamps[: info.get("tooOldLogEventEndIndex", 0)])
+
+
+@pytest.mark.parametrize(
+    ("api", "request_", "accepted"),
+    [
+        ("CreateLogGroup", {"logGroupName": "/aws/airflow-prod_Task.v2#1"}, True),
+        ("CreateLogGroup", {"logGroupName": "bad group"}, False),
+        ("CreateLogGroup", {"logGroupName": "g" * 512}, True),
+        ("CreateLogGroup", {"logGroupName": "g" * 513}, False),
+        ("CreateLogStream", {"logGroupName": "g", "logStreamName": "dag_id=d/run_id=manual__é/attempt=1.log"}, True),
+        ("CreateLogStream", {"logGroupName": "g", "logStreamName": "a:b"}, False),
+        ("PutLogEvents", {"logGroupName": "g", "logStreamName": "a*b"}, False),
+        ("PutLogEvents", {"logGroupName": "g", "logStreamName": "s" * 512}, True),
+        ("PutLogEvents", {"logGroupName": "g", "logStreamName": "s" * 513}, False),
+        ("PutRetentionPolicy", {"logGroupName": "g", "retentionInDays": 14}, True),
+        ("PutRetentionPolicy", {"logGroupName": "g", "retentionInDays": 2}, False),
+        ("GetLogEvents", {"logGroupName": "any name", "logStreamName": "a:b"}, True),
+    ],
+)
+def test_names_and_retention_follow_the_service_model(api: str, request_: dict[str, object], accepted: bool) -> None:
+    if accepted:
+        check_names(api, request_)
+    else:
+        with pytest.raises(RuleViolation, match="1 validation error detected"):
+            check_names(api, request_)
