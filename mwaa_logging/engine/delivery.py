@@ -557,6 +557,8 @@ def spill_everything(channel: Channel, reason: str, deadline: float | None = Non
             if flight is not None and not flight.abandoned:
                 flight.abandoned = True
                 channel.release(flight)  # the sender no longer holds it: this thread does
+                # nor is it the stream's work any more (a later close() would wait out its deadline for the call)
+                buffer.in_flight = None
                 events, size = flight.events + events, flight.size + size
             buffer.ready, buffer.pending = [], []
             channel.pending_bytes -= buffer.bytes

@@ -318,6 +318,27 @@ def test_close_spills_pending_and_in_flight_then_counts_late_success_as_duplicat
     assert_balanced(rig)
 
 
+def test_a_close_after_the_exit_spill_does_not_wait_for_the_abandoned_call() -> None:
+    # At interpreter exit the engine spills at its deadline, abandoning the call on the wire (an endpoint that does
+    # not answer); logging.shutdown() then closes the handler. That close spun for its whole close_timeout waiting
+    # for the abandoned call: exit took twice close_timeout, at full CPU.
+    rig = make_rig(send_interval=0.1, close_timeout=0)
+    closed: list[bool] = []
+
+    def exit_during_call(call: Call) -> CallResult:
+        rig.engine.at_exit()  # close_timeout 0: the deadline has passed, everything is spilled
+        closed.append(rig.channel.close(timeout=5))
+        return CallResult(Outcome.OK)
+
+    rig.transport.on_call = exit_during_call
+    rig.append("in flight")
+    rig.run(0.2)
+    assert closed == [True]  # nothing was left to wait for
+    assert [r.message for r in rig.spill.records] == ["in flight"]
+    assert not rig.channel.has_work()
+    assert_balanced(rig)
+
+
 class ObservedSpill(MemorySpill):
     """Takes the channel's stats at every write, while the events are on their way to the spill target."""
 
