@@ -56,7 +56,8 @@ class CloudWatchLogFormatter(logging.Formatter):
         if type(msg) is dict or isinstance(msg, Mapping):  # the exact type first: an ABC check costs ~100 ns
             return self.dumps(msg)
         if self._plain and not (record.exc_info or record.exc_text or record.stack_info):
-            return record.getMessage()
+            record.message = message = record.getMessage()  # as logging.Formatter.format does
+            return message
         return super().format(record)
 
     def dumps(self, data: Mapping[Any, Any]) -> str:

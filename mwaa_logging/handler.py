@@ -224,7 +224,8 @@ class CloudWatchLogHandler(logging.Handler):
                 if (self._plain_format and not record.exc_info and not record.exc_text and not record.stack_info
                         and not self._formatter.add_log_record_attrs):  # type: ignore[union-attr]
                     if type(msg) is str:
-                        message = msg % record.args if record.args else msg
+                        # record.message too, as logging.Formatter sets it: MWAA's handlers read it after emit()
+                        record.message = message = msg % record.args if record.args else msg
                     elif type(msg) is dict:
                         message = self._formatter.dumps(msg)  # type: ignore[union-attr]
                     else:
@@ -295,11 +296,11 @@ class CloudWatchLogHandler(logging.Handler):
         self._formatter = fmt
         self._plain_format = type(fmt) is CloudWatchLogFormatter and fmt.is_plain()
 
-    def _after_close(self) -> None:
+    def _after_close(self, stacklevel: int = 3) -> None:
         if not self._warned_after_close:
             self._warned_after_close = True
             warnings.warn("Received message after logging system shutdown; it is delivered anyway",
-                          WatchtowerWarning, stacklevel=3)
+                          WatchtowerWarning, stacklevel=stacklevel)
         with self._channel.lock:
             self._channel.counters.emitted_after_close += 1
         self.shutting_down = False

@@ -132,3 +132,23 @@ def test_the_objects_emit_reads_keep_their_attributes_inline() -> None:
             assert len(vars(obj)) <= INLINE_ATTRIBUTES_MAX, (type(obj).__name__, sorted(vars(obj)))
     finally:
         handler.close(timeout=0)
+
+
+@pytest.mark.parametrize("fmt", [None, "%(message)s", "%(levelname)s %(message)s"])
+def test_record_message_is_set_as_watchtower_sets_it(fmt: str | None) -> None:
+    """MWAA's handlers call the inner handler's ``emit`` and then read ``record.message`` (its error metrics):
+    like watchtower (through ``logging.Formatter``), every formatter path of ours leaves it set."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url="http://127.0.0.1:9")
+    theirs = watchtower.CloudWatchLogFormatter(fmt)
+    try:
+        if fmt is not None:
+            handler.setFormatter(mwaa_logging.CloudWatchLogFormatter(fmt))
+        for args in ((), ("psycopg2.OperationalError",)):
+            msg = "failed: %s" if args else "failed"
+            record = logging.LogRecord("airflow.task", logging.ERROR, __file__, 1, msg, args, None)
+            expected = logging.LogRecord("airflow.task", logging.ERROR, __file__, 1, msg, args, None)
+            theirs.format(expected)
+            handler.emit(record)
+            assert record.message == expected.message
+    finally:
+        handler.close(timeout=0)
