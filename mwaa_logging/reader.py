@@ -50,6 +50,7 @@ from mwaa_logging.spill.layout import SUFFIX, stream_prefix
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 from mwaa_logging.spillformat import SpillRecord, decode_records
 from mwaa_logging.splitting import Reassembler
+from mwaa_logging.streamnames import sanitize
 
 if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -106,10 +107,13 @@ def read_stream(
     ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks). Given as a
     URL or path, as in the handler's setting, the handler's last resort is searched too: the default local
     spill directory (where lines go when the target itself fails), if it exists on this machine.
+    ``stream`` may be the name as the handler was given it: it is made the name written to (``:`` and ``*``
+    replaced, a name over 512 characters shortened with a hash), as the handler does.
     A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
     A spill location that cannot be listed or read raises, unless ``on_spill_error(location, error)``
     is given: then it is called and the rest of the log is still returned.
     """
+    stream = sanitize(stream)  # the name the handler wrote to (':' and '*' replaced, a long name shortened)
     sources = [] if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
     spilled = spilled_events(sources, group, stream, start_time, end_time, on_error=on_spill_error)
     if include_cloudwatch:

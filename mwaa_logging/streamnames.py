@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -30,11 +31,30 @@ def template_fields(template: str) -> set[str]:
     return fields
 
 
+#: CloudWatch's longest log stream name, in characters.
+MAX_STREAM_NAME = 512
+#: A shortened name ends in ``~`` and this many hex digits of the full name's SHA-256.
+_DIGEST_CHARS = 16
+
+
 def sanitize(name: str) -> str:
-    """CloudWatch forbids ':' and '*' in stream names; they become '_' (as Airflow does). A lone surrogate (a
-    logger named from undecodable bytes) cannot be sent or stored as text: it becomes U+FFFD."""
+    """The stream name CloudWatch accepts for ``name``; the same for the writer and every reader.
+
+    CloudWatch forbids ':' and '*' in stream names; they become '_' (as Airflow does). A lone surrogate (a
+    logger named from undecodable bytes) cannot be sent or stored as text: it becomes U+FFFD. A name over
+    512 characters, which CloudWatch refuses, keeps its first 495 and ends in ``~`` and 16 hex digits of its
+    SHA-256. Idempotent: a name this returns comes back unchanged.
+    """
     name = name.translate(_FORBIDDEN) or "_"
-    return name if name.isascii() else valid_unicode(name)
+    return shorten(name if name.isascii() else valid_unicode(name))
+
+
+def shorten(name: str) -> str:
+    """``name`` if CloudWatch takes its length, else its first characters, ``~`` and a hash of all of it."""
+    if len(name) <= MAX_STREAM_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    return f"{name[:MAX_STREAM_NAME - _DIGEST_CHARS - 1]}~{digest}"
 
 
 def is_static(template: str) -> bool:

@@ -5,9 +5,10 @@ Pure functions, no Airflow import: both the Airflow 3 remote IO and the Airflow 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from mwaa_logging.streamnames import shorten
 
 CLOUDWATCH_SCHEME = "cloudwatch"
 
@@ -54,12 +55,4 @@ def stream_name_for(relative_log_path: str) -> str:
     their 250-character limits), which the provider could not create, keeps its first 495 characters and ends
     in ``~`` and 16 hex digits of its SHA-256: writer and reader derive the same name.
     """
-    name = relative_log_path.replace(":", "_")
-    if len(name) <= MAX_STREAM_NAME:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{name[:MAX_STREAM_NAME - 17]}~{digest}"
-
-
-#: CloudWatch's longest log stream name, in characters.
-MAX_STREAM_NAME = 512
+    return shorten(relative_log_path.replace(":", "_"))

@@ -222,3 +222,42 @@ def test_mwaa_logging_read_prints_the_merged_log_from_a_shell(aws: LocalAWS, tmp
     assert missing.stdout.splitlines() == [f"{second}.000Z delivered 0", f"{second}.002Z delivered 2"]
     bad = read("--start", "yesterday")
     assert bad.returncode == 2 and "neither ISO 8601 nor milliseconds" in bad.stderr
+
+
+def test_a_stream_name_over_512_characters_is_written_and_read_back_by_the_name_given(
+    aws: LocalAWS, tmp_path: Path
+) -> None:
+    """CloudWatch refuses stream names over 512 characters (the local endpoint too): the handler writes to a
+    shortened name and every reader finds it from the name the handler was given, delivered or spilled."""
+    import logging
+
+    from mwaa_logging import CloudWatchLogHandler, open_stream
+    from mwaa_logging.streamnames import sanitize
+
+    logger_name = "etl." + "x" * 600
+    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name="{logger_name}", endpoint_url=aws.url,
+                                   spill_to=str(tmp_path))
+    logger = logging.getLogger(logger_name)
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    try:
+        for i in range(5):
+            logger.info("line %d", i)
+        assert handler.flush(10)
+    finally:
+        logger.removeHandler(handler)
+        handler.close(5)
+    assert handler.stats().delivered == 5 and not handler.stats().spilled, handler.stats()
+    assert [e.message for e in read_stream(GROUP, logger_name)] == [f"line {i}" for i in range(5)]
+
+    spilled_name = "spilled:" + "y" * 700  # ':' is replaced as well
+    aws.faults.inject("hang")
+    stream = open_stream(GROUP, spilled_name, endpoint_url=aws.url, spill_to=str(tmp_path), read_timeout=30)
+    try:
+        stream.write("kept on disk")
+    finally:
+        stream.close(0.5)
+        aws.faults.clear()
+    assert stream.stats().spilled_total == 1, stream.stats()
+    assert len(sanitize(spilled_name)) == 512
+    assert [e.message for e in read_stream(GROUP, spilled_name, spill_to=tmp_path)] == ["kept on disk"]

@@ -8,8 +8,10 @@ import platform
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mwaa_logging.streamnames import compile_stream_name
+from mwaa_logging.streamnames import MAX_STREAM_NAME, compile_stream_name, sanitize
 
 
 def rec(name: str = "app.x", thread: str = "MainThread") -> logging.LogRecord:
@@ -46,3 +48,17 @@ def test_strftime_is_utc_now_and_colons_are_replaced() -> None:
 def test_unknown_placeholder_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown placeholder"):
         compile_stream_name("{hostname}")
+
+
+@given(st.text(min_size=0, max_size=1200))
+def test_sanitized_names_are_names_cloudwatch_takes_and_sanitize_is_idempotent(name: str) -> None:
+    clean = sanitize(name)
+    assert 1 <= len(clean) <= MAX_STREAM_NAME and not set(clean) & {":", "*"}
+    assert sanitize(clean) == clean
+    clean.encode("utf-8")  # no lone surrogate left
+
+
+def test_a_long_name_keeps_its_start_and_differs_by_its_hash() -> None:
+    a, b = "a" * 600, "a" * 599 + "b"
+    assert sanitize(a)[:495] == a[:495] and sanitize(a)[495] == "~" and sanitize(a) != sanitize(b)
+    assert sanitize("a" * 512) == "a" * 512
