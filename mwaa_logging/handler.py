@@ -237,7 +237,8 @@ class CloudWatchLogHandler(logging.Handler):
             stream = self._static_stream if record.process == self._static_pid else self._stream_namer(record)
             channel = self._channel
             if channel.closed:
-                self._after_close()
+                self._emit_after_close(record, stream, message)
+                return
             # Channel.append, inlined (queued_event too): size where the message is still in the CPU's cache,
             # then a lock-free deque append; the sender does the rest
             size = len(message) + EVENT_OVERHEAD_BYTES if message.isascii() else counted_size(message)
@@ -295,6 +296,17 @@ class CloudWatchLogHandler(logging.Handler):
         """Keep the plain-message fast path in step with the formatter (also when assigned directly)."""
         self._formatter = fmt
         self._plain_format = type(fmt) is CloudWatchLogFormatter and fmt.is_plain()
+
+    def _emit_after_close(self, record: logging.LogRecord, stream: str, message: str) -> None:
+        """Queue a record that arrived after close(). Once the interpreter's exit flush has run, nothing else will
+        send it (an atexit function registered before ``logging`` was imported runs after logging.shutdown(), so do
+        daemon threads): deliver it now, by what is left of one close_timeout for all such records, else spill it."""
+        self._after_close(stacklevel=4)
+        channel = self._channel
+        channel.append(stream, _floor(record.created * 1000), message)
+        timeout = channel.engine.late_flush_timeout(channel.settings.close_timeout)
+        if timeout is not None:
+            channel.close(timeout)
 
     def _after_close(self, stacklevel: int = 3) -> None:
         if not self._warned_after_close:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -55,6 +56,9 @@ class Engine:
         self.busy = False
         self._guard_wake = threading.Event()
         self._guard: threading.Thread | None = None
+        #: Set when the exit hook starts; then the deadline (``time.monotonic()``) of records logged after close().
+        self._exited = False
+        self._late_deadline: float | None = None
 
     # -- channels ---------------------------------------------------------------------------------
 
@@ -173,8 +177,20 @@ class Engine:
             ok = channel.flush(max(0.0, deadline - self.clock())) and ok
         return ok
 
+    def late_flush_timeout(self, close_timeout: float) -> float | None:
+        """How long a record logged after close() may wait to be delivered before it is spilled: None before the exit
+        hook ran (a later flush or close sends it); after it, what is left of one ``close_timeout`` shared by every
+        such record (0 once the interpreter finalizes: the sender can no longer run)."""
+        if not self._exited:
+            return None
+        now = time.monotonic()
+        if self._late_deadline is None:
+            self._late_deadline = now + close_timeout
+        return 0.0 if sys.is_finalizing() else max(0.0, self._late_deadline - now)
+
     def at_exit(self) -> None:
         """Interpreter exit: deliver what is pending within the channels' close_timeout, spill the rest."""
+        self._exited = True
         channels = self.channels()
         if not channels:
             return

@@ -282,6 +282,33 @@ def test_record_after_close_is_delivered_with_a_warning(local_aws: LocalAWS, spi
     handler.close()
 
 
+LOGS_AFTER_LOGGING_SHUTDOWN = """
+import atexit, sys
+assert "logging" not in sys.modules
+def late():
+    for i in range(50):
+        logger.info("after logging.shutdown %d", i)
+atexit.register(late)  # registered before logging is imported: runs after logging.shutdown()
+import logging, mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(log_group_name="late-exit", log_stream_name="s")
+logger = logging.getLogger("app")
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+logger.info("before exit")
+"""
+
+
+def test_records_logged_after_the_exit_flush_are_delivered_not_lost(local_aws: LocalAWS, spill_dir: Path) -> None:
+    # The handler warned "it is delivered anyway", but once logging.shutdown() had run at exit nothing sent them
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(WORKER.parents[2])}
+    result = subprocess.run([sys.executable, "-c", LOGS_AFTER_LOGGING_SHUTDOWN], env=environ, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "delivered anyway" in result.stderr
+    assert user_lines(local_aws.messages("late-exit", "s")) == ["before exit"] + [
+        f"after logging.shutdown {i}" for i in range(50)]
+
+
 def test_oversized_records_arrive_split_and_valid(local_aws: LocalAWS, spill_dir: Path) -> None:
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="big", log_stream_name="s",
                                                 endpoint_url=local_aws.url, send_interval=0.1)
@@ -548,3 +575,24 @@ def test_memory_cap_holds_for_large_lines_that_are_few(local_aws: LocalAWS, spil
     wait_until(settled, timeout=30, state=lambda: (handler.stats(), channel.queued_bytes))
     assert local_aws.stats().hung == 1, handler.stats()  # still hanging: the memory guard did this
     every_line_ends_delivered_or_spilled(local_aws, handler, spill_dir, lines)
+
+
+def test_a_put_iam_refuses_is_said_not_only_spilled(local_aws: LocalAWS, spill_dir: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A role without logs:PutLogEvents: CloudWatch stays empty, so the process's log must say why and where the
+    lines went (as for a missing group), not only stats() and the spill directory."""
+    group = f"denied-{os.getpid()}-{next(_namespaces)}"
+    local_aws.faults.inject("denied")
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name=group, log_stream_name="s", endpoint_url=local_aws.url,
+                                                send_interval=0.1)
+    logger = make_logger(group, handler)
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+        logger.info("goes to the spill directory")
+        wait_until(lambda: handler.stats().spilled_total == 1, timeout=10, state=handler.stats)
+    local_aws.faults.clear()
+    handler.close()
+    assert handler.stats().spilled == {"auth": 1}
+    assert [r.message for r in spilled_records(spill_dir)] == ["goes to the spill directory"]
+    said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging" and r.levelno == logging.WARNING]
+    assert any(group in m and "AccessDeniedException" in m and str(spill_dir) in m
+               and "auth" in m for m in said), said
