@@ -323,6 +323,8 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
     # INVALID or AUTH: retrying the same call cannot help; keep the lines, slow this stream down.
     reason = SpillReason.AUTH if outcome is Outcome.AUTH else SpillReason.INVALID
     spill_held(channel, [flight], reason.value, f"{result.error_code}: {result.message}")
+    report(f"PutLogEvents to log group {channel.destination.group} refused ({result.error_code}: {result.message}): "
+           f"its events are spilled to {channel.spill.description} (reason {reason.value})")
     if outcome is Outcome.AUTH:
         buffer.retry_at = _backoff(buffer, result.error_code or "auth", ctx)
         return False

@@ -25,6 +25,8 @@ class FaultKind(str, enum.Enum):
     LOST_REPLY = "lost_reply"
     #: No reply until the fault is cleared or the server stops; then the connection is closed.
     HANG = "hang"
+    #: HTTP 400 ``AccessDeniedException`` (IAM refuses the call, e.g. no ``logs:PutLogEvents``); nothing stored.
+    DENIED = "denied"
 
 
 @dataclass(frozen=True)

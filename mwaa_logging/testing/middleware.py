@@ -91,6 +91,14 @@ def unavailable(start_response: StartResponse, is_logs: bool) -> list[bytes]:
     )
 
 
+def denied(start_response: StartResponse, is_logs: bool, api: str) -> list[bytes]:
+    """What IAM answers a call the caller's policy does not allow."""
+    message = f"User: arn:aws:iam::123456789012:user/local is not authorized to perform: {api}"
+    if is_logs:
+        return aws_error(start_response, "400 Bad Request", "AccessDeniedException", message)
+    return s3_error(start_response, "403 Forbidden", "AccessDenied", message)
+
+
 def region_of(environ: dict[str, Any]) -> str:
     """Region from the SigV4 credential scope (``Credential=KEY/DATE/REGION/SERVICE/aws4_request``)."""
     auth = str(environ.get("HTTP_AUTHORIZATION", ""))
@@ -203,6 +211,9 @@ class LocalAWSMiddleware:
         if kind is FaultKind.UNAVAILABLE:
             self.stats.add("unavailable")
             return unavailable(start_response, is_logs)
+        if kind is FaultKind.DENIED:
+            self.stats.add("denied")
+            return denied(start_response, is_logs, api)
         if kind is FaultKind.DROP:
             self.stats.add("dropped")
             raise CloseWithoutReply("injected: connection dropped")

@@ -29,6 +29,7 @@ class Stats:
     dropped: int = 0
     lost_replies: int = 0
     hung: int = 0
+    denied: int = 0
     delayed: int = 0
     #: PutLogEvents calls that stored events, events stored, events rejected in a 200 answer.
     puts_ok: int = 0
