@@ -3,7 +3,8 @@
 Write side: each structlog event dict becomes one JSON message, its ``timestamp`` popped into the
 event time (as the provider's ``CloudWatchRemoteLogIO`` does). Read side: each CloudWatch event
 becomes one JSON line with the event time put back as ``timestamp``, the form Airflow's log reader
-interleaves and renders.
+interleaves and renders. CloudWatch keeps milliseconds: :func:`event_time` is the ``timestamp`` a
+line reads back with, to the microsecond, which is what Airflow compares to drop a line it has twice.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 JsonDefault = Callable[[Any], Any]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 
 def json_serialize_legacy(value: Any) -> str | None:
@@ -48,6 +52,11 @@ def timestamp_ms(value: object, default_ms: int | None = None) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+def event_time(event_timestamp_ms: int) -> datetime:
+    """The ``timestamp`` (UTC) of a line read back from an event of this CloudWatch time."""
+    return _EPOCH + event_timestamp_ms * _MS
+
+
 def event_to_message(event: Mapping[str, Any], json_default: JsonDefault = json_serialize_legacy) -> tuple[str, int]:
     """One structlog event dict to ``(message, timestamp_ms)``; the event itself is left untouched."""
     body = dict(event)
@@ -55,12 +64,26 @@ def event_to_message(event: Mapping[str, Any], json_default: JsonDefault = json_
     return json.dumps(body, default=json_default), stamp
 
 
+def align_local_timestamp(event: dict[str, Any], event_timestamp_ms: int) -> None:
+    """Give ``event`` the ``timestamp`` its line reads back with from CloudWatch (milliseconds).
+
+    ``event`` is what Airflow then writes to the task's local file. While a task runs, Airflow shows
+    that file and CloudWatch's copy merged, and drops a line it has twice only when both copies are
+    equal, ``timestamp`` included: a local copy to the microsecond would show every line twice.
+    """
+    value = event.get("timestamp")
+    if isinstance(value, datetime):
+        event["timestamp"] = event_time(event_timestamp_ms)
+    elif isinstance(value, str):
+        event["timestamp"] = event_time(event_timestamp_ms).isoformat().replace("+00:00", "Z")
+
+
 def message_to_line(message: str, event_timestamp_ms: int) -> str:
     """One CloudWatch event to the JSON line Airflow's reader expects (``timestamp`` in ISO 8601).
 
     A message that is not a JSON object (written by something else) becomes ``{"event": message}``.
     """
-    stamp = datetime.fromtimestamp(event_timestamp_ms / 1000.0, tz=timezone.utc).isoformat()
+    stamp = event_time(event_timestamp_ms).isoformat()
     try:
         parsed = json.loads(message)
     except ValueError:

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mwaa_logging.airflow.clients import read_client, write_client
-from mwaa_logging.airflow.messages import JsonDefault, event_to_message, json_serialize_legacy, message_to_line
+from mwaa_logging.airflow.messages import (
+    JsonDefault,
+    align_local_timestamp,
+    event_to_message,
+    json_serialize_legacy,
+    message_to_line,
+)
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.engine.stats import Stats
@@ -128,11 +134,14 @@ class CloudWatchRemoteLogIO:
 
     # -- write path ---------------------------------------------------------------------------
     def _process(self, logger: Any, method_name: str, event: Any) -> Any:
+        """Ship ``event``; its local copy (written next, by Airflow) gets the timestamp CloudWatch keeps."""
         try:
             stream_name = self._stream_name_of(logger)
             if stream_name is not None and isinstance(event, Mapping):
                 message, timestamp_ms = event_to_message(event, self.json_default)
                 self._stream(stream_name).write(message, timestamp_ms)
+                if isinstance(event, dict):
+                    align_local_timestamp(event, timestamp_ms)
         except Exception as exc:  # a logging processor must never break the task's logging
             self._report(exc)
         return event

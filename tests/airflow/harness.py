@@ -28,6 +28,8 @@ LOG_GROUP_ARN = f"arn:aws:logs:us-east-1:123456789012:log-group:{LOG_GROUP}"
 #: What the supervisor logs after its upload returned: "Workload finished" (3.3), "Task finished" (3.0-3.2).
 WORKLOAD_FINISHED = r"\b(Workload|Task) finished\b"
 RUN_ID = re.compile(r"run_id=(manual__[^,\s\]']+)")
+#: A run id wherever ``dags test`` first prints it (3.0 logs ``<TaskInstance: D.T manual__... [running]>``).
+ANY_RUN_ID = re.compile(r"\b(manual__\d{4}-\d\d-\d\dT[0-9:.+_-]+)")
 
 
 def free_port() -> int:
@@ -267,8 +269,38 @@ class AirflowEnv:
         LocalExecutor" after everything is done, so the run is judged by its output and the process
         tree is stopped as soon as it is complete.
         """
-        log_path = self.home / f"dags-test-{time.monotonic_ns()}.log"
         started = time.monotonic()
+        proc, log_path = self._dags_test(dag_id, env)
+        try:
+            wait_for_marker(log_path, done_marker, started + timeout, running=lambda: proc.poll() is None)
+        finally:
+            # Give a clean exit a moment, then stop whatever is left (the LocalExecutor hang).
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            stop_tree(proc)
+        return DagRun.from_log(dag_id, log_path, started, done_marker)
+
+    @contextmanager
+    def dag_started(self, dag_id: str, *, env: Mapping[str, str] | None = None,
+                    timeout: float = 120) -> Iterator[tuple[str, Path]]:
+        """Start ``dag_id`` (``dags test --use-executor``) and yield ``(run_id, output log)`` while it runs;
+        the process tree is stopped on leaving."""
+        proc, log_path = self._dags_test(dag_id, env)
+        try:
+            deadline = time.monotonic() + timeout
+            found = None
+            while found is None and time.monotonic() < deadline and proc.poll() is None:
+                found = ANY_RUN_ID.search(log_path.read_text(errors="replace"))
+                time.sleep(0.2)
+            if found is None:
+                raise RuntimeError(f"no run id in {timeout}s:\n{log_path.read_text(errors='replace')[-3000:]}")
+            yield found.group(1), log_path
+        finally:
+            stop_tree(proc)
+
+    def _dags_test(self, dag_id: str, env: Mapping[str, str] | None) -> tuple[subprocess.Popen[bytes], Path]:
+        """``airflow dags test dag_id --use-executor`` started, and the file its output goes to."""
+        log_path = self.home / f"dags-test-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [str(self.venv / "bin" / "airflow"), "dags", "test", dag_id, "--use-executor"],
@@ -278,14 +310,7 @@ class AirflowEnv:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        try:
-            wait_for_marker(log_path, done_marker, started + timeout, running=lambda: proc.poll() is None)
-        finally:
-            # Give a clean exit a moment, then stop whatever is left (the LocalExecutor hang).
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            stop_tree(proc)
-        return DagRun.from_log(dag_id, log_path, started, done_marker)
+        return proc, log_path
 
     def run_dag_scheduled(
         self,

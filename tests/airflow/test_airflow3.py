@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 
 from mwaa_logging.reader import read_stream
 from mwaa_logging.testing.local_aws import LocalAWS
-from tests.airflow.harness import LOG_GROUP, AirflowEnv, DagRun
+from tests.airflow.harness import LOG_GROUP, WORKLOAD_FINISHED, AirflowEnv, DagRun, wait_for_marker
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(240)]
 
@@ -169,6 +172,35 @@ def test_deferred_task_logs_both_halves_and_its_trigger_log(airflow3: AirflowEnv
     assert not (airflow3.home / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}" / "task_id=wait").exists()
     rest_events = [str(line.get("event", "")) for line in airflow3.task_log(run, "wait")]
     assert_exactly_once(rest_events, expected)
+
+
+def test_a_running_tasks_log_shows_each_line_once(airflow3: AirflowEnv, airflow_aws: LocalAWS, tmp_path: Path) -> None:
+    """While a task runs Airflow merges its local file with our CloudWatch lines and drops a line it has twice
+    only if both copies are equal, timestamp included: every line must show once, then and after it ends."""
+    lines = 200
+    release = tmp_path / "release"
+    running = [f"running-line {i:06d}" for i in range(lines)]
+    env = {"MWAA_LOGGING_TEST_LINES": str(lines), "MWAA_LOGGING_TEST_RELEASE": str(release)}
+    with airflow3.dag_started("mwaa_logging_running", env=env) as (run_id, output):
+        run = DagRun("mwaa_logging_running", run_id, "", 0.0, finished=False)
+        stream = stock_stream_name(run, task_id="hold")
+        wait_until(lambda: running[-1] in events_of(airflow_aws.messages(LOG_GROUP, stream)
+                                                     if stream in airflow_aws.streams().get(LOG_GROUP, []) else []),
+                   timeout=90, state=lambda: output.read_text(errors="replace")[-3000:])
+        content = airflow3.task_log(run, "hold")
+        release.touch()
+        wait_for_marker(output, WORKLOAD_FINISHED, time.monotonic() + 90)
+        finished = re.search(WORKLOAD_FINISHED, output.read_text(errors="replace")) is not None
+    rest_events = [str(line.get("event", "")) for line in content]
+    sources = [*rest_events, *(str(s) for line in content for s in line.get("sources") or [])]
+    assert any(s.startswith("mwaa-logging: reading CloudWatch") for s in sources)  # both copies were merged:
+    assert any(s.endswith("task_id=hold/attempt=1.log") and s.startswith("/") for s in sources)  # + local file
+    assert "released-last-line" not in rest_events  # read while the task ran
+    assert_exactly_once(rest_events, running)
+
+    assert finished
+    assert_exactly_once([str(line.get("event", "")) for line in airflow3.task_log(run, "hold")],
+                        [*running, "released-last-line"])
 
 
 DICTCONFIG_SCRIPT = """

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,26 @@ def test_processor_sends_task_lines_to_the_task_stream_and_skips_other_loggers(t
         process(other, "info", {"event": "not a task line"})
     assert [s.name for s in opened] == [STREAM]
     assert opened[0].lines == [('{"event": "line"}', 1795506075000)]
+
+
+@pytest.mark.parametrize("stamp", [datetime(2026, 11, 24, 7, 41, 15, 250999, tzinfo=timezone.utc),
+                                   "2026-11-24T07:41:15.250999Z"], ids=["datetime", "iso string"])
+def test_the_local_copy_of_a_line_gets_the_timestamp_it_reads_back_with(tmp_path: Path, stamp: object) -> None:
+    """Airflow drops a running task's line it has from both its local file and us only if the two are equal:
+    the line Airflow writes locally (the event the processor returns) keeps CloudWatch's milliseconds."""
+    remote, opened = make_io(tmp_path)
+    (process,) = remote.processors
+    local = process(task_logger(tmp_path), "info", {"event": "line", "level": "info", "timestamp": stamp})
+    ((message, shipped_ms),) = opened[0].lines
+    assert shipped_ms == 1795506075250 and "timestamp" not in json.loads(message)  # nothing more is shipped
+    read_back = json.loads(message_to_line(message, shipped_ms))
+    assert parse_time(local["timestamp"]) == parse_time(read_back["timestamp"])
+    assert {**local, "timestamp": None} == {**read_back, "timestamp": None}
+    assert type(local["timestamp"]) is type(stamp)
+
+
+def parse_time(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def test_upload_drains_the_stream_then_deletes_the_local_copy(tmp_path: Path) -> None:
