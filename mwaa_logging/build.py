@@ -5,9 +5,10 @@ The only place that chooses concrete transports, spill targets and budgets.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mwaa_logging.aws.clients import forget_pooled_connections, make_logs_client
@@ -19,6 +20,7 @@ from mwaa_logging.limits import CREATE_LOG_GROUP_TPS, CREATE_LOG_STREAM_TPS
 from mwaa_logging.protocols import Budget, SpillSink, Transport
 from mwaa_logging.settings import SPECS, Settings, SettingsError
 from mwaa_logging.spill.factory import build_spill_sink
+from mwaa_logging.spill.fallback import FallbackSpillSink
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 
 _said_default_spill = threading.Event()
@@ -66,7 +68,7 @@ def build_channel(
     sink = spill if spill is not None else _spill_sink(settings, boto3_profile_name)
     # The configured target may fail (disk full, S3 down): the default directory is the last resort.
     fallback = fallback_spill or LocalSpillSink(default_spill_directory())
-    return Channel(
+    channel = Channel(
         Destination(log_group_name, create_log_group, create_log_stream, log_group_tags,
                     log_group_retention_days),
         settings,
@@ -77,6 +79,19 @@ def build_channel(
         fallback_spill=fallback,
         transport=first_transport,
     )
+    if isinstance(sink, FallbackSpillSink) and sink.on_fallback is None:
+        sink.on_fallback = functools.partial(_spill_fell_back, channel, sink.cooldown)
+    return channel
+
+
+def _spill_fell_back(channel: Channel, cooldown: float, failures: Sequence[tuple[str, str]], stored_by: str) -> None:
+    """A spill target of the chain failed and a later one stored the events: say it, count it (S3 refusing every
+    PutObject went unsaid, with ``spill_failures`` 0, while every spilled line went to the local disk)."""
+    with channel.lock:
+        channel.counters.spill_failures += 1
+    for failed, error in failures:
+        report(f"spill to {failed} failed ({error}); events go to {stored_by} instead, and {failed} is tried "
+               f"again in {cooldown:g} s")
 
 
 #: The retention periods CloudWatch accepts (PutRetentionPolicy), in days.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mwaa_logging.protocols import Clock, PartialSpillError, SpillError, SpillSink, write_before
 from mwaa_logging.spillformat import SpillRecord
@@ -13,6 +14,10 @@ __all__ = ["FallbackSpillSink", "PartialSpillError"]
 
 #: After a target failed, skip it for this long (seconds) so every spill does not pay its timeout again.
 DEFAULT_COOLDOWN = 30.0
+#: Called after a write that a target failed and a later one stored: ``(failures, stored_by)``, where ``failures``
+#: names each failed target (its description) and its error, and ``stored_by`` describes the target that stored
+#: the rest.
+FallbackHook = Callable[[Sequence[tuple[str, str]], str], None]
 
 
 class FallbackSpillSink:
@@ -20,11 +25,13 @@ class FallbackSpillSink:
 
     Nothing is stored twice: after a :class:`PartialSpillError` only the remaining records move on.
     A sink that failed is skipped for ``cooldown`` seconds (the last sink is always tried).
-    Raises :class:`SpillError` only when the last sink fails too.
+    Raises :class:`SpillError` only when the last sink fails too. A write that fell back and was stored calls
+    ``on_fallback`` (the handler says it in the log and counts it: the records are not where ``spill_to`` says).
     """
 
     def __init__(
-        self, sinks: Sequence[SpillSink], *, cooldown: float = DEFAULT_COOLDOWN, clock: Clock = time.monotonic
+        self, sinks: Sequence[SpillSink], *, cooldown: float = DEFAULT_COOLDOWN, clock: Clock = time.monotonic,
+        on_fallback: FallbackHook | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("FallbackSpillSink needs at least one sink")
@@ -38,6 +45,7 @@ class FallbackSpillSink:
         self.failures: dict[str, int] = {sink.description: 0 for sink in self.sinks}
         self.records_fallen_back = 0
         self.last_error: str | None = None
+        self.on_fallback = on_fallback
 
     def write(self, records: Sequence[SpillRecord]) -> str:
         return self._write(records, None)
@@ -53,6 +61,7 @@ class FallbackSpillSink:
             return self.sinks[0].description
         pending = list(records)
         locations: list[str] = []
+        failed: list[tuple[str, str]] = []
         last = len(self.sinks) - 1
         for index, sink in enumerate(self.sinks):
             if index < last and self._clock() < self._skip_until[index]:
@@ -62,14 +71,20 @@ class FallbackSpillSink:
             except PartialSpillError as exc:
                 locations.append(exc.location)
                 self._failed(index, sink, exc)
+                failed.append((sink.description, str(exc)))
                 pending = exc.remaining
             except SpillError as exc:
                 self._failed(index, sink, exc)
+                failed.append((sink.description, str(exc)))
             else:
                 if index > 0:
                     with self._lock:
                         self.records_fallen_back += len(pending)
-                return locations[0] if len(locations) == 1 else " + ".join(locations)
+                where = locations[0] if len(locations) == 1 else " + ".join(locations)
+                if failed and self.on_fallback is not None:
+                    with contextlib.suppress(Exception):  # stored: a failing hook must not get them stored twice
+                        self.on_fallback(failed, sink.description)
+                return where
         raise SpillError(f"every spill target failed ({self.description}): {self.last_error}")
 
     def _failed(self, index: int, sink: SpillSink, exc: SpillError) -> None:
