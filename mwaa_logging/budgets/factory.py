@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from mwaa_logging import limits
 from mwaa_logging.budget import BudgetConfig
-from mwaa_logging.budgets.host import HostBudget
+from mwaa_logging.budgets.host import HostBudget, budget_path
 from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.budgets.urls import check_redis_url, redact
 from mwaa_logging.protocols import Budget
+
+log = logging.getLogger(__name__)
 
 #: Scopes that are not URLs.
 LOCAL_SCOPES = ("process", "host")
@@ -62,12 +65,23 @@ def build_budget(
     config = BudgetConfig(rate=rate, burst=burst)
     if validate_scope(scope) == "process":
         return ProcessBudget(config)
-    host = HostBudget(config, name, namespace=namespace, directory=directory)
+    host = _host_budget(config, name, namespace, directory)
     if scope == "host":
         return host
     from mwaa_logging.budgets.redis import RedisBudget
 
     return RedisBudget(scope, config, host, name, namespace=namespace, timeout=redis_timeout)
+
+
+def _host_budget(config: BudgetConfig, name: str, namespace: str, directory: Path | None) -> HostBudget | ProcessBudget:
+    """The host budget, or (said in the log) this process's own when its file cannot be had: a full
+    ``/dev/shm``, a directory this user may not write. Logging goes on; only the sharing is lost."""
+    try:
+        return HostBudget(config, name, namespace=namespace, directory=directory)
+    except OSError as exc:
+        log.warning("host budget %r cannot use %s (%s): this process keeps its own budget, not shared with the "
+                    "host's other processes", name, budget_path(name, namespace, directory), exc.strerror or exc)
+        return ProcessBudget(config)
 
 
 @dataclass(frozen=True)

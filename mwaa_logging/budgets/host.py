@@ -73,6 +73,15 @@ def decode(record: bytes) -> BudgetState:
     return BudgetState(*_FIELDS.unpack_from(record, len(_MAGIC)))
 
 
+def _reserve(fd: int) -> None:
+    """Give the record its pages now (``OSError`` ENOSPC if there is no room). ``ftruncate`` makes a file
+    with none, and storing through a map of it on a full tmpfs or disk (a container's 64 MB ``/dev/shm``
+    filled by another program) is a SIGBUS that kills the process."""
+    fallocate = getattr(os, "posix_fallocate", None)  # Linux, FreeBSD; not macOS
+    if fallocate is not None:
+        fallocate(fd, 0, RECORD_SIZE)
+
+
 class LockTimeout(Exception):
     """The host budget's lock stayed busy longer than ``lock_timeout``."""
 
@@ -116,6 +125,7 @@ class HostBudget:
         try:
             if os.fstat(fd).st_size < RECORD_SIZE:
                 os.ftruncate(fd, RECORD_SIZE)  # zero bytes decode as a fresh state
+            _reserve(fd)
             self._map = mmap.mmap(fd, RECORD_SIZE)
         except BaseException:
             os.close(fd)

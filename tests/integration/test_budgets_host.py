@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.factory import build_budget
 from mwaa_logging.budgets.host import RECORD_SIZE, HostBudget
+from mwaa_logging.budgets.process import ProcessBudget
 
 RATE = 200.0
 BURST = 20.0
@@ -167,3 +172,48 @@ def test_a_forked_child_gets_its_own_lock(tmp_path: Path) -> None:
         child.join(timeout=10)
     assert answer == 0.05  # a shared open file description would have let it through
     assert shared.acquire(time.monotonic()) == 0.0
+
+
+def test_the_record_has_its_pages_before_it_is_mapped(tmp_path: Path) -> None:
+    # ftruncate alone makes a file with no pages: storing through the map on a full /dev/shm is a SIGBUS.
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path)
+    assert shared.path.stat().st_blocks > 0
+
+
+FULL_SHM_PROBE = """
+import logging, sys, time
+logging.basicConfig(stream=sys.stdout, format="%(message)s")
+from mwaa_logging.budgets.factory import build_budget
+shared = build_budget("host", rate=10.0, burst=None, namespace=sys.argv[1])
+print(type(shared).__name__, shared.acquire(time.monotonic()), shared.stats().scope, flush=True)
+"""
+
+
+def test_a_full_dev_shm_leaves_the_process_alive_with_its_own_budget(tmp_path: Path) -> None:
+    """A container's /dev/shm (64 MB) filled by another program: the process logs on, with a warning."""
+    script = (
+        "mount -t tmpfs -o size=64k tmpfs /dev/shm || exit 77; "
+        "dd if=/dev/zero of=/dev/shm/filler bs=4k count=64 2>/dev/null; "
+        f'exec "$0" -c \'{FULL_SHM_PROBE}\' full-shm'
+    )
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a full tmpfs on /dev/shm in a private mount namespace")
+    done = subprocess.run([unshare, "-m", "sh", "-c", script, sys.executable], capture_output=True, text=True,
+                          timeout=60, check=False)
+    if done.returncode == 77:
+        pytest.skip(f"cannot mount in a private namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, (done.returncode, done.stderr)  # -7 (SIGBUS) before the fix
+    warning, answer = done.stdout.splitlines()
+    assert "No space left on device" in warning and "not shared" in warning
+    assert answer == "ProcessBudget 0.0 process"
+
+
+def test_a_host_budget_directory_that_cannot_be_made_falls_back_to_the_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    shared = build_budget("host", rate=RATE, burst=None, directory=occupied)
+    assert isinstance(shared, ProcessBudget) and shared.acquire(0.0) == 0.0
+    assert "keeps its own budget" in caplog.text
