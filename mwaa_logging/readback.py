@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
     from mwaa_logging.aws.clients import make_logs_client, make_s3_client
     from mwaa_logging.reader import read_stream
-    from mwaa_logging.spill.local import default_spill_directory
+    from mwaa_logging.spill.local import default_spill_directories
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -85,8 +85,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         s3 = None
         if any(str(location).startswith("s3://") for location in args.spill_to):
             s3 = make_s3_client(None, args.profile, region_name=args.region, endpoint_url=args.s3_endpoint_url)
-        fallback = default_spill_directory()
-        spill_to = args.spill_to or ([str(fallback)] if fallback.is_dir() else None)
+        spill_to = args.spill_to or [str(path) for path in default_spill_directories() if path.is_dir()] or None
         events = read_stream(args.group, args.stream, logs_client=logs, spill_to=spill_to,
                              start_time=args.start, end_time=args.end, dedupe=args.dedupe,
                              include_cloudwatch=not args.spilled_only, s3_client=s3, on_spill_error=spill_error)

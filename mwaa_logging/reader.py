@@ -47,7 +47,7 @@ from mwaa_logging.retry import Backoff
 from mwaa_logging.spill.factory import is_s3_url, local_directory_of
 from mwaa_logging.spill.fallback import FallbackSpillSink
 from mwaa_logging.spill.layout import SUFFIX, stream_prefix
-from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
+from mwaa_logging.spill.local import LocalSpillSink, default_spill_directories
 from mwaa_logging.spillformat import SpillRecord, decode_records
 from mwaa_logging.splitting import Reassembler
 from mwaa_logging.streamnames import sanitize
@@ -106,7 +106,8 @@ def read_stream(
     ``logs_client`` defaults to :func:`mwaa_logging.aws.clients.make_logs_client` (standard AWS config);
     ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks). Given as a
     URL or path, as in the handler's setting, the handler's last resort is searched too: the default local
-    spill directory (where lines go when the target itself fails), if it exists on this machine.
+    spill directories (where lines go when the target itself fails: the cache one and the temp one), those that
+    exist on this machine.
     ``stream`` may be the name as the handler was given it: it is made the name written to (``:`` and ``*``
     replaced, a name over 512 characters shortened with a hash), as the handler does.
     A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
@@ -252,10 +253,11 @@ def spill_readers(
     )
     readers = _readers_of(items, s3_client)
     if any(isinstance(item, (str, os.PathLike)) for item in items):
-        fallback = default_spill_directory()
         listed = {Path(r.directory).resolve() for r in readers if isinstance(r, _LocalReader)}
-        if fallback.is_dir() and fallback.resolve() not in listed:
-            readers.append(_LocalReader(fallback))
+        for fallback in default_spill_directories():
+            if fallback.is_dir() and fallback.resolve() not in listed:
+                readers.append(_LocalReader(fallback))
+                listed.add(fallback.resolve())
     return readers
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from mwaa_logging.reader import ReadEvent, read_stream
-from mwaa_logging.spill.local import default_spill_directory
+from mwaa_logging.spill.local import default_spill_directories
 
 
 def spill_locations(spill_to: str | None) -> list[str]:
     """Where this deployment's spilled lines can be: ``spill_to`` and the engine's local fallback."""
-    fallback = str(default_spill_directory())
     locations = [spill_to] if spill_to else []
-    if fallback not in locations and Path(fallback).is_dir():
-        locations.append(fallback)
+    for fallback in map(str, default_spill_directories()):
+        if fallback not in locations and Path(fallback).is_dir():
+            locations.append(fallback)
     return locations
 
 

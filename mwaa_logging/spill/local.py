@@ -18,10 +18,30 @@ from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records
 
 def default_spill_directory() -> Path:
     """``$XDG_CACHE_HOME/mwaa-logging/spill`` (or ``~/.cache/...``), else the temp dir."""
+    cache, temp = _default_candidates()
+    return cache if os.path.isdir(cache.parent.parent) and os.access(cache.parent.parent, os.W_OK) else temp
+
+
+def default_spill_directories() -> list[Path]:
+    """Every directory :func:`default_spill_directory` may choose, the one it chooses now first: where readers look
+    for the handler's last resort. A handler that found no cache directory wrote to the temp dir, and a cache
+    directory made later (``pip install --user``, any tool) must not hide those lines."""
+    chosen = default_spill_directory()
+    return [chosen, *(path for path in _default_candidates() if path != chosen)]
+
+
+def _default_candidates() -> tuple[Path, Path]:
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if os.path.isdir(cache) and os.access(cache, os.W_OK):
-        return Path(cache) / "mwaa-logging" / "spill"
-    return Path(tempfile.gettempdir()) / "mwaa-logging-spill"
+    return Path(cache) / "mwaa-logging" / "spill", _temp_directory() / "mwaa-logging-spill"
+
+
+def _temp_directory() -> Path:
+    """The temp dir; where Python finds none writable (a read-only root file system), ``$TMPDIR`` or ``/tmp`` all
+    the same: a handler is still built, and a spill there fails as a write (said, events kept), not construction."""
+    try:
+        return Path(tempfile.gettempdir())
+    except OSError:
+        return Path(os.environ.get("TMPDIR") or "/tmp")
 
 
 #: A write with this many streams or more makes its files durable together (one ``syncfs``, on Linux) rather than

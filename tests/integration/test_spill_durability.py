@@ -3,12 +3,19 @@ every line ends in CloudWatch or a readable spill, or its loss is said with a co
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
 
 import mwaa_logging
+from mwaa_logging.spill.local import default_spill_directory
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
 
@@ -46,3 +53,55 @@ def test_s3_refusing_every_put_is_said_and_counted_and_the_lines_are_on_local_di
     said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging"]
     assert any(f"spill to s3://{BUCKET}/p failed" in m and "AccessDenied" in m
                and str(tmp_path / "mwaa-logging" / "spill") in m for m in said), said
+
+
+def run_handler(env: dict[str, str], code: str) -> None:
+    """Run ``code`` (which builds a handler and logs) in a process of its own with ``env``."""
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_lines_spilled_to_the_temp_dir_are_read_after_a_cache_directory_appears(
+        local_aws: LocalAWS, tmp_path: Path) -> None:
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    env.update(local_aws.env(), HOME=str(home), TMPDIR=str(temp))
+    local_aws.faults.inject("unavailable")
+    run_handler(env, textwrap.dedent("""
+        import logging
+        from mwaa_logging import CloudWatchLogHandler
+        handler = CloudWatchLogHandler(log_group_name="g", log_stream_name="s", close_timeout=0.3)
+        logger = logging.getLogger("fresh-container")
+        logger.addHandler(handler)
+        for i in range(5):
+            logger.warning("line %d", i)
+        handler.close()
+    """))
+    local_aws.faults.clear()
+    assert len(spilled_records(temp / "mwaa-logging-spill")) == 5  # no ~/.cache yet: the temp dir
+    (home / ".cache").mkdir()  # then pip, or any tool, makes one
+    read = subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "read", "g", "s"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert read.returncode == 0, read.stderr
+    assert [line.split(" ", 1)[1] for line in read.stdout.splitlines()] == [f"line {i}" for i in range(5)]
+
+
+def test_a_handler_is_built_where_python_finds_no_usable_temp_directory(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only root file system (Kubernetes' readOnlyRootFilesystem) with no writable /tmp: tempfile raises;
+    building the handler raised it too, so logging's configuration (Airflow's start) failed."""
+    def no_usable_temp_directory() -> str:
+        raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found in ['/tmp', '/var/tmp']")
+
+    monkeypatch.setattr(tempfile, "gettempdir", no_usable_temp_directory)
+    monkeypatch.setenv("HOME", str(tmp_path / "read-only-home"))  # no ~/.cache either
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    assert default_spill_directory() == tmp_path / "tmp" / "mwaa-logging-spill"
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url=local_aws.url,
+                                                spill_to=f"s3://{BUCKET}/p", close_timeout=5)
+    quiet_logger("no-temp-dir", handler).info("delivered all the same")
+    handler.close()
+    assert handler.stats().delivered == 1
+    assert local_aws.messages("g", "s") == ["delivered all the same"]
