@@ -7,6 +7,7 @@ pending events are flushed at interpreter exit, and spilled if the deadline pass
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from mwaa_logging.engine.delivery import (
     service_channel,
     spill_everything,
 )
+from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.protocols import Clock
 from mwaa_logging.retry import Random
@@ -198,8 +200,11 @@ class Engine:
         if not self.flush_all(timeout):
             spill_by = time.monotonic() + DEADLINE_SPILL_WAIT  # one wait for S3, whatever the number of channels
             for channel in self.channels():
+                failures = channel.counters.spill_failures
                 rescuing(channel, partial(spill_everything, channel, reason="close_deadline", deadline=spill_by),
                          "exit")
+                if channel.counters.spill_failures > failures:
+                    _say_lost_at_exit(channel)
 
     def stats(self) -> Stats:
         """Counters of every channel of this process, summed."""
@@ -215,6 +220,17 @@ class Engine:
             pending_bytes += snapshot.pending_bytes
             oldest = max(oldest, snapshot.oldest_pending_age)
         return Stats.of(total, pending, pending_bytes, oldest)
+
+
+def _say_lost_at_exit(channel: Channel) -> None:
+    """After a spill at exit that failed: what no target could take ends with the process. Say so with the count
+    (the last word was "keeping N events in memory")."""
+    pending = channel.stats().pending
+    if pending:
+        fallback = channel.fallback_spill.description if channel.fallback_spill is not None else "nothing"
+        report(f"{pending} log events of log group {channel.destination.group} are lost: the process exits, they "
+               f"were not delivered and no spill target could store them ({channel.spill.description}, then "
+               f"{fallback})", level=logging.ERROR)
 
 
 _engine: Engine | None = None

@@ -105,3 +105,29 @@ def test_a_handler_is_built_where_python_finds_no_usable_temp_directory(
     handler.close()
     assert handler.stats().delivered == 1
     assert local_aws.messages("g", "s") == ["delivered all the same"]
+
+
+def test_lines_no_spill_target_can_store_at_exit_are_said_lost_with_their_count(
+        local_aws: LocalAWS, tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    (temp / "mwaa-logging-spill").write_text("a file where the default spill directory would go")
+    (tmp_path / "spill").write_text("a file where spill_to would go")
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    env.update(local_aws.env(), HOME=str(tmp_path / "no-home"), TMPDIR=str(temp))
+    local_aws.faults.inject("unavailable")
+    code = textwrap.dedent(f"""
+        import logging
+        from mwaa_logging import CloudWatchLogHandler
+        logging.basicConfig(format="%(name)s %(levelname)s %(message)s")
+        handler = CloudWatchLogHandler(log_group_name="g", log_stream_name="s", spill_to={str(tmp_path / "spill")!r},
+                                       close_timeout=0.5)
+        logger = logging.getLogger("nowhere-to-spill")
+        logger.propagate = False
+        logger.addHandler(handler)
+        for i in range(7):
+            logger.warning("line %d", i)
+    """)  # no close(): the interpreter's exit flush spills, and cannot
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "mwaa_logging ERROR 7 log events of log group g are lost" in run.stderr, run.stderr
