@@ -27,6 +27,8 @@ _counter = itertools.count()
 def quote_name(name: str) -> str:
     """Quote a group or stream name into one safe path segment (shortened with a hash when too long)."""
     quoted = quote(name, safe="", errors="surrogatepass") or "%00"
+    if quoted in (".", ".."):  # valid group and stream names, but as path segments they climb out of the spill
+        quoted = quoted.replace(".", "%2E")  # directory (group "..", stream "..": two levels above it)
     if len(quoted) <= MAX_SEGMENT:
         return quoted
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]

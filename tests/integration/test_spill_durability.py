@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 import mwaa_logging
-from mwaa_logging.spill.local import default_spill_directory
+from mwaa_logging.reader import read_stream
+from mwaa_logging.replay import LocalSource
+from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
+from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
 
@@ -131,3 +134,17 @@ def test_lines_no_spill_target_can_store_at_exit_are_said_lost_with_their_count(
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "mwaa_logging ERROR 7 log events of log group g are lost" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(("group", "stream"), [("..", "s"), ("..", ".."), ("g", ".."), ("g", ".")])
+def test_dot_names_are_spilled_inside_the_directory_replayable_and_read_back(tmp_path: Path, group: str,
+                                                                             stream: str) -> None:
+    """CloudWatch allows a group named '..' and streams named '.' or '..'; as path segments they wrote outside the
+    spill directory (group '..', stream '..': two levels above it), where replay never looks."""
+    directory = tmp_path / "a" / "spill"
+    record = SpillRecord(group, stream, 1_700_000_000_000, "dotted", "max_latency")
+    LocalSpillSink(directory).write([record])
+    assert [p for p in tmp_path.rglob("*.jsonl.gz") if directory not in p.parents] == []
+    assert len(list(LocalSource(directory).objects())) == 1
+    read = read_stream(group, stream, spill_to=directory, include_cloudwatch=False)
+    assert [e.message for e in read] == ["dotted"]
