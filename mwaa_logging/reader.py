@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.aws.s3spill import S3Object, S3SpillSink
 from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.retry import Backoff
 from mwaa_logging.spill.factory import is_s3_url, local_directory_of
@@ -236,7 +236,20 @@ class _S3Reader:
 
     def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         for obj in self.sink.stream_objects(group, stream):
-            yield obj.url, functools.partial(self.sink.read_object, obj)
+            yield obj.url, functools.partial(self._read, obj)
+
+    def _read(self, obj: S3Object) -> list[SpillRecord]:
+        """``obj``'s records; where a replay moved it since it was listed, from under ``@replayed/`` (its lines may
+        be in CloudWatch pages this read has passed already)."""
+        try:
+            return self.sink.read_object(obj)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            try:
+                return self.sink.read_object(S3Object(obj.bucket, self.sink.replayed_key(obj), obj.size))
+            except ClientError:
+                raise error from None
 
 
 SpillReader: TypeAlias = "_LocalReader | _S3Reader"
@@ -358,6 +371,8 @@ def spilled_events(
             if first is not None:
                 heapq.heappush(heap, (event_order(first), following, first, iterator))
             following += 1
+        if not heap:  # the last objects were unreadable on their second read (said to on_error)
+            break
         _, index, event, iterator = heapq.heappop(heap)
         yield event
         upcoming = next(iterator, None)

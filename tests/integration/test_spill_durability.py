@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import mwaa_logging
-from mwaa_logging.reader import read_stream
+from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.reader import _S3Reader, read_stream, spilled_events
 from mwaa_logging.replay import LocalSource
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 from mwaa_logging.spillformat import SpillRecord
@@ -148,3 +149,41 @@ def test_dot_names_are_spilled_inside_the_directory_replayable_and_read_back(tmp
     assert len(list(LocalSource(directory).objects())) == 1
     read = read_stream(group, stream, spill_to=directory, include_cloudwatch=False)
     assert [e.message for e in read] == ["dotted"]
+
+
+def test_an_object_a_replay_moves_while_the_reader_runs_is_still_read(local_aws: LocalAWS) -> None:
+    s3 = local_aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=s3)
+    for part in range(3):  # three objects of one stream
+        sink.write([SpillRecord("g", "s", 1_700_000_000_000 + part * 10 + i, f"part {part} line {i}", "max_latency")
+                    for i in range(5)])
+    errors: list[tuple[str, Exception]] = []
+    events = spilled_events([_S3Reader(sink)], "g", "s", max_cached_records=0,
+                            on_error=lambda where, error: errors.append((where, error)))
+    read = [next(events).message]  # listed, and the first object read
+    for obj in list(sink.stream_objects("g", "s")):
+        sink.mark_replayed(obj)  # `mwaa-logging replay` runs meanwhile
+    read += [event.message for event in events]
+    assert errors == []
+    assert read == [f"part {part} line {i}" for part in range(3) for i in range(5)]
+
+
+def test_an_object_deleted_between_the_readers_two_reads_is_said_and_the_rest_read(local_aws: LocalAWS) -> None:
+    """A spill larger than what the reader caches is read twice; an object gone by the second read (a lifecycle
+    rule, someone's cleanup) is reported to on_error. When it was the last one, the reader raised IndexError."""
+    s3 = local_aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=s3)
+    for part in range(2):
+        sink.write([SpillRecord("g", "s", 1_700_000_000_000 + part * 10 + i, f"part {part} line {i}", "max_latency")
+                    for i in range(5)])
+    errors: list[str] = []
+    events = spilled_events([_S3Reader(sink)], "g", "s", max_cached_records=0,
+                            on_error=lambda where, error: errors.append(where))
+    read = [next(events).message]
+    last = list(sink.stream_objects("g", "s"))[-1]
+    s3.delete_object(Bucket=BUCKET, Key=last.key)
+    read += [event.message for event in events]
+    assert errors == [last.url]
+    assert read == [f"part 0 line {i}" for i in range(5)]
