@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
+from mwaa_logging.argtypes import endpoint_url, spill_location
+
 if TYPE_CHECKING:
     from mwaa_logging.reader import ReadEvent
 
@@ -47,7 +49,7 @@ def format_event(event: ReadEvent, as_json: bool) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("group", metavar="GROUP", help="log group name")
     parser.add_argument("stream", metavar="STREAM", help="log stream name")
-    parser.add_argument("--spill-to", action="append", default=[], metavar="LOCATION",
+    parser.add_argument("--spill-to", action="append", default=[], metavar="LOCATION", type=spill_location,
                         help="where the handler spilled (its spill_to: s3://bucket/prefix or a directory; "
                              "repeatable); the default local spill directory is always searched too")
     parser.add_argument("--start", type=parse_time, metavar="TIME", help="first time, ISO 8601 or ms (inclusive)")
@@ -56,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dedupe", choices=("exact", "across_sources", "off"), default="exact",
                         help="duplicates of at-least-once delivery (default %(default)s)")
     parser.add_argument("--spilled-only", action="store_true", help="do not read CloudWatch")
-    parser.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: AWS configuration)")
-    parser.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS configuration)")
+    parser.add_argument("--endpoint-url", type=endpoint_url,
+                        help="CloudWatch Logs endpoint (default: AWS configuration)")
+    parser.add_argument("--s3-endpoint-url", type=endpoint_url, help="S3 endpoint (default: AWS configuration)")
     parser.add_argument("--region", help="AWS region (default: AWS configuration)")
     parser.add_argument("--profile", help="AWS profile (default: AWS configuration)")
 

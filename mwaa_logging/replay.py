@@ -35,6 +35,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
+from mwaa_logging.argtypes import endpoint_url, positive_float, positive_int, spill_location
 from mwaa_logging.batching import cut_batches, partition_by_age, partition_rejected
 from mwaa_logging.events import MESSAGE, SEQ, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
@@ -401,35 +402,43 @@ class Replayer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix or a spill directory")
+    parser.add_argument("source", metavar="SOURCE", type=spill_location, help="s3://bucket/prefix or a spill directory")
     parser.add_argument("--dry-run", action="store_true", help="read and count, put and mark nothing")
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
+    parser.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
                         help=f"PutLogEvents calls per second for this replay (default {DEFAULT_RATE:g})")
     parser.add_argument("--rate-limit-scope", default="process",
                         help="share the budget: process, host or redis://host:port/db (default process)")
     parser.add_argument("--export-rejected", metavar="PATH",
                         help="file for events CloudWatch no longer accepts (default "
                              "./mwaa-logging-rejected-<UTC time>.jsonl.gz, created only if needed)")
-    parser.add_argument("--endpoint-url", help="CloudWatch Logs endpoint (default: AWS configuration)")
-    parser.add_argument("--s3-endpoint-url", help="S3 endpoint (default: AWS configuration)")
+    parser.add_argument("--endpoint-url", type=endpoint_url,
+                        help="CloudWatch Logs endpoint (default: AWS configuration)")
+    parser.add_argument("--s3-endpoint-url", type=endpoint_url, help="S3 endpoint (default: AWS configuration)")
     parser.add_argument("--region", help="AWS region (default: AWS configuration)")
     parser.add_argument("--profile", help="AWS profile (default: AWS configuration)")
     parser.add_argument("--expected-bucket-owner", help="account id the spill bucket must belong to")
-    parser.add_argument("--max-objects-per-unit", type=int, default=DEFAULT_MAX_OBJECTS_PER_UNIT,
+    parser.add_argument("--max-objects-per-unit", type=positive_int, default=DEFAULT_MAX_OBJECTS_PER_UNIT,
                         help="objects put together before they are marked (bounds duplicates after a crash)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed, 2 cannot start."""
+    from botocore.exceptions import BotoCoreError
     from rich.console import Console
 
     console = Console(stderr=True)
     out = Console()
+
+    def error(text: str) -> None:
+        # Taken literally (names, keys and messages may hold '[...]', rich's markup) and never wrapped: a path
+        # cut across lines at 80 columns (no terminal) could not be copied.
+        console.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
+
     try:
         source, replayer, export = _build(args)
-    except (ReplayError, ValueError) as exc:
-        console.print(f"[red]replay: {exc}[/red]")
+    except (ReplayError, ValueError, BotoCoreError) as exc:
+        error(f"replay: {exc}")
         return 2
     try:
         objects = list(source.objects())
@@ -437,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
             summary = replayer.run(source, objects=objects, on_object=advance,
                                    max_objects_per_unit=args.max_objects_per_unit)
     except Exception as exc:  # listing failed (S3 unreachable, denied)
-        console.print(f"[red]replay of {source.description} stopped: {exc}[/red]")
+        error(f"replay of {source.description} stopped: {exc}")
         return 2
     finally:
         if export is not None:
@@ -445,8 +454,8 @@ def run(args: argparse.Namespace) -> int:
     if export is not None and export.count:
         summary.export_path = str(export.path)
     out.print(summary_table(summary, source.description))
-    for error in summary.errors:
-        console.print(f"[red]{error}[/red]")
+    for message in summary.errors:
+        error(message)
     return 1 if summary.objects_failed else 0
 
 
@@ -497,14 +506,15 @@ class _Progress:
 
 def summary_table(summary: ReplaySummary, source: str) -> Any:
     """A rich table: one row per stream, then the totals and where rejected events went."""
+    from rich.markup import escape
     from rich.table import Table
 
     verb = "would put" if summary.dry_run else "put"
-    table = Table(title=f"replay of {source}" + (" (dry run)" if summary.dry_run else ""))
+    table = Table(title=escape(f"replay of {source}" + (" (dry run)" if summary.dry_run else "")))
     for column in ("log group", "log stream", "objects", "events", verb, "rejected"):
         table.add_column(column, justify="right" if column not in ("log group", "log stream") else "left")
     for s in sorted(summary.streams.values(), key=lambda s: (s.group, s.stream)):
-        table.add_row(s.group, s.stream, str(s.objects), str(s.read), str(s.put), str(s.rejected))
+        table.add_row(escape(s.group), escape(s.stream), str(s.objects), str(s.read), str(s.put), str(s.rejected))
     table.add_section()
     table.add_row("total", f"{len(summary.streams)} streams", str(summary.objects_found),
                   str(summary.events_read), str(summary.events_put), str(summary.events_rejected))
@@ -516,7 +526,7 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
         notes.append("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())))
     if summary.export_path:
         notes.append(f"rejected events exported to {summary.export_path}")
-    table.caption = "; ".join(notes)
+    table.caption = escape("; ".join(notes))
     return table
 
 

@@ -9,11 +9,13 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from mwaa_logging.argtypes import port, positive_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--put-quota", type=float, default=None, metavar="TPS",
+    parser.add_argument("--port", type=port, default=0, help="port (default: a free one)")
+    parser.add_argument("--put-quota", type=positive_float, default=None, metavar="TPS",
                         help="account-wide PutLogEvents quota in calls/s (default: unlimited)")
     parser.add_argument("--create-quotas", action="store_true",
                         help="apply AWS's CreateLogStream (50/s) and CreateLogGroup (10/s) quotas")
@@ -32,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         with LocalAWS(host=args.host, port=args.port, put_quota_tps=args.put_quota,
                       create_quotas=args.create_quotas) as aws:
             print(aws.url, flush=True)
-            print(f"export AWS_ENDPOINT_URL_CLOUDWATCH_LOGS={aws.url} AWS_ENDPOINT_URL_S3={aws.url}",
-                  file=sys.stderr, flush=True)
+            # everything a client needs: without a region and some credentials, boto3 refuses to call at all
+            exports = " ".join(f"{name}={value}" for name, value in aws.env().items())
+            print(f"export {exports}", file=sys.stderr, flush=True)
             print(f"admin API: {aws.url}/_local_aws/stats (Ctrl-C to stop)", file=sys.stderr, flush=True)
             while not stop.wait(0.5):
                 pass

@@ -1,0 +1,63 @@
+"""argparse value types shared by the ``mwaa-logging`` subcommands: a bad value is a usage error (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["endpoint_url", "port", "positive_float", "positive_int", "spill_location"]
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
+def endpoint_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host (botocore refuses anything else, with a traceback)."""
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def spill_location(text: str) -> str:
+    """A spill location: ``s3://bucket[/prefix]`` (checked), a ``file://`` URL or a directory path."""
+    from mwaa_logging.aws.s3spill import parse_s3_url
+    from mwaa_logging.spill.factory import is_s3_url
+
+    if is_s3_url(text):
+        try:
+            parse_s3_url(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    elif not text:
+        raise argparse.ArgumentTypeError("expected s3://bucket/prefix, a file:// URL or a directory, got ''")
+    return text

@@ -1,0 +1,89 @@
+"""The operator commands from a shell, as CI runs them (no terminal): bad values are usage errors (exit 2, no
+traceback), names and messages are printed as they are, the endpoint's printed environment is enough."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.spill.local import LocalSpillSink
+from mwaa_logging.spillformat import SpillRecord
+from mwaa_logging.testing.local_aws import LocalAWS
+
+
+def mwaa_logging(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mwaa_logging.cli", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "CI": "true", **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["read", "g", "s", "--spill-to", "s3://"], "argument --spill-to: expected s3://bucket[/prefix], got 's3://'"),
+    (["read", "g", "s", "--endpoint-url", "localhost:4566"], "argument --endpoint-url: expected an http://"),
+    (["read", "g", "s", "--s3-endpoint-url", "ftp://x"], "argument --s3-endpoint-url: expected an http://"),
+    (["replay", "s3:///prefix"], "argument SOURCE: expected s3://bucket[/prefix], got 's3:///prefix'"),
+    (["replay", "/no/spill", "--max-objects-per-unit", "0"], "--max-objects-per-unit: expected an integer >= 1"),
+    (["replay", "/no/spill", "--rate", "nan"], "argument --rate: expected a number > 0, got 'nan'"),
+    (["replay", "/no/spill", "--endpoint-url", "notaurl"], "argument --endpoint-url: expected an http://"),
+    (["local-aws", "--put-quota", "0"], "argument --put-quota: expected a number > 0, got '0'"),
+    (["local-aws", "--port", "70000"], "argument --port: expected a port from 0 to 65535, got '70000'"),
+])
+def test_a_bad_value_is_a_usage_error_not_a_traceback(args: list[str], said: str) -> None:
+    done = mwaa_logging(*args)
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "usage: mwaa-logging" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_replay_with_a_profile_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "none")
+    done = mwaa_logging("replay", str(tmp_path), "--profile", "no-such-profile",
+                        env={"AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.strip() == "replay: The config profile (no-such-profile) could not be found"
+
+
+def test_replay_prints_names_and_errors_as_they_are(aws_in_env: LocalAWS, tmp_path: Path) -> None:
+    """Stream names and error messages may hold '[...]': rich took them for markup, dropped '[bold]' and crashed
+    on '[/x]' after the replay had run (no summary, no errors, a traceback). Errors are not wrapped either."""
+    now = int(time.time() * 1000) - 60_000
+    spill = tmp_path / "spill"
+    sink = LocalSpillSink(spill)
+    for stream in ("task[/x]", "[bold]shown"):
+        sink.write([SpillRecord("g", stream, now + i, f"{stream} {i}", "max_latency") for i in range(3)])
+    corrupt = spill / "g" / ("y" * 150) / "20261207T000000-host-1-00000001.jsonl.gz"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"\x1f\x8b[/not gzip]")
+
+    done = mwaa_logging("replay", str(spill), "--endpoint-url", aws_in_env.url, "--no-progress")
+    assert done.returncode == 1, done.stderr  # one object failed
+    assert "Traceback" not in done.stderr
+    assert "task[/x]" in done.stdout and "[bold]shown" in done.stdout
+    error = next(line for line in done.stderr.splitlines() if line.startswith("read "))
+    assert error.startswith(f"read {corrupt}: ")  # whole on one line, whatever the width
+    assert aws_in_env.messages("g", "task[/x]") == [f"task[/x] {i}" for i in range(3)]
+    assert corrupt.exists()  # kept for the next run
+
+
+def test_local_aws_prints_an_environment_a_bare_shell_can_use(tmp_path: Path) -> None:
+    """The printed ``export`` line is all a shell without AWS configuration needs to reach the endpoint."""
+    server = subprocess.Popen([sys.executable, "-m", "mwaa_logging.cli", "local-aws"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        url = server.stdout.readline().strip()
+        export = server.stderr.readline().strip()
+        assert export.startswith("export ")
+        printed = dict(item.split("=", 1) for item in export.removeprefix("export ").split())
+        bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **printed}
+        assert printed["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"] == url
+        done = subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "read", "no-group", "no-stream"],
+                              capture_output=True, text=True, timeout=60, env=bare)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    finally:
+        server.terminate()
+        assert server.wait(10) == 0
