@@ -103,7 +103,7 @@ class HostBudget:
         self.config = config
         self.path = budget_path(name, namespace, directory)
         self.lock_timeout = lock_timeout
-        self._counters = Counters()
+        self._counters = Counters(config.ceiling)
         self._pid = -1
         self._fd = -1
         self._map: mmap.mmap | None = None

@@ -19,7 +19,7 @@ class ProcessBudget:
         self.config = config
         self._state = BudgetState()
         self._lock = threading.Lock()
-        self._counters = Counters()
+        self._counters = Counters(config.ceiling)
         after_fork_in_child(self._after_fork)
 
     def _after_fork(self) -> None:

@@ -228,7 +228,7 @@ class RedisBudget:
         self._down = False
         self._retry_at = 0.0
         self._backoff = reconnect_initial
-        self._counters = Counters()
+        self._counters = Counters(config.ceiling)
         #: The script's clock at this process's last answer from Redis (diagnostics, tests).
         self.last_server_time = float("nan")
         #: Hosts that used this budget within ``host_liveness`` s, as last seen (0: not known yet).

@@ -29,14 +29,15 @@ class BudgetStats:
 class Counters:
     """Thread-safe counters behind :class:`BudgetStats`."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = float("inf")) -> None:
+        """``rate``: what ``rate`` says until the first answer (the budget's ceiling)."""
         self._lock = threading.Lock()
         after_fork_in_child(self._after_fork)
         self.granted = 0
         self.waited = 0
         self.throttles = 0
         self.fallbacks = 0
-        self.rate = float("inf")
+        self.rate = rate
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a thread of the parent may have held it

@@ -217,3 +217,12 @@ def test_a_host_budget_directory_that_cannot_be_made_falls_back_to_the_process(
     shared = build_budget("host", rate=RATE, burst=None, directory=occupied)
     assert isinstance(shared, ProcessBudget) and shared.acquire(0.0) == 0.0
     assert "keeps its own budget" in caplog.text
+
+
+def test_stats_while_the_lock_stays_busy_say_the_ceiling_not_unlimited(tmp_path: Path) -> None:
+    holder = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path)  # another open file: flock excludes it
+    shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path, lock_timeout=0.01)
+    with holder._locked():
+        assert shared.acquire(0.0) == 0.01
+    stats = shared.stats()
+    assert (stats.granted, stats.waited, stats.rate) == (0, 1, RATE)  # was inf: "unlimited" under a limit
