@@ -17,13 +17,18 @@ four full PutLogEvents batches, at most ``--max-objects-per-unit`` objects). For
 
 A second run finds nothing left to replay. A crash between step 2 and step 4 replays that one
 unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
+Two runs over the same local files at once do not both put them: each holds a stream's directory
+(``flock``) while it replays it, and skips a stream another run holds. S3 has no such lock.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gzip
+import itertools
 import os
 import random
 import sys
@@ -50,6 +55,8 @@ __all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_argum
 
 #: Suffix a replayed local spill file gets.
 REPLAYED_SUFFIX = ".replayed"
+#: The lock file a replay holds in each local stream directory it replays.
+LOCK_NAME = ".mwaa-logging-replay.lock"
 DEFAULT_RATE = 10.0
 #: A unit holds at most this many objects, and is closed once it holds this many full batches of events.
 DEFAULT_MAX_OBJECTS_PER_UNIT = 200
@@ -86,9 +93,17 @@ class SpillSource(Protocol):
 
     def mark(self, obj: SpillObject) -> str: ...
 
+    def claim(self, stream_key: str) -> contextlib.AbstractContextManager[bool]:
+        """Hold the objects under ``stream_key`` for this run: False while another run holds them."""
+        ...
+
 
 class LocalSource:
-    """Spill files under a directory; replayed files are renamed to ``<name>.replayed``."""
+    """Spill files under a directory; replayed files are renamed to ``<name>.replayed``.
+
+    A run holds each stream directory it replays with ``flock`` on a lock file in it, so that two replays of
+    the same files (at once, from the same or a parent directory) do not both put them; a killed run lets go.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -96,7 +111,11 @@ class LocalSource:
 
     def objects(self) -> Iterator[SpillObject]:
         for path in sorted(self.directory.rglob("*" + SUFFIX)):
-            yield SpillObject(str(path), path.stat().st_size, str(path.parent), path)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # marked by another run since the directory was listed
+                continue
+            yield SpillObject(str(path), size, str(path.parent), path)
 
     def read(self, obj: SpillObject) -> list[SpillRecord]:
         return list(decode_records(Path(obj.handle).read_bytes()))
@@ -106,6 +125,23 @@ class LocalSource:
         target = path.with_name(path.name + REPLAYED_SUFFIX)
         os.replace(path, target)
         return str(target)
+
+    @contextlib.contextmanager
+    def claim(self, stream_key: str) -> Iterator[bool]:
+        try:
+            fd = os.open(os.path.join(stream_key, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a directory this user cannot write: marking will fail and say so
+            yield True
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
 
 
 class S3Source:
@@ -126,6 +162,9 @@ class S3Source:
 
     def mark(self, obj: SpillObject) -> str:
         return self.sink.mark_replayed(obj.handle)
+
+    def claim(self, stream_key: str) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(True)  # S3 offers no lock: two runs of one prefix both put its objects
 
 
 def open_source(
@@ -163,6 +202,8 @@ class ReplaySummary:
     objects_found: int = 0
     objects_replayed: int = 0
     objects_failed: int = 0
+    #: Objects another run was replaying (its lock held), or had replayed once this run could look.
+    objects_skipped: int = 0
     events_read: int = 0
     events_put: int = 0
     events_rejected: int = 0
@@ -255,16 +296,26 @@ class Replayer:
         on_object: Callable[[SpillObject], None] | None = None,
         objects: Sequence[SpillObject] | None = None,
     ) -> ReplaySummary:
-        """Replay every object of ``source`` (or the ``objects`` already listed)."""
+        """Replay every object of ``source`` (or the ``objects`` already listed), one stream at a time; a
+        stream another run holds (see :meth:`SpillSource.claim`) is skipped."""
         listed = list(source.objects()) if objects is None else list(objects)
         self.summary.objects_found += len(listed)
-        for unit in self._units(source, listed, max_objects_per_unit):
-            fatal = self._replay_unit(source, unit)
-            if on_object is not None:
-                for obj, _ in unit:
-                    on_object(obj)
-            if fatal:
-                break  # credentials or permissions refused: the rest cannot go better
+        for stream_key, same_stream in itertools.groupby(listed, key=lambda obj: obj.stream_key):
+            stream_objects = list(same_stream)
+            with contextlib.nullcontext(True) if self.dry_run else source.claim(stream_key) as held:
+                if not held:
+                    self.summary.objects_skipped += len(stream_objects)
+                    for obj in stream_objects:
+                        if on_object is not None:
+                            on_object(obj)
+                    continue
+                for unit in self._units(source, stream_objects, max_objects_per_unit):
+                    fatal = self._replay_unit(source, unit)
+                    if on_object is not None:
+                        for obj, _ in unit:
+                            on_object(obj)
+                    if fatal:
+                        return self.summary  # credentials or permissions refused: the rest cannot go better
         return self.summary
 
     def _units(
@@ -279,6 +330,9 @@ class Replayer:
                 unit, events, size = [], 0, 0
             try:
                 records = source.read(obj)
+            except FileNotFoundError:  # replayed (and marked) by another run since it was listed
+                self.summary.objects_skipped += 1
+                continue
             except Exception as exc:  # a corrupt or vanished object must not stop the run
                 self.summary.objects_failed += 1
                 self.summary.errors.append(f"read {obj.location}: {exc}")
@@ -522,6 +576,8 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
     notes = [f"{calls}: {summary.put_calls}", f"throttled: {summary.throttled}",
              f"retries: {summary.retries}", f"objects marked replayed: {summary.objects_replayed}",
              f"objects failed: {summary.objects_failed}"]
+    if summary.objects_skipped:
+        notes.append(f"objects skipped (another replay had them): {summary.objects_skipped}")
     if summary.rejected_by_reason:
         notes.append("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())))
     if summary.export_path:

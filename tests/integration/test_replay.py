@@ -253,3 +253,58 @@ def test_refused_credentials_stop_the_run_and_mark_nothing(tmp_path: Path) -> No
     assert transport.calls == 1 and summary.objects_replayed == 0
     assert summary.errors == ["auth: PutLogEvents g/a: UnrecognizedClientException The security token is invalid"]
     assert len(list(tmp_path.rglob("*.jsonl.gz"))) == 3
+
+
+HOLD_LOCK = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_stream_another_replay_holds_is_skipped_not_put_twice(aws: LocalAWS, tmp_path: Path) -> None:
+    """Two replays of one spill directory at once put every line twice (and each reported the other's marks as
+    failures). A replay holds a stream's directory while it replays it: the other skips that stream; a holder
+    killed with SIGKILL lets go."""
+    import subprocess
+    import sys
+
+    from mwaa_logging.replay import LOCK_NAME
+
+    directory = tmp_path / "spill"
+    start = now_ms() - 60_000
+    for stream in ("held", "free"):
+        LocalSpillSink(directory).write(spilled("g", stream, 30, start))
+    held_dir = next(p.parent for p in directory.rglob("*.jsonl.gz") if p.parent.name == "held")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(held_dir / LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))
+        first = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000))).run(LocalSource(directory))
+        assert (first.objects_replayed, first.objects_skipped, first.objects_failed) == (1, 1, 0)
+        assert aws.streams() == {"g": ["free"]}
+        assert len(list(held_dir.glob("*.jsonl.gz"))) == 1  # left for the run that holds it
+    finally:
+        holder.kill()  # SIGKILL: the kernel releases the lock
+        holder.wait(10)
+    again = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000))).run(LocalSource(directory))
+    assert (again.objects_replayed, again.objects_skipped, again.objects_failed) == (1, 0, 0)
+    assert aws.messages("g", "held") == [r.message for r in spilled("g", "held", 30, start)]
+    assert aws.messages("g", "free") == [r.message for r in spilled("g", "free", 30, start)]
+
+
+def test_files_another_replay_marked_after_the_listing_are_skipped_not_failed(aws: LocalAWS, tmp_path: Path) -> None:
+    directory = tmp_path / "spill"
+    for part in range(3):
+        LocalSpillSink(directory).write(spilled("g", "s", 5, now_ms() - 60_000, tag=f"{part}|"))
+    source = LocalSource(directory)
+    listed = list(source.objects())
+    source.mark(listed[1])  # as another run does once it has put the file
+    transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))
+    summary = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000))).run(source, objects=listed)
+    assert (summary.objects_replayed, summary.objects_skipped, summary.objects_failed) == (2, 1, 0)
+    assert summary.errors == []
+    assert len(aws.messages("g", "s")) == 10
