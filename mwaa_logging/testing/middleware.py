@@ -130,6 +130,34 @@ def _required_name(request: dict[str, Any], key: str) -> str:
     return value
 
 
+#: GetLogEvents answers at most this much: "as many log events as can fit in a response size of 1 MB" (counted
+#: here as PutLogEvents counts a batch: UTF-8 bytes + 26 an event), and at least one event.
+GET_PAGE_BYTES = 1_048_576
+
+
+def cap_get_log_events_page(answer: dict[str, Any], forward: bool) -> dict[str, Any]:
+    """``answer`` (moto's GetLogEvents page, up to 10,000 events whatever their size) cut to one 1 MB page as AWS
+    answers it, its token moved to the first event left out: the head of the page reading forward, the tail
+    reading backward (moto's tokens are ``f/<last index>`` and ``b/<first index>``)."""
+    events = answer.get("events") or []
+    size = kept = 0
+    for event in events if forward else reversed(events):
+        size += len(str(event.get("message", "")).encode("utf-8", "surrogatepass")) + 26
+        if kept and size > GET_PAGE_BYTES:
+            break
+        kept += 1
+    if kept == len(events):
+        return answer
+    try:
+        if forward:
+            first = int(str(answer["nextBackwardToken"])[2:])
+            return {**answer, "events": events[:kept], "nextForwardToken": f"f/{first + kept - 1:056d}"}
+        last = int(str(answer["nextForwardToken"])[2:])
+        return {**answer, "events": events[len(events) - kept:], "nextBackwardToken": f"b/{last - kept + 1:056d}"}
+    except (KeyError, ValueError):
+        return answer  # not moto's token format: leave the page whole
+
+
 def exclusive_end_time(body: bytes) -> bytes:
     """GetLogEvents ``endTime`` is exclusive in AWS, inclusive in moto: ask moto for ``endTime - 1``."""
     try:
@@ -230,6 +258,8 @@ class LocalAWSMiddleware:
 
         if api == "PutLogEvents" and is_logs:
             result: Iterable[bytes] = self._put_log_events(body, region_of(environ), start_response)
+        elif api == "GetLogEvents" and is_logs and kind is not FaultKind.LOST_REPLY:
+            result = self._get_log_events(environ, body, start_response)
         elif is_logs and (refused := self._refused_names(api, body)) is not None:
             return aws_error(start_response, "400 Bad Request", refused.error_type, refused.message)
         else:
@@ -256,6 +286,37 @@ class LocalAWSMiddleware:
             self.stats.invalid(f"{violation.error_type}: {violation.message}")
             return violation
         return None
+
+    # -- GetLogEvents ------------------------------------------------------------------------
+    def _get_log_events(self, environ: dict[str, Any], body: bytes, start_response: StartResponse) -> list[bytes]:
+        """moto's answer, cut to AWS's 1 MB page (moto pages by count only)."""
+        answered: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            answered[:] = [status, headers]
+            return lambda _data: None
+
+        result = self._moto_app(environ, keep)
+        try:
+            raw = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = answered
+        try:
+            request, answer = orjson.loads(body), orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            request = answer = None
+        if not (status.startswith("200") and isinstance(request, dict) and isinstance(answer, dict)):
+            start_response(status, headers)
+            return [raw]
+        token = request.get("nextToken")
+        forward = str(token).startswith("f/") if token else bool(request.get("startFromHead"))
+        page = orjson.dumps(cap_get_log_events_page(answer, forward))
+        start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"]
+                       + [("Content-Length", str(len(page)))])
+        return [page]
 
     # -- PutLogEvents ------------------------------------------------------------------------
     def _put_log_events(self, body: bytes, region: str, start_response: StartResponse) -> list[bytes]:

@@ -603,3 +603,36 @@ def test_paging_through_many_stored_events_with_boto3(
         token = page["nextForwardToken"]
     assert seen == [f"{b}:{i}" for b in range(3) for i in range(9000)]
     assert local_aws.stats().events_accepted == 27_000
+
+
+def test_get_log_events_answers_pages_of_at_most_1_mb_like_aws(
+    local_aws: LocalAWS, logs_client: Any, stream: tuple[str, str]
+) -> None:
+    """moto pages by count only (10,000 events, however large): 5 events of 600 KB came back as one 3 MB page,
+    so a reader's paging through big events was never exercised here. AWS answers what fits in 1 MB."""
+    from mwaa_logging.reader import read_stream
+
+    stamp = now_ms() - 60_000
+    big = [f"{i} " + "x" * 600_000 for i in range(5)]
+    for i, message in enumerate(big):
+        put(logs_client, events(message, timestamp=stamp + i))
+    put(logs_client, events(*(f"small {i}" for i in range(20)), timestamp=stamp + 10))
+
+    def pages(**start: Any) -> list[list[str]]:
+        found, token = [], None
+        while True:
+            page = logs_client.get_log_events(logGroupName=GROUP, logStreamName=STREAM, **start,
+                                              **({"nextToken": token} if token else {}))
+            found.append([event["message"][:8] for event in page["events"]])
+            key = "nextForwardToken" if start.get("startFromHead") else "nextBackwardToken"
+            if page[key] == token:
+                return found[:-1] if not found[-1] else found
+            token = page[key]
+
+    heads = [message[:8] for message in big]
+    smalls = [f"small {i}" for i in range(20)]
+    assert pages(startFromHead=True) == [[head] for head in heads[:4]] + [[heads[4], *smalls]]
+    assert pages(startFromHead=False) == [[*heads[4:], *smalls], *([head] for head in reversed(heads[:4]))]
+    assert pages(startFromHead=True, limit=3) == [[head] for head in heads[:4]] + [
+        [heads[4], *smalls[:2]], *(smalls[i:i + 3] for i in range(2, 20, 3))]
+    assert [e.message for e in read_stream(GROUP, STREAM, logs_client=logs_client)] == [*big, *smalls]
