@@ -2,14 +2,19 @@
 
 Airflow 2 runs a task as two forked processes (the ``--local`` supervisor and the ``--raw`` task),
 both with this handler, both writing to the task's one stream; each has its own engine sender, and
-each drains it (bounded by ``close_timeout``) when logging shuts down. Only import this module inside
-Airflow 2: it subclasses Airflow's ``FileTaskHandler``.
+each drains it (bounded by ``close_timeout``) when logging shuts down. The raw task also keeps its lines in a
+write-ahead file until they settle (``mwaa_logging.airflow.wal``): if it is killed (SIGKILL, the OOM killer), the
+supervisor, which outlives it, ships what it had not sent. Only import this module inside Airflow 2: it subclasses
+Airflow's ``FileTaskHandler``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
+from math import floor
+from pathlib import Path
 from typing import Any
 
 from airflow.utils.log.file_task_handler import FileTaskHandler
@@ -17,6 +22,9 @@ from airflow.utils.log.file_task_handler import FileTaskHandler
 from mwaa_logging.airflow.clients import read_client, write_client
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
+from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, dead_logs, remove, wal_key
+from mwaa_logging.engine.delivery import MARKER_PREFIX
+from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped, unformattable
 from mwaa_logging.settings import Settings
 
 
@@ -48,6 +56,9 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         self._overrides = {k: v for k, v in settings.items() if v is not None}
         self.stream_name = ""
         self.closed = False
+        #: The raw task process's write-ahead log; in the supervisor, the key of the files it recovers at close.
+        self._wal: WriteAheadLog | None = None
+        self._recover_key: str | None = None
 
     def _render_filename(self, ti: Any, try_number: int) -> str:
         return stream_name_for(super()._render_filename(ti, try_number))
@@ -55,12 +66,20 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
     def set_context(self, ti: Any, *, identifier: str | None = None) -> None:
         """Open the stream of this task try (the local log file is not written, as with the provider)."""
         self.stream_name = self._render_filename(ti, ti.try_number)
+        self._wal, self._recover_key = None, None
+        if identifier is None and not getattr(ti, "is_trigger_log_context", False):
+            key = wal_key(self.log_group, self.stream_name)
+            if getattr(ti, "raw", False):
+                self._wal = WriteAheadLog(self._wal_directory(), key, **_wal_modes())
+            else:  # the --local supervisor: it outlives the raw task
+                self._recover_key = key
         self.handler = self._build_handler()
         self.closed = False
 
-    def _build_handler(self) -> logging.Handler:
-        from mwaa_logging import CloudWatchLogHandler
+    def _wal_directory(self) -> Path:
+        return Path(self.local_base, WAL_DIRECTORY)
 
+    def _build_handler(self) -> CloudWatchLogHandler:
         kwargs: dict[str, Any] = dict(self._overrides)
         if self.settings.endpoint_url is None:
             client = write_client(self.region_name, self.conn_id, self.settings.connect_timeout,
@@ -69,11 +88,21 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 kwargs["boto3_client"] = client
         if self.settings.region_name is None:
             kwargs["region_name"] = self.region_name
-        handler: logging.Handler = CloudWatchLogHandler(
+        handler = CloudWatchLogHandler(
             log_group_name=self.log_group, log_stream_name=self.stream_name, **kwargs
         )
         handler.setLevel(self.level)
+        if self._wal is not None:
+            self._wal.watch(handler._channel)
         return handler
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Drop what the inner handler never ships (botocore's, mwaa_logging's records) before taking this handler's
+        lock: the sender logs those, and ``logging.shutdown()`` holds the lock while close() waits for the sender."""
+        skipped = _skipped.get(record.name)
+        if skipped is None:
+            skipped = _remember_skipped(record.name)
+        return False if skipped else bool(super().handle(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         handler = self.handler
@@ -83,14 +112,49 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
             # dictConfig closed it mid-task: rebuild on the same stream instead of dropping records.
             self.handler = handler = self._build_handler()
         handler.emit(record)
+        wal = self._wal
+        if wal is not None:  # after queueing it (see mwaa_logging.airflow.wal)
+            _write_ahead(wal, handler, record)
 
     def close(self) -> None:
-        """Drain this process's records of the task (bounded); idempotent."""
+        """Drain this process's records of the task (bounded); idempotent. The supervisor first queues what a dead
+        raw task process left unsent; the raw task removes its write-ahead file once everything settled."""
         if self.closed:
             return
         self.closed = True
+        recovered = self._recover() if self.handler is not None else []
         if self.handler is not None:
             self.handler.close()
+        if self._wal is not None:
+            self._wal.finish()
+        for path in recovered:
+            remove(path)
+
+    def _recover(self) -> list[Path]:
+        """Queue the unsettled lines of dead task processes of this stream, with their own timestamps; return their
+        files (removed once this handler closed: delivered or spilled by then).
+
+        ``logging.shutdown()`` closes the inner handler first (it was created later): its channel, and its client
+        (credentials already resolved: resolving them logs through botocore), are reopened and closed again."""
+        handler = self.handler
+        if self._recover_key is None or not isinstance(handler, CloudWatchLogHandler):
+            return []
+        paths, channel = [], handler._channel
+        stream = handler._stream_namer(logging.makeLogRecord({}))
+        for dead in dead_logs(self._wal_directory(), self._recover_key):
+            paths.append(dead.path)
+            if not dead.lines:
+                continue
+            channel.reopen()
+            for timestamp, message in dead.lines:
+                channel.append(stream, timestamp, message)
+            # said in the task's log, where a user looks for why the task died
+            channel.append(stream, int(time.time() * 1000),
+                           f"{MARKER_PREFIX}{len(dead.lines)} lines of task process {dead.pid}, which ended before it "
+                           "sent them, were shipped by the supervisor from its write-ahead log")
+        if paths and handler.shutting_down:
+            channel.close(handler.settings.close_timeout)
+        return paths
 
     def _read_remote_logs(self, ti: Any, try_number: int, metadata: Any = None) -> tuple[list[str], list[str]]:
         stream_name = self._render_filename(ti, try_number)
@@ -106,6 +170,43 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 messages.append(f"mwaa-logging could not read {self.log_group}/{stream_name}: {exc!r}")
             return messages, []
         return messages, ["\n".join(lines)]
+
+
+def _write_ahead(wal: WriteAheadLog, handler: logging.Handler, record: logging.LogRecord) -> None:
+    """Append ``record`` as ``handler.emit`` queued it (same message, same timestamp), unless emit skipped it."""
+    skipped = _skipped.get(record.name)
+    if skipped is None:
+        skipped = _remember_skipped(record.name)
+    if skipped or not isinstance(handler, CloudWatchLogHandler):
+        return
+    try:
+        timestamp = floor(record.created * 1000)
+        message = record.__dict__.get("message") if _plain(handler, record) else None
+        if type(message) is not str:
+            try:
+                message = handler._formatted(record)
+            except Exception as exc:
+                message = unformattable(record, exc)
+    except Exception:  # emit queued it its own way (a record.created that is no time): not worth a line here
+        return
+    wal.append(timestamp, message)
+
+
+def _plain(handler: CloudWatchLogHandler, record: logging.LogRecord) -> bool:
+    """Whether ``handler.emit`` took its plain fast path, which leaves the message it queued in ``record.message``."""
+    formatter = handler._formatter
+    return (type(record.msg) is str and handler._plain_format and not record.exc_info and not record.exc_text
+            and not record.stack_info and not getattr(formatter, "add_log_record_attrs", False))
+
+
+def _wal_modes() -> dict[str, int]:
+    """The permissions Airflow gives task log files and folders (the supervisor may be another user)."""
+    from airflow.configuration import conf
+
+    return {
+        "file_mode": int(conf.get("logging", "file_task_handler_new_file_permissions", fallback="0o664"), 8),
+        "dir_mode": int(conf.get("logging", "file_task_handler_new_folder_permissions", fallback="0o775"), 8),
+    }
 
 
 def _zulu(timestamp_ms: int) -> str:

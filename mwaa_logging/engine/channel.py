@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ INBOX_ALARM_BYTES_PER_EVENT = 1024
 INBOX_ALARM_MIN = 1024
 INBOX_ALARM_SHARE = 4
 EMPTY_MESSAGE = "(empty log message)"
+_timestamp_of = itemgetter(TIMESTAMP)
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,20 @@ class Channel:
             self.settling -= len(held.events)
             self.settling_bytes -= held.size
 
+    def oldest_unsettled(self) -> int | None:
+        """The smallest timestamp (ms) among events appended and not yet delivered or spilled (queued, buffered, in
+        flight or held by a thread), None when there is none. Cheap: ``ready`` is sorted, and the inbox and pending
+        lists hold what arrived since the sender last looked."""
+        with self.lock:
+            oldest = [min(map(_timestamp_of, self.inbox))] if self.inbox else []
+            for buffer in self.buffers.values():
+                if buffer.ready:
+                    oldest.append(buffer.ready[0][TIMESTAMP])
+                if buffer.pending:
+                    oldest.append(min(map(_timestamp_of, buffer.pending)))
+            oldest.extend(min(map(_timestamp_of, held.events)) for held in self.held if held.events)
+        return min(oldest, default=None)
+
     def has_work(self) -> bool:
         """Anything queued, buffered or in flight."""
         return bool(self.inbox) or any(not b.is_empty() for b in list(self.buffers.values()))
@@ -477,6 +493,12 @@ class Channel:
             counters = copy.copy(self.counters)
             counters.emitted += queued
             return Stats.of(counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest)
+
+
+#: Callbacks run after events of a channel settle (a delivered batch, a spill write): the Airflow 2 task handler's
+#: write-ahead log records how far delivery got. Kept outside :class:`Channel` (no attribute added to what emit()
+#: reads), weakly keyed: a channel without one costs an empty-mapping test per settled batch.
+settle_watchers: weakref.WeakKeyDictionary[Channel, Callable[[], None]] = weakref.WeakKeyDictionary()
 
 
 def budget_stats(budgets: Budgets) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from operator import itemgetter
 from typing import TypeVar, cast
 
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
-from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer
+from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer, settle_watchers
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
 from mwaa_logging.outcome import CallResult, Outcome
@@ -383,6 +383,19 @@ def _delivered(channel: Channel, held: Held, ctx: Context) -> None:
             counters.markers += 1
         if channel.flush_deadlines:
             channel.settled_cond.notify_all()
+    if settle_watchers:
+        notify_settled(channel)
+
+
+def notify_settled(channel: Channel) -> None:
+    """Run ``channel``'s settle watcher, if any (see ``channel.settle_watchers``); it never breaks delivery."""
+    watcher = settle_watchers.get(channel)
+    if watcher is None:
+        return
+    try:
+        watcher()
+    except Exception as exc:
+        report(f"a settle watcher of log group {channel.destination.group} failed: {exc!r}")
 
 
 MARKER_PREFIX = "[mwaa-logging] "
@@ -447,6 +460,8 @@ def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str
                 buffer.marker_reasons.add(reason)
         if channel.flush_deadlines:
             channel.settled_cond.notify_all()
+    if settle_watchers:
+        notify_settled(channel)
     return True
 
 
