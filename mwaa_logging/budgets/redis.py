@@ -211,7 +211,9 @@ class RedisBudget:
     ) -> None:
         self.config = config
         self.fallback = fallback
-        self.key = f"{namespace}:budget:{name}"
+        # One hash tag for both keys: a Redis Cluster (ElastiCache cluster mode, Serverless) runs a script only
+        # when all its keys are in one slot, and refused every call with CROSSSLOT without it.
+        self.key = f"{{{namespace}:budget:{name}}}"
         self.hosts_key = f"{self.key}:hosts"
         self.host_id = host_id if host_id is not None else socket.gethostname()
         self.heartbeat_interval = heartbeat_interval

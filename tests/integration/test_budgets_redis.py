@@ -30,6 +30,7 @@ from mwaa_logging.budgets.redis import RedisBudget
 from mwaa_logging.budgets.urls import redact
 from mwaa_logging.protocols import Budget
 from mwaa_logging.testing.local_aws import LocalAWS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -53,9 +54,9 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no", *extra],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -365,9 +366,31 @@ def test_factory_builds_each_scope(server: RedisServer, tmp_path: Path) -> None:
     assert isinstance(fleet_budget, Budget)
     budgets = build_budgets(server.url, put_rate=1000, directory=tmp_path)
     keys = {b.key for b in (budgets.put, budgets.create_stream, budgets.create_group)}  # type: ignore[attr-defined]
-    assert keys == {"mwaa-logging:budget:put", "mwaa-logging:budget:create-stream", "mwaa-logging:budget:create-group"}
+    assert keys == {f"{{mwaa-logging:budget:{name}}}" for name in ("put", "create-stream", "create-group")}
     grants = sum(budgets.create_group.acquire(0.0) == 0.0 for _ in range(30))
     assert grants == 10  # CreateLogGroup: 10 calls/s quota, one second of burst
     with pytest.raises(ValueError, match="rate_limit_scope"):
         build_budget("http://localhost", rate=1, burst=None)
     assert redact("rediss://user:secret@cache:6380/0") == "rediss://user:***@cache:6380/0"
+
+
+def test_a_redis_cluster_runs_the_budget_script(tmp_path: Path) -> None:
+    """Cluster mode (ElastiCache cluster mode enabled, Serverless): a script's keys must share one slot."""
+    node = RedisServer(tmp_path)
+    with socket.socket() as probe:  # the cluster bus needs a port too (by default port + 10000, past 65535 for some)
+        probe.bind(("127.0.0.1", 0))
+        bus_port = probe.getsockname()[1]
+    node.start("--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"),
+               "--cluster-port", str(bus_port))
+    try:
+        client = redis.Redis(host="127.0.0.1", port=node.port)
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # one node serving every slot
+        wait_until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), timeout=10)
+        shared = fleet(node.url, tmp_path, rate=10.0, burst=None)
+        waits = [shared.acquire(0.0) for _ in range(11)]  # the burst of 10, then a wait (under 0.1 s as time passes)
+        stats = shared.stats()
+        assert waits[:10] == [0.0] * 10 and 0.0 < waits[10] <= 0.1
+        assert (stats.scope, stats.fallbacks, stats.granted, stats.waited) == ("fleet", 0, 10, 1)  # CROSSSLOT before
+        client.close()
+    finally:
+        node.kill()
