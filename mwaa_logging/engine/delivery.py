@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -28,6 +29,16 @@ R = TypeVar("R")
 INTERNAL_ERROR = SpillReason.INTERNAL_ERROR.value
 #: A stream whose events no spill target could take waits this long before they are tried again.
 SPILL_RETRY_DELAY = 5.0
+#: Reasons whose events CloudWatch can still take: when no spill target can, they are sent instead.
+SENDABLE_REASONS = frozenset({SpillReason.MEMORY_CAP.value, SpillReason.MAX_LATENCY.value})
+#: Channels whose spill targets all failed, and until when (engine clock) the memory cap and max_latency are not
+#: enforced by spilling: their events are sent meanwhile (a stream paused after each failed spill sent nothing
+#: while its buffers stayed above the cap, with CloudWatch healthy and the disk full).
+_spill_paused: weakref.WeakKeyDictionary[Channel, float] = weakref.WeakKeyDictionary()
+
+
+def _spill_paused_now(channel: Channel) -> bool:
+    return _spill_paused.get(channel, -math.inf) > channel.engine.clock()
 #: At a close deadline, how long a spill target that can stop (S3) may take before what it has not stored goes to
 #: the local directory: close() returns at most this long after its deadline (plus the local writes).
 DEADLINE_SPILL_WAIT = 1.0
@@ -199,7 +210,8 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
     """Spill events CloudWatch cannot take (too old/new) or that waited past ``max_latency``."""
     _take_pending(channel, buffer)
     wall = int(ctx.wall_ms())
-    latency_cutoff = wall - int(channel.settings.max_latency * 1000)
+    # while no spill target can take them, late events are sent late rather than kept from CloudWatch
+    latency_cutoff = -math.inf if _spill_paused_now(channel) else wall - int(channel.settings.max_latency * 1000)
     with channel.lock:
         ready = buffer.ready
         if not ready:
@@ -240,7 +252,7 @@ def relieve_memory(channel: Channel) -> None:
 def _enforce_memory_cap(channel: Channel, buffers: Sequence[StreamBuffer]) -> None:
     """Above ``max_buffer_bytes``, spill the oldest events of the largest buffers."""
     cap = channel.settings.max_buffer_bytes
-    if channel.pending_bytes <= cap:
+    if channel.pending_bytes <= cap or _spill_paused_now(channel):
         return
     for buffer in sorted(buffers, key=lambda b: b.bytes, reverse=True):
         excess = channel.pending_bytes - int(cap * 0.9)
@@ -360,6 +372,8 @@ def _put_back(channel: Channel, held: Held, retry_at: float, *, reorder: bool = 
     buffer.count += len(events)
     channel.pending_bytes += held.size
     buffer.retry_at = retry_at
+    if buffer.since is None:  # taken from a buffer they emptied: they wait again, not forever
+        buffer.since = channel.engine.clock()
 
 
 def _delivered(channel: Channel, held: Held, ctx: Context) -> None:
@@ -445,8 +459,13 @@ def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str
     with channel.lock:
         if where is None:
             retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
+            sendable = reason in SENDABLE_REASONS
+            if sendable:  # CloudWatch can take them: keep sending; spill again after the delay
+                _spill_paused[channel] = retry_at
             for held in helds:
-                _put_back(channel, held, retry_at, reorder=True)
+                buffer = held.buffer
+                _put_back(channel, held, buffer.retry_at if sendable and buffer is not None else retry_at,
+                          reorder=True)
             return False
         for held in helds:
             channel.release(held)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,26 @@ def test_an_object_deleted_between_the_readers_two_reads_is_said_and_the_rest_re
     read += [event.message for event in events]
     assert errors == [last.url]
     assert read == [f"part 0 line {i}" for i in range(5)]
+
+
+def test_a_burst_above_the_cap_reaches_cloudwatch_when_the_disk_cannot_take_a_spill(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full or read-only, CloudWatch healthy, a task logging 20 MB at once (cap 1 MiB): each failed memory-cap
+    spill held the stream back 5 s, so the 20,000 lines took a minute to arrive (100,000: none in 13 s)."""
+    (tmp_path / "mwaa-logging").write_text("a file where the default spill directory would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    (tmp_path / "spill").write_text("a file where spill_to would go")
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="burst",
+                                                endpoint_url=local_aws.url, spill_to=str(tmp_path / "spill"),
+                                                max_buffer_bytes=1_048_576)
+    logger = quiet_logger("burst-on-a-full-disk", handler)
+    for i in range(20_000):
+        logger.info("%06d %s", i, "x" * 1_000)
+    started = time.monotonic()
+    assert handler.flush(timeout=30)
+    assert time.monotonic() - started < 15
+    stats = handler.stats()
+    assert (stats.delivered, stats.spilled_total, stats.pending) == (20_000, 0, 0), stats
+    assert stats.spill_failures >= 1
+    assert len(local_aws.messages("g", "burst")) == 20_000
+    handler.close()

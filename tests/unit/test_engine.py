@@ -743,3 +743,40 @@ def test_draining_counts_the_inbox_under_the_lock_so_a_concurrent_drain_loses_no
     assert drained == [6]  # the sender moved what was left, and nothing raised
     buffered = rig.channel.buffers["s"].pending
     assert [e[MESSAGE] for e in taken] + [e[MESSAGE] for e in buffered] == [f"m{i}" for i in range(10)]
+
+
+class CountedFailingSpill(MemorySpill):
+    """A spill target that cannot store anything (a full disk), counting its attempts."""
+
+    def __init__(self) -> None:
+        super().__init__(fail=True)
+        self.attempts = 0
+
+    def write(self, records: Sequence[SpillRecord]) -> str:
+        self.attempts += 1
+        return super().write(records)
+
+
+def test_events_above_the_cap_are_still_sent_when_no_spill_target_can_store_them() -> None:
+    """A burst above max_buffer_bytes on a full disk: each failed memory-cap spill paused the stream for
+    SPILL_RETRY_DELAY, and as its buffers stayed above the cap it sent nothing while CloudWatch was healthy."""
+    spill = CountedFailingSpill()
+    rig = make_rig(spill=spill, fallback_spill=MemorySpill(fail=True), send_interval=0.1,
+                   max_buffer_bytes=1_048_576)
+    for i in range(6_000):  # ~6 MB: six times the cap
+        rig.append(f"{i:06d} " + "x" * 1_000)
+    rig.run(5.0)
+    stats = rig.channel.stats()
+    assert (stats.delivered, stats.pending, stats.spilled_total) == (6_000, 0, 0), stats
+    assert rig.transport.delivered_messages() == [f"{i:06d} " + "x" * 1_000 for i in range(6_000)]
+    assert spill.attempts == 1  # one failed write, then a pause: not one per pass
+
+
+def test_late_events_are_sent_late_when_no_spill_target_can_store_them() -> None:
+    rig, _ = timed_rig([THROTTLED] * 3)
+    rig.channel.spill = spill = CountedFailingSpill()
+    rig.channel.fallback_spill = MemorySpill(fail=True)
+    rig.append("late but kept", ts_offset_ms=-400_000)  # past the default max_latency (300 s) already
+    rig.run(3.0, step=0.01)
+    stats = rig.channel.stats()
+    assert (stats.delivered, stats.spilled_total, spill.attempts) == (1, 0, 1), stats
