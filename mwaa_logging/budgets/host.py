@@ -19,6 +19,7 @@ import logging
 import mmap
 import os
 import re
+import stat
 import struct
 import tempfile
 import threading
@@ -82,6 +83,34 @@ def _reserve(fd: int) -> None:
         fallocate(fd, 0, RECORD_SIZE)
 
 
+def _open_own_file(path: Path) -> int:
+    """``path`` opened read-write (created ``0600``), only if it is a regular file of this user, private to it.
+
+    The file sits in a world-writable directory (``/dev/shm``) under a predictable name: another local user could
+    put a symbolic link there (the record would overwrite the first 64 bytes of a file the link names) or a file of
+    theirs (which they could rewrite to stall this user's sending). Neither is followed or used: ``OSError``, and
+    the caller keeps a budget of its own process."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EACCES) and path.is_symlink():  # EACCES: a sticky directory's rule
+            raise OSError(errno.ELOOP, "it is a symbolic link, not followed", str(path)) from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EPERM, "it is not a regular file", str(path))
+        if info.st_uid != os.getuid():
+            raise OSError(errno.EPERM, f"it belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})",
+                          str(path))
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class LockTimeout(Exception):
     """The host budget's lock stayed busy longer than ``lock_timeout``."""
 
@@ -121,7 +150,7 @@ class HostBudget:
         self._open()
 
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open_own_file(self.path)
         try:
             if os.fstat(fd).st_size < RECORD_SIZE:
                 os.ftruncate(fd, RECORD_SIZE)  # zero bytes decode as a fresh state

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budget import BudgetConfig, BudgetState
 from mwaa_logging.budgets.factory import build_budget
-from mwaa_logging.budgets.host import RECORD_SIZE, HostBudget
+from mwaa_logging.budgets.host import RECORD_SIZE, HostBudget, budget_path, encode
 from mwaa_logging.budgets.process import ProcessBudget
 
 RATE = 200.0
@@ -226,3 +226,37 @@ def test_stats_while_the_lock_stays_busy_say_the_ceiling_not_unlimited(tmp_path:
         assert shared.acquire(0.0) == 0.01
     stats = shared.stats()
     assert (stats.granted, stats.waited, stats.rate) == (0, 1, RATE)  # was inf: "unlimited" under a limit
+
+
+def test_a_symbolic_link_at_the_budget_path_is_not_followed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another local user's link at our predictable /dev/shm name: the record overwrote the first 64 bytes of the
+    file it named (any file this user may write)."""
+    victim = tmp_path / "victim.conf"
+    victim.write_bytes(b"important = yes\n" * 8)
+    budget_path("put", "links", tmp_path).symlink_to(victim)
+    shared = build_budget("host", rate=RATE, burst=None, namespace="links", directory=tmp_path)
+    assert isinstance(shared, ProcessBudget) and shared.acquire(0.0) == 0.0
+    assert victim.read_bytes() == b"important = yes\n" * 8
+    assert "symbolic link, not followed" in caplog.text
+
+
+def test_a_budget_file_of_another_user_is_not_trusted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file another user made at our path, holding a forged record: it stalled every PutLogEvents for ~6,000
+    years (each line then spilled at max_latency), and its owner could rewrite it at will."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a file owned by another user")
+    path = budget_path("put", "forged", tmp_path)
+    path.write_bytes(encode(BudgetState(tokens=-1e12, updated=time.monotonic())))
+    os.chown(path, 65534, 65534)
+    path.chmod(0o666)
+    shared = build_budget("host", rate=RATE, burst=None, namespace="forged", directory=tmp_path)
+    assert isinstance(shared, ProcessBudget) and shared.acquire(time.monotonic()) == 0.0
+    assert "belongs to uid 65534" in caplog.text
+
+
+def test_an_own_budget_file_open_to_others_is_made_private(tmp_path: Path) -> None:
+    path = budget_path("put", "open", tmp_path)
+    path.write_bytes(b"")
+    path.chmod(0o666)
+    HostBudget(BudgetConfig(rate=RATE), namespace="open", directory=tmp_path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
