@@ -446,14 +446,16 @@ def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str
         partly = None
         if isinstance(exc, PartialSpillError):  # only what it could not store moves on
             records, partly = exc.remaining, exc.location
-        report(f"spill to {channel.spill.description} failed ({exc!r}); using {_fallback_description(channel)}")
+        report(f"spill to {channel.spill.description} failed ({exc!r}); using {_fallback_description(channel)}",
+               key=f"spill failed: {channel.spill.description}")
         with channel.lock:
             channel.counters.spill_failures += 1
         if channel.fallback_spill is not None:
             try:
                 where = channel.fallback_spill.write(records)
             except Exception as exc2:
-                report(f"fallback spill failed too ({exc2!r}); keeping {len(records)} events in memory")
+                report(f"fallback spill failed too ({exc2!r}); keeping {len(records)} events in memory",
+                       key=f"fallback spill failed: {_fallback_description(channel)}")
             else:
                 where = where if partly is None else f"{partly} + {where}"
     with channel.lock:

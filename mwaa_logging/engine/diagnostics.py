@@ -17,10 +17,11 @@ _last_said: dict[str, float] = {}
 _MUTE_SECONDS = 60.0
 
 
-def report(message: str, level: int = logging.WARNING) -> None:
-    """Say ``message`` once a minute at most (per distinct text)."""
+def report(message: str, level: int = logging.WARNING, *, key: str | None = None) -> None:
+    """Say ``message`` once a minute at most per ``key`` (default: its text; give one when the text names what
+    changes every time, such as a temporary file's path)."""
     now = time.monotonic()
-    key = message[:200]
+    key = message[:200] if key is None else key
     if now - _last_said.get(key, -_MUTE_SECONDS) < _MUTE_SECONDS:
         return
     if len(_last_said) > 1000:
