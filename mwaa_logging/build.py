@@ -21,7 +21,7 @@ from mwaa_logging.protocols import Budget, SpillSink, Transport
 from mwaa_logging.settings import SPECS, Settings, SettingsError
 from mwaa_logging.spill.factory import build_spill_sink
 from mwaa_logging.spill.fallback import FallbackSpillSink
-from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
+from mwaa_logging.spill.local import default_spill_directory, default_spill_sink
 
 _said_default_spill = threading.Event()
 _budget_cache: dict[tuple[Any, ...], Budget] = {}
@@ -67,7 +67,7 @@ def build_channel(
     first_transport = given if given is not None else _checked_transport(transport_factory)
     sink = spill if spill is not None else _spill_sink(settings, boto3_profile_name)
     # The configured target may fail (disk full, S3 down): the default directory is the last resort.
-    fallback = fallback_spill or LocalSpillSink(default_spill_directory())
+    fallback = fallback_spill or default_spill_sink()
     channel = Channel(
         Destination(log_group_name, create_log_group, create_log_stream, log_group_tags,
                     log_group_retention_days),

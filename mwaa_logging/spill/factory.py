@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlparse
 
 from mwaa_logging.protocols import SpillSink
 from mwaa_logging.spill.fallback import DEFAULT_COOLDOWN, FallbackSpillSink
-from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
+from mwaa_logging.spill.local import LocalSpillSink, default_spill_sink
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -64,7 +64,7 @@ def build_spill_sink(
     - ``s3://bucket/prefix``: S3, falling back to ``local_directory`` (default directory) when S3 fails.
     """
     if not spill_to:
-        return LocalSpillSink(local_directory or default_spill_directory())
+        return LocalSpillSink(local_directory) if local_directory else default_spill_sink()
     spill_to = os.fspath(spill_to)
     if not is_s3_url(spill_to):
         return LocalSpillSink(local_directory_of(spill_to))
@@ -80,5 +80,5 @@ def build_spill_sink(
         expected_bucket_owner=s3_expected_bucket_owner or None,
         tags=parse_tags(s3_tags),
     )
-    local = LocalSpillSink(local_directory or default_spill_directory())
+    local = LocalSpillSink(local_directory) if local_directory else default_spill_sink()
     return FallbackSpillSink([s3, local], cooldown=fallback_cooldown)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -25,14 +27,55 @@ def default_spill_directory() -> Path:
 def default_spill_directories() -> list[Path]:
     """Every directory :func:`default_spill_directory` may choose, the one it chooses now first: where readers look
     for the handler's last resort. A handler that found no cache directory wrote to the temp dir, and a cache
-    directory made later (``pip install --user``, any tool) must not hide those lines."""
+    directory made later (``pip install --user``, any tool) must not hide those lines. The temp dir's name of
+    earlier versions (shared by every user) is listed too, and none that another user could have written into:
+    their files would be read back as this user's lines."""
     chosen = default_spill_directory()
-    return [chosen, *(path for path in _default_candidates() if path != chosen)]
+    legacy = _temp_directory() / "mwaa-logging-spill"
+    listed = [chosen, *(path for path in (*_default_candidates(), legacy) if path != chosen)]
+    return [path for path in listed if private_directory_problem(path) is None]
 
 
 def _default_candidates() -> tuple[Path, Path]:
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "mwaa-logging" / "spill", _temp_directory() / "mwaa-logging-spill"
+    return Path(cache) / "mwaa-logging" / "spill", _temp_directory() / f"mwaa-logging-spill-{os.getuid()}"
+
+
+def private_directory_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be this user's own directory (another user's, a link another user made, writable by
+    every user), or None: fine, or not there. Group-writable is allowed (a umask of 002 made it so)."""
+    try:
+        link = os.lstat(path)
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    uid = os.getuid()
+    if stat.S_ISLNK(link.st_mode) and link.st_uid != uid:
+        return f"it is a symbolic link of uid {link.st_uid}"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if info.st_uid != uid:
+        return f"it belongs to uid {info.st_uid}, not to this user (uid {uid})"
+    if info.st_mode & 0o002:
+        return f"every user may write in it (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def default_spill_sink() -> LocalSpillSink:
+    """The handler's last resort: the default directory, made ``0700`` and used only if it is this user's own."""
+    return LocalSpillSink(default_spill_directory(), private=True)
+
+
+def _make_private(directory: Path) -> None:
+    """Create ``directory`` (``0700``) unless it exists; ``OSError`` unless it is this user's own."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(directory, 0o700)
+    problem = private_directory_problem(directory)
+    if problem is not None:
+        raise OSError(errno.EPERM, problem, str(directory))
 
 
 def _temp_directory() -> Path:
@@ -59,13 +102,21 @@ class LocalSpillSink:
     ``syncfs``; else each file is fsynced.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, private: bool = False) -> None:
         self.directory = Path(directory)
         self.description = str(self.directory)
+        #: A directory of this user alone (the default one, in a temp dir other users share): created ``0700``,
+        #: written only while it is this user's own and not writable by every user.
+        self.private = private
 
     def write(self, records: Sequence[SpillRecord]) -> str:
         if not records:
             return self.description
+        if self.private:
+            try:
+                _make_private(self.directory)
+            except OSError as exc:
+                raise SpillError(f"cannot write spill file under {self.directory}: {exc.strerror or exc}") from exc
         by_stream = records_by_stream(records)
         if len(by_stream) >= SYNC_TOGETHER_MIN_FILES and _syncfs() is not None:
             return self._write_together(records, by_stream)
@@ -134,7 +185,7 @@ class LocalSpillSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(_create_new(tmp), "wb") as f:
                 f.write(encode_records(batch))
                 if fsync:
                     f.flush()
@@ -156,6 +207,18 @@ class LocalSpillSink:
     def iter_files(self) -> Iterator[Path]:
         """Every spill file under the directory."""
         yield from sorted(self.directory.rglob("*" + SUFFIX))
+
+
+def _create_new(path: Path) -> int:
+    """A new file at ``path``, never through a symbolic link nor into an existing file (a link planted in a
+    directory other users may write would truncate the file it names). A file left there by a process killed
+    while writing (same pid and counter, after pid reuse) is replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o666)
+    except FileExistsError:
+        os.unlink(path)  # the link itself, not what it names
+        return os.open(path, flags, 0o666)
 
 
 @functools.cache

@@ -84,7 +84,7 @@ def test_lines_spilled_to_the_temp_dir_are_read_after_a_cache_directory_appears(
         handler.close()
     """))
     local_aws.faults.clear()
-    assert len(spilled_records(temp / "mwaa-logging-spill")) == 5  # no ~/.cache yet: the temp dir
+    assert len(spilled_records(temp / f"mwaa-logging-spill-{os.getuid()}")) == 5  # no ~/.cache yet: the temp dir
     (home / ".cache").mkdir()  # then pip, or any tool, makes one
     read = subprocess.run([sys.executable, "-m", "mwaa_logging.cli", "read", "g", "s"], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -103,7 +103,7 @@ def test_a_handler_is_built_where_python_finds_no_usable_temp_directory(
     monkeypatch.setenv("HOME", str(tmp_path / "read-only-home"))  # no ~/.cache either
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    assert default_spill_directory() == tmp_path / "tmp" / "mwaa-logging-spill"
+    assert default_spill_directory() == tmp_path / "tmp" / f"mwaa-logging-spill-{os.getuid()}"
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url=local_aws.url,
                                                 spill_to=f"s3://{BUCKET}/p", close_timeout=5)
     quiet_logger("no-temp-dir", handler).info("delivered all the same")
@@ -116,7 +116,7 @@ def test_lines_no_spill_target_can_store_at_exit_are_said_lost_with_their_count(
         local_aws: LocalAWS, tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
-    (temp / "mwaa-logging-spill").write_text("a file where the default spill directory would go")
+    (temp / f"mwaa-logging-spill-{os.getuid()}").write_text("a file where the default spill directory would go")
     (tmp_path / "spill").write_text("a file where spill_to would go")
     env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
     env.update(local_aws.env(), HOME=str(tmp_path / "no-home"), TMPDIR=str(temp))
