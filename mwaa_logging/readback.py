@@ -71,6 +71,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     from botocore.exceptions import BotoCoreError, ClientError
 
     from mwaa_logging.aws.clients import make_logs_client, make_s3_client
+    from mwaa_logging.engine.diagnostics import redact_urls
     from mwaa_logging.reader import read_stream
     from mwaa_logging.spill.local import default_spill_directories
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
     def spill_error(location: str, error: Exception) -> None:
         unreadable.append(location)
-        print(f"mwaa-logging read: cannot read spilled lines at {location}: {error}", file=err)
+        print(redact_urls(f"mwaa-logging read: cannot read spilled lines at {location}: {error}"), file=err)
 
     try:
         logs = None if args.spilled_only else make_logs_client(
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         for event in events:
             print(format_event(event, args.json), file=out)
     except (BotoCoreError, ClientError) as error:
-        print(f"mwaa-logging read: cannot read {args.group}/{args.stream} from CloudWatch: {error}", file=err)
+        print(redact_urls(f"mwaa-logging read: cannot read {args.group}/{args.stream} from CloudWatch: {error}"),
+              file=err)
         return 2
     except BrokenPipeError:  # `| head`: the reader stopped listening
         return 0

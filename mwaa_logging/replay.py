@@ -481,13 +481,15 @@ def run(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError
     from rich.console import Console
 
+    from mwaa_logging.engine.diagnostics import redact_urls
+
     console = Console(stderr=True)
     out = Console()
 
     def error(text: str) -> None:
         # Taken literally (names, keys and messages may hold '[...]', rich's markup) and never wrapped: a path
         # cut across lines at 80 columns (no terminal) could not be copied.
-        console.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
+        console.print(redact_urls(text), style="red", markup=False, highlight=False, soft_wrap=True)
 
     try:
         source, replayer, export = _build(args)

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import time
 
 logger = logging.getLogger("mwaa_logging")
 _last_said: dict[str, float] = {}
 _MUTE_SECONDS = 60.0
+#: The password of a URL (``scheme://user:password@host``), as botocore's errors repeat an endpoint URL.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:\"'?#]*):[^\s/@\"'?#]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of each URL in it replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
 
 
 def report(message: str, level: int = logging.WARNING, *, key: str | None = None) -> None:
     """Say ``message`` once a minute at most per ``key`` (default: its text; give one when the text names what
     changes every time, such as a temporary file's path)."""
+    message = redact_urls(message)
     now = time.monotonic()
     key = message[:200] if key is None else key
     if now - _last_said.get(key, -_MUTE_SECONDS) < _MUTE_SECONDS:
