@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -74,16 +75,27 @@ class SpillRecord:
         return line
 
     @classmethod
-    def from_json(cls, line: dict[str, object]) -> SpillRecord:
-        return cls(
-            group=str(line["logGroupName"]),
-            stream=str(line["logStreamName"]),
-            timestamp=int(line["timestamp"]),  # type: ignore[call-overload]
-            message=str(line["message"]),
-            reason=str(line["reason"]),
-            detail=str(line.get("detail", "")),
-            spilled_at=_optional_int(line.get("spilledAt")),
-        )
+    def from_json(cls, line: object) -> SpillRecord:
+        """The record of one parsed line; ``ValueError`` naming what is wrong when it is not one."""
+        if not isinstance(line, dict):
+            raise ValueError(f"expected a JSON object, got {type(line).__name__}")
+        try:
+            timestamp = line["timestamp"]
+            if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or timestamp != timestamp:
+                raise ValueError(f"timestamp is not a number: {timestamp!r:.40}")
+            return cls(
+                group=str(line["logGroupName"]),
+                stream=str(line["logStreamName"]),
+                timestamp=int(timestamp),
+                message=str(line["message"]),
+                reason=str(line["reason"]),
+                detail=str(line.get("detail", "")),
+                spilled_at=_optional_int(line.get("spilledAt")),
+            )
+        except KeyError as missing:
+            raise ValueError(f"no {missing} field") from None
+        except OverflowError as exc:  # an infinite timestamp
+            raise ValueError(f"timestamp out of range: {exc}") from None
 
 
 def _optional_int(value: object) -> int | None:
@@ -151,10 +163,44 @@ def valid_unicode(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def decode_records(data: bytes) -> Iterator[SpillRecord]:
-    """Parse gzip (or plain) JSON Lines produced by :func:`encode_records`."""
+def decode_records(data: bytes, *, max_bytes: int | None = None) -> Iterator[SpillRecord]:
+    """Parse gzip (or plain) JSON Lines produced by :func:`encode_records`.
+
+    A line that is not a spill record raises ``ValueError`` with its number. ``max_bytes`` bounds the
+    uncompressed size (``ValueError`` beyond it, before it is all in memory): a spill object anyone who may write
+    the bucket can put there must not expand a few MB into gigabytes (a gzip bomb) in the reader or replay.
+    """
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    for raw in data.splitlines():
+        data = gzip.decompress(data) if max_bytes is None else gunzip_at_most(data, max_bytes)
+    elif max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(f"holds more than {max_bytes} bytes: not a spill object")
+    for number, raw in enumerate(data.splitlines(), 1):
         if raw.strip():
-            yield SpillRecord.from_json(orjson.loads(raw))
+            try:
+                yield SpillRecord.from_json(orjson.loads(raw))
+            except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors too
+                raise ValueError(f"line {number} is not a spill record: {exc}") from None
+
+
+#: Bytes decompressed at a time by :func:`gunzip_at_most`.
+_GUNZIP_STEP = 1 << 20
+
+
+def gunzip_at_most(data: bytes, max_bytes: int) -> bytes:
+    """``gzip.decompress(data)`` (every member), or ``ValueError`` as soon as it exceeds ``max_bytes``."""
+    parts: list[bytes] = []
+    total = 0
+    while data:
+        member = zlib.decompressobj(wbits=31)
+        tail = data
+        while not member.eof:
+            chunk = member.decompress(tail, _GUNZIP_STEP)
+            tail = member.unconsumed_tail
+            total += len(chunk)
+            if total > max_bytes:
+                raise ValueError(f"expands beyond {max_bytes} bytes: not a spill object (a gzip bomb?)")
+            parts.append(chunk)
+            if not chunk and not tail:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        data = member.unused_data.lstrip(b"\0")  # gzip.decompress ignores trailing zero padding too
+    return b"".join(parts)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 #: Upper bound of the uncompressed JSON Lines in one object (so compressed objects stay below it too).
 DEFAULT_MAX_OBJECT_BYTES = 8 * 1024 * 1024
+#: Most bytes a spill object is read or decompressed to (``4 * max_object_bytes`` if more): objects are cut at
+#: ``max_object_bytes`` of JSON Lines, or hold one line (a message of up to 1 MiB, up to 6 bytes a character once
+#: JSON-escaped). Whoever may write the bucket must not make a reader or replay hold gigabytes (a gzip bomb).
+MAX_READ_BYTES = 64 * 1024 * 1024
 #: Segment under the spill prefix that holds objects already replayed into CloudWatch.
 REPLAYED_SEGMENT = "@replayed"
 CONTENT_TYPE = "application/x-ndjson"
@@ -321,11 +325,23 @@ class S3SpillSink:
         return self.list_objects(stream_prefix(group, stream))
 
     def read_object(self, obj: S3Object) -> list[SpillRecord]:
+        """The records of ``obj``; ``ValueError`` for an object bigger than any this sink writes (compressed or
+        not: see :data:`MAX_READ_BYTES`), before it is all in memory."""
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
         if self.expected_bucket_owner:
             params["ExpectedBucketOwner"] = self.expected_bucket_owner
-        body = self.client.get_object(**params)["Body"].read()
-        return list(decode_records(body))
+        limit = max(MAX_READ_BYTES, 4 * self.max_object_bytes)
+        answer = self.client.get_object(**params)
+        stream = answer["Body"]
+        try:
+            if int(answer.get("ContentLength") or 0) > limit:
+                raise ValueError(f"holds {answer.get('ContentLength')} bytes, more than any spill object")
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise ValueError(f"holds more than {limit} bytes, more than any spill object")
+        finally:
+            stream.close()
+        return list(decode_records(body, max_bytes=limit))
 
     @staticmethod
     def replayed_key(obj: S3Object) -> str:

@@ -57,3 +57,18 @@ def test_short_names_keep_their_plain_quoted_form() -> None:
 @pytest.mark.parametrize("timestamp", [2**70, -(2**70), -1, 10**17])
 def test_any_timestamp_names_an_object(timestamp: int) -> None:
     assert object_name("g", "s", timestamp).startswith("g/s/")
+
+
+def test_bounded_gunzip_reads_every_member_as_gzip_does_and_stops_at_its_bound() -> None:
+    import gzip
+
+    import pytest
+
+    from mwaa_logging.spillformat import gunzip_at_most
+
+    members = gzip.compress(b"first\n" * 1000) + gzip.compress(b"second\n") + b"\0\0"  # appended exports, padding
+    assert gunzip_at_most(members, 6007) == gzip.decompress(members)
+    with pytest.raises(ValueError, match="expands beyond 6006 bytes"):
+        gunzip_at_most(members, 6006)
+    with pytest.raises(EOFError):
+        gunzip_at_most(members[:30], 10**6)
