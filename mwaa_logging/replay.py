@@ -129,7 +129,8 @@ class LocalSource:
     @contextlib.contextmanager
     def claim(self, stream_key: str) -> Iterator[bool]:
         try:
-            fd = os.open(os.path.join(stream_key, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(os.path.join(stream_key, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
         except OSError:  # a directory this user cannot write: marking will fail and say so
             yield True
             return
@@ -236,7 +237,10 @@ class RejectedExport:
             return
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+            # The events' text is the task logs' (secrets too): readable by this user alone, whatever the umask; a
+            # symbolic link at the predictable default name (a shared working directory) is not followed.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._file = os.fdopen(fd, "ab")
         data = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
         if self.path.name.endswith(".gz"):
             data = gzip.compress(data)  # members appended to one file form one valid gzip stream

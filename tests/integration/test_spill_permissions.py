@@ -12,6 +12,7 @@ import pytest
 
 from mwaa_logging.protocols import SpillError
 from mwaa_logging.reader import read_stream
+from mwaa_logging.replay import RejectedExport
 from mwaa_logging.spill import layout
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directories, default_spill_sink
 from mwaa_logging.spillformat import SpillRecord
@@ -97,3 +98,23 @@ def test_a_symbolic_link_at_the_next_spill_file_is_not_followed(tmp_path: Path,
     assert victim.read_text() == "precious\n"
     assert where == str(shared / name) and not (shared / name).is_symlink()
     assert [r.message for r in LocalSpillSink(shared).read_stream("g", "s")] == ["a line"]
+
+
+def test_replays_export_of_rejected_lines_is_private_and_follows_no_link(tmp_path: Path) -> None:
+    """The export (task log lines CloudWatch refused) was made with the umask (0644: every local user read it),
+    and at its predictable default name (``./mwaa-logging-rejected-<UTC second>.jsonl.gz``) a planted link got the
+    lines appended to the file it named."""
+    previous = os.umask(0o022)
+    try:
+        export = RejectedExport(tmp_path / "rejected.jsonl.gz")
+        export.write([spill("postgres://admin:hunter2@db/prod")])
+        export.close()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "rejected.jsonl.gz").stat().st_mode & 0o777 == 0o600
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    (tmp_path / "linked.jsonl.gz").symlink_to(victim)
+    with pytest.raises(OSError):
+        RejectedExport(tmp_path / "linked.jsonl.gz").write([spill("a line")])
+    assert victim.read_text() == "precious\n"
