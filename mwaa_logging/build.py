@@ -137,7 +137,8 @@ def _checked_transport(factory: Callable[[], Transport]) -> Transport:
         return factory()
     except BotoCoreError as exc:
         raise SettingsError(f"invalid AWS configuration for CloudWatch Logs ({exc}): set region_name / "
-                            f"MWAA_LOGGING_REGION_NAME or AWS_REGION, and check boto3_profile_name") from exc
+                            "MWAA_LOGGING_REGION_NAME or AWS_DEFAULT_REGION (botocore does not read AWS_REGION), "
+                            "and check boto3_profile_name") from exc
 
 
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:

@@ -245,7 +245,8 @@ class LocalAWS:
         """Environment for a process that should use this endpoint (endpoints + fake credentials)."""
         return {
             **FAKE_CREDENTIALS,
-            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,  # what botocore reads
+            "AWS_REGION": self.region,  # what other AWS SDKs read
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.url,
             "AWS_ENDPOINT_URL_S3": self.url,
         }

@@ -108,7 +108,7 @@ def test_missing_region_fails_at_construction_naming_the_setting(monkeypatch: py
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "MWAA_LOGGING_REGION_NAME"):
         monkeypatch.delenv(name, raising=False)
     registered = len(logging._handlerList)  # type: ignore[attr-defined]
-    with pytest.raises(mwaa_logging.SettingsError, match="region_name") as failure:
+    with pytest.raises(mwaa_logging.SettingsError, match=r"region_name.*AWS_DEFAULT_REGION") as failure:
         mwaa_logging.CloudWatchLogHandler(log_group_name="g")
     # nothing half-built is left for logging.shutdown() to flush at exit, even while the traceback
     # (which holds the half-built object) is alive, as it is when the error reaches the top level

@@ -636,3 +636,13 @@ def test_get_log_events_answers_pages_of_at_most_1_mb_like_aws(
     assert pages(startFromHead=True, limit=3) == [[head] for head in heads[:4]] + [
         [heads[4], *smalls[:2]], *(smalls[i:i + 3] for i in range(2, 20, 3))]
     assert [e.message for e in read_stream(GROUP, STREAM, logs_client=logs_client)] == [*big, *smalls]
+
+
+def test_its_environment_puts_botocore_in_its_region() -> None:
+    """botocore reads AWS_DEFAULT_REGION, not AWS_REGION: a process given env() must use the endpoint's region."""
+    with LocalAWS(region="eu-west-2") as aws:
+        code = "import boto3; print(boto3.client('logs').meta.region_name)"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        done = subprocess.run([sys.executable, "-c", code], env={**environ, **aws.env()}, capture_output=True,
+                              text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "eu-west-2"
