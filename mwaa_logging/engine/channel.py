@@ -180,6 +180,8 @@ class Channel:
         #: sender is busy.
         self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)
         self.inbox_alarm_bytes = settings.max_buffer_bytes // INBOX_ALARM_SHARE
+        #: Its counters when the engine retired it (counted in the engine's total since), None while it is served.
+        self.retired_as: Counters | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -484,15 +486,20 @@ class Channel:
         return self._transport
 
     def stats(self) -> Stats:
+        return Stats.of(*self.snapshot())
+
+    def snapshot(self) -> tuple[Counters, int, int, float]:
+        """A copy of the counters (queued events counted emitted), then the pending events, their counted bytes and
+        the age of the oldest, all of one moment."""
         now = self.engine.clock()
         with self.lock:
             pending = sum(b.count for b in self.buffers.values()) + self.settling  # settling: in flight too
             pending_bytes = self.pending_bytes + self.queued_bytes + self.settling_bytes
             oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
             queued = len(self.inbox)
-            counters = copy.copy(self.counters)
+            counters = copy.deepcopy(self.counters)
             counters.emitted += queued
-            return Stats.of(counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest)
+            return counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest
 
 
 #: Callbacks run after events of a channel settle (a delivered batch, a spill write): the Airflow 2 task handler's

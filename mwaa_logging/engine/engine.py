@@ -7,6 +7,7 @@ pending events are flushed at interpreter exit, and spilled if the deadline pass
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -45,6 +46,8 @@ class Engine:
         self._ctx = Context(clock=clock, wall_ms=lambda: wall_clock() * 1000.0, random=random_source)
         self._start_thread = start_thread
         self._channels: list[Channel] = []
+        #: Counters of the channels retired (closed and emptied), so that :meth:`stats` keeps counting them; a
+        #: channel attached again (a record logged after close) takes its share back (see ``Channel.retired_as``).
         self._retired = Counters()
         self._reset_thread_state()
 
@@ -72,6 +75,10 @@ class Engine:
         with self._lock:
             if channel not in self._channels:
                 self._channels.append(channel)
+                with channel.lock:
+                    if channel.retired_as is not None:
+                        self._retired.subtract(channel.retired_as)
+                        channel.retired_as = None
         self.wake()
 
     def detach(self, channel: Channel) -> None:
@@ -148,9 +155,13 @@ class Engine:
         return next_wake - self.clock()
 
     def _retire(self, channel: Channel) -> None:
+        """Stop serving ``channel`` (closed, nothing left); its counters stay in :meth:`stats`."""
         with self._lock:
             if channel in self._channels:
                 self._channels.remove(channel)
+                with channel.lock:
+                    channel.retired_as = copy.deepcopy(channel.counters)
+                    self._retired.add(channel.retired_as)
 
     def _run(self) -> None:
         while not self._stopped:
@@ -168,6 +179,7 @@ class Engine:
     def after_fork_in_child(self) -> None:
         """The child starts empty: buffered events belong to the parent, which sends them."""
         self._reset_thread_state()
+        self._retired = Counters()  # the parent's: a retired channel attached again here gives back what it had
         for channel in self._channels:
             channel.reset_after_fork()
 
@@ -207,18 +219,19 @@ class Engine:
                     _say_lost_at_exit(channel)
 
     def stats(self) -> Stats:
-        """Counters of every channel of this process, summed."""
+        """Counters of every channel of this process, summed (also of channels closed and retired)."""
         total = Counters()
-        total.add(self._retired)
+        with self._lock:  # one moment: a channel is either served or retired
+            total.add(self._retired)
+            channels = list(self._channels)
         pending = pending_bytes = 0
         oldest = 0.0
-        for channel in self.channels():
-            snapshot = channel.stats()
-            with channel.lock:
-                total.add(channel.counters)
-            pending += snapshot.pending
-            pending_bytes += snapshot.pending_bytes
-            oldest = max(oldest, snapshot.oldest_pending_age)
+        for channel in channels:
+            counters, channel_pending, channel_pending_bytes, age = channel.snapshot()
+            total.add(counters)
+            pending += channel_pending
+            pending_bytes += channel_pending_bytes
+            oldest = max(oldest, age)
         return Stats.of(total, pending, pending_bytes, oldest)
 
 

@@ -43,6 +43,17 @@ class Counters:
             else:
                 setattr(self, name, mine + theirs)
 
+    def subtract(self, other: Counters) -> None:
+        """Undo :meth:`add` of ``other``."""
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, Counter):
+                mine.subtract(theirs)
+                for key in [key for key, count in mine.items() if count == 0]:
+                    del mine[key]
+            else:
+                setattr(self, name, mine - theirs)
+
 
 @dataclass(frozen=True)
 class Stats:
