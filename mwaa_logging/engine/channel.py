@@ -180,8 +180,6 @@ class Channel:
         #: sender is busy.
         self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)
         self.inbox_alarm_bytes = settings.max_buffer_bytes // INBOX_ALARM_SHARE
-        #: Its counters when the engine retired it (counted in the engine's total since), None while it is served.
-        self.retired_as: Counters | None = None
         self._init_state()
 
     def _init_state(self) -> None:

@@ -46,9 +46,11 @@ class Engine:
         self._ctx = Context(clock=clock, wall_ms=lambda: wall_clock() * 1000.0, random=random_source)
         self._start_thread = start_thread
         self._channels: list[Channel] = []
-        #: Counters of the channels retired (closed and emptied), so that :meth:`stats` keeps counting them; a
-        #: channel attached again (a record logged after close) takes its share back (see ``Channel.retired_as``).
+        #: Counters of the channels retired (closed and emptied), so that :meth:`stats` keeps counting them, and each
+        #: retired channel's share, taken back if it is attached again (a record logged after close()). Kept here,
+        #: weakly: an attribute more on Channel would take emit()'s reads off CPython's inline values.
         self._retired = Counters()
+        self._retired_as: weakref.WeakKeyDictionary[Channel, Counters] = weakref.WeakKeyDictionary()
         self._reset_thread_state()
 
     def _reset_thread_state(self) -> None:
@@ -75,10 +77,9 @@ class Engine:
         with self._lock:
             if channel not in self._channels:
                 self._channels.append(channel)
-                with channel.lock:
-                    if channel.retired_as is not None:
-                        self._retired.subtract(channel.retired_as)
-                        channel.retired_as = None
+                share = self._retired_as.pop(channel, None)
+                if share is not None:
+                    self._retired.subtract(share)
         self.wake()
 
     def detach(self, channel: Channel) -> None:
@@ -160,8 +161,8 @@ class Engine:
             if channel in self._channels:
                 self._channels.remove(channel)
                 with channel.lock:
-                    channel.retired_as = copy.deepcopy(channel.counters)
-                    self._retired.add(channel.retired_as)
+                    share = self._retired_as[channel] = copy.deepcopy(channel.counters)
+                self._retired.add(share)
 
     def _run(self) -> None:
         while not self._stopped:
@@ -179,7 +180,7 @@ class Engine:
     def after_fork_in_child(self) -> None:
         """The child starts empty: buffered events belong to the parent, which sends them."""
         self._reset_thread_state()
-        self._retired = Counters()  # the parent's: a retired channel attached again here gives back what it had
+        self._retired = Counters()  # the parent's (a retired channel attached again here gives its share back)
         for channel in self._channels:
             channel.reset_after_fork()
 
