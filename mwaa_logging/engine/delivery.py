@@ -5,6 +5,8 @@ The sender is the one owner of retries. Every event ends delivered or spilled wi
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import threading
 import weakref
@@ -73,60 +75,137 @@ def service_channel(channel: Channel, ctx: Context) -> float:
 
     One batch at a time, always from the stream whose oldest pending event is oldest (no stream starves);
     a full batch is due at once, a partial one after the send interval (longer while tokens are scarce).
+    The streams due are kept in a heap by their oldest event, so a pass over n of them costs O(n log n), not
+    O(n^2) (1,000 streams due at once took 0.5 s of CPU, 4,000 took 7 s). Empty streams are forgotten
+    (see :func:`_forget_idle`): a process that writes to ever new streams does not keep them all.
     """
     channel.drain_inbox()
     now = ctx.clock()
     with channel.lock:
-        buffers = [b for b in channel.buffers.values() if not b.is_empty()]
+        buffers: list[StreamBuffer] = []
+        idle: list[StreamBuffer] = []
+        for buffer in channel.buffers.values():
+            (idle if buffer.is_empty() else buffers).append(buffer)
+        if idle:
+            _forget_idle(channel, idle, now)
+        known_streams = len(channel.buffers)
     if not buffers:
         channel.armed = True  # idle: the next append wakes the sender
         if channel.inbox:  # raced with an append: come back at once
             channel.armed = False
             return now
         return math.inf
-    known_streams = len(channel.buffers)
     _enforce_memory_cap(channel, buffers)
     for buffer in buffers:
         _expire(channel, buffer, ctx)
-    settings = channel.settings
-    next_wake = math.inf
-    while True:
+    pass_ = _Pass(channel, ctx)
+    for buffer in buffers:
+        pass_.consider(buffer)
+    while pass_.heap:
         channel.drain_inbox()
-        now = ctx.clock()
-        with channel.lock:
-            flushing = channel.settled < channel.flush_target or channel.closed
-            last_call = min(channel.flush_deadlines, default=math.inf) - LAST_CALL_MARGIN
-        interval = _send_interval(channel, now)
-        best: tuple[tuple[int, int], StreamBuffer] | None = None
-        for buffer in buffers:
-            if buffer.count == 0:
-                continue
-            due = retry_due(buffer, last_call)
-            if due > now:
-                next_wake = min(next_wake, due)
-                continue
-            since = buffer.since if buffer.since is not None else now
-            full = buffer.bytes >= settings.max_batch_size or buffer.count >= settings.max_batch_count
-            if not (flushing or full or now - since >= interval):
-                next_wake = min(next_wake, since + interval)
-                continue
-            _take_pending(channel, buffer)
-            with channel.lock:
-                if not buffer.ready:
-                    continue
-                head = buffer.ready[0]
-            if best is None or (head[TIMESTAMP], head[SEQ]) < best[0]:
-                best = ((head[TIMESTAMP], head[SEQ]), buffer)
-        if best is None:
-            # a stream that appeared during this pass gets looked at now, not after the idle backstop
-            return now if len(channel.buffers) != known_streams else next_wake
+        pass_.look_again()
+        _, _, _, buffer = heapq.heappop(pass_.heap)
+        if not pass_.still_first(buffer):
+            continue
+        now = pass_.now
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
-            return min(next_wake, now + wait)
-        if best[1].retry_at > now:  # the last call before a flush deadline: only one per deadline
-            best[1].last_call_for = last_call
-        _send_one(channel, best[1], ctx)
+            return min(pass_.next_wake, now + wait)
+        if buffer.retry_at > now:  # the last call before a flush deadline: only one per deadline
+            buffer.last_call_for = pass_.last_call
+        _send_one(channel, buffer, ctx)
+        channel.drain_inbox()  # what came meanwhile, a spill marker the delivery queued too
+        pass_.look_again()
+        pass_.consider(buffer)
+    # a stream that appeared during this pass gets looked at now, not after the idle backstop
+    return pass_.now if len(channel.buffers) != known_streams else pass_.next_wake
+
+
+#: An empty stream that failed its last call is forgotten only after this many seconds without events (longer than
+#: any backoff), so that a stream refused again and again keeps backing off rather than calling at once.
+FORGET_AFTER_BACKOFF = 60.0
+
+
+def _forget_idle(channel: Channel, idle: Sequence[StreamBuffer], now: float) -> None:
+    """Drop empty streams from ``channel.buffers`` (lock held; only the sender, at the start of a pass): an Airflow 3
+    supervisor or triggerer sets a new stream name per task try on one handler, and kept every stream for the
+    process's life (~1-2 KB each, scanned on every wake-up). Kept: a stream some thread still holds events of (they
+    may be put back), one that owes a spill marker, and one still backing off."""
+    busy = {id(held.buffer) for held in channel.held if held.buffer is not None}
+    for buffer in idle:
+        if buffer.spilled_unmarked or id(buffer) in busy:
+            continue
+        if buffer.backoff.attempts and now < buffer.retry_at + FORGET_AFTER_BACKOFF:
+            continue
+        if channel.buffers.get(buffer.stream) is buffer:
+            del channel.buffers[buffer.stream]
+
+
+class _Pass:
+    """One pass of the sender over a channel: the streams due now, in a heap by their oldest event."""
+
+    def __init__(self, channel: Channel, ctx: Context) -> None:
+        self.channel = channel
+        self.ctx = ctx
+        self.heap: list[tuple[int, int, int, StreamBuffer]] = []
+        self.next_wake = math.inf
+        self._order = itertools.count()
+        self.look_again()
+
+    def look_again(self) -> None:
+        """Read the time and what flush()/close() ask for now."""
+        channel = self.channel
+        self.now = now = self.ctx.clock()
+        with channel.lock:
+            self.flushing = channel.settled < channel.flush_target or channel.closed
+            self.last_call = min(channel.flush_deadlines, default=math.inf) - LAST_CALL_MARGIN
+        self.interval = _send_interval(channel, now)
+
+    def _due(self, buffer: StreamBuffer) -> float:
+        """When ``buffer`` should send next (its backoff, the send interval; at once when full or flushing)."""
+        due = retry_due(buffer, self.last_call)
+        if due > self.now:
+            return due
+        settings = self.channel.settings
+        since = buffer.since if buffer.since is not None else self.now
+        if self.flushing or buffer.bytes >= settings.max_batch_size or buffer.count >= settings.max_batch_count:
+            return due
+        return max(due, since + self.interval)
+
+    def _head(self, buffer: StreamBuffer) -> tuple[int, int] | None:
+        """The (timestamp, seq) of ``buffer``'s oldest event, once its appended events are in order; None if it is
+        not due now (then :attr:`next_wake` keeps when it is) or has nothing to send."""
+        if buffer.count == 0:
+            return None
+        due = self._due(buffer)
+        if due > self.now:
+            self.next_wake = min(self.next_wake, due)
+            return None
+        _take_pending(self.channel, buffer)
+        with self.channel.lock:
+            if not buffer.ready:
+                return None
+            head = buffer.ready[0]
+        return head[TIMESTAMP], head[SEQ]
+
+    def consider(self, buffer: StreamBuffer) -> None:
+        """Put ``buffer`` in the heap if it is due now."""
+        head = self._head(buffer)
+        if head is not None:
+            heapq.heappush(self.heap, (*head, next(self._order), buffer))
+
+    def still_first(self, buffer: StreamBuffer) -> bool:
+        """Whether ``buffer``, just taken from the heap, is still due with the oldest event it was pushed with; if
+        something changed it meanwhile (another thread spilled its head, older events arrived), it goes back in
+        by what it holds now."""
+        head = self._head(buffer)
+        if head is None:
+            return False
+        if self.heap and head > self.heap[0][:2]:
+            heapq.heappush(self.heap, (*head, next(self._order), buffer))
+            return False
+        return True
 
 
 def retry_due(buffer: StreamBuffer, last_call: float) -> float:
