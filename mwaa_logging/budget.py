@@ -10,8 +10,14 @@ Rate model:
   everything until the first throttle, then learns a rate, like botocore's ``adaptive`` mode.
 * On a throttle the rate drops to ``beta`` x the rate actually in use (measured over the whole
   scope), the bucket is drained, and the rate then recovers along a CUBIC curve
-  ``scale * (t - k)**3 + w_max`` (``k`` is when it regains ``w_max``), up to the ceiling. With no
-  ceiling, reaching ``unlimited_after`` x ``w_max`` ends the episode: unlimited again.
+  ``scale * (t - k)**3 + w_max`` (``k`` is when it regains ``w_max``), up to the ceiling.
+* With no ceiling the curve alone is no evidence (it outgrows any quota within seconds while little
+  is sent), so during an episode the rate is also held to ``measured_headroom`` x the rate actually
+  granted, never below ``beta`` x ``w_max`` (botocore caps its rate the same way): what was pending
+  after a quiet spell (a task's final flush) goes out at about the learned rate, not all at once. The
+  episode ends (unlimited again) ``converge_window`` s after its last throttle if the scope is sending
+  ``unlimited_after`` x ``w_max`` by then with the curve there too (the limit has gone), else
+  ``forget_after`` s after it.
 * Throttles closer than ``throttle_cooldown`` to the last counted one are the same episode (the
   in-flight calls of every participant come back throttled together) and lower the rate once.
 * The bucket holds ``burst`` tokens at the ceiling; its capacity shrinks with the adaptive rate
@@ -47,8 +53,13 @@ class BudgetConfig:
     throttle_cooldown: float = 1.0
     #: Time constant (s) of the exponentially weighted measured rate.
     measure_window: float = 1.0
-    #: With no ceiling, the episode ends (unlimited again) when the curve reaches this x ``w_max``.
+    #: With no ceiling, the episode ends (unlimited again) ``converge_window`` after its last throttle
+    #: if the measured rate and the curve are both this x ``w_max``.
     unlimited_after: float = 2.0
+    #: With no ceiling, during an episode the rate is at most this x the measured rate (botocore: 2).
+    measured_headroom: float = 2.0
+    #: With no ceiling, an episode this many seconds after its last throttle is over: unlimited again.
+    forget_after: float = 60.0
     #: A ``now`` this far behind the state's latest time means another clock (a reboot, a stepped
     #: server clock): the state is dropped rather than waiting for the new clock to catch up.
     clock_jump: float = 1.0
@@ -67,6 +78,8 @@ class BudgetConfig:
             raise ValueError("scale, min_rate and measure_window must be > 0")
         if not self.throttle_cooldown >= 0 or not self.unlimited_after > 1 or not self.clock_jump > 0:
             raise ValueError("throttle_cooldown must be >= 0, unlimited_after > 1 and clock_jump > 0")
+        if not self.measured_headroom > 1 or not self.forget_after > 0:
+            raise ValueError("measured_headroom must be > 1 and forget_after > 0")
 
     @property
     def ceiling(self) -> float:
@@ -108,15 +121,29 @@ def cubic_zero_point(config: BudgetConfig, w_max: float) -> float:
 
 
 def current_rate(config: BudgetConfig, state: BudgetState, now: float) -> float:
-    """The rate in force at ``now``: the CUBIC recovery curve capped by the ceiling."""
+    """The rate in force at ``now``: the CUBIC recovery curve capped by the ceiling, or with no ceiling
+    by ``measured_headroom`` x the measured rate until the episode ends."""
     if state.w_max <= 0.0:
         return config.ceiling
     elapsed = max(0.0, now - state.throttled_at)
     offset = elapsed - cubic_zero_point(config, state.w_max)
     curve = config.scale * offset * offset * offset + state.w_max  # as in the Lua twin
-    if config.rate is None and curve >= config.unlimited_after * state.w_max:
+    if config.rate is not None:
+        return max(config.min_rate, min(config.ceiling, curve))
+    if episode_over(config, state, now, curve):
         return UNLIMITED
-    return max(config.min_rate, min(config.ceiling, curve))
+    proven = max(config.beta * state.w_max, config.measured_headroom * measured_rate(config, state, now))
+    return max(config.min_rate, min(curve, proven))
+
+
+def episode_over(config: BudgetConfig, state: BudgetState, now: float, curve: float) -> bool:
+    """With no ceiling: ``converge_window`` s without a throttle, with the scope sending ``unlimited_after`` x
+    ``w_max`` and the curve there too (the limit has gone), or ``forget_after`` s without a throttle."""
+    quiet = now - state.throttled_at
+    if quiet >= config.forget_after:
+        return True
+    target = config.unlimited_after * state.w_max
+    return quiet >= config.converge_window and curve >= target and measured_rate(config, state, now) >= target
 
 
 def capacity(config: BudgetConfig, rate: float) -> float:
@@ -168,6 +195,8 @@ def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float 
     state = same_clock(config, state, now)
     rate = current_rate(config, state, now)
     if rate == UNLIMITED:
+        if state.w_max > 0.0:  # the episode is over: it stays over when the measured rate dips again
+            state = replace(state, w_max=0.0)
         return Decision(_record_grant(config, state, now, tokens), 0.0, rate)
     size = capacity(config, rate)
     level = _refilled(state, now, rate, size)
@@ -183,11 +212,16 @@ def acquire(config: BudgetConfig, state: BudgetState, now: float, tokens: float 
 def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetState:
     """A ThrottlingException arrived: lower the rate to ``beta`` x the rate in use, drain the bucket.
 
-    Ignored within ``throttle_cooldown`` of the last counted throttle (same episode).
+    Within ``throttle_cooldown`` of the last counted throttle (same episode) the rate is not lowered
+    again; with no ceiling, each such call lowers ``w_max`` by the one call it added to the measured
+    rate: it did not get through, so the rate that did was lower (a burst of 16 calls of which 4 fit
+    learns about 4/s, not 16).
     """
     state = same_clock(config, state, now)
     if state.w_max > 0.0 and now - state.throttled_at < config.throttle_cooldown:
-        return state
+        if config.rate is not None:
+            return state
+        return replace(state, w_max=max(config.min_rate, state.w_max - 1.0 / config.measure_window))
     rate = current_rate(config, state, now)
     in_use = measured_rate(config, state, now)
     w = in_use if rate == UNLIMITED else min(in_use, rate)

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 #: KEYS[1]: the budget's hash, KEYS[2]: the hosts seen lately (sorted set, score = last seen).
 #: ARGV: op ("acquire" | "throttle" | "rate"), tokens, rate (<= 0: none), burst (<= 0: none), beta,
 #: scale, min_rate, cooldown, window, unlimited_after, ttl_ms, now ("" = the server's TIME),
-#: host ("" = no heartbeat), seconds a host counts as live, clock_jump, converge_window.
+#: host ("" = no heartbeat), seconds a host counts as live, clock_jump, converge_window, measured_headroom,
+#: forget_after.
 #: Returns {wait, rate, now, hosts} as strings (Lua numbers would be truncated); hosts is "" without a heartbeat.
 #: Mirrors mwaa_logging/budget.py line for line; absent fields are the pure defaults (-inf / 0).
 LUA_BUDGET = """
@@ -51,6 +52,7 @@ local beta, scale, min_rate = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARG
 local cooldown, window, unlimited_after = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local ttl_ms = tonumber(ARGV[11])
 local converge = tonumber(ARGV[16])
+local headroom, forget_after = tonumber(ARGV[17]), tonumber(ARGV[18])
 local now
 if ARGV[12] ~= '' then
   now = tonumber(ARGV[12])
@@ -75,13 +77,24 @@ if now < math.max(updated, throttled_at, measured_at) - tonumber(ARGV[15]) then
   tokens, updated, w_max, throttled_at, measured, measured_at = 0, -INF, 0, -INF, 0, -INF
 end
 
+local function measured_now()
+  if measured <= 0 then return 0 end
+  return measured * math.exp(-math.max(0, now - measured_at) / window)
+end
+
 local function current_rate()
   if w_max <= 0 then return ceiling end
   local k = (w_max * (1 - beta) / scale) ^ (1 / 3)
   local offset = math.max(0, now - throttled_at) - k
   local curve = scale * offset * offset * offset + w_max
-  if rate_cfg <= 0 and curve >= unlimited_after * w_max then return INF end
-  return math.max(min_rate, math.min(ceiling, curve))
+  if rate_cfg > 0 then return math.max(min_rate, math.min(ceiling, curve)) end
+  local target = unlimited_after * w_max
+  local quiet = now - throttled_at
+  if quiet >= forget_after or (quiet >= converge and curve >= target and measured_now() >= target) then
+    return INF
+  end
+  local proven = math.max(beta * w_max, headroom * measured_now())
+  return math.max(min_rate, math.min(curve, proven))
 end
 
 local function capacity(rate)
@@ -95,15 +108,11 @@ local function capacity(rate)
   return one_second
 end
 
-local function measured_now()
-  if measured <= 0 then return 0 end
-  return measured * math.exp(-math.max(0, now - measured_at) / window)
-end
-
 local wait = 0
 if op == 'acquire' then
   local rate = current_rate()
   local granted = true
+  if rate == INF and w_max > 0 then w_max = 0 end  -- the episode is over, and stays over
   if rate ~= INF then
     local size = capacity(rate)
     local level = size
@@ -123,7 +132,9 @@ if op == 'acquire' then
     measured_at = math.max(now, measured_at)
   end
 elseif op == 'throttle' then
-  if not (w_max > 0 and now - throttled_at < cooldown) then
+  if w_max > 0 and now - throttled_at < cooldown then
+    if rate_cfg <= 0 then w_max = math.max(min_rate, w_max - 1 / window) end
+  else
     local rate = current_rate()
     local in_use = measured_now()
     local w = in_use
@@ -273,6 +284,8 @@ class RedisBudget:
             repr(self.host_liveness),
             repr(config.clock_jump),
             repr(config.converge_window),
+            repr(config.measured_headroom),
+            repr(config.forget_after),
         ]
         try:
             wait, rate, server_now, hosts = self._script(keys=[self.key, self.hosts_key], args=args)

@@ -325,11 +325,12 @@ ops = st.lists(
 
 
 @settings(max_examples=25, deadline=None)
-@given(ceiling=st.one_of(st.none(), st.floats(1.0, 100.0)), steps=ops)
+@given(ceiling=st.one_of(st.none(), st.floats(1.0, 100.0)), forget_after=st.floats(2.0, 60.0), steps=ops)
 def test_the_lua_script_and_the_pure_core_agree(
-    redis_url: str, ceiling: float | None, steps: list[tuple[float, str, float]]
+    redis_url: str, ceiling: float | None, forget_after: float, steps: list[tuple[float, str, float]]
 ) -> None:
-    config = BudgetConfig(rate=ceiling, burst=None if ceiling is None else max(1.0, ceiling / 2))
+    config = BudgetConfig(rate=ceiling, burst=None if ceiling is None else max(1.0, ceiling / 2),
+                          forget_after=forget_after)
     name = f"parity-{os.urandom(6).hex()}"
     lua = RedisBudget(redis_url, config, ProcessBudget(config), name, server_time=False, timeout=1.0)
     state, now = BudgetState(), 1000.0

@@ -128,17 +128,87 @@ def test_throttles_within_the_cooldown_lower_the_rate_once() -> None:
     assert fresh.w_max == pytest.approx(max(config.min_rate, budget.measured_rate(config, state, 11.0)))
 
 
-def test_without_a_ceiling_the_first_throttle_learns_the_rate_and_recovery_ends_unlimited() -> None:
+def test_without_a_ceiling_the_calls_throttled_with_the_first_are_taken_off_the_learned_rate() -> None:
+    # 16 tasks send their first batch together against a quota of 4/s with a burst of 4: 12 come back throttled.
+    # Learning 16/s from the first answer alone held the rate near 11/s, and the next rounds were throttled too.
+    config = BudgetConfig()
+    state = take(config, BudgetState(), 0.0, 16)
+    for answer in range(12):
+        state = throttled(config, state, 0.05 + answer * 0.001)
+    assert state.throttled_at == 0.05  # one episode: the first answer counted, the others in its cooldown
+    learned = 16.0 * math.exp(-0.05) - 11.0  # measured at the first answer, less the 11 that followed: 4.22
+    assert state.w_max == pytest.approx(learned)
+    assert current_rate(config, state, 0.05) == pytest.approx(0.7 * learned)  # the curve starts at beta x w_max
+    with_ceiling = BudgetConfig(rate=100)
+    state = throttled(with_ceiling, take(with_ceiling, BudgetState(), 0.0, 16), 0.05)
+    assert throttled(with_ceiling, state, 0.06) == state  # a ceiling's episode is lowered once, as before
+
+
+def test_without_a_ceiling_the_first_throttle_learns_the_rate() -> None:
     config = BudgetConfig()
     state = throttled(config, take(config, BudgetState(), 0.0, 100), 0.0)
     assert state.w_max == pytest.approx(100.0)
     assert current_rate(config, state, 0.0) == pytest.approx(70.0)
     assert budget.capacity(config, 70.0) == pytest.approx(70.0)  # one second of rate
     assert acquire(config, state, 0.0).wait == pytest.approx(1 / 70)
-    # Unlimited again when 0.4 (t - k)^3 >= 100, k = cbrt(75) = 4.2172: t >= 4.2172 + cbrt(250) = 10.5168
-    assert current_rate(config, state, 10.5) == pytest.approx(199.2036, abs=1e-4)
-    assert current_rate(config, state, 10.52) == math.inf
-    assert acquire(config, state, 10.52).wait == 0.0
+    # k = cbrt(75) = 4.2172 s; at t = 5, 0.4 x 0.7828^3 + 100 = 100.19, capped by 2 x the measured rate
+    # (100 / e^5 = 0.67/s): the floor, 0.7 x w_max
+    assert current_rate(config, state, 5.0) == pytest.approx(70.0)
+
+
+def test_without_a_ceiling_a_quiet_spell_does_not_end_the_episode() -> None:
+    # The curve passes 2 x w_max at t = 4.2172 + cbrt(250) = 10.5168 s, while nothing is sent. It used to mean
+    # unlimited, and a task's final flush went out at once: throttled calls for everyone on the account.
+    config = BudgetConfig()
+    state = throttled(config, take(config, BudgetState(), 0.0, 100), 0.0)
+    assert current_rate(config, state, 10.52) == pytest.approx(70.0)
+    granted, now = 0, 20.0
+    while now < 21.0:  # a flush after the quiet spell: as fast as the budget allows for one second
+        decision = acquire(config, state, now)
+        state = decision.state
+        granted += decision.wait == 0.0
+        now += decision.wait or 1e-4
+    # 70 from the refilled bucket, then 2 x the measured rate m, which grows as dm/dt = 2m - m: 70 e^t, so
+    # 70 + 140 (e - 1) ~ 310 in all (unlimited: all 10,000 tries)
+    assert 280 <= granted <= 330
+
+
+def send_flat_out(config: BudgetConfig, state: BudgetState, start: float, end: float) -> tuple[BudgetState, float]:
+    """Acquire as fast as the budget allows from ``start`` until ``end`` or until it is unlimited."""
+    now = start
+    while now < end and current_rate(config, state, now) != math.inf:
+        decision = acquire(config, state, now)
+        state = decision.state
+        now += decision.wait or 1e-3
+    return state, now
+
+
+def test_without_a_ceiling_the_episode_ends_after_a_quiet_spell_at_twice_w_max_and_stays_over() -> None:
+    config = BudgetConfig()
+    state = throttled(config, take(config, BudgetState(), 0.0, 100), 0.0)
+    # Sending flat out from t = 6: 2 x the measured rate doubles about every 0.7 s, but the curve (177/s at
+    # t = 10) caps it, and the episode lasts at least converge_window (10 s) after the throttle (a quota raised
+    # from 2 to 10/s saw its backlog go out at once when it ended sooner)
+    state, now = send_flat_out(config, state, 6.0, 10.0)
+    assert now >= 10.0 and current_rate(config, state, now) < 200.0
+    # unlimited once the scope has sent 2 x w_max for a while: the curve passes 200/s at t = 10.52, the measured
+    # rate follows it about a second later
+    state, now = send_flat_out(config, state, now, 20.0)
+    assert 10.52 < now < 12.0 and budget.measured_rate(config, state, now) >= 200.0
+    state = acquire(config, state, now).state
+    assert state.w_max == 0.0  # over for good: the measured rate falling again does not bring the cap back
+    assert current_rate(config, state, now + 30.0) == math.inf
+    assert send_flat_out(config, throttled(config, take(config, BudgetState(), 0.0, 100), 0.0), 15.0, 16.5)[1] < 16.5
+
+
+def test_without_a_ceiling_the_episode_is_forgotten_after_a_minute_without_throttles() -> None:
+    config = BudgetConfig()
+    state = throttled(config, take(config, BudgetState(), 0.0, 100), 0.0)
+    assert current_rate(config, state, 59.9) == pytest.approx(70.0)
+    assert current_rate(config, state, 60.0) == math.inf  # no lasting cap after someone else's throttle
+    with_ceiling = BudgetConfig(rate=1000)
+    state = throttled(with_ceiling, take(with_ceiling, BudgetState(), 0.0, 100), 0.0)
+    assert current_rate(with_ceiling, state, 60.0) == 1000.0  # the curve alone, up to the ceiling
 
 
 def simulate(quota: float, callers: int, latency: float, until: float) -> list[tuple[float, bool]]:
@@ -182,6 +252,56 @@ def test_an_unknown_quota_is_learned_quickly_and_used_well() -> None:
     span = 30.0 - first_throttle - 2.0
     assert 1 - sum(settled) / len(settled) <= 0.02  # throttled calls (target: <= 10 % within 10 s)
     assert sum(settled) / span >= 0.9 * 100.0  # goodput (target: >= 90 % of the quota)
+
+
+def simulate_flush(quota: float, callers: int, latency: float, quiet_until: float) -> list[tuple[float, bool]]:
+    """``callers`` each have a batch ready every second for 10 s (what waits joins the waiting batch), nothing
+    until ``quiet_until``, then each flushes 2 batches at once; a throttled call is retried 0.2 s after its
+    answer. Returns (send time, ok) of every call."""
+    config, state = BudgetConfig(), BudgetState()
+    server_tokens, server_time = quota, 0.0
+    pending = [0] * callers
+    calls: list[tuple[float, bool]] = []
+    events = [(i / callers + t, "due", i) for i in range(callers) for t in range(10)]
+    events += [(quiet_until, "flush", i) for i in range(callers)]
+    while events:
+        events.sort(reverse=True)
+        now, kind, caller = events.pop()
+        if kind in ("due", "flush"):
+            busy = pending[caller] > 0
+            pending[caller] = pending[caller] + 2 if kind == "flush" else max(1, pending[caller])
+            if busy:
+                continue  # the caller is already at work on earlier calls
+        elif kind == "throttled":
+            state = throttled(config, state, now)
+            events.append((now + 0.2, "try", caller))
+            continue
+        elif kind == "ok":
+            pending[caller] -= 1
+            if pending[caller]:
+                events.append((now, "try", caller))
+            continue
+        decision = acquire(config, state, now)
+        state = decision.state
+        if decision.wait > 0:
+            events.append((now + decision.wait, "try", caller))
+            continue
+        server_tokens, server_time = min(quota, server_tokens + (now - server_time) * quota), now
+        ok = server_tokens >= 1
+        server_tokens -= ok
+        calls.append((now, ok))
+        events.append((now + latency, "ok" if ok else "throttled", caller))
+    return calls
+
+
+def test_a_final_flush_after_a_throttled_run_stays_near_the_learned_rate() -> None:
+    # The reviewer's case: 16 tasks want 4 x a 4 calls/s quota, then all flush together well after the last
+    # throttle. The curve had reached 2 x w_max by then: unlimited, and most of the 32 calls came back throttled.
+    calls = simulate_flush(quota=4.0, callers=16, latency=0.05, quiet_until=20.0)
+    flush = [ok for t, ok in calls if t >= 20.0]
+    assert sum(flush) == 32  # every pending call delivered
+    assert len(flush) - sum(flush) <= 8
+    assert max(sum(1 for t, _ in calls if s <= t < s + 1.0) for s, _ in calls if s >= 20.0) <= 12
 
 
 def test_a_throttle_with_nothing_sent_falls_to_the_minimum_rate() -> None:
@@ -237,6 +357,24 @@ def test_adaptive_rate_stays_between_min_rate_and_ceiling(
         rate = current_rate(config, state, now)
         assert config.min_rate <= rate <= config.ceiling
         assert budget.capacity(config, rate) >= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(st.tuples(st.floats(0.0, 5.0), st.booleans(), st.floats(0.1, 50.0)), min_size=1, max_size=100))
+def test_without_a_ceiling_an_episode_follows_what_is_sent_and_is_forgotten_in_time(
+    events: list[tuple[float, bool, float]],
+) -> None:
+    config = BudgetConfig()
+    state, now = BudgetState(), 0.0
+    for delay, throttle, tokens in events:
+        now += delay
+        state = throttled(config, state, now) if throttle else acquire(config, state, now, tokens).state
+        if state.w_max <= 0.0:
+            continue
+        rate = current_rate(config, state, now)
+        proven = max(config.beta * state.w_max, config.measured_headroom * budget.measured_rate(config, state, now))
+        assert rate == math.inf or rate <= max(config.min_rate, proven) * (1 + 1e-12)
+        assert current_rate(config, state, state.throttled_at + config.forget_after + 1e-9) == math.inf
 
 
 # --- process scope ------------------------------------------------------------------------------
