@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import sys
 import threading
@@ -21,9 +22,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="apply AWS's CreateLogStream (50/s) and CreateLogGroup (10/s) quotas")
 
 
+def exposure_warning(host: str) -> str | None:
+    """What to tell the user when ``host`` is not a loopback address: the endpoint has no authentication."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name other than localhost: it may resolve to anything
+    return (f"warning: listening on {host}: anyone who can reach it can read and write its logs and objects and "
+            "change its quota and faults through the admin API (it has no authentication); 127.0.0.1 keeps it local")
+
+
 def run(args: argparse.Namespace) -> int:
     from mwaa_logging.testing.local_aws import LocalAWS
 
+    warning = exposure_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from mwaa_logging.testing.cli import exposure_warning
 from mwaa_logging.testing.eventlog import EventLog, StoredLogEvent
 from mwaa_logging.testing.faults import Decision, FaultKind, FaultRule, Faults
 from mwaa_logging.testing.quota import Quotas, TokenBucket
@@ -153,3 +154,14 @@ def test_event_log_settles_pending_batches_before_any_change() -> None:
     assert [event.message for event in joined] == ["a", "moto", "c", "d", "e", "f"]
     log.clear()
     assert len(log) == 0 and log.pairs() == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_local_aws_on_a_loopback_address_says_nothing(host: str) -> None:
+    assert exposure_warning(host) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "myhost.example"])
+def test_local_aws_reachable_from_elsewhere_warns_that_it_has_no_authentication(host: str) -> None:
+    warning = exposure_warning(host)
+    assert warning is not None and host in warning and "no authentication" in warning and "admin API" in warning
