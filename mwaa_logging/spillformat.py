@@ -12,7 +12,7 @@ reader places it against CloudWatch events of the same millisecond by their inge
 from __future__ import annotations
 
 import enum
-import gzip
+import math
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -169,12 +169,59 @@ def decode_records(data: bytes, *, max_bytes: int | None = None) -> Iterator[Spi
     A line that is not a spill record raises ``ValueError`` with its number. ``max_bytes`` bounds the
     uncompressed size (``ValueError`` beyond it, before it is all in memory): a spill object anyone who may write
     the bucket can put there must not expand a few MB into gigabytes (a gzip bomb) in the reader or replay.
+    Gzip data that ends early raises :class:`DamagedSpill` (:func:`salvage_records` reads what it can), corrupt
+    gzip data ``ValueError``.
     """
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data) if max_bytes is None else gunzip_at_most(data, max_bytes)
+    decoded = salvage_records(data, max_bytes=max_bytes)
+    if decoded.damage is not None:
+        raise DamagedSpill(decoded.damage)
+    yield from decoded.records
+
+
+class DamagedSpill(ValueError):
+    """A spill file or object whose gzip data ends early; the message says what could be salvaged and what not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The records of one spill file or object; ``damage`` says, when its data is damaged, what was salvaged (the
+    complete records before the damage, in ``records``) and what was not."""
+
+    records: list[SpillRecord]
+    damage: str | None = None
+
+
+def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
+    """Like :func:`decode_records`, but of gzip data that ends early (a writer killed, a copy cut short, a tail of
+    zero bytes never written) every complete record before that point, and what was salvaged and lost, in
+    ``damage``. A record cut by the end is never returned (a prefix of a JSON object is never one); reading stops
+    at the first line that is not a record. Corrupt gzip data, a gzip bomb, and in undamaged data a line that is
+    not a spill record, raise ``ValueError`` (nothing is salvaged)."""
+    damage = None
+    if data[:2] == _GZIP_MAGIC:
+        data, damage = _gunzip(data, max_bytes)
+    elif data and _GZIP_MAGIC.startswith(data):
+        data, damage = b"", f"{_ENDS_EARLY} (truncated)"
     elif max_bytes is not None and len(data) > max_bytes:
         raise ValueError(f"holds more than {max_bytes} bytes: not a spill object")
-    for number, raw in enumerate(data.splitlines(), 1):
+    lines = data.split(b"\n")
+    if damage is None:
+        return Decoded(list(_parse(lines)))
+    records: list[SpillRecord] = []
+    for raw in lines:  # the last one may be cut by the end
+        try:
+            records.append(SpillRecord.from_json(orjson.loads(raw)))
+        except ValueError:
+            if raw.strip():
+                lost = f"the line after them ({len(raw)} bytes, incomplete) and whatever followed it"
+                break
+    else:
+        lost = "whatever followed them"
+    return Decoded(records, f"{damage}; salvaged its first {len(records)} records (complete), lost {lost}")
+
+
+def _parse(lines: Iterable[bytes]) -> Iterator[SpillRecord]:
+    for number, raw in enumerate(lines, 1):
         if raw.strip():
             try:
                 yield SpillRecord.from_json(orjson.loads(raw))
@@ -182,25 +229,53 @@ def decode_records(data: bytes, *, max_bytes: int | None = None) -> Iterator[Spi
                 raise ValueError(f"line {number} is not a spill record: {exc}") from None
 
 
-#: Bytes decompressed at a time by :func:`gunzip_at_most`.
+#: Bytes decompressed at a time by :func:`_gunzip`.
 _GUNZIP_STEP = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_ENDS_EARLY = "its gzip data ends early"
 
 
 def gunzip_at_most(data: bytes, max_bytes: int) -> bytes:
-    """``gzip.decompress(data)`` (every member), or ``ValueError`` as soon as it exceeds ``max_bytes``."""
+    """``gzip.decompress(data)`` (every member), or ``ValueError`` as soon as it exceeds ``max_bytes`` (and when
+    the data is corrupt), ``EOFError`` when it ends early."""
+    out, damage = _gunzip(data, max_bytes)
+    if damage is not None:
+        raise EOFError(damage)
+    return out
+
+
+def _gunzip(data: bytes, max_bytes: int | None) -> tuple[bytes, str | None]:
+    """Every gzip member of ``data`` decompressed, and None; or, when the data ends early, all that precedes the
+    end and what is wrong. A tail of zero bytes after an unfinished member is an end too (never written: a crash
+    before the data reached the disk, a preallocated copy cut short), not data: zlib makes garbage of it, records
+    that parse and read wrong. ``ValueError`` beyond ``max_bytes`` (before it is all in memory) and for corrupt
+    data (the garbage zlib makes before it notices cannot be told from records)."""
+    limit = math.inf if max_bytes is None else max_bytes
     parts: list[bytes] = []
     total = 0
     while data:
         member = zlib.decompressobj(wbits=31)
+        kept, kept_total = len(parts), total
         tail = data
-        while not member.eof:
-            chunk = member.decompress(tail, _GUNZIP_STEP)
-            tail = member.unconsumed_tail
-            total += len(chunk)
-            if total > max_bytes:
-                raise ValueError(f"expands beyond {max_bytes} bytes: not a spill object (a gzip bomb?)")
-            parts.append(chunk)
-            if not chunk and not tail:
-                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        try:
+            while not member.eof:
+                chunk = member.decompress(tail, _GUNZIP_STEP)
+                tail = member.unconsumed_tail
+                total += len(chunk)
+                if total > limit:
+                    raise ValueError(f"expands beyond {max_bytes} bytes: not a spill object (a gzip bomb?)")
+                parts.append(chunk)
+                if not chunk and not tail:
+                    break
+        except zlib.error as error:
+            raise ValueError(f"its gzip data is corrupt ({error}): nothing of it is read (what zlib makes of the "
+                             "bytes before it notices cannot be told from records)") from None
+        if not member.eof:
+            written = data.rstrip(b"\0")
+            if len(written) < len(data):  # read this member again without the zeros
+                del parts[kept:]
+                total, data = kept_total, written
+                continue
+            return b"".join(parts), f"{_ENDS_EARLY} (truncated)"
         data = member.unused_data.lstrip(b"\0")  # gzip.decompress ignores trailing zero padding too
-    return b"".join(parts)
+    return b"".join(parts), None

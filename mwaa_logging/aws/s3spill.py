@@ -23,7 +23,7 @@ from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_bytes
 from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
-from mwaa_logging.spillformat import SpillRecord, decode_records, records_by_stream
+from mwaa_logging.spillformat import DamagedSpill, Decoded, SpillRecord, records_by_stream, salvage_records
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -326,7 +326,15 @@ class S3SpillSink:
 
     def read_object(self, obj: S3Object) -> list[SpillRecord]:
         """The records of ``obj``; ``ValueError`` for an object bigger than any this sink writes (compressed or
-        not: see :data:`MAX_READ_BYTES`), before it is all in memory."""
+        not: see :data:`MAX_READ_BYTES`), before it is all in memory, and for a damaged one (:class:`DamagedSpill`)."""
+        decoded = self.salvage_object(obj)
+        if decoded.damage is not None:
+            raise DamagedSpill(decoded.damage)
+        return decoded.records
+
+    def salvage_object(self, obj: S3Object) -> Decoded:
+        """As :meth:`read_object`, but of an object whose data is damaged (cut short), every complete record before
+        the damage, and what was not read (:func:`mwaa_logging.spillformat.salvage_records`)."""
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
         if self.expected_bucket_owner:
             params["ExpectedBucketOwner"] = self.expected_bucket_owner
@@ -341,7 +349,7 @@ class S3SpillSink:
                 raise ValueError(f"holds more than {limit} bytes, more than any spill object")
         finally:
             stream.close()
-        return list(decode_records(body, max_bytes=limit))
+        return salvage_records(body, max_bytes=limit)
 
     @staticmethod
     def replayed_key(obj: S3Object) -> str:

@@ -72,3 +72,43 @@ def test_bounded_gunzip_reads_every_member_as_gzip_does_and_stops_at_its_bound()
         gunzip_at_most(members, 6006)
     with pytest.raises(EOFError):
         gunzip_at_most(members[:30], 10**6)
+
+
+def many_records(count: int) -> list[SpillRecord]:
+    return [SpillRecord("g", "s", 1_700_000_000_000 + i, f"line {i} " + "x" * (i % 300), "max_latency",
+                        spilled_at=1_700_000_300_000) for i in range(count)]
+
+
+def test_data_cut_anywhere_gives_every_complete_record_before_the_cut_and_never_part_of_one() -> None:
+    """A spill file or object cut short (a writer killed, a copy interrupted) was refused whole (EOFError)."""
+    from mwaa_logging.spillformat import Decoded, salvage_records
+
+    records = many_records(300)
+    data = encode_records(records)
+    for cut in range(1, len(data), 7):
+        decoded = salvage_records(data[:cut])
+        assert decoded.records == records[:len(decoded.records)], cut
+        assert decoded.damage is not None and f"salvaged its first {len(decoded.records)} records" in decoded.damage
+    assert salvage_records(data[:-8]).records == records  # only the trailer is missing: every record is whole
+    assert salvage_records(data) == Decoded(records)
+
+
+def test_a_tail_of_zero_bytes_never_written_is_an_end_not_data() -> None:
+    """A file whose last blocks never reached the disk (a crash) or a preallocated copy cut short ends in zeros:
+    zlib decodes them into garbage, here records that parse and read wrong ("line 99xxx" for "line 992 xxx")."""
+    from mwaa_logging.spillformat import salvage_records
+
+    records = many_records(2000)
+    data = encode_records(records)
+    for fraction in (0.3, 0.5, 0.8):
+        kept = int(len(data) * fraction)
+        decoded = salvage_records(data[:kept] + b"\0" * (len(data) - kept))
+        assert decoded.records == records[:len(decoded.records)] == salvage_records(data[:kept]).records
+
+
+def test_corrupt_gzip_data_is_refused_whole_and_said() -> None:
+    """What zlib makes of the bytes before it notices a corruption cannot be told from records."""
+    data = bytearray(encode_records(many_records(100)))
+    data[-6] ^= 0xFF  # in the CRC-32 of the trailer: every byte before it reads, and none of it is sure
+    with pytest.raises(ValueError, match=r"its gzip data is corrupt .*incorrect data check"):
+        list(decode_records(bytes(data)))
