@@ -74,6 +74,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     from mwaa_logging.engine.diagnostics import redact_urls
     from mwaa_logging.reader import read_stream
     from mwaa_logging.spill.local import default_spill_directories
+    from mwaa_logging.spillformat import DamagedSpill
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
     def spill_error(location: str, error: Exception) -> None:
         unreadable.append(location)
-        print(redact_urls(f"mwaa-logging read: cannot read spilled lines at {location}: {error}"), file=err)
+        trouble = "damaged spill object" if isinstance(error, DamagedSpill) else "cannot read spilled lines at"
+        print(redact_urls(f"mwaa-logging read: {trouble} {location}: {error}"), file=err)
 
     try:
         logs = None if args.spilled_only else make_logs_client(

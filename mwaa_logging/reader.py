@@ -46,9 +46,10 @@ from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.retry import Backoff
 from mwaa_logging.spill.factory import is_s3_url, local_directory_of
 from mwaa_logging.spill.fallback import FallbackSpillSink
-from mwaa_logging.spill.layout import SUFFIX, stream_prefix
+from mwaa_logging.spill.layout import REPLAYED_SUFFIX, stream_prefix
+from mwaa_logging.spill.leftovers import spill_files
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directories
-from mwaa_logging.spillformat import SpillRecord, decode_records
+from mwaa_logging.spillformat import DamagedSpill, Decoded, SpillRecord, salvage_records
 from mwaa_logging.splitting import Reassembler
 from mwaa_logging.streamnames import sanitize
 
@@ -205,8 +206,8 @@ def _get_page(
 # -- spill -----------------------------------------------------------------------------------------------
 
 
-#: Loads the records of one spill object.
-Loader = Callable[[], list[SpillRecord]]
+#: Loads the records of one spill object (what can be salvaged of a damaged one).
+Loader = Callable[[], Decoded]
 #: Called with a spill location and the error met reading it.
 SpillErrorHandler = Callable[[str, Exception], None]
 #: What listing or reading a spill location may raise (network, permissions, missing, corrupt data).
@@ -221,12 +222,21 @@ class _LocalReader:
     def stream_objects(self, group: str, stream: str) -> Iterator[tuple[str, Loader]]:
         folder = self.directory / stream_prefix(group, stream)
         if folder.is_dir():
-            for path in sorted(folder.glob("*" + SUFFIX)):
+            for path in spill_files(folder):  # with those a killed writer left unfinished
                 yield str(path), functools.partial(_decode_file, path)
 
 
-def _decode_file(path: Path) -> list[SpillRecord]:
-    return list(decode_records(path.read_bytes()))
+def _decode_file(path: Path) -> Decoded:
+    """``path``'s records (what can be salvaged of a damaged file); where a replay marked it since it was listed,
+    from its ``.replayed`` name."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        try:
+            data = path.with_name(path.name + REPLAYED_SUFFIX).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} is gone") from None
+    return salvage_records(data)
 
 
 class _S3Reader:
@@ -238,16 +248,16 @@ class _S3Reader:
         for obj in self.sink.stream_objects(group, stream):
             yield obj.url, functools.partial(self._read, obj)
 
-    def _read(self, obj: S3Object) -> list[SpillRecord]:
+    def _read(self, obj: S3Object) -> Decoded:
         """``obj``'s records; where a replay moved it since it was listed, from under ``@replayed/`` (its lines may
         be in CloudWatch pages this read has passed already)."""
         try:
-            return self.sink.read_object(obj)
+            return self.sink.salvage_object(obj)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 raise
             try:
-                return self.sink.read_object(S3Object(obj.bucket, self.sink.replayed_key(obj), obj.size))
+                return self.sink.salvage_object(S3Object(obj.bucket, self.sink.replayed_key(obj), obj.size))
             except ClientError:
                 raise error from None
 
@@ -315,8 +325,8 @@ def spilled_events(
     them (memory stays bounded, whatever order the objects were written in).
     """
 
-    def in_window(records: list[SpillRecord]) -> list[SpillRecord]:
-        kept = [r for r in records if r.group == group and r.stream == stream
+    def in_window(decoded: Decoded) -> list[SpillRecord]:
+        kept = [r for r in decoded.records if r.group == group and r.stream == stream
                 and (start_time is None or r.timestamp >= start_time)
                 and (end_time is None or r.timestamp < end_time)]
         kept.sort(key=_record_order)
@@ -337,10 +347,13 @@ def spilled_events(
             continue
         for location, load in listed:
             try:
-                records = in_window(load())
+                decoded = load()
             except _READ_ERRORS as error:
                 failed(location, error)
                 continue
+            if decoded.damage is not None:  # said once, on this first read; its complete records are merged
+                failed(location, DamagedSpill(decoded.damage))
+            records = in_window(decoded)
             if not records:
                 continue
             keep = cached + len(records) <= max_cached_records

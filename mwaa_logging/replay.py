@@ -20,6 +20,8 @@ unit again (its events may then appear twice in CloudWatch; the reader drops exa
 Two runs over the same local files at once do not both put them: each holds a stream's directory
 (``flock``) while it replays it, and skips a stream another run holds. S3 has no such lock.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
+A damaged object (its gzip data cut short) has its complete records put and is marked like the others; what
+could not be read is said. Local files a killed writer left unfinished (``*.jsonl.gz.tmp``) are replayed too.
 """
 
 from __future__ import annotations
@@ -47,14 +49,13 @@ from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, Transport
 from mwaa_logging.retry import Backoff
-from mwaa_logging.spill.layout import SUFFIX
-from mwaa_logging.spillformat import SpillReason, SpillRecord, decode_records
+from mwaa_logging.spill.layout import REPLAYED_SUFFIX, TMP_SUFFIX
+from mwaa_logging.spill.leftovers import spill_files
+from mwaa_logging.spillformat import Decoded, SpillReason, SpillRecord, decode_records, salvage_records
 from mwaa_logging.splitting import split_oversized
 
 __all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_arguments", "open_source", "run"]
 
-#: Suffix a replayed local spill file gets.
-REPLAYED_SUFFIX = ".replayed"
 #: The lock file a replay holds in each local stream directory it replays.
 LOCK_NAME = ".mwaa-logging-replay.lock"
 DEFAULT_RATE = 10.0
@@ -89,7 +90,9 @@ class SpillSource(Protocol):
 
     def objects(self) -> Iterator[SpillObject]: ...
 
-    def read(self, obj: SpillObject) -> list[SpillRecord]: ...
+    def read(self, obj: SpillObject) -> Decoded:
+        """``obj``'s records; of a damaged object, those that could be salvaged, and what could not."""
+        ...
 
     def mark(self, obj: SpillObject) -> str: ...
 
@@ -103,6 +106,8 @@ class LocalSource:
 
     A run holds each stream directory it replays with ``flock`` on a lock file in it, so that two replays of
     the same files (at once, from the same or a parent directory) do not both put them; a killed run lets go.
+    A file a killed writer left unfinished (``.tmp``, see :mod:`mwaa_logging.spill.leftovers`) is replayed too,
+    never one being written.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -110,15 +115,15 @@ class LocalSource:
         self.description = str(self.directory)
 
     def objects(self) -> Iterator[SpillObject]:
-        for path in sorted(self.directory.rglob("*" + SUFFIX)):
+        for path in spill_files(self.directory, recursive=True):
             try:
                 size = path.stat().st_size
             except FileNotFoundError:  # marked by another run since the directory was listed
                 continue
             yield SpillObject(str(path), size, str(path.parent), path)
 
-    def read(self, obj: SpillObject) -> list[SpillRecord]:
-        return list(decode_records(Path(obj.handle).read_bytes()))
+    def read(self, obj: SpillObject) -> Decoded:
+        return salvage_records(Path(obj.handle).read_bytes())
 
     def mark(self, obj: SpillObject) -> str:
         path = Path(obj.handle)
@@ -158,8 +163,8 @@ class S3Source:
         for obj in self.sink.list_objects():
             yield SpillObject(obj.url, obj.size, obj.key.rsplit("/", 1)[0], obj)
 
-    def read(self, obj: SpillObject) -> list[SpillRecord]:
-        return self.sink.read_object(obj.handle)
+    def read(self, obj: SpillObject) -> Decoded:
+        return self.sink.salvage_object(obj.handle)
 
     def mark(self, obj: SpillObject) -> str:
         return self.sink.mark_replayed(obj.handle)
@@ -205,6 +210,10 @@ class ReplaySummary:
     objects_failed: int = 0
     #: Objects another run was replaying (its lock held), or had replayed once this run could look.
     objects_skipped: int = 0
+    #: Damaged objects (cut short) whose complete records were replayed; what was lost is said in ``errors``.
+    objects_salvaged: int = 0
+    #: Local files a killed writer left unfinished (``.tmp``), replayed (or, in a dry run, found).
+    objects_left_behind: int = 0
     events_read: int = 0
     events_put: int = 0
     events_rejected: int = 0
@@ -333,7 +342,7 @@ class Replayer:
                 yield unit
                 unit, events, size = [], 0, 0
             try:
-                records = source.read(obj)
+                decoded = source.read(obj)
             except FileNotFoundError:  # replayed (and marked) by another run since it was listed
                 self.summary.objects_skipped += 1
                 continue
@@ -341,6 +350,12 @@ class Replayer:
                 self.summary.objects_failed += 1
                 self.summary.errors.append(f"read {obj.location}: {exc}")
                 continue
+            records = decoded.records
+            if decoded.damage is not None:  # its complete records are put, and it is marked: the rest is lost
+                self.summary.objects_salvaged += 1
+                self.summary.errors.append(f"damaged {obj.location}: {decoded.damage}")
+            if obj.location.endswith(TMP_SUFFIX):
+                self.summary.objects_left_behind += 1
             unit.append((obj, records))
             events += len(records)
             size += sum(len(r.message) + 26 for r in records)
@@ -481,7 +496,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed, 2 cannot start."""
+    """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed or were damaged (their complete
+    records put), 2 cannot start."""
     from botocore.exceptions import BotoCoreError
     from rich.console import Console
 
@@ -516,7 +532,7 @@ def run(args: argparse.Namespace) -> int:
     out.print(summary_table(summary, source.description))
     for message in summary.errors:
         error(message)
-    return 1 if summary.objects_failed else 0
+    return 1 if summary.objects_failed or summary.objects_salvaged else 0
 
 
 def _build(args: argparse.Namespace) -> tuple[LocalSource | S3Source, Replayer, RejectedExport | None]:
@@ -584,6 +600,11 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
              f"objects failed: {summary.objects_failed}"]
     if summary.objects_skipped:
         notes.append(f"objects skipped (another replay had them): {summary.objects_skipped}")
+    if summary.objects_left_behind:
+        notes.append(f"files a killed writer left unfinished (.tmp): {summary.objects_left_behind}")
+    if summary.objects_salvaged:
+        notes.append(f"damaged objects, their complete records {'to put' if summary.dry_run else 'put'}: "
+                     f"{summary.objects_salvaged} (see below)")
     if summary.rejected_by_reason:
         notes.append("rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.rejected_by_reason.items())))
     if summary.export_path:

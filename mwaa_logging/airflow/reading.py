@@ -9,6 +9,7 @@ from typing import Any
 
 from mwaa_logging.reader import ReadEvent, read_stream
 from mwaa_logging.spill.local import default_spill_directories
+from mwaa_logging.spillformat import DamagedSpill
 
 
 def spill_locations(spill_to: str | None) -> list[str]:
@@ -34,8 +35,12 @@ def read_events(client: Any, log_group: str, log_stream: str, spill_to: str | No
     yield from read_stream(log_group, log_stream, logs_client=client, spill_to=spill_locations(spill_to),
                            on_spill_error=lambda where, error: unreadable.append((where, error)))
     for where, error in unreadable:
-        yield ReadEvent(time.time_ns() // 1_000_000, f"mwaa-logging could not read spilled lines at {where}: "
-                        f"{error!r}; the log above may miss lines spilled there", NOTE_SOURCE)
+        if isinstance(error, DamagedSpill):
+            note = f"mwaa-logging found the spill object {where} damaged: {error}; the log above has what it salvaged"
+        else:
+            note = (f"mwaa-logging could not read spilled lines at {where}: {error!r}; the log above may miss lines "
+                    "spilled there")
+        yield ReadEvent(time.time_ns() // 1_000_000, note, NOTE_SOURCE)
 
 
 def is_missing_stream(error: BaseException) -> bool:

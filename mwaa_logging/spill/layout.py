@@ -17,6 +17,10 @@ import time
 from urllib.parse import quote, unquote
 
 SUFFIX = ".jsonl.gz"
+#: A spill file being written is ``<name>.tmp`` until it is whole (see :mod:`mwaa_logging.spill.leftovers`).
+TMP_SUFFIX = ".tmp"
+#: A local spill file replayed into CloudWatch is renamed ``<name>.replayed``.
+REPLAYED_SUFFIX = ".replayed"
 #: Longest quoted name kept whole (a file name may have 255 bytes; room for a ``.tmp`` suffix and more).
 MAX_SEGMENT = 200
 #: Object names carry the UTC second of their first event; timestamps beyond these years are named at the edge.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mwaa_logging.protocols import PartialSpillError, SpillError
-from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
+from mwaa_logging.spill.layout import SUFFIX, TMP_SUFFIX, object_name, stream_prefix
 from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records, records_by_stream
 
 
@@ -181,9 +181,10 @@ class LocalSpillSink:
 
     @staticmethod
     def _write_aside(path: Path, batch: Sequence[SpillRecord], *, fsync: bool = False) -> Path:
-        """Write ``batch`` next to ``path`` (``.tmp``, which readers ignore); return that file."""
+        """Write ``batch`` next to ``path`` (``.tmp``, which readers take only once this process is gone: see
+        :mod:`mwaa_logging.spill.leftovers`); return that file."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(path.name + TMP_SUFFIX)
         try:
             with os.fdopen(_create_new(tmp), "wb") as f:
                 f.write(encode_records(batch))

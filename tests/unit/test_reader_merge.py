@@ -19,7 +19,7 @@ from mwaa_logging.reader import (
     reassemble_events,
     spilled_events,
 )
-from mwaa_logging.spillformat import SpillRecord
+from mwaa_logging.spillformat import Decoded, SpillRecord
 from mwaa_logging.splitting import split_message
 
 S3 = "s3://b/p/g/s/obj.jsonl.gz"
@@ -180,9 +180,9 @@ class FakeSpill:
 
     def stream_objects(self, group: str, stream: str) -> Any:
         for location, records in self.objects.items():
-            def load(location: str = location, records: list[SpillRecord] = records) -> list[SpillRecord]:
+            def load(location: str = location, records: list[SpillRecord] = records) -> Decoded:
                 self.loads[location] += 1
-                return list(records)
+                return Decoded(list(records))
             yield location, load
 
 
@@ -212,7 +212,7 @@ def test_an_unreadable_spill_object_is_reported_or_raised() -> None:
         description = "broken"
 
         def stream_objects(self, group: str, stream: str) -> Any:
-            yield "good", lambda: [rec(1, "kept")]
+            yield "good", lambda: Decoded([rec(1, "kept")])
             yield "bad", lambda: (_ for _ in ()).throw(OSError("gone"))
 
     errors: list[tuple[str, str]] = []
