@@ -49,25 +49,15 @@ def _writer_gone(pid: int, written: float) -> bool | None:
     gone; None where this host cannot tell (no ``/proc``)."""
     if pid == os.getpid():
         return False
-    if pid <= 0:
+    if pid <= 0 or not _runs(pid):
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: it runs
-        pass
-    except OSError:
-        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         with open("/proc/stat", "rb") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-    except FileNotFoundError:
-        return True if os.path.isdir("/proc/self") else None  # it ended meanwhile; or no /proc (macOS)
-    except (OSError, IndexError, ValueError, StopIteration):
-        return None
+    except (OSError, IndexError, ValueError, StopIteration):  # no /proc (macOS), one that hides other users'
+        return None if _runs(pid) else True  # processes (hidepid), or it ended meanwhile
     if fields[0] in (b"Z", b"X"):  # killed, not yet reaped by its parent
         return True
     started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
@@ -81,3 +71,14 @@ def spill_files(folder: Path, *, recursive: bool = False) -> list[Path]:
     files = list(find("*" + SUFFIX))
     files += [path for path in find("*" + SUFFIX + TMP_SUFFIX) if is_left_behind(path)]
     return sorted(files)
+
+
+def _runs(pid: int) -> bool:
+    """Whether a process (maybe a zombie) has ``pid``; True where this cannot be asked."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's process
+        return True
+    return True
