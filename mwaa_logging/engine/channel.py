@@ -123,8 +123,8 @@ class InFlight(Held):
 class StreamBuffer:
     """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
 
-    __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "marker_reasons", "marker_where",
-                 "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
+    __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "late_grace_until", "marker_reasons",
+                 "marker_where", "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -140,6 +140,9 @@ class StreamBuffer:
         self.retry_at = 0.0
         #: The flush deadline for which the sender already made a last call before its backoff ended.
         self.last_call_for = math.inf
+        #: Engine time until which no event is spilled for max_latency: set when events arrive that are already
+        #: older than max_latency (a backfill with old timestamps), so that they get max_latency from their arrival.
+        self.late_grace_until = -math.inf
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
         self.marker_reasons: set[str] = set()

@@ -19,6 +19,7 @@ from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, 
 from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer, settle_watchers
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
+from mwaa_logging.limits import MAX_AGE_MS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, PartialSpillError, write_before
 from mwaa_logging.retry import Random
@@ -263,6 +264,9 @@ def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
             return
         pending.sort(key=_by_timestamp)
         buffer.pending = []
+        max_latency = channel.settings.max_latency
+        if pending[0][TIMESTAMP] < channel.engine.wall_ms() - max_latency * 1000:  # logged already that late
+            buffer.late_grace_until = channel.engine.clock() + max_latency
         ready = buffer.ready
         if not ready:
             buffer.ready = pending
@@ -289,8 +293,12 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
     """Spill events CloudWatch cannot take (too old/new) or that waited past ``max_latency``."""
     _take_pending(channel, buffer)
     wall = int(ctx.wall_ms())
-    # while no spill target can take them, late events are sent late rather than kept from CloudWatch
-    latency_cutoff = -math.inf if _spill_paused_now(channel) else wall - int(channel.settings.max_latency * 1000)
+    if _spill_paused_now(channel):  # no spill target can take them: late events are sent late, not kept back
+        latency_cutoff = -math.inf
+    elif ctx.clock() < buffer.late_grace_until:  # logged already late (old timestamps): they are tried for
+        latency_cutoff = wall - MAX_AGE_MS  # max_latency from their arrival; only what CloudWatch refuses goes
+    else:
+        latency_cutoff = wall - int(channel.settings.max_latency * 1000)
     with channel.lock:
         ready = buffer.ready
         if not ready:

@@ -195,6 +195,29 @@ def test_events_waiting_past_max_latency_are_spilled_and_a_marker_follows_recove
     assert_balanced(rig)
 
 
+def test_events_logged_with_an_old_timestamp_are_sent_not_spilled_at_once() -> None:
+    """A backfill (``stream.write(message, timestamp_ms=...)`` of a 10-minute-old log) on a healthy endpoint goes to
+    CloudWatch, which takes events up to 14 days old: max_latency counts from when such an event was logged."""
+    rig = make_rig(send_interval=0.5, max_latency=60.0)
+    for i in range(20):
+        rig.append(f"backfilled {i}", ts_offset_ms=-600_000 + i)
+    rig.run(2.0, step=0.1)
+    assert rig.transport.delivered_messages() == [f"backfilled {i}" for i in range(20)]
+    assert rig.spill.records == []
+    assert_balanced(rig)
+
+
+def test_events_logged_late_are_spilled_max_latency_after_they_were_logged_if_still_undelivered() -> None:
+    transport = ScriptedTransport(on_call=lambda call: THROTTLED)
+    rig = make_rig(transport, send_interval=0.5, max_latency=5.0)
+    rig.append("late on arrival", ts_offset_ms=-600_000)
+    rig.run(4.5, step=0.1)
+    assert rig.spill.records == []  # still within max_latency of being logged: still tried
+    rig.run(1.5, step=0.1)
+    assert [(r.message, r.reason) for r in rig.spill.records] == [("late on arrival", "max_latency")]
+    assert_balanced(rig)
+
+
 def test_memory_cap_spills_oldest_first() -> None:
     transport = ScriptedTransport(on_call=lambda call: THROTTLED)
     rig = make_rig(transport, send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
@@ -773,10 +796,12 @@ def test_events_above_the_cap_are_still_sent_when_no_spill_target_can_store_them
 
 
 def test_late_events_are_sent_late_when_no_spill_target_can_store_them() -> None:
-    rig, _ = timed_rig([THROTTLED] * 3)
+    rig = make_rig(ScriptedTransport(on_call=lambda call: THROTTLED if rig.clock.now < start + 1.5 else OK),
+                   send_interval=0.1, max_latency=1.0, random_value=0.999)
+    start = rig.clock.now
     rig.channel.spill = spill = CountedFailingSpill()
     rig.channel.fallback_spill = MemorySpill(fail=True)
-    rig.append("late but kept", ts_offset_ms=-400_000)  # past the default max_latency (300 s) already
+    rig.append("late but kept")  # throttled past max_latency (1 s)
     rig.run(3.0, step=0.01)
     stats = rig.channel.stats()
     assert (stats.delivered, stats.spilled_total, spill.attempts) == (1, 0, 1), stats
