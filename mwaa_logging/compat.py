@@ -87,7 +87,21 @@ def patch_watchtower() -> type:
         original: type = getattr(watchtower, _ORIGINAL_ATTR, None) or watchtower.CloudWatchLogHandler
         _swap(original, _replacement())
         setattr(watchtower, _ORIGINAL_ATTR, original)
+    _airflow2_write_ahead()
     return original
+
+
+def _airflow2_write_ahead() -> None:
+    """Inside Airflow 2, a killed task's unsent lines are kept for its supervisor (``mwaa_logging.airflow.shim_wal``);
+    a failure there leaves the shim in place without that protection."""
+    if "airflow" not in sys.modules:
+        return
+    try:
+        from mwaa_logging.airflow import shim_wal
+
+        shim_wal.install()
+    except Exception as exc:
+        print(f"mwaa-logging: no write-ahead log for Airflow 2 task lines: {exc!r}", file=sys.stderr)
 
 
 def unpatch_watchtower() -> None:

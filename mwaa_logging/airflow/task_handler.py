@@ -11,9 +11,7 @@ Airflow's ``FileTaskHandler``.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
-from math import floor
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,8 @@ from airflow.utils.log.file_task_handler import FileTaskHandler
 from mwaa_logging.airflow.clients import read_client, write_client
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
-from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, dead_logs, remove, wal_key
-from mwaa_logging.engine.delivery import MARKER_PREFIX
-from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped, unformattable
+from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
+from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped
 from mwaa_logging.settings import Settings
 
 
@@ -114,7 +111,7 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         handler.emit(record)
         wal = self._wal
         if wal is not None:  # after queueing it (see mwaa_logging.airflow.wal)
-            _write_ahead(wal, handler, record)
+            write_ahead(wal, handler, record)
 
     def close(self) -> None:
         """Drain this process's records of the task (bounded); idempotent. The supervisor first queues what a dead
@@ -131,30 +128,11 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
             remove(path)
 
     def _recover(self) -> list[Path]:
-        """Queue the unsettled lines of dead task processes of this stream, with their own timestamps; return their
-        files (removed once this handler closed: delivered or spilled by then).
-
-        ``logging.shutdown()`` closes the inner handler first (it was created later): its channel, and its client
-        (credentials already resolved: resolving them logs through botocore), are reopened and closed again."""
+        """Queue the unsettled lines of dead task processes of this stream (see :func:`queue_dead_logs`)."""
         handler = self.handler
         if self._recover_key is None or not isinstance(handler, CloudWatchLogHandler):
             return []
-        paths, channel = [], handler._channel
-        stream = handler._stream_namer(logging.makeLogRecord({}))
-        for dead in dead_logs(self._wal_directory(), self._recover_key):
-            paths.append(dead.path)
-            if not dead.lines:
-                continue
-            channel.reopen()
-            for timestamp, message in dead.lines:
-                channel.append(stream, timestamp, message)
-            # said in the task's log, where a user looks for why the task died
-            channel.append(stream, int(time.time() * 1000),
-                           f"{MARKER_PREFIX}{len(dead.lines)} lines of task process {dead.pid}, which ended before it "
-                           "sent them, were shipped by the supervisor from its write-ahead log")
-        if paths and handler.shutting_down:
-            channel.close(handler.settings.close_timeout)
-        return paths
+        return queue_dead_logs(handler, self._wal_directory(), self._recover_key)
 
     def _read_remote_logs(self, ti: Any, try_number: int, metadata: Any = None) -> tuple[list[str], list[str]]:
         stream_name = self._render_filename(ti, try_number)
@@ -170,33 +148,6 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 messages.append(f"mwaa-logging could not read {self.log_group}/{stream_name}: {exc!r}")
             return messages, []
         return messages, ["\n".join(lines)]
-
-
-def _write_ahead(wal: WriteAheadLog, handler: logging.Handler, record: logging.LogRecord) -> None:
-    """Append ``record`` as ``handler.emit`` queued it (same message, same timestamp), unless emit skipped it."""
-    skipped = _skipped.get(record.name)
-    if skipped is None:
-        skipped = _remember_skipped(record.name)
-    if skipped or not isinstance(handler, CloudWatchLogHandler):
-        return
-    try:
-        timestamp = floor(record.created * 1000)
-        message = record.__dict__.get("message") if _plain(handler, record) else None
-        if type(message) is not str:
-            try:
-                message = handler._formatted(record)
-            except Exception as exc:
-                message = unformattable(record, exc)
-    except Exception:  # emit queued it its own way (a record.created that is no time): not worth a line here
-        return
-    wal.append(timestamp, message)
-
-
-def _plain(handler: CloudWatchLogHandler, record: logging.LogRecord) -> bool:
-    """Whether ``handler.emit`` took its plain fast path, which leaves the message it queued in ``record.message``."""
-    formatter = handler._formatter
-    return (type(record.msg) is str and handler._plain_format and not record.exc_info and not record.exc_text
-            and not record.stack_info and not getattr(formatter, "add_log_record_attrs", False))
 
 
 def _wal_modes() -> dict[str, int]:

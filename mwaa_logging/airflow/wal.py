@@ -11,6 +11,8 @@ with the lines' own timestamps, then removes them. A line may be shipped twice (
 duplicates), never lost.
 
 Files: ``<directory>/<key>.<pid>.wal`` (lines ``<timestamp ms> <message as a JSON string>``) and ``….mark``.
+:func:`write_ahead` and :func:`queue_dead_logs` do both halves on a handler: our Airflow 2 task handler's, and the
+watchtower shim's inside the provider's or MWAA's (``mwaa_logging.airflow.shim_wal``).
 """
 
 from __future__ import annotations
@@ -18,17 +20,22 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from math import floor
 from pathlib import Path
 
 import orjson
 
 from mwaa_logging.engine.channel import Channel, settle_watchers
+from mwaa_logging.engine.delivery import MARKER_PREFIX
 from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped, unformattable
 
 #: Where an Airflow 2 task's write-ahead files are, under ``base_log_folder`` (not beside the task's log file, whose
 #: directory Airflow's UI lists while the task runs).
@@ -249,3 +256,55 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's (an impersonated task's) live process
     return True
+
+
+def queue_dead_logs(handler: CloudWatchLogHandler, directory: Path, key: str) -> list[Path]:
+    """Queue on ``handler`` the unsettled lines of dead task processes of the stream ``key``, with their own
+    timestamps; return their files (to remove once ``handler`` closed: delivered or spilled by then).
+
+    ``logging.shutdown()`` may have closed ``handler`` already (an inner handler is created after, so closed before,
+    its Airflow task handler): its channel, and its client (credentials already resolved: resolving them logs
+    through botocore), are reopened and closed again."""
+    paths, channel = [], handler._channel
+    stream = handler._stream_namer(logging.makeLogRecord({}))
+    for dead in dead_logs(directory, key):
+        paths.append(dead.path)
+        if not dead.lines:
+            continue
+        channel.reopen()
+        for timestamp, message in dead.lines:
+            channel.append(stream, timestamp, message)
+        # said in the task's log, where a user looks for why the task died
+        channel.append(stream, int(time.time() * 1000),
+                       f"{MARKER_PREFIX}{len(dead.lines)} lines of task process {dead.pid}, which ended before it "
+                       "sent them, were shipped by the supervisor from its write-ahead log")
+    if paths and handler.shutting_down:
+        channel.close(handler.settings.close_timeout)
+    return paths
+
+
+def write_ahead(wal: WriteAheadLog, handler: logging.Handler, record: logging.LogRecord) -> None:
+    """Append ``record`` as ``handler.emit`` queued it (same message, same timestamp), unless emit skipped it."""
+    skipped = _skipped.get(record.name)
+    if skipped is None:
+        skipped = _remember_skipped(record.name)
+    if skipped or not isinstance(handler, CloudWatchLogHandler):
+        return
+    try:
+        timestamp = floor(record.created * 1000)
+        message = record.__dict__.get("message") if _plain(handler, record) else None
+        if type(message) is not str:
+            try:
+                message = handler._formatted(record)
+            except Exception as exc:
+                message = unformattable(record, exc)
+    except Exception:  # emit queued it its own way (a record.created that is no time): not worth a line here
+        return
+    wal.append(timestamp, message)
+
+
+def _plain(handler: CloudWatchLogHandler, record: logging.LogRecord) -> bool:
+    """Whether ``handler.emit`` took its plain fast path, which leaves the message it queued in ``record.message``."""
+    formatter = handler._formatter
+    return (type(record.msg) is str and handler._plain_format and not record.exc_info and not record.exc_text
+            and not record.stack_info and not getattr(formatter, "add_log_record_attrs", False))

@@ -6,6 +6,7 @@ import pytest
 
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.airflow.harness import LOG_GROUP, AirflowEnv
+from tests.airflow.test_airflow2_killed import wal_files
 from tests.airflow.test_airflow3 import (
     BIG_EVENT,
     DAG_ID,
@@ -70,3 +71,4 @@ def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     stream = stock_stream_name(run)
     # plain messages: the provider sets no formatter on the handler it builds
     assert_exactly_once(complete_messages(airflow_aws, stream, airflow2.home / "spill"), expected_events(lines))
+    assert not wal_files(airflow2)  # the raw task removed its write-ahead file (mwaa_logging.airflow.shim_wal)
