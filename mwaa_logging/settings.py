@@ -9,6 +9,7 @@ import difflib
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -145,11 +146,20 @@ def _url(raw: Any) -> str | None:
     return text
 
 
+class _Unfit(ValueError):
+    """A value of the accepted form that the service would still refuse; its text says why (shown to the user)."""
+
+
+#: What S3 accepts in object tags (S3Tag: ``^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$``, key 1-128, value 0-256, at most 10 an object).
+_S3_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+_S3_MAX_TAGS, _S3_MAX_TAG_KEY, _S3_MAX_TAG_VALUE = 10, 128, 256
+
+
 def _tags(raw: Any) -> Mapping[str, str] | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
+        return _s3_tags({str(k): str(v) for k, v in raw.items()})
     pairs = [p for p in str(raw).split(",") if p.strip()]
     result: dict[str, str] = {}
     for pair in pairs:
@@ -157,7 +167,28 @@ def _tags(raw: Any) -> Mapping[str, str] | None:
         if not sep or not key.strip():
             raise ValueError(pair)
         result[key.strip()] = value.strip()
-    return result
+    return _s3_tags(result)
+
+
+def _s3_tag_character(c: str) -> bool:
+    return c.isalpha() or c.isnumeric() or unicodedata.category(c)[0] == "Z" or c in _S3_TAG_PUNCTUATION
+
+
+def _s3_tags(tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` if S3 takes them on an object, else :class:`_Unfit`: S3 would refuse every spill (InvalidTag),
+    in the outage that made it spill."""
+    if len(tags) > _S3_MAX_TAGS:
+        raise _Unfit(f"{len(tags)} tags; S3 takes at most {_S3_MAX_TAGS} tags on an object")
+    for key, value in tags.items():
+        if key.lower().startswith("aws:"):
+            raise _Unfit(f"{key!r}: the aws: prefix is reserved for AWS")
+        if not key or len(key) > _S3_MAX_TAG_KEY or len(value) > _S3_MAX_TAG_VALUE:
+            raise _Unfit(f"{key!r}: tag keys have 1 to {_S3_MAX_TAG_KEY} characters, values at most "
+                         f"{_S3_MAX_TAG_VALUE}")
+        for text in (key, value):
+            if not all(map(_s3_tag_character, text)):
+                raise _Unfit(f"{text!r}: S3 tags hold letters, digits, spaces and _ . : / = + - @ only")
+    return tags
 
 
 #: Upper bounds of durations: beyond them a value is a mistake (and overflows the waits it sets).
@@ -279,7 +310,8 @@ class Settings:
             try:
                 values[name] = spec.parse(raw)
             except (TypeError, ValueError) as exc:
-                raise _fail(name, spec.form, raw, source) from exc
+                form = f"{spec.form} ({exc})" if isinstance(exc, _Unfit) else spec.form
+                raise _fail(name, form, raw, source) from exc
         _say_unknown_variables(environ)
         if "max_latency" not in values and "send_interval" in values:
             # watchtower accepts any send_interval (e.g. 600 s): stretch the default deadline with it

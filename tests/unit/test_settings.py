@@ -121,6 +121,27 @@ def test_values_are_parsed_to_their_types() -> None:
     assert settings.spill_to == "s3://bucket/prefix"
 
 
+@pytest.mark.parametrize(("raw", "said"), [
+    ("cost=a&b", "'a&b'"),  # S3 answers InvalidTag to the first spill, in the outage that needed it
+    ("team=data,owner=me;you", "'me;you'"),
+    ("aws:team=data", "'aws:team'"),  # the aws: prefix is reserved
+    ("k" * 129 + "=v", "128"),
+    ("k=" + "v" * 257, "256"),
+    (",".join(f"k{i}=v" for i in range(11)), "10 tags"),
+])
+def test_spill_s3_tags_that_s3_would_refuse_are_refused_at_construction(raw: str, said: str) -> None:
+    with pytest.raises(SettingsError, match="spill_s3_tags") as refused:
+        Settings.resolve({}, environ={"MWAA_LOGGING_SPILL_S3_TAGS": raw})
+    assert said in str(refused.value)
+    assert "expected key=value pairs separated by commas" in str(refused.value)
+
+
+def test_spill_s3_tags_s3_accepts_are_kept() -> None:
+    raw = "team=data eng,path=/a/b:c,mail=x@y.z,plus=a+b-c_d,équipe=données,empty="
+    assert Settings.resolve({"spill_s3_tags": raw}, environ={}).spill_s3_tags == {
+        "team": "data eng", "path": "/a/b:c", "mail": "x@y.z", "plus": "a+b-c_d", "équipe": "données", "empty": ""}
+
+
 def test_every_setting_has_a_spec_and_a_field() -> None:
     assert set(Settings.names()) == set(SPECS)
 
