@@ -121,3 +121,23 @@ def test_numbers_the_readme_states_are_the_code_constants() -> None:
     assert "at most 8 MiB uncompressed" in text and DEFAULT_MAX_OBJECT_BYTES == 8 << 20
     assert "to at most 64 MiB" in text and MAX_READ_BYTES == 64 << 20
     assert "(10 calls/s by default;" in text and DEFAULT_RATE == 10
+
+
+def test_name_shortening_and_split_sizes_are_as_the_readme_says() -> None:
+    from mwaa_logging.engine.channel import CHECK_SENDER_MASK
+    from mwaa_logging.limits import MAX_EVENT_MESSAGE_BYTES
+    from mwaa_logging.retry import Backoff
+    from mwaa_logging.spill.layout import quote_name
+    from mwaa_logging.streamnames import sanitize
+
+    text = " ".join(README.split())
+    assert "a name over CloudWatch's 512 characters keeps 495 and ends in `~` and a 16-digit hash" in text
+    long = sanitize("a:b*" + "x" * 600)
+    assert (len(long), long[:4], long[495], len(long[496:])) == (512, "a_b_", "~", 16)
+    assert "a quoted name over 200 bytes keeps its first 183 and ends in `~` and 16 hex digits" in text
+    quoted = quote_name("é" * 100)  # 600 bytes quoted
+    assert (len(quoted), quoted[183], len(quoted[184:])) == (200, "~", 16)
+    assert quote_name(".") == "%2E" and quote_name("..") == "%2E%2E"
+    assert "A message over 1,048,550 UTF-8 bytes" in text and MAX_EVENT_MESSAGE_BYTES == 1_048_550
+    assert "every 64th record" in text and CHECK_SENDER_MASK + 1 == 64
+    assert "(up to 20 s after repeated throttles)" in text and Backoff().cap == 20
