@@ -39,9 +39,8 @@ if [[ -x "$venv/bin/airflow" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]
 fi
 
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip >&2
 # One resolution for Airflow, the provider and the project (editable, with its runtime dependencies).
-"$venv/bin/python" -m pip install --quiet "${requirements[@]}" -e "$repo" >&2
+"$repo/scripts/venv-install.sh" "$venv" "${requirements[@]}" -e "$repo"
 "$venv/bin/airflow" version >&2
 printf '%s' "$wanted" >"$stamp"
 echo "$venv"

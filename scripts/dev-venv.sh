@@ -20,7 +20,6 @@ if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     apt-get update -qq >&2 && apt-get install -y -qq python3-venv >&2
 fi
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-"$venv/bin/python" -m pip install --quiet -e "$repo[$extras]" >&2
+"$repo/scripts/venv-install.sh" "$venv" -e "$repo[$extras]"
 printf '%s' "$wanted" >"$stamp"
 echo "$venv"
