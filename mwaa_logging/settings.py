@@ -150,7 +150,8 @@ class _Unfit(ValueError):
     """A value of the accepted form that the service would still refuse; its text says why (shown to the user)."""
 
 
-#: What S3 accepts in object tags (S3Tag: ``^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$``, key 1-128, value 0-256, at most 10 an object).
+#: What S3 accepts in object tags (S3Tag: ``^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$``, key 1-128, value 0-256;
+#: at most 10 tags an object).
 _S3_TAG_PUNCTUATION = frozenset("_.:/=+-@")
 _S3_MAX_TAGS, _S3_MAX_TAG_KEY, _S3_MAX_TAG_VALUE = 10, 128, 256
 
