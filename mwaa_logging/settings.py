@@ -206,8 +206,9 @@ SPECS: dict[str, Spec[Any]] = {
                              "Benchmarks)."),
     "max_latency": Spec(300.0, f"a number of seconds > send_interval, at most {_14_DAYS} (14 days)",
                         _number(0, allow_zero=False, high=_14_DAYS),
-                        "An event not delivered this long after its timestamp is spilled. Unset and "
-                        "send_interval >= 150: twice send_interval."),
+                        "An event not delivered this long after its timestamp (or after it was logged, if its "
+                        "timestamp was already older) is spilled. Unset and send_interval >= 150: twice "
+                        "send_interval."),
     "close_timeout": Spec(10.0, f"a number of seconds from 0 to {_DAY}", _number(0, high=_DAY),
                           "Deadline of flush()/close() (and of the flush at interpreter exit); what is still "
                           "pending at close is spilled."),
