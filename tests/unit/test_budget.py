@@ -211,13 +211,40 @@ def test_without_a_ceiling_the_episode_is_forgotten_after_a_minute_without_throt
     assert current_rate(with_ceiling, state, 60.0) == 1000.0  # the curve alone, up to the ceiling
 
 
+class QuotaServer:
+    """A server that throttles above ``quota`` calls/s (1 s burst)."""
+
+    def __init__(self, quota: float) -> None:
+        self.quota, self.tokens, self.time = quota, quota, 0.0
+
+    def answer(self, now: float) -> bool:
+        self.tokens, self.time = min(self.quota, self.tokens + (now - self.time) * self.quota), now
+        ok = self.tokens >= 1
+        self.tokens -= ok
+        return ok
+
+
+def try_call(config: BudgetConfig, state: BudgetState, server: QuotaServer, attempt: tuple[float, int, float],
+             events: list[tuple[float, str, int]], calls: list[tuple[float, bool]]) -> BudgetState:
+    """One caller's attempt (now, caller, latency): wait for the budget, or call and schedule the answer."""
+    now, caller, latency = attempt
+    decision = acquire(config, state, now)
+    if decision.wait > 0:
+        events.append((now + decision.wait, "try", caller))
+        return decision.state
+    ok = server.answer(now)
+    calls.append((now, ok))
+    events.append((now + latency, "ok" if ok else "throttled", caller))
+    return decision.state
+
+
 def simulate(quota: float, callers: int, latency: float, until: float) -> list[tuple[float, bool]]:
     """Callers sharing one budget against a server that throttles above ``quota`` calls/s (1 s burst).
 
     Each caller acquires, sends, and reports the answer ``latency`` s later; returns (send time, ok).
     """
     config, state = BudgetConfig(), BudgetState()
-    server_tokens, server_time = quota, 0.0
+    server = QuotaServer(quota)
     calls: list[tuple[float, bool]] = []
     events = [(0.0, "try", caller) for caller in range(callers)]
     while events:
@@ -230,16 +257,7 @@ def simulate(quota: float, callers: int, latency: float, until: float) -> list[t
         if kind != "try":
             events.append((now, "try", caller))
             continue
-        decision = acquire(config, state, now)
-        state = decision.state
-        if decision.wait > 0:
-            events.append((now + decision.wait, "try", caller))
-            continue
-        server_tokens, server_time = min(quota, server_tokens + (now - server_time) * quota), now
-        ok = server_tokens >= 1
-        server_tokens -= ok
-        calls.append((now, ok))
-        events.append((now + latency, "ok" if ok else "throttled", caller))
+        state = try_call(config, state, server, (now, caller, latency), events, calls)
     return calls
 
 
@@ -259,7 +277,7 @@ def simulate_flush(quota: float, callers: int, latency: float, quiet_until: floa
     until ``quiet_until``, then each flushes 2 batches at once; a throttled call is retried 0.2 s after its
     answer. Returns (send time, ok) of every call."""
     config, state = BudgetConfig(), BudgetState()
-    server_tokens, server_time = quota, 0.0
+    server = QuotaServer(quota)
     pending = [0] * callers
     calls: list[tuple[float, bool]] = []
     events = [(i / callers + t, "due", i) for i in range(callers) for t in range(10)]
@@ -281,16 +299,7 @@ def simulate_flush(quota: float, callers: int, latency: float, quiet_until: floa
             if pending[caller]:
                 events.append((now, "try", caller))
             continue
-        decision = acquire(config, state, now)
-        state = decision.state
-        if decision.wait > 0:
-            events.append((now + decision.wait, "try", caller))
-            continue
-        server_tokens, server_time = min(quota, server_tokens + (now - server_time) * quota), now
-        ok = server_tokens >= 1
-        server_tokens -= ok
-        calls.append((now, ok))
-        events.append((now + latency, "ok" if ok else "throttled", caller))
+        state = try_call(config, state, server, (now, caller, latency), events, calls)
     return calls
 
 
