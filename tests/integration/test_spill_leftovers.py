@@ -29,6 +29,9 @@ from tests.waiting import wait_until
 
 STREAMS = 4  # a write of this many streams stages every file, then syncs once (a close deadline's spill)
 LINES = 500
+#: A group no other test spills to: readers also search the default spill directories, which the suite's other
+#: tests may have filled (with lines of a group "g", for instance).
+GROUP = f"leftovers-{os.getpid()}"
 
 #: Spills one write of STREAMS streams into argv[1] and stops where every file is written aside (``.tmp``), before
 #: they are renamed: as a task killed (SIGKILL) at its close deadline leaves them.
@@ -44,7 +47,7 @@ WRITER = textwrap.dedent(f"""
     local._sync_file_system = stop
     start = int(time.time() * 1000) - 60_000
     local.LocalSpillSink(sys.argv[1]).write([
-        SpillRecord("g", f"s{{k}}", start + i, f"s{{k}} line {{i}}", "close_deadline")
+        SpillRecord({GROUP!r}, f"s{{k}}", start + i, f"s{{k}} line {{i}}", "close_deadline")
         for k in range({STREAMS}) for i in range({LINES})])
 """)
 
@@ -62,7 +65,7 @@ def writer(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 def messages(directory: Path, stream: str) -> list[str]:
-    return [e.message for e in read_stream("g", stream, spill_to=directory, include_cloudwatch=False)]
+    return [e.message for e in read_stream(GROUP, stream, spill_to=directory, include_cloudwatch=False)]
 
 
 def replay(aws: LocalAWS, source: str) -> int:
@@ -95,14 +98,14 @@ def test_files_a_killed_writer_left_are_read_and_replayed_once_never_while_it_ru
     salvaged = int(said.split("salvaged its first ")[1].split()[0])
     assert 0 < salvaged < LINES
     for k in range(3):
-        assert aws_in_env.messages("g", f"s{k}") == [f"s{k} line {i}" for i in range(LINES)]
-    assert aws_in_env.messages("g", "s3") == [f"s3 line {i}" for i in range(salvaged)]
+        assert aws_in_env.messages(GROUP, f"s{k}") == [f"s{k} line {i}" for i in range(LINES)]
+    assert aws_in_env.messages(GROUP, "s3") == [f"s3 line {i}" for i in range(salvaged)]
     assert sorted(directory.rglob("*.tmp")) == []
     assert sorted(directory.rglob("*.tmp.replayed")) == [path.with_name(path.name + ".replayed") for path in staged]
 
     assert replay(aws_in_env, str(directory)) == 0  # nothing left to do: no line twice
     assert aws_in_env.stats().events_accepted == 3 * LINES + salvaged
-    read = read_stream("g", "s0", spill_to=directory, logs_client=aws_in_env.client("logs"))
+    read = read_stream(GROUP, "s0", spill_to=directory, logs_client=aws_in_env.client("logs"))
     assert [e.message for e in read] == expected  # from CloudWatch now
 
 
@@ -112,20 +115,20 @@ def test_a_spill_file_cut_short_is_read_for_its_complete_records_and_the_loss_sa
     intact; replay failed it on every run."""
     directory = tmp_path / "spill"
     start = int(time.time() * 1000) - 60_000
-    records = [SpillRecord("g", "s", start + i, f"line {i} " + "x" * 100, "max_latency") for i in range(2000)]
-    path = directory / object_name("g", "s", start)
+    records = [SpillRecord(GROUP, "s", start + i, f"line {i} " + "x" * 100, "max_latency") for i in range(2000)]
+    path = directory / object_name(GROUP, "s", start)
     path.parent.mkdir(parents=True)
     data = encode_records(records)
     path.write_bytes(data[:len(data) * 6 // 10])
     said: list[tuple[str, str]] = []
-    read = [e.message for e in read_stream("g", "s", spill_to=directory, include_cloudwatch=False,
+    read = [e.message for e in read_stream(GROUP, "s", spill_to=directory, include_cloudwatch=False,
                                            on_spill_error=lambda where, error: said.append((where, str(error))))]
     assert 1000 < len(read) < 2000
     assert read == [r.message for r in records[:len(read)]]
     assert said == [(str(path), f"its gzip data ends early (truncated); salvaged its first {len(read)} records "
                      f"(complete), lost the line after them ({incomplete_line(data[:len(data) * 6 // 10], len(read))} "
                      "bytes, incomplete) and whatever followed it")]
-    assert main(["read", "g", "s", "--spilled-only", "--spill-to", str(directory)]) == 1
+    assert main(["read", GROUP, "s", "--spilled-only", "--spill-to", str(directory)]) == 1
     out, err = capsys.readouterr()
     assert out.count("\n") == len(read) and err.startswith(f"mwaa-logging read: damaged spill object {path}: ")
 
@@ -140,12 +143,12 @@ def test_an_s3_object_cut_short_is_read_and_replayed_for_its_complete_records(
     s3 = aws_in_env.client("s3")
     s3.create_bucket(Bucket="spill")
     start = int(time.time() * 1000) - 60_000
-    records = [SpillRecord("g", "s", start + i, f"line {i} " + "y" * 100, "max_latency") for i in range(2000)]
-    key = "p/" + object_name("g", "s", start)
+    records = [SpillRecord(GROUP, "s", start + i, f"line {i} " + "y" * 100, "max_latency") for i in range(2000)]
+    key = "p/" + object_name(GROUP, "s", start)
     data = encode_records(records)
     s3.put_object(Bucket="spill", Key=key, Body=data[:len(data) // 2])
     said: list[str] = []
-    read = [e.message for e in read_stream("g", "s", spill_to=S3SpillSink("spill", "p", client=s3),
+    read = [e.message for e in read_stream(GROUP, "s", spill_to=S3SpillSink("spill", "p", client=s3),
                                            include_cloudwatch=False,
                                            on_spill_error=lambda where, error: said.append(where))]
     assert 500 < len(read) < 2000 and read == [r.message for r in records[:len(read)]]
@@ -153,14 +156,14 @@ def test_an_s3_object_cut_short_is_read_and_replayed_for_its_complete_records(
 
     assert replay(aws_in_env, "s3://spill/p") == 1
     assert f"salvaged its first {len(read)} records" in " ".join(capsys.readouterr().err.split())
-    assert aws_in_env.messages("g", "s") == read
+    assert aws_in_env.messages(GROUP, "s") == read
     assert s3.list_objects_v2(Bucket="spill", Prefix="p/@replayed/")["KeyCount"] == 1
     assert replay(aws_in_env, "s3://spill/p") == 0
-    assert aws_in_env.messages("g", "s") == read
+    assert aws_in_env.messages(GROUP, "s") == read
 
 
 def tmp_file(directory: Path, pid: int, *, host: str | None = None, age: float = 0.0) -> Path:
-    name = object_name("g", "s", 0).rsplit("/", 1)[1]
+    name = object_name(GROUP, "s", 0).rsplit("/", 1)[1]
     stamp, rest = name.split("-", 1)
     counter = rest.rsplit("-", 1)[1]
     path = directory / f"{stamp}-{quote_name(host or socket.gethostname())[:64]}-{pid}-{counter}.tmp"
