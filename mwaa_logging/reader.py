@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from mwaa_logging.aws.s3spill import S3Object, S3SpillSink
 from mwaa_logging.outcome import Outcome, classify_error
@@ -63,6 +63,10 @@ __all__ = ["CLOUDWATCH", "Dedupe", "ReadEvent", "cloudwatch_events", "drop_dupli
 #: ``ReadEvent.source`` of events read from CloudWatch Logs.
 CLOUDWATCH = "cloudwatch"
 _READ_BACKOFF = Backoff(base=0.5, cap=10.0)
+#: Retries when the endpoint cannot be reached at all (refused, no route, name not resolved): a brief blip is ridden
+#: out in ~1.5 s; a wrong or down endpoint is said then, not after the ~27 s that throttling's 8 retries take.
+CONNECT_RETRIES = 2
+_CANNOT_CONNECT = (EndpointConnectionError,)
 Dedupe = Literal["exact", "across_sources", "off"]
 #: What ``spill_to`` may name: a URL or path, a sink, or several of them.
 SpillLocation: TypeAlias = "str | os.PathLike[str] | S3SpillSink | LocalSpillSink | FallbackSpillSink"
@@ -150,7 +154,8 @@ def cloudwatch_events(
     """GetLogEvents from the head, page by page; a missing group or stream reads as empty.
 
     Throttling and transient errors are retried (capped exponential backoff with full jitter, at most
-    ``max_retries`` in a row); other errors raise ``ClientError``/``BotoCoreError``.
+    ``max_retries`` in a row; an endpoint that cannot be reached at all, at most :data:`CONNECT_RETRIES`); other
+    errors raise ``ClientError``/``BotoCoreError``.
     """
     params: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
     if start_time is not None:
@@ -197,7 +202,8 @@ def _get_page(
                 raise
             state = state.failed(str(code))
         except BotoCoreError as error:
-            if state.attempts >= max_retries:
+            limit = min(max_retries, CONNECT_RETRIES) if isinstance(error, _CANNOT_CONNECT) else max_retries
+            if state.attempts >= limit:
                 raise
             state = state.failed(type(error).__name__)
         sleep(state.delay(jitter))

@@ -6,12 +6,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mwaa_logging.reader import (
     CLOUDWATCH,
+    CONNECT_RETRIES,
     ReadEvent,
     cloudwatch_events,
     drop_duplicates,
@@ -169,6 +170,17 @@ def test_missing_stream_reads_empty_and_other_errors_raise() -> None:
     with pytest.raises(ClientError):
         list(cloudwatch_events(throttled, "g", "s", max_retries=2, sleep=lambda _: None))  # type: ignore[arg-type]
     assert len(throttled.calls) == 3
+
+
+def test_an_endpoint_that_cannot_be_reached_is_said_after_a_short_retry_not_the_throttling_budget() -> None:
+    # a wrong --endpoint-url or a down endpoint took ~27 s to be said (8 retries with backoff up to 10 s)
+    refused = FakeLogs([EndpointConnectionError(endpoint_url="http://127.0.0.1:9/")] * 9)
+    slept: list[float] = []
+    with pytest.raises(EndpointConnectionError):
+        list(cloudwatch_events(refused, "g", "s", sleep=slept.append, jitter=lambda: 0.999))  # type: ignore[arg-type]
+    assert len(refused.calls) == 1 + CONNECT_RETRIES and sum(slept) < 2.0
+    blip = FakeLogs([EndpointConnectionError(endpoint_url="http://127.0.0.1:9/"), page("t1", (1, "a")), page("t1")])
+    assert [e.message for e in cloudwatch_events(blip, "g", "s", sleep=lambda _: None)] == ["a"]  # type: ignore[arg-type]
 
 
 class FakeSpill:
