@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["endpoint_url", "port", "positive_float", "positive_int", "spill_location"]
+__all__ = ["endpoint_url", "port", "positive_float", "positive_int", "rate_limit_scope", "spill_location"]
 
 
 def positive_int(text: str) -> int:
@@ -61,3 +61,14 @@ def spill_location(text: str) -> str:
     elif not text:
         raise argparse.ArgumentTypeError("expected s3://bucket/prefix, a file:// URL or a directory, got ''")
     return text
+
+
+def rate_limit_scope(text: str) -> str:
+    """``process`` or ``host`` (any case, as the setting), or a usable Redis URL."""
+    from mwaa_logging.budgets.factory import LOCAL_SCOPES, validate_scope
+
+    scope = text.strip().lower() if text.strip().lower() in LOCAL_SCOPES else text.strip()
+    try:
+        return validate_scope(scope)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Entry point of ``mwaa-logging read``: 0 all read, 1 some spill location could not be read (the rest is
-    printed), 2 CloudWatch could not be read."""
+    """Entry point of ``mwaa-logging read``: 0 all read (none found is said on stderr), 1 some spill location
+    could not be read (the rest is printed), 2 CloudWatch could not be read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from mwaa_logging.aws.clients import make_logs_client, make_s3_client
@@ -95,8 +95,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         events = read_stream(args.group, args.stream, logs_client=logs, spill_to=spill_to,
                              start_time=args.start, end_time=args.end, dedupe=args.dedupe,
                              include_cloudwatch=not args.spilled_only, s3_client=s3, on_spill_error=spill_error)
+        printed = 0
         for event in events:
             print(format_event(event, args.json), file=out)
+            printed += 1
+        if not printed:  # a typo'd group or stream name reads as empty: say what was searched
+            searched = dict.fromkeys([*([] if args.spilled_only else ["CloudWatch"]), *map(str, spill_to or []),
+                                      *(str(path) for path in default_spill_directories() if path.is_dir())])
+            print(redact_urls(f"mwaa-logging read: no lines in {args.group}/{args.stream} "
+                              f"(searched: {', '.join(searched) or 'nothing'})"), file=err)
     except (BotoCoreError, ClientError) as error:
         print(redact_urls(f"mwaa-logging read: cannot read {args.group}/{args.stream} from CloudWatch: {error}"),
               file=err)

@@ -42,7 +42,7 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from mwaa_logging.argtypes import endpoint_url, positive_float, positive_int, spill_location
+from mwaa_logging.argtypes import endpoint_url, positive_float, positive_int, rate_limit_scope, spill_location
 from mwaa_logging.batching import cut_batches, partition_by_age, partition_rejected
 from mwaa_logging.events import MESSAGE, SEQ, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
@@ -479,7 +479,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="read and count, put and mark nothing")
     parser.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
                         help=f"PutLogEvents calls per second for this replay (default {DEFAULT_RATE:g})")
-    parser.add_argument("--rate-limit-scope", default="process",
+    parser.add_argument("--rate-limit-scope", type=rate_limit_scope, default="process",
                         help="share the budget: process, host or redis://host:port/db (default process)")
     parser.add_argument("--export-rejected", metavar="PATH",
                         help="file for events CloudWatch no longer accepts (default "

@@ -220,6 +220,10 @@ def test_mwaa_logging_read_prints_the_merged_log_from_a_shell(aws: LocalAWS, tmp
     missing = read("--spill-to", "s3://no-such-bucket/x")
     assert missing.returncode == 1 and "no-such-bucket" in missing.stderr
     assert missing.stdout.splitlines() == [f"{second}.000Z delivered 0", f"{second}.002Z delivered 2"]
+    nothing = read("--spill-to", "s3://spill/env", "--start", str(base + 10_000))  # or a typo'd stream name
+    assert (nothing.returncode, nothing.stdout) == (0, "")
+    assert nothing.stderr.startswith(f"mwaa-logging read: no lines in {GROUP}/{STREAM} (searched: CloudWatch, "
+                                     "s3://spill/env")  # and the default spill directories that exist
     bad = read("--start", "yesterday")
     assert bad.returncode == 2 and "neither ISO 8601 nor milliseconds" in bad.stderr
 
