@@ -336,7 +336,7 @@ class Settings:
 #: ``MWAA_LOGGING_*`` variables that are not settings: the watchtower shim's switch and this project's own tooling.
 OTHER_VARIABLES = frozenset({"MWAA_LOGGING_PATCH_WATCHTOWER", "MWAA_LOGGING_VENV", "MWAA_LOGGING_AIRFLOW_VENV",
                              "MWAA_LOGGING_AIRFLOW2_VENV", "MWAA_LOGGING_BENCH", "MWAA_LOGGING_TEST_LINES",
-                             "MWAA_LOGGING_TEST_RELEASE", "MWAA_LOGGING_NO_UV"})
+                             "MWAA_LOGGING_TEST_RELEASE", "MWAA_LOGGING_NO_UV", "MWAA_LOGGING_TEST_WORKERS"})
 _said_unknown: set[str] = set()
 
 

@@ -33,6 +33,10 @@ esac
 requirements=("apache-airflow==$airflow_version" "${pins[@]}")
 wanted="$(printf '%s\n' "${requirements[@]}" "$repo" "$(sha1sum "$repo/pyproject.toml" | cut -c1-12)")"
 
+# One builder at a time per virtualenv (test workers, two suites): the others wait, then find it ready.
+exec 9>"$venv.lock"
+flock 9
+
 if [[ -x "$venv/bin/airflow" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
     echo "$venv"
     exit 0

@@ -20,9 +20,16 @@ ruff check mwaa_logging tests benchmarks
 step "mypy (strict)"
 mypy
 
-step "pytest"
+# Two pytest-xdist workers (the CI machine has 2 cores): the suite spends much of its time waiting on Airflow and
+# other subprocesses. Each real Airflow's tests stay in one worker (tests/conftest.py). MWAA_LOGGING_TEST_WORKERS=0
+# runs everything in one process, in collection order.
+workers="${MWAA_LOGGING_TEST_WORKERS:-2}"
+parallel=()
+[[ "$workers" == "0" ]] || parallel=(-n "$workers" --dist loadgroup)
+
+step "pytest ($workers workers)"
 set +e
-python -m pytest tests -q -p no:cacheprovider "$@"
+python -m pytest tests -q -p no:cacheprovider "${parallel[@]}" "$@"
 status=$?
 set -e
 if [[ $status -eq 5 ]]; then
@@ -55,7 +62,7 @@ for version in 3.10 3.13; do
     fi
     other_venv="$(PYTHON="$other" MWAA_LOGGING_VENV="$repo/.venv-$version" "$repo/scripts/dev-venv.sh" dev | tail -n 1)"
     echo "python$version: $("$other_venv/bin/python" -VV | head -n 1)"
-    "$other_venv/bin/python" -m pytest tests/unit -q -p no:cacheprovider
+    "$other_venv/bin/python" -m pytest tests/unit -q -p no:cacheprovider "${parallel[@]}"
 done
 
 step "benchmarks (short mode)"

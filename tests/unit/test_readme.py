@@ -62,7 +62,7 @@ def test_spill_reasons_table_lists_every_reason() -> None:
 
 
 #: Options the README names that belong to other tools (pip, pytest, Airflow's task runner, mypy).
-_FOREIGN_OPTIONS = {"--durations", "--find-links", "--local", "--no-index", "--strict"}
+_FOREIGN_OPTIONS = {"--dist", "--durations", "--find-links", "--local", "--no-index", "--strict"}
 
 
 def test_every_cli_option_the_readme_names_exists() -> None:
