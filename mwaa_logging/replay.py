@@ -17,8 +17,8 @@ four full PutLogEvents batches, at most ``--max-objects-per-unit`` objects). For
 
 A second run finds nothing left to replay. A crash between step 2 and step 4 replays that one
 unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
-Two runs over the same local files at once do not both put them: each holds a stream's directory
-(``flock``) while it replays it, and skips a stream another run holds. S3 has no such lock.
+Two runs over the same files at once do not both put them: each holds a stream's directory (``flock``) or
+S3 prefix (a lease object written with ``If-None-Match``) while it replays it, and skips a stream another run holds.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
 A damaged object (its gzip data cut short) has its complete records put and is marked like the others; what
 could not be read is said. Local files a killed writer left unfinished (``*.jsonl.gz.tmp``) are replayed too.
@@ -56,7 +56,7 @@ from mwaa_logging.splitting import split_oversized
 
 __all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_arguments", "open_source", "run"]
 
-#: The lock file a replay holds in each local stream directory it replays.
+#: The lock file (local) or lease object (S3) a replay holds in each stream directory or prefix it replays.
 LOCK_NAME = ".mwaa-logging-replay.lock"
 DEFAULT_RATE = 10.0
 #: A unit holds at most this many objects, and is closed once it holds this many full batches of events.
@@ -151,26 +151,55 @@ class LocalSource:
 
 
 class S3Source:
-    """Spill objects under ``s3://bucket/prefix``; replayed objects move under ``<root>/@replayed/``."""
+    """Spill objects under ``s3://bucket/prefix``; replayed objects move under ``<root>/@replayed/``.
+
+    A run holds each stream prefix it replays with a lease object in it (``.mwaa-logging-replay.lock``, a
+    conditional write, renewed while held, taken over 10 minutes after a killed run's last renewal), so that two
+    replays of the same prefix do not both put its objects."""
 
     def __init__(self, url: str, *, client: Any = None, expected_bucket_owner: str | None = None) -> None:
         from mwaa_logging.aws.s3spill import S3SpillSink
 
         self.sink = S3SpillSink.from_url(url, client=client, expected_bucket_owner=expected_bucket_owner)
         self.description = self.sink.description
+        self._said_unavailable = False
 
     def objects(self) -> Iterator[SpillObject]:
         for obj in self.sink.list_objects():
             yield SpillObject(obj.url, obj.size, obj.key.rsplit("/", 1)[0], obj)
 
     def read(self, obj: SpillObject) -> Decoded:
-        return self.sink.salvage_object(obj.handle)
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.sink.salvage_object(obj.handle)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(obj.location) from error  # moved to @replayed by another run since listed
+            raise
 
     def mark(self, obj: SpillObject) -> str:
         return self.sink.mark_replayed(obj.handle)
 
-    def claim(self, stream_key: str) -> contextlib.AbstractContextManager[bool]:
-        return contextlib.nullcontext(True)  # S3 offers no lock: two runs of one prefix both put its objects
+    @contextlib.contextmanager
+    def claim(self, stream_key: str) -> Iterator[bool]:
+        """A lease object (:mod:`mwaa_logging.aws.s3lease`) next to the stream's spill objects, taken with a
+        conditional write; where the store or the role refuses it, this run goes on without it, and says so once."""
+        from mwaa_logging.aws.s3lease import S3Lease
+
+        lease = S3Lease(self.sink.client, self.sink.bucket, f"{stream_key}/{LOCK_NAME}",
+                        expected_bucket_owner=self.sink.expected_bucket_owner)
+        if not lease.acquire():
+            yield False
+            return
+        if lease.unavailable is not None and not self._said_unavailable:
+            self._said_unavailable = True
+            print(f"replay: no lease at {lease.url} ({lease.unavailable}): another replay of {self.description} "
+                  "running at the same time would put the same lines again", file=sys.stderr)
+        try:
+            yield True
+        finally:
+            lease.release()
 
 
 def open_source(
