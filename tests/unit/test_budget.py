@@ -417,6 +417,7 @@ def test_process_budget_throttle_lowers_its_rate() -> None:
     assert shared.stats().throttles == 1
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # on purpose
 def test_a_child_forked_while_a_thread_holds_the_lock_can_still_acquire() -> None:
     import multiprocessing
 

@@ -77,6 +77,7 @@ def test_dead_logs_are_the_files_of_processes_that_are_gone(tmp_path: Path) -> N
     assert found[0].path.with_suffix(MARK_SUFFIX).exists()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # on purpose
 def test_a_forked_child_writes_its_own_file(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path, "k")
     wal.append(1000, "parent")
