@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["endpoint_url", "port", "positive_float", "positive_int", "rate_limit_scope", "spill_location"]
+__all__ = ["account_id", "endpoint_url", "port", "positive_float", "positive_int", "rate_limit_scope", "spill_location"]
 
 
 def positive_int(text: str) -> int:
@@ -72,3 +72,16 @@ def rate_limit_scope(text: str) -> str:
         return validate_scope(scope)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def account_id(text: str) -> str:
+    """An AWS account id, 12 digits (``1234-5678-9012`` as the console shows it, too)."""
+    from mwaa_logging.settings import account_id as parse
+
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected an AWS account id (12 digits), got {text!r}")
+    return value

@@ -42,7 +42,14 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from mwaa_logging.argtypes import endpoint_url, positive_float, positive_int, rate_limit_scope, spill_location
+from mwaa_logging.argtypes import (
+    account_id,
+    endpoint_url,
+    positive_float,
+    positive_int,
+    rate_limit_scope,
+    spill_location,
+)
 from mwaa_logging.batching import cut_batches, partition_by_age, partition_rejected
 from mwaa_logging.events import MESSAGE, SEQ, TIMESTAMP, LogEvent, make_event
 from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
@@ -518,7 +525,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s3-endpoint-url", type=endpoint_url, help="S3 endpoint (default: AWS configuration)")
     parser.add_argument("--region", help="AWS region (default: AWS configuration)")
     parser.add_argument("--profile", help="AWS profile (default: AWS configuration)")
-    parser.add_argument("--expected-bucket-owner", help="account id the spill bucket must belong to")
+    parser.add_argument("--expected-bucket-owner", type=account_id, help="account id the spill bucket must belong to")
     parser.add_argument("--max-objects-per-unit", type=positive_int, default=DEFAULT_MAX_OBJECTS_PER_UNIT,
                         help="objects put together before they are marked (bounds duplicates after a crash)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

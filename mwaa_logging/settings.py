@@ -103,6 +103,18 @@ def _optional_text(raw: Any) -> str | None:
     return text or None
 
 
+def account_id(raw: Any) -> str | None:
+    """An AWS account id: 12 digits, also as the console shows it (``1234-5678-9012``); None when unset. S3 answers
+    403 to every request whose ExpectedBucketOwner is not the owner's id written as 12 digits."""
+    text = _optional_text(raw)
+    if text is None:
+        return None
+    digits = text.replace("-", "") if re.fullmatch(r"\d{4}-\d{4}-\d{4}", text) else text
+    if not re.fullmatch(r"\d{12}", digits):
+        raise ValueError(text)
+    return digits
+
+
 def _scope(raw: Any) -> str:
     text = str(raw).strip()
     if text.lower() in ("process", "host"):
@@ -254,7 +266,7 @@ SPECS: dict[str, Spec[Any]] = {
                          "After a spill, write one marker event into the stream saying where the lines went."),
     "spill_s3_kms_key_id": Spec(None, "a KMS key id or ARN", _optional_text,
                                 "Encrypt S3 spill objects with SSE-KMS and this key (default SSE-S3)."),
-    "spill_s3_expected_bucket_owner": Spec(None, "an AWS account id", _optional_text,
+    "spill_s3_expected_bucket_owner": Spec(None, "an AWS account id (12 digits)", account_id,
                                            "ExpectedBucketOwner sent with every S3 spill request."),
     "spill_s3_tags": Spec(None, "key=value pairs separated by commas", _tags, "Tags of S3 spill objects."),
 }

@@ -29,6 +29,7 @@ def mwaa_logging(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     (["replay", "/no/spill", "--max-objects-per-unit", "0"], "--max-objects-per-unit: expected an integer >= 1"),
     (["replay", "/no/spill", "--rate", "nan"], "argument --rate: expected a number > 0, got 'nan'"),
     (["replay", "/no/spill", "--endpoint-url", "notaurl"], "argument --endpoint-url: expected an http://"),
+    (["replay", "/no/spill", "--expected-bucket-owner", "12-34"], "expected an AWS account id (12 digits)"),
     (["replay", "/no/spill", "--rate-limit-scope", "fleet"], "argument --rate-limit-scope: rate_limit_scope must be"),
     (["replay", "/no/spill", "--rate-limit-scope", "redis://h:1/x"], "'redis://h:1/x' is not a usable Redis URL"),
     (["local-aws", "--put-quota", "0"], "argument --put-quota: expected a number > 0, got '0'"),

@@ -58,6 +58,9 @@ def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: p
         ("spill_to", "ftp://x", "a directory path, a file:// URL or s3://bucket/prefix"),
         ("spill_marker", "maybe", "true or false"),
         ("put_rate_limit", "nan", "calls per second"),
+        ("spill_s3_expected_bucket_owner", "12345678901", "an AWS account id (12 digits)"),
+        ("spill_s3_expected_bucket_owner", "arn:aws:iam::123456789012:root", "an AWS account id (12 digits)"),
+        ("spill_s3_expected_bucket_owner", "1234-5678-901x", "an AWS account id (12 digits)"),
     ],
 )
 def test_bad_values_raise_naming_the_setting_and_the_form(name: str, raw: str, form: str) -> None:
@@ -134,6 +137,12 @@ def test_spill_s3_tags_that_s3_would_refuse_are_refused_at_construction(raw: str
         Settings.resolve({}, environ={"MWAA_LOGGING_SPILL_S3_TAGS": raw})
     assert said in str(refused.value)
     assert "expected key=value pairs separated by commas" in str(refused.value)
+
+
+@pytest.mark.parametrize(("raw", "kept"), [("123456789012", "123456789012"), (" 1234-5678-9012 ", "123456789012")])
+def test_an_account_id_as_the_console_shows_it_is_sent_as_s3_wants_it(raw: str, kept: str) -> None:
+    """S3 answers 403 to an ExpectedBucketOwner that is not 12 digits: every spill would go to the local disk."""
+    assert Settings.resolve({"spill_s3_expected_bucket_owner": raw}, environ={}).spill_s3_expected_bucket_owner == kept
 
 
 def test_spill_s3_tags_s3_accepts_are_kept() -> None:
