@@ -34,6 +34,7 @@ requirements=("apache-airflow==$airflow_version" "${pins[@]}")
 wanted="$(printf '%s\n' "${requirements[@]}" "$repo" "$(sha1sum "$repo/pyproject.toml" | cut -c1-12)")"
 
 # One builder at a time per virtualenv (test workers, two suites): the others wait, then find it ready.
+mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 
