@@ -635,7 +635,11 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
              f"retries: {summary.retries}", f"objects marked replayed: {summary.objects_replayed}",
              f"objects failed: {summary.objects_failed}"]
     if summary.objects_skipped:
-        notes.append(f"objects skipped (another replay had them): {summary.objects_skipped}")
+        from mwaa_logging.aws.s3lease import LEASE_SECONDS
+
+        held = "" if not source.startswith("s3://") else (
+            f"; a replay killed on S3 holds its streams {LEASE_SECONDS / 60:g} min after its last renewal")
+        notes.append(f"objects skipped (another replay has or had them{held}): {summary.objects_skipped}")
     if summary.objects_left_behind:
         notes.append(f"files a killed writer left unfinished (.tmp): {summary.objects_left_behind}")
     if summary.objects_salvaged:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from rich.console import Console
 
 from mwaa_logging.aws.clients import make_logs_client
 from mwaa_logging.aws.s3lease import S3Lease
@@ -17,7 +18,7 @@ from mwaa_logging.aws.s3spill import S3SpillSink
 from mwaa_logging.aws.transport import BotocoreTransport
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.process import ProcessBudget
-from mwaa_logging.replay import LOCK_NAME, Replayer, S3Source
+from mwaa_logging.replay import LOCK_NAME, Replayer, S3Source, summary_table
 from mwaa_logging.spill.layout import stream_prefix
 from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.testing.local_aws import LocalAWS
@@ -62,6 +63,10 @@ def test_a_stream_prefix_another_replay_holds_is_skipped_then_replayed_once_it_l
         first = replayer(aws_in_env).run(S3Source(f"s3://{BUCKET}/{PREFIX}", client=s3))
         assert (first.objects_replayed, first.objects_skipped, first.objects_failed) == (1, 1, 0)
         assert aws_in_env.streams() == {"g": ["free"]}
+        console = Console(record=True, width=300)
+        console.print(summary_table(first, f"s3://{BUCKET}/{PREFIX}"))
+        assert ("objects skipped (another replay has or had them; a replay killed on S3 holds its streams 10 min "
+                "after its last renewal): 1") in console.export_text()
     finally:
         other.release()
     assert leases(s3) == []  # each run removes its own
