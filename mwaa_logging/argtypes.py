@@ -70,7 +70,7 @@ def rate_limit_scope(text: str) -> str:
     scope = text.strip().lower() if text.strip().lower() in LOCAL_SCOPES else text.strip()
     try:
         return validate_scope(scope)
-    except ValueError as error:
+    except ValueError as error:  # its text does not repeat a password
         raise argparse.ArgumentTypeError(str(error)) from None
 
 

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if not printed:  # a typo'd group or stream name reads as empty: say what was searched
             searched = dict.fromkeys([*([] if args.spilled_only else ["CloudWatch"]), *map(str, spill_to or []),
                                       *(str(path) for path in default_spill_directories() if path.is_dir())])
+            searched = {location: None for location in searched if location not in unreadable}
             print(redact_urls(f"mwaa-logging read: no lines in {args.group}/{args.stream} "
                               f"(searched: {', '.join(searched) or 'nothing'})"), file=err)
     except (BotoCoreError, ClientError) as error:

@@ -33,7 +33,9 @@ import gzip
 import itertools
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +63,8 @@ from mwaa_logging.spill.leftovers import spill_files
 from mwaa_logging.spillformat import Decoded, SpillReason, SpillRecord, decode_records, salvage_records
 from mwaa_logging.splitting import split_oversized
 
-__all__ = ["ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_arguments", "open_source", "run"]
+__all__ = ["Claim", "ReplayError", "ReplaySummary", "Replayer", "SpillObject", "add_arguments", "open_source",
+           "run"]
 
 #: The lock file (local) or lease object (S3) a replay holds in each stream directory or prefix it replays.
 LOCK_NAME = ".mwaa-logging-replay.lock"
@@ -92,6 +95,18 @@ class SpillObject:
     handle: Any = None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A run's hold on one stream's objects: true when held. ``reason()`` says why it was not taken (when that
+    was not simply another run holding it) or, once taken, why it was lost (another run may now hold it)."""
+
+    held: bool
+    reason: Callable[[], str | None] = lambda: None
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
 class SpillSource(Protocol):
     description: str
 
@@ -103,8 +118,8 @@ class SpillSource(Protocol):
 
     def mark(self, obj: SpillObject) -> str: ...
 
-    def claim(self, stream_key: str) -> contextlib.AbstractContextManager[bool]:
-        """Hold the objects under ``stream_key`` for this run: False while another run holds them."""
+    def claim(self, stream_key: str) -> contextlib.AbstractContextManager[Claim]:
+        """Hold the objects under ``stream_key`` for this run: false while another run holds them."""
         ...
 
 
@@ -139,20 +154,20 @@ class LocalSource:
         return str(target)
 
     @contextlib.contextmanager
-    def claim(self, stream_key: str) -> Iterator[bool]:
+    def claim(self, stream_key: str) -> Iterator[Claim]:
         try:
             fd = os.open(os.path.join(stream_key, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o644)
         except OSError:  # a directory this user cannot write: marking will fail and say so
-            yield True
+            yield Claim(True)
             return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
+                yield Claim(False)
                 return
-            yield True
+            yield Claim(True)
         finally:
             os.close(fd)  # releases the lock
 
@@ -164,11 +179,14 @@ class S3Source:
     conditional write, renewed while held, taken over 10 minutes after a killed run's last renewal), so that two
     replays of the same prefix do not both put its objects."""
 
-    def __init__(self, url: str, *, client: Any = None, expected_bucket_owner: str | None = None) -> None:
+    def __init__(self, url: str, *, client: Any = None, expected_bucket_owner: str | None = None,
+                 lease_seconds: float | None = None) -> None:
+        from mwaa_logging.aws.s3lease import LEASE_SECONDS
         from mwaa_logging.aws.s3spill import S3SpillSink
 
         self.sink = S3SpillSink.from_url(url, client=client, expected_bucket_owner=expected_bucket_owner)
         self.description = self.sink.description
+        self.lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
         self._said_unavailable = False
 
     def objects(self) -> Iterator[SpillObject]:
@@ -189,22 +207,23 @@ class S3Source:
         return self.sink.mark_replayed(obj.handle)
 
     @contextlib.contextmanager
-    def claim(self, stream_key: str) -> Iterator[bool]:
-        """A lease object (:mod:`mwaa_logging.aws.s3lease`) next to the stream's spill objects, taken with a
-        conditional write; where the store or the role refuses it, this run goes on without it, and says so once."""
+    def claim(self, stream_key: str) -> Iterator[Claim]:
+        """A lease object (:mod:`mwaa_logging.aws.s3lease`) next to the stream's spill objects, taken with
+        conditional writes; where the store or the role refuses leases, this run goes on without one, and says so
+        once."""
         from mwaa_logging.aws.s3lease import S3Lease
 
         lease = S3Lease(self.sink.client, self.sink.bucket, f"{stream_key}/{LOCK_NAME}",
-                        expected_bucket_owner=self.sink.expected_bucket_owner)
+                        expected_bucket_owner=self.sink.expected_bucket_owner, lease_seconds=self.lease_seconds)
         if not lease.acquire():
-            yield False
+            yield Claim(False, lambda: lease.failed)
             return
         if lease.unavailable is not None and not self._said_unavailable:
             self._said_unavailable = True
             print(f"replay: no lease at {lease.url} ({lease.unavailable}): another replay of {self.description} "
                   "running at the same time would put the same lines again", file=sys.stderr)
         try:
-            yield True
+            yield Claim(True, lease.lost)
         finally:
             lease.release()
 
@@ -351,14 +370,16 @@ class Replayer:
         self.summary.objects_found += len(listed)
         for stream_key, same_stream in itertools.groupby(listed, key=lambda obj: obj.stream_key):
             stream_objects = list(same_stream)
-            with contextlib.nullcontext(True) if self.dry_run else source.claim(stream_key) as held:
-                if not held:
+            with contextlib.nullcontext(Claim(True)) if self.dry_run else source.claim(stream_key) as claim:
+                if not claim:
                     self.summary.objects_skipped += len(stream_objects)
+                    if (reason := claim.reason()) is not None:
+                        self.summary.errors.append(f"skipped {stream_key}, left for the next run: {reason}")
                     for obj in stream_objects:
                         if on_object is not None:
                             on_object(obj)
                     continue
-                for unit in self._units(source, stream_objects, max_objects_per_unit):
+                for unit in self._units(source, stream_objects, max_objects_per_unit, claim):
                     fatal = self._replay_unit(source, unit)
                     if on_object is not None:
                         for obj, _ in unit:
@@ -368,13 +389,24 @@ class Replayer:
         return self.summary
 
     def _units(
-        self, source: SpillSource, listed: Sequence[SpillObject], max_objects: int
+        self, source: SpillSource, listed: Sequence[SpillObject], max_objects: int, claim: Claim
     ) -> Iterator[list[tuple[SpillObject, list[SpillRecord]]]]:
+        """The objects of one stream, read, a unit at a time; each unit only while ``claim`` still holds."""
+
+        def held(rest: int) -> bool:  # ``rest``: objects not yet yielded, counted as skipped once the claim is lost
+            if (reason := claim.reason()) is None:
+                return True
+            self.summary.objects_skipped += rest
+            self.summary.errors.append(f"stopped replaying {listed[0].stream_key}, left for the next run: {reason}")
+            return False
+
         unit: list[tuple[SpillObject, list[SpillRecord]]] = []
         events = size = 0
-        for obj in listed:
+        for index, obj in enumerate(listed):
             if unit and (unit[0][0].stream_key != obj.stream_key or len(unit) >= max_objects
                          or events >= UNIT_BATCHES * MAX_BATCH_EVENTS or size >= UNIT_BATCHES * MAX_BATCH_BYTES):
+                if not held(len(unit) + len(listed) - index):
+                    return
                 yield unit
                 unit, events, size = [], 0, 0
             try:
@@ -395,7 +427,7 @@ class Replayer:
             unit.append((obj, records))
             events += len(records)
             size += sum(len(r.message) + 26 for r in records)
-        if unit:
+        if unit and held(len(unit)):
             yield unit
 
     def _replay_unit(self, source: SpillSource, unit: list[tuple[SpillObject, list[SpillRecord]]]) -> bool:
@@ -533,7 +565,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed or were damaged (their complete
-    records put), 2 cannot start."""
+    records put) or a stream was left for the next run (its lease could not be taken or was lost), 2 cannot
+    start."""
     from botocore.exceptions import BotoCoreError
     from rich.console import Console
 
@@ -553,10 +586,15 @@ def run(args: argparse.Namespace) -> int:
         error(f"replay: {exc}")
         return 2
     try:
-        objects = list(source.objects())
-        with _Progress(console, len(objects), disable=args.no_progress) as advance:
-            summary = replayer.run(source, objects=objects, on_object=advance,
-                                   max_objects_per_unit=args.max_objects_per_unit)
+        with _terminated_as_exception():
+            objects = list(source.objects())
+            with _Progress(console, len(objects), disable=args.no_progress) as advance:
+                summary = replayer.run(source, objects=objects, on_object=advance,
+                                       max_objects_per_unit=args.max_objects_per_unit)
+    except _Terminated:
+        error(f"replay of {source.description} terminated (SIGTERM): what it marked stays marked, the rest is "
+              "left for the next run")
+        return 128 + signal.SIGTERM
     except Exception as exc:  # listing failed (S3 unreachable, denied)
         error(f"replay of {source.description} stopped: {exc}")
         return 2
@@ -568,7 +606,29 @@ def run(args: argparse.Namespace) -> int:
     out.print(summary_table(summary, source.description))
     for message in summary.errors:
         error(message)
-    return 1 if summary.objects_failed or summary.objects_salvaged else 0
+    return 1 if summary.objects_failed or summary.objects_salvaged or summary.errors else 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM (``timeout``, systemd, a container stop) while replaying: unwinds, so that leases are released."""
+
+
+@contextlib.contextmanager
+def _terminated_as_exception() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` in the main thread, where its default action would kill the run with
+    its S3 leases held (other runs would skip those streams until the leases expire)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _build(args: argparse.Namespace) -> tuple[LocalSource | S3Source, Replayer, RejectedExport | None]:

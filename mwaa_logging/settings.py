@@ -27,11 +27,10 @@ class SettingsError(ValueError):
 
 def _fail(name: str, form: str, raw: object, source: str) -> SettingsError:
     where = f" (from {source})" if source else ""
-    shown = _CREDENTIALS_IN_URL.sub(r"\1***@", raw) if isinstance(raw, str) else raw  # a Redis URL's password
+    from mwaa_logging.budgets.urls import hide_credentials
+
+    shown = hide_credentials(raw) if isinstance(raw, str) else raw  # a Redis URL's password, mistyped or not
     return SettingsError(f"invalid setting {name}={shown!r}{where}: expected {form}")
-
-
-_CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,8 @@ def account_id(raw: Any) -> str | None:
     text = _optional_text(raw)
     if text is None:
         return None
-    digits = text.replace("-", "") if re.fullmatch(r"\d{4}-\d{4}-\d{4}", text) else text
-    if not re.fullmatch(r"\d{12}", digits):
+    digits = text.replace("-", "") if re.fullmatch(r"[0-9]{4}-[0-9]{4}-[0-9]{4}", text) else text
+    if not re.fullmatch(r"[0-9]{12}", digits):  # not \d: other scripts' digits are no account id
         raise ValueError(text)
     return digits
 

@@ -46,11 +46,14 @@ def _restore_root_logger() -> Iterator[None]:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """For pytest-xdist's ``--dist loadgroup`` (``scripts/test.sh`` runs two workers): the tests of one real
-    Airflow (its session-scoped virtualenv, database and servers) run in one worker, the rest spread freely."""
+    Airflow (its session-scoped virtualenv, database and servers) run in one worker, and so do the tests of the
+    built wheel (built once); the rest spread freely."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         callspec = getattr(item, "callspec", None)
-        if "airflow2" in fixtures:
+        if "wheel" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("wheel"))
+        elif "airflow2" in fixtures:
             item.add_marker(pytest.mark.xdist_group("airflow2"))
         elif "airflow3_venv" in fixtures and callspec is not None:
             item.add_marker(pytest.mark.xdist_group(f"airflow3-{callspec.params['airflow3_venv']}"))

@@ -1,10 +1,14 @@
-"""A lease on one S3 key, taken with a conditional write: one replay at a time per stream prefix.
+"""A lease on one S3 key, taken with conditional writes: one replay at a time per stream prefix.
 
-``PutObject`` with ``If-None-Match: *`` creates the lease object only if it does not exist; a lease whose holder
-stopped renewing it (a killed run) is taken over with ``If-Match: <its ETag>`` once it has expired. The holder
-renews it from a background thread and deletes it (``If-Match``) when done. A store that refuses conditional
-writes, or a role that may not write the key, gets no lease: the caller is told (``held`` is True, ``locked``
-False) and goes on as before leases existed.
+``PutObject`` with ``If-None-Match: *`` creates the lease object only if it does not exist. Its body names the
+holder with a random token, so a write whose reply was lost is recognised as ours. A lease whose holder stopped
+renewing it (a killed run) is taken over with ``If-Match: <its ETag>`` once it has expired by S3's own clock
+(``Last-Modified`` and the response's ``Date``: hosts' clocks may differ). The holder renews it from a background
+thread, knows when it has lost it, and deletes it (``If-Match``) when done.
+
+Only a store or a role that refuses leases outright (no conditional writes: 501; access denied; a botocore too old
+to send them) means going on without one (``unavailable`` says why). Other failures are retried, then the stream
+is left for the next run: a blip must not let two runs put the same lines.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 log = logging.getLogger(__name__)
 
@@ -26,107 +34,213 @@ __all__ = ["LEASE_SECONDS", "S3Lease"]
 
 #: How long a lease lasts without renewal; the holder renews it every quarter of that.
 LEASE_SECONDS = 600.0
+#: Answers meaning another writer holds the key (or raced us to it).
 _TAKEN = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_MISSING = frozenset({"NoSuchKey", "404"})
+#: Answers meaning this store or role will never grant a lease.
+_REFUSED = frozenset({"NotImplemented", "AccessDenied", "MethodNotAllowed"})
 
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def _refuses_leases(error: Exception) -> bool:
+    if isinstance(error, ParamValidationError):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return _code(error) in _REFUSED or status in (403, 501)
+    return False
+
+
+def _missing_conditional_writes(client: Any) -> str | None:
+    """Why this client cannot send conditional writes (a botocore older than Nov. 2024), else None."""
+    try:
+        model = client.meta.service_model
+        put = model.operation_model("PutObject").input_shape.members
+        delete = model.operation_model("DeleteObject").input_shape.members
+    except AttributeError:  # not a botocore client
+        return None
+    if "IfNoneMatch" in put and "IfMatch" in put and "IfMatch" in delete:
+        return None
+    import botocore
+
+    return f"botocore {botocore.__version__} cannot send S3 conditional writes (If-Match, If-None-Match)"
+
+
+class _Unreadable(Exception):
+    """The lease object exists (a conditional write failed on it) but could not be read."""
+
+
+@dataclass(frozen=True)
+class _Current:
+    """The lease object as read: its holder's token, its ETag, and whether it has expired by S3's clock."""
+
+    token: str | None
+    etag: str
+    expired: bool
+
+
 class S3Lease:
-    """The lease on ``s3://bucket/key``. ``acquire()`` then ``release()``; ``held``, ``locked`` say the outcome."""
+    """The lease on ``s3://bucket/key``: ``acquire()``, then ``lost()`` while working, then ``release()``."""
 
     def __init__(self, client: Any, bucket: str, key: str, *, expected_bucket_owner: str | None = None,
-                 lease_seconds: float = LEASE_SECONDS, clock: Callable[[], float] = time.time) -> None:
+                 lease_seconds: float = LEASE_SECONDS, attempts: int = 3,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.url = f"s3://{bucket}/{key}"
-        self.lease_seconds, self.clock = lease_seconds, clock
+        self.lease_seconds, self.attempts, self._sleep = lease_seconds, attempts, sleep
         self._owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+        self.token = uuid.uuid4().hex
         self._etag: str | None = None
+        self._renewed = 0.0  # time.monotonic() of the last write known to have reached S3
+        self._lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        #: True once acquired (or when leases cannot be had here: see ``locked``).
-        self.held = False
         #: True while this run holds the lease object.
         self.locked = False
-        #: Why there is no lease although ``held`` (the store or the role refused it), else None.
+        #: Why this run goes on without a lease (the store or the role refuses them), else None.
         self.unavailable: str | None = None
+        #: Why the lease could not be taken although nobody may hold it (S3 kept failing), else None.
+        self.failed: str | None = None
 
     def acquire(self) -> bool:
-        """Take the lease: True if this run may go on (it holds it, or leases cannot be had here)."""
-        try:
-            self._etag = self._take()
-        except (ClientError, BotoCoreError) as error:
-            self.unavailable = str(error)
-            self.held = True
+        """True if this run may replay under the key: it holds the lease, or leases cannot be had here."""
+        self.unavailable = _missing_conditional_writes(self.client)
+        if self.unavailable is not None:
             return True
-        self.held = self.locked = self._etag is not None
-        if self.locked:
+        for attempt in range(self.attempts):
+            try:
+                self._etag = self._take()
+            except (ClientError, BotoCoreError, _Unreadable) as error:
+                if _refuses_leases(error):
+                    self.unavailable = str(error)
+                    return True
+                if (current := self._read_quietly()) is not None and current.token == self.token:
+                    self._etag = current.etag  # our write went through; its answer did not come back
+                else:
+                    self.failed = f"could not take the lease {self.url}: {error}"
+                    self._sleep(0.2 * 2**attempt)
+                    continue
+            self.failed = None
+            if self._etag is None:
+                return False  # another run holds it
+            self.locked = True
+            self._renewed = time.monotonic()
             self._renewer = threading.Thread(target=self._renew, name=f"mwaa-logging-lease {self.key}", daemon=True)
             self._renewer.start()
-        return self.held
+            return True
+        return False
+
+    def lost(self) -> str | None:
+        """Why this run no longer holds the lease it took (another may now), else None."""
+        if self._lost is None and self.locked and time.monotonic() - self._renewed > 0.9 * self.lease_seconds:
+            self._lost = f"the lease {self.url} was not renewed for {self.lease_seconds:g} s"
+        return self._lost
 
     def release(self) -> None:
-        """Stop renewing and delete the lease object (only if it is still this run's)."""
+        """Stop renewing and delete the lease object if it is still this run's."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
         if not self.locked:
             return
         self.locked = False
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self._etag, **self._owner)
-        except ClientError as error:
-            if _code(error) not in _TAKEN:  # taken over meanwhile: that run's now
+        for _ in range(2):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self._etag, **self._owner)
+                return
+            except ClientError as error:
+                if _code(error) in _MISSING:
+                    return
+                if _code(error) in _TAKEN and (current := self._read_quietly()) is not None:
+                    if current.token != self.token:
+                        return  # another run's now
+                    self._etag = current.etag  # a renewal went through unanswered: delete that version
+                    continue
                 log.warning("mwaa-logging: could not remove the replay lease %s: %s", self.url, error)
-        except BotoCoreError as error:
-            log.warning("mwaa-logging: could not remove the replay lease %s: %s", self.url, error)
-
-    def _body(self) -> bytes:
-        return orjson.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}",
-                             "expires": self.clock() + self.lease_seconds})
+                return
+            except BotoCoreError as error:
+                log.warning("mwaa-logging: could not remove the replay lease %s: %s", self.url, error)
+                return
 
     def _put(self, **condition: str) -> str:
-        answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._body(),
-                                        ContentType="application/json", **condition, **self._owner)
+        body = orjson.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "token": self.token,
+                             "lease_seconds": self.lease_seconds})
+        answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/json",
+                                        ServerSideEncryption="AES256", **condition, **self._owner)
         return str(answer["ETag"])
 
+    def _read(self) -> _Current | None:
+        """The lease object, or None if there is none."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key, **self._owner)
+        except ClientError as error:
+            if _code(error) in _MISSING:
+                return None
+            raise
+        try:
+            content = orjson.loads(answer["Body"].read(4096))
+            token, seconds = content.get("token"), float(content.get("lease_seconds", LEASE_SECONDS))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            token, seconds = None, LEASE_SECONDS  # not written by this code: expires as ours do
+        finally:
+            answer["Body"].close()
+        date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
+        age = (now - answer["LastModified"]).total_seconds()
+        return _Current(token if isinstance(token, str) else None, str(answer["ETag"]), age > seconds)
+
+    def _read_quietly(self) -> _Current | None:
+        try:
+            return self._read()
+        except (ClientError, BotoCoreError):
+            return None
+
     def _take(self) -> str | None:
-        """The new lease's ETag, or None while another run holds an unexpired one. Errors other than a held lease
-        (no conditional writes here, access denied) propagate."""
-        for _ in range(3):  # the holder may release between our two requests
+        """The ETag of the lease this run now holds, or None while another run holds it."""
+        for _ in range(3):  # the holder may let go between our requests
             try:
                 return self._put(IfNoneMatch="*")
             except ClientError as error:
                 if _code(error) not in _TAKEN:
                     raise
             try:
-                answer = self.client.get_object(Bucket=self.bucket, Key=self.key, **self._owner)
-                current = orjson.loads(answer["Body"].read(4096))
-                etag = str(answer["ETag"])
+                current = self._read()
+            except (ClientError, BotoCoreError) as error:  # held by someone: never a reason to go on without
+                raise _Unreadable(f"cannot read the lease {self.url} another run holds: {error}") from error
+            if current is None:
+                continue
+            if current.token == self.token:
+                return current.etag  # our own earlier write, whose answer was lost
+            if not current.expired:
+                return None
+            try:
+                return self._put(IfMatch=current.etag)  # expired: its holder is gone
             except ClientError as error:
-                if _code(error) in ("NoSuchKey", "404"):
-                    continue
+                if _code(error) in _TAKEN or _code(error) in _MISSING:
+                    return None  # another run took it first
                 raise
-            except orjson.JSONDecodeError:
-                return None  # not a lease this code wrote: leave it to whoever did
-            try:
-                expires = float(current["expires"])
-            except (TypeError, KeyError, ValueError):
-                return None  # not a lease this code wrote: leave it to whoever did
-            if expires > self.clock():
-                return None
-            try:
-                return self._put(IfMatch=etag)  # expired: its holder is gone
-            except ClientError as error:
-                if _code(error) not in _TAKEN and _code(error) not in ("NoSuchKey", "404"):
-                    raise
-                return None
         return None
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 4):
             try:
                 self._etag = self._put(IfMatch=str(self._etag))
-            except (ClientError, BotoCoreError) as error:
-                log.warning("mwaa-logging: could not renew the replay lease %s: %s", self.url, error)
+                self._renewed = time.monotonic()
+                continue
+            except ClientError as error:
+                problem: Exception = error
+                if _code(error) in _TAKEN or _code(error) in _MISSING:
+                    current = self._read_quietly()
+                    if current is not None and current.token == self.token:
+                        self._etag = current.etag  # the previous renewal went through unanswered
+                        continue
+                    if current is not None or _code(error) in _MISSING:
+                        self._lost = f"another run took the lease {self.url} over"
+                        log.warning("mwaa-logging: %s", self._lost)
+                        return
+            except BotoCoreError as error:
+                problem = error
+            log.warning("mwaa-logging: could not renew the replay lease %s: %s", self.url, problem)

@@ -10,7 +10,7 @@ from mwaa_logging import limits
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.host import HostBudget, budget_path
 from mwaa_logging.budgets.process import ProcessBudget
-from mwaa_logging.budgets.urls import check_redis_url, redact
+from mwaa_logging.budgets.urls import check_redis_url, hide_credentials, redact
 from mwaa_logging.protocols import Budget
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def validate_scope(scope: str) -> str:
             raise ValueError(f"rate_limit_scope {redact(scope)!r} is not a usable Redis URL: {exc}") from exc
         return scope
     raise ValueError(
-        f"rate_limit_scope must be 'process', 'host' or a redis://, rediss:// or unix:// URL, got {scope!r}"
+        "rate_limit_scope must be 'process', 'host' or a redis://, rediss:// or unix:// URL, "
+        f"got {hide_credentials(scope)!r}"
     )
 
 

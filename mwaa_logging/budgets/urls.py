@@ -13,6 +13,15 @@ from typing import Any
 _DB_PATH = re.compile(r"(/[0-9]*)?")
 
 
+_CREDENTIALS = re.compile(r"(//)[^/@\s]*@")
+
+
+def hide_credentials(text: str) -> str:
+    """``text`` with whatever sits between ``//`` and ``@`` shown as ``***``: also in a mistyped URL
+    (``rediss//:secret@host``), which :func:`redact` cannot parse."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def redact(url: str) -> str:
     """``url`` without its password, for messages."""
     parts = urllib.parse.urlsplit(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -102,10 +103,14 @@ def test_switch_patches_watchtower_when_it_is_imported_later() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip wheel .``: the artifact a normal ``pip install .`` installs."""
+    """``pip wheel .``: the artifact a normal ``pip install .`` installs. Built from a copy of the sources: setuptools
+    writes ``build/`` and ``*.egg-info`` into the tree it builds, where another worker may be building too."""
     out_dir = tmp_path_factory.mktemp("wheel")
+    sources = tmp_path_factory.mktemp("sources") / "mwaa-logging"
+    shutil.copytree(REPO, sources, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "artifacts"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out_dir), REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out_dir), sources],
         check=True,
         capture_output=True,
         timeout=300,

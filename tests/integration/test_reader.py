@@ -224,6 +224,10 @@ def test_mwaa_logging_read_prints_the_merged_log_from_a_shell(aws: LocalAWS, tmp
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert nothing.stderr.startswith(f"mwaa-logging read: no lines in {GROUP}/{STREAM} (searched: CloudWatch, "
                                      "s3://spill/env")  # and the default spill directories that exist
+    unreadable = read("--spill-to", "s3://no-such-bucket/x", "--start", str(base + 10_000))
+    assert unreadable.returncode == 1 and "no lines in" in unreadable.stderr
+    assert "searched: CloudWatch" in unreadable.stderr
+    assert "no-such-bucket" not in unreadable.stderr.split("no lines in", 1)[1]  # said as unreadable, not searched
     bad = read("--start", "yesterday")
     assert bad.returncode == 2 and "neither ISO 8601 nor milliseconds" in bad.stderr
 

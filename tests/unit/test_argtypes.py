@@ -24,3 +24,12 @@ def test_a_scope_the_setting_refuses_is_a_usage_error(given: str) -> None:
         rate_limit_scope(given)
     with pytest.raises(ValueError, match="rate_limit_scope"):
         Settings.resolve({"rate_limit_scope": given}, environ={})
+
+
+def test_a_mistyped_redis_url_is_refused_without_repeating_its_password() -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        rate_limit_scope("rediss//:hunter2@cache.example:6379")
+    assert "hunter2" not in str(refused.value) and "rediss//***@cache.example:6379" in str(refused.value)
+    with pytest.raises(ValueError) as setting:
+        Settings.resolve({"rate_limit_scope": "rediss//:hunter2@cache.example:6379"}, environ={})
+    assert "hunter2" not in str(setting.value)

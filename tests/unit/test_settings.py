@@ -61,6 +61,7 @@ def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: p
         ("spill_s3_expected_bucket_owner", "12345678901", "an AWS account id (12 digits)"),
         ("spill_s3_expected_bucket_owner", "arn:aws:iam::123456789012:root", "an AWS account id (12 digits)"),
         ("spill_s3_expected_bucket_owner", "1234-5678-901x", "an AWS account id (12 digits)"),
+        ("spill_s3_expected_bucket_owner", "\uff11" * 12, "an AWS account id (12 digits)"),  # fullwidth digits
     ],
 )
 def test_bad_values_raise_naming_the_setting_and_the_form(name: str, raw: str, form: str) -> None:
