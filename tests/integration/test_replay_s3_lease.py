@@ -47,6 +47,12 @@ def stream_prefix_of(stream: str) -> str:
     return f"{PREFIX}/{stream_prefix('g', stream)}".rstrip("/")
 
 
+def spill(s3: Any, streams: tuple[str, ...], count: int) -> None:
+    sink = S3SpillSink(BUCKET, PREFIX, client=s3)
+    for stream in streams:
+        sink.write(records(stream, count))
+
+
 def leases(s3: Any) -> list[str]:
     return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []) if o["Key"].endswith(LOCK_NAME)]
 
@@ -54,9 +60,7 @@ def leases(s3: Any) -> list[str]:
 def test_a_stream_prefix_another_replay_holds_is_skipped_then_replayed_once_it_lets_go(
     aws_in_env: LocalAWS, s3: Any
 ) -> None:
-    sink = S3SpillSink(BUCKET, PREFIX, client=s3)
-    for stream in ("held", "free"):
-        sink.write(records(stream, 40))
+    spill(s3, ("held", "free"), 40)
     other = S3Lease(s3, BUCKET, f"{stream_prefix_of('held')}/{LOCK_NAME}")
     assert other.acquire() and other.locked
     try:
@@ -121,9 +125,7 @@ def write_lease(s3: Any, stream: str, lease_seconds: float) -> str:
 def test_a_killed_runs_lease_is_taken_over_once_it_expired_by_s3s_clock_not_before(
     aws_in_env: LocalAWS, s3: Any
 ) -> None:
-    sink = S3SpillSink(BUCKET, PREFIX, client=s3)
-    for stream in ("expired", "live"):
-        sink.write(records(stream, 10))
+    spill(s3, ("expired", "live"), 10)
     write_lease(s3, "expired", 0.5)
     live = write_lease(s3, "live", 600)
     time.sleep(2.5)  # Last-Modified and Date have whole seconds: 0.5 s is past for sure after 2.5 s
