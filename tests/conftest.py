@@ -57,3 +57,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("airflow2"))
         elif "airflow3_venv" in fixtures and callspec is not None:
             item.add_marker(pytest.mark.xdist_group(f"airflow3-{callspec.params['airflow3_venv']}"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse ``--dist loadgroup`` on the pytest and pytest-xdist releases known not to group (pytest-xdist#1386:
+    xdist 3.8 renames ``item._nodeid``, which pytest 9.2 no longer reads); pyproject.toml pins pytest below 9.2."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if Version(pytest.__version__) >= Version("9.2") and Version(version("pytest-xdist")) <= Version("3.8.0"):
+        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {version('pytest-xdist')} does not "
+                                "group --dist loadgroup (pytest-xdist#1386): install pytest<9.2")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker under ``--dist loadgroup``: a grouped test whose node id lacks its ``@group`` suffix
+    means this pytest and pytest-xdist no longer group (pytest-xdist#1386, pytest 9.2): every Airflow would then
+    start in both workers. Stop rather than run the suite that way."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    ungrouped = [item.nodeid for item in session.items
+                 if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): "
+                                "this pytest and pytest-xdist do not work together (pytest-xdist#1386)")
