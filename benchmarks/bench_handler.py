@@ -36,7 +36,7 @@ from _workloads import (
 TARGET_OURS_VS_NULL = 1.3
 #: Two full batches per block: the senders send the first one while the caller is still logging.
 CALLS_PER_BLOCK = 20_000
-ROUNDS = 40 if FULL else 16
+ROUNDS = 40 if FULL else 24
 WARMUP_ROUNDS = 1
 GROUP = "bench-calling-thread"
 
