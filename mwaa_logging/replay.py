@@ -19,6 +19,8 @@ A second run finds nothing left to replay. A crash between step 2 and step 4 rep
 unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
 Two runs over the same files at once do not both put them: each holds a stream's directory (``flock``) or
 S3 prefix (a lease object written with ``If-None-Match``) while it replays it, and skips a stream another run holds.
+A record is put only into the stream its object's path names (``<group>/<stream>/``, as the reader reads it); one
+that names another stream is exported with reason ``misplaced`` and said, not put.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
 A damaged object (its gzip data cut short) has its complete records put and is marked like the others; what
 could not be read is said. Local files a killed writer left unfinished (``*.jsonl.gz.tmp``) are replayed too.
@@ -38,7 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -58,7 +60,7 @@ from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, Transport
 from mwaa_logging.retry import Backoff
-from mwaa_logging.spill.layout import REPLAYED_SUFFIX, TMP_SUFFIX
+from mwaa_logging.spill.layout import REPLAYED_SUFFIX, TMP_SUFFIX, in_stream_prefix
 from mwaa_logging.spill.leftovers import spill_files
 from mwaa_logging.spillformat import Decoded, SpillReason, SpillRecord, decode_records, salvage_records
 from mwaa_logging.splitting import split_oversized
@@ -433,14 +435,19 @@ class Replayer:
     def _replay_unit(self, source: SpillSource, unit: list[tuple[SpillObject, list[SpillRecord]]]) -> bool:
         """Put, export, mark one unit; True when the run should stop."""
         by_stream: dict[tuple[str, str], list[SpillRecord]] = {}
-        for _obj, records in unit:
-            seen: set[tuple[str, str]] = set()
+        rejected: list[SpillRecord] = []
+        for obj, records in unit:
+            misplaced: dict[tuple[str, str], list[SpillRecord]] = {}
+            seen: dict[tuple[str, str], bool] = {}  # each stream its records name: is it the object's prefix's?
             for record in records:
-                by_stream.setdefault((record.group, record.stream), []).append(record)
-                seen.add((record.group, record.stream))
+                key = (record.group, record.stream)
+                if (placed := seen.get(key)) is None:
+                    placed = seen[key] = in_stream_prefix(obj.stream_key, *key)
+                (by_stream if placed else misplaced).setdefault(key, []).append(record)
             for key in seen:
                 self.summary.stream(*key).objects += 1
-        rejected: list[SpillRecord] = []
+            for key, records_elsewhere in misplaced.items():
+                rejected.extend(self._misplaced(obj, key, records_elsewhere))
         try:
             for (group, stream), records in by_stream.items():
                 rejected.extend(self._replay_stream(group, stream, records))
@@ -461,6 +468,21 @@ class Replayer:
             else:
                 self.summary.objects_replayed += 1
         return False
+
+    def _misplaced(self, obj: SpillObject, key: tuple[str, str], records: list[SpillRecord]) -> list[SpillRecord]:
+        """``records`` of ``obj`` name ``key``, not the stream of ``obj``'s prefix: counted and returned for the
+        export, not put. The reader never shows them (for either stream), and putting them would let whoever may
+        write one stream's prefix write any stream, outside that stream's lease."""
+        count, reason = len(records), SpillReason.MISPLACED.value
+        summary = self.summary.stream(*key)
+        summary.read += count
+        summary.rejected += count
+        self.summary.events_read += count
+        self.summary.events_rejected += count
+        self.summary.rejected_by_reason[reason] = self.summary.rejected_by_reason.get(reason, 0) + count
+        self.summary.errors.append(f"misplaced: {count} records in {obj.location} name {key[0]}/{key[1]}, not the "
+                                   "stream of its path: exported, not put")
+        return [replace(r, reason=reason, detail=f"found in {obj.location}") for r in records]
 
     def _replay_stream(self, group: str, stream: str, records: list[SpillRecord]) -> list[SpillRecord]:
         """Put one stream's records; return those CloudWatch cannot take (with their reasons)."""

@@ -47,6 +47,8 @@ class SpillReason(str, enum.Enum):
     NO_RESOURCE = "no_resource"
     #: Handling them raised an unexpected exception (a bug): spilled rather than lost.
     INTERNAL_ERROR = "internal_error"
+    #: Replay found it in the spill object of another stream than the one it names: exported, not put.
+    MISPLACED = "misplaced"
 
 
 @dataclass(frozen=True, slots=True)

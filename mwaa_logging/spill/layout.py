@@ -54,3 +54,15 @@ def object_name(group: str, stream: str, first_timestamp_ms: int) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(min(max(first_timestamp_ms, low), high) // 1000))
     host = quote_name(socket.gethostname())[:64]
     return f"{stream_prefix(group, stream)}{stamp}-{host}-{os.getpid()}-{next(_counter):08d}{SUFFIX}"
+
+
+def in_stream_prefix(directory: str, group: str, stream: str) -> bool:
+    """Whether a spill object in ``directory`` (a path or key prefix, ``/``-separated, no trailing slash) may hold
+    ``group``/``stream``'s events: its last two segments name them (quoted as :func:`stream_prefix` does, or
+    quoted otherwise but naming the same names)."""
+    segments = directory.rsplit("/", 2)[-2:]
+    if len(segments) != 2:
+        return False
+    if segments == [quote_name(group), quote_name(stream)]:
+        return True
+    return [unquote_name(segment) for segment in segments] == [group, stream]

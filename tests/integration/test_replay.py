@@ -15,8 +15,9 @@ from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.cli import main
 from mwaa_logging.limits import MAX_AGE_MS
 from mwaa_logging.replay import REPLAYED_SUFFIX, LocalSource, Replayer, records_in
+from mwaa_logging.spill.layout import stream_prefix
 from mwaa_logging.spill.local import LocalSpillSink
-from mwaa_logging.spillformat import SpillRecord
+from mwaa_logging.spillformat import SpillRecord, encode_records
 from mwaa_logging.testing.local_aws import LocalAWS
 
 BUCKET = "spill"
@@ -308,3 +309,28 @@ def test_files_another_replay_marked_after_the_listing_are_skipped_not_failed(aw
     assert (summary.objects_replayed, summary.objects_skipped, summary.objects_failed) == (2, 1, 0)
     assert summary.errors == []
     assert len(aws.messages("g", "s")) == 10
+
+
+def test_records_naming_another_stream_than_their_object_are_exported_not_put(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever may write one stream's spill prefix could have had replay put lines into any stream (the reader
+    showed them nowhere). Now they go to the export with reason ``misplaced``, said, and the rest is put."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    own = spilled("airflow-env-Task", "worker-1", 3, now_ms() - 60_000)
+    planted = spilled("/aws/lambda/payments", "prod", 2, now_ms() - 60_000, "forged:")
+    key = "env/spill/" + stream_prefix("airflow-env-Task", "worker-1") + "20261207T000000-h-1-00000000.jsonl.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=encode_records(own + planted))
+    export = tmp_path / "rejected.jsonl.gz"
+
+    assert replay(aws, "s3://spill/env/spill", "--export-rejected", str(export)) == 1
+    err = capsys.readouterr().err
+    assert f"misplaced: 2 records in s3://spill/{key} name /aws/lambda/payments/prod" in err
+    assert aws.messages("airflow-env-Task", "worker-1") == [r.message for r in own]
+    assert "/aws/lambda/payments" not in aws.streams()
+    exported = list(records_in([export]))
+    assert [(r.group, r.stream, r.message, r.reason) for r in exported] == [
+        (r.group, r.stream, r.message, "misplaced") for r in planted]
+    assert exported[0].detail == f"found in s3://spill/{key}"
+    assert list(S3SpillSink(BUCKET, "env/spill", client=s3).list_objects()) == []  # all accounted for: marked

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mwaa_logging.spill.layout import MAX_SEGMENT, object_name, quote_name, stream_prefix
+from mwaa_logging.spill.layout import MAX_SEGMENT, in_stream_prefix, object_name, quote_name, stream_prefix
 from mwaa_logging.spillformat import SpillRecord, decode_records, encode_records, records_by_stream
 
 
@@ -112,3 +114,24 @@ def test_corrupt_gzip_data_is_refused_whole_and_said() -> None:
     data[-6] ^= 0xFF  # in the CRC-32 of the trailer: every byte before it reads, and none of it is sure
     with pytest.raises(ValueError, match=r"its gzip data is corrupt .*incorrect data check"):
         list(decode_records(bytes(data)))
+
+
+NAMES = st.text(min_size=0, max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(group=NAMES, stream=NAMES, other=st.tuples(NAMES, NAMES), root=st.sampled_from(["", "spill/", "/var/s/"]))
+def test_an_object_may_hold_exactly_the_stream_its_prefix_names(
+    group: str, stream: str, other: tuple[str, str], root: str
+) -> None:
+    directory = (root + stream_prefix(group, stream)).rstrip("/")
+    assert in_stream_prefix(directory, group, stream)
+    if other != (group, stream):
+        assert not in_stream_prefix(directory, *other)
+
+
+def test_a_prefix_quoted_otherwise_still_names_its_stream_and_a_bare_directory_names_none() -> None:
+    assert in_stream_prefix("spill/airflow-Task/dag_id=d%2Frun", "airflow-Task", "dag_id=d/run")  # '=' unquoted
+    assert not in_stream_prefix("spill/g/other", "g", "s")
+    assert not in_stream_prefix("s", "g", "s")
+    assert not in_stream_prefix("", "", "")
