@@ -26,6 +26,8 @@ MAX_SEGMENT = 200
 #: Object names carry the UTC second of their first event; timestamps beyond these years are named at the edge.
 _NAMEABLE_MS = (0, 253_402_300_799_000)  # 1970 .. 9999-12-31T23:59:59
 _counter = itertools.count()
+#: The inode of the initial pid namespace (Linux's ``PROC_PID_INIT_INO``): names written there stay as before.
+_INITIAL_PID_NAMESPACE = 0xEFFFFFFC
 
 
 def quote_name(name: str) -> str:
@@ -48,12 +50,25 @@ def stream_prefix(group: str, stream: str) -> str:
     return f"{quote_name(group)}/{quote_name(stream)}/"
 
 
+def writer_host() -> str:
+    """Who writes, as spill names say it: the host name and, in a container's pid namespace, that namespace.
+
+    Processes of two containers may share a host name (host networking) and a spill volume, but a pid of one
+    means nothing in the other: a file named by a process of another pid namespace must be judged as one of
+    another host (:mod:`mwaa_logging.spill.leftovers`)."""
+    host = quote_name(socket.gethostname())[:64]
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # no /proc (macOS), or no namespaces
+        return host
+    return host if namespace == _INITIAL_PID_NAMESPACE else f"{host}~pidns{namespace}"
+
+
 def object_name(group: str, stream: str, first_timestamp_ms: int) -> str:
     """A new, unique relative name for a spill object of one stream."""
     low, high = _NAMEABLE_MS
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(min(max(first_timestamp_ms, low), high) // 1000))
-    host = quote_name(socket.gethostname())[:64]
-    return f"{stream_prefix(group, stream)}{stamp}-{host}-{os.getpid()}-{next(_counter):08d}{SUFFIX}"
+    return f"{stream_prefix(group, stream)}{stamp}-{writer_host()}-{os.getpid()}-{next(_counter):08d}{SUFFIX}"
 
 
 def in_stream_prefix(directory: str, group: str, stream: str) -> bool:

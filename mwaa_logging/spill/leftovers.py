@@ -2,24 +2,23 @@
 a machine stopped). Their records exist nowhere else, so the reader and replay take them, but only once their
 writer is gone: a file being written right now is not theirs to read or move.
 
-A file is named ``<UTC time>-<host>-<pid>-<n>`` (:func:`mwaa_logging.spill.layout.object_name`). Its writer is
-gone when the file names this host and its pid runs no process, or a process that started after the file was
-last written (the pid was reused), or a zombie. A file of another host (a shared volume), or where this host
-cannot tell (no ``/proc``), is taken once it has not changed for :data:`UNASKABLE_AFTER_S`: writing one takes a
-second or so.
+A file is named ``<UTC time>-<host>-<pid>-<n>`` (:func:`mwaa_logging.spill.layout.object_name`; in a container's
+pid namespace, ``<host>`` names that namespace too). Its writer is gone when the file names this host (and pid
+namespace) and its pid runs no process, or a process that started after the file was last written (the pid was
+reused), or a zombie. A file of another host or pid namespace (a shared volume), or where this host cannot tell
+(no ``/proc``), is taken once it has not changed for :data:`UNASKABLE_AFTER_S`: writing one takes a second or so.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mwaa_logging.spill.layout import SUFFIX, TMP_SUFFIX, quote_name
+from mwaa_logging.spill.layout import SUFFIX, TMP_SUFFIX, writer_host
 
 #: How long a spill file being written whose writer cannot be asked stays untouched before it counts as left.
 UNASKABLE_AFTER_S = 3600.0
@@ -37,7 +36,7 @@ def is_left_behind(path: Path, *, now: Callable[[], float] = time.time) -> bool:
     if not stat.S_ISREG(info.st_mode):
         return False
     match = _NAME.fullmatch(path.name)
-    if match is not None and match["host"] == quote_name(socket.gethostname())[:64]:
+    if match is not None and match["host"] == writer_host():
         gone = _writer_gone(int(match["pid"]), info.st_mtime)
         if gone is not None:
             return gone

@@ -5,8 +5,8 @@ record they hold, once, and what could not be read is said; a file being written
 from __future__ import annotations
 
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +21,7 @@ from mwaa_logging.aws.s3spill import S3SpillSink
 from mwaa_logging.cli import main
 from mwaa_logging.reader import read_stream
 from mwaa_logging.replay import LocalSource
-from mwaa_logging.spill.layout import object_name, quote_name
+from mwaa_logging.spill.layout import object_name, quote_name, writer_host
 from mwaa_logging.spill.leftovers import UNASKABLE_AFTER_S, is_left_behind
 from mwaa_logging.spillformat import SpillRecord, encode_records
 from mwaa_logging.testing.local_aws import LocalAWS
@@ -166,11 +166,47 @@ def tmp_file(directory: Path, pid: int, *, host: str | None = None, age: float =
     name = object_name(GROUP, "s", 0).rsplit("/", 1)[1]
     stamp, rest = name.split("-", 1)
     counter = rest.rsplit("-", 1)[1]
-    path = directory / f"{stamp}-{quote_name(host or socket.gethostname())[:64]}-{pid}-{counter}.tmp"
+    path = directory / f"{stamp}-{writer_host() if host is None else quote_name(host)[:64]}-{pid}-{counter}.tmp"
     path.write_bytes(b"")
     written = time.time() - age
     os.utime(path, (written, written))
     return path
+
+
+def pid_unused_here() -> int:
+    """A pid no process of this pid namespace has now (from the top of the range, where pids are rarely in use)."""
+    top = int(Path("/proc/sys/kernel/pid_max").read_text())
+    return next(pid for pid in range(top - 2, 300, -1) if not Path(f"/proc/{pid}").exists())
+
+
+def test_a_file_being_written_in_another_pid_namespace_of_this_host_is_not_taken(tmp_path: Path) -> None:
+    """Two containers with this host's name (host networking) share a spill volume: a writer of the other one
+    runs with a pid this namespace does not have. Its file was taken as left behind while it was being written
+    (put by replay, then renamed by its writer and put again); now it counts as another host's."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare")
+    pid = pid_unused_here()
+    user_namespace = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    # In a new pid namespace (its own /proc): the next process started gets `pid`, and runs the writer.
+    script = f"echo {pid - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} -c \"$0\" \"$1\"; exit $?"
+    process = subprocess.Popen(["unshare", *user_namespace, "--pid", "--fork", "--mount-proc", "--kill-child",
+                                "sh", "-c", script, WRITER, str(tmp_path / "spill")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline() != "staged\n":
+            pytest.skip("this machine does not allow a new pid namespace here (unshare failed)")
+        staged = sorted((tmp_path / "spill").rglob("*.tmp"))
+        assert len(staged) == STREAMS and all(f"-{pid}-" in path.name for path in staged)
+        assert not Path(f"/proc/{pid}").exists()  # that pid means nothing here
+        assert all(not is_left_behind(path) for path in staged)
+        assert list(LocalSource(tmp_path / "spill").objects()) == []
+        written = time.time() - UNASKABLE_AFTER_S - 60  # as another host's, once unchanged for an hour
+        os.utime(staged[0], (written, written))
+        assert is_left_behind(staged[0])
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_who_left_a_file_being_written(tmp_path: Path) -> None:
