@@ -44,17 +44,19 @@ def _restore_root_logger() -> Iterator[None]:
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """For pytest-xdist's ``--dist loadgroup`` (``scripts/test.sh`` runs two workers): the tests of one real
     Airflow (its session-scoped virtualenv, database and servers) run in one worker, and so do the tests of the
-    built wheel (built once); the rest spread freely."""
+    built wheel (built once); the rest spread freely. Without the plugin (``-p no:xdist``) there is no mark."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         callspec = getattr(item, "callspec", None)
         if "wheel" in fixtures:
             item.add_marker(pytest.mark.xdist_group("wheel"))
-        elif "airflow2" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("airflow2"))
+        elif "airflow2_venv" in fixtures and callspec is not None:
+            item.add_marker(pytest.mark.xdist_group(f"airflow2-{callspec.params['airflow2_venv']}"))
         elif "airflow3_venv" in fixtures and callspec is not None:
             item.add_marker(pytest.mark.xdist_group(f"airflow3-{callspec.params['airflow3_venv']}"))
 

@@ -10,7 +10,9 @@ Airflow's ``FileTaskHandler``.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
 from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped
 from mwaa_logging.settings import Settings
+
+#: What this Airflow's ``FileTaskHandler.__init__`` accepts.
+_FILE_HANDLER_PARAMETERS = frozenset(inspect.signature(FileTaskHandler.__init__).parameters)
 
 
 class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
@@ -44,7 +49,9 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         conn_id: str | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(base_log_folder=base_log_folder, max_bytes=max_bytes, backup_count=backup_count, delay=delay)
+        rotation = {"max_bytes": max_bytes, "backup_count": backup_count, "delay": delay}
+        super().__init__(base_log_folder=base_log_folder,  # Airflow before 2.10 has no rotation keywords
+                         **{k: v for k, v in rotation.items() if k in _FILE_HANDLER_PARAMETERS})
         self.target = LogGroupTarget.from_arn(log_group_arn)
         self.log_group = self.target.log_group_name
         self.region_name = self.target.region_name
@@ -61,7 +68,11 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         return stream_name_for(super()._render_filename(ti, try_number))
 
     def set_context(self, ti: Any, *, identifier: str | None = None) -> None:
-        """Open the stream of this task try (the local log file is not written, as with the provider)."""
+        """Open the stream of this task try. The local log file is created empty, as the provider's handler does,
+        and never written: the webserver asks the worker's (or triggerer's) log server for it while the task runs,
+        and a missing file made every poll show ``Could not read served logs: 404`` and log a traceback."""
+        with suppress(OSError):  # as before when it cannot be created: only that poll's message comes back
+            self._init_file(ti, identifier=identifier)
         self.stream_name = self._render_filename(ti, ti.try_number)
         self._wal, self._recover_key = None, None
         if identifier is None and not getattr(ti, "is_trigger_log_context", False):

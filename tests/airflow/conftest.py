@@ -42,12 +42,22 @@ def airflow3(
         yield env
 
 
+#: The Airflow 2 lines every Airflow 2 test runs on: 2.10, and 2.9 (the oldest the Amazon provider 9 supports; its
+#: FileTaskHandler has no rotation keywords, and it runs DAGs only through the scheduler).
+AIRFLOW2_LINES = {"2.10": ("2.10.5", ".venv-airflow2"), "2.9": ("2.9.3", ".venv-airflow29")}
+
+
+@pytest.fixture(scope="session", params=list(AIRFLOW2_LINES))
+def airflow2_venv(request: pytest.FixtureRequest) -> Path:
+    return airflow_venv(*AIRFLOW2_LINES[request.param])
+
+
 @pytest.fixture(scope="session")
-def airflow2(airflow_aws: LocalAWS, tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
-    """Airflow 2.10 (SequentialExecutor: ``tasks run --local`` forks the supervisor and the raw task)."""
+def airflow2(airflow2_venv: Path, airflow_aws: LocalAWS, tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    """Airflow 2 (SequentialExecutor: ``tasks run --local`` forks the supervisor and the raw task)."""
     home = tmp_path_factory.mktemp("airflow2-home")
     env = AirflowEnv(
-        venv=airflow_venv("2.10.5", ".venv-airflow2"),
+        venv=airflow2_venv,
         home=home,
         endpoint_url=airflow_aws.url,
         extra_env={

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,6 +177,14 @@ class AirflowEnv:
         env.update(overrides or {})
         return env
 
+    @cached_property
+    def version(self) -> tuple[int, int]:
+        """This Airflow's major and minor version."""
+        out = subprocess.run([str(self.venv / "bin" / "python"), "-c", "import airflow; print(airflow.__version__)"],
+                             capture_output=True, text=True, check=True, timeout=120)
+        major, minor = out.stdout.strip().split(".")[:2]
+        return int(major), int(minor)
+
     def airflow(self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
         out = self._run([str(self.venv / "bin" / "airflow"), *args], f"airflow {' '.join(args)}", timeout, env)
         return out.stdout + out.stderr
@@ -269,6 +278,8 @@ class AirflowEnv:
         LocalExecutor" after everything is done, so the run is judged by its output and the process
         tree is stopped as soon as it is complete.
         """
+        if self.version < (2, 10):  # no ``dags test --use-executor``: the scheduler runs it, as in a deployment
+            return self.run_dag_scheduled(dag_id, env=env, timeout=timeout + 60, done_marker=done_marker)
         started = time.monotonic()
         proc, log_path = self._dags_test(dag_id, env)
         try:

@@ -35,6 +35,27 @@ with create_session() as session:
         print(text)
 """
 
+#: What the webserver gets from the worker's log server (``airflow serve-logs``, its Flask app here) for a task try
+#: while the task runs: the local file our handler's set_context created (empty: the lines are in CloudWatch).
+SERVED_SCRIPT = """
+import sys
+from airflow.configuration import conf
+from airflow.models import TaskInstance
+from airflow.utils.jwt_signer import JWTSigner
+from airflow.utils.log.log_reader import TaskLogReader
+from airflow.utils.serve_logs import create_app
+from airflow.utils.session import create_session
+
+with create_session() as session:
+    ti = session.query(TaskInstance).filter_by(dag_id=sys.argv[1], task_id=sys.argv[2], run_id=sys.argv[3]).one()
+    path = TaskLogReader().log_handler._render_filename(ti, 1)
+signer = JWTSigner(secret_key=conf.get("webserver", "secret_key"), expiration_time_in_seconds=30,
+                   audience="task-instance-logs")
+served = create_app().test_client().get(
+    "/log/" + path, headers={"Authorization": signer.generate_signed_token({"filename": path})})
+print(served.status_code, len(served.data))
+"""
+
 
 def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     airflow2: AirflowEnv, airflow_aws: LocalAWS
@@ -56,6 +77,9 @@ def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     found = [line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[") and "] " in line]
     assert_exactly_once(found, expected_events(lines))
     assert BIG_EVENT in found
+    # While a task runs, Airflow 2's log view also asks the worker's log server for the local file: it was never
+    # created, and every poll showed "Could not read served logs: 404" (and logged a traceback on the webserver).
+    assert airflow2.python(SERVED_SCRIPT, DAG_ID, TASK_ID, run.run_id).splitlines()[-1].split() == ["200", "0"]
 
 
 def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(

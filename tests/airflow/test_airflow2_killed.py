@@ -45,8 +45,9 @@ def kill_run(env: AirflowEnv, extra_env: dict[str, str],
     env.airflow("dags", "trigger", DAG_ID, "--run-id", run_id, env=extra_env)
     before_task()
     output = run_task_local(env, run_id, extra_env)
-    # run outside a scheduler, the try is numbered 0
-    stream = f"dag_id={DAG_ID}/run_id={run_id}/task_id={TASK_ID}/attempt=0.log".replace(":", "_")
+    # run outside a scheduler, the try is numbered 0 (1 before Airflow 2.10, which counts tries when they start)
+    attempt = 0 if env.version >= (2, 10) else 1
+    stream = f"dag_id={DAG_ID}/run_id={run_id}/task_id={TASK_ID}/attempt={attempt}.log".replace(":", "_")
     return stream, output
 
 
