@@ -47,7 +47,7 @@ def build_channel(
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
     check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
     if boto3_client is not None:
-        _say_unused_client_settings(settings)
+        _say_unused_client_settings(settings, boto3_client)
     given = transport
     built_in = os.getpid()
 
@@ -119,11 +119,15 @@ def check_watchtower_arguments(boto3_client: Any, log_group_tags: Any, log_group
 CLIENT_SETTINGS = ("endpoint_url", "connect_timeout", "read_timeout")
 
 
-def _say_unused_client_settings(settings: Settings) -> None:
-    """The Amazon provider and MWAA always pass ``boto3_client``: say that our client settings do not apply to it
+def _say_unused_client_settings(settings: Settings, client: Any) -> None:
+    """The Amazon provider and MWAA always pass ``boto3_client``: say which of our client settings it does not have
     (they were taken silently, e.g. ``MWAA_LOGGING_READ_TIMEOUT=2`` under the shim left the client's 60 s)."""
+    meta = getattr(client, "meta", None)
+    has = {"endpoint_url": getattr(meta, "endpoint_url", None),
+           "connect_timeout": getattr(getattr(meta, "config", None), "connect_timeout", None),
+           "read_timeout": getattr(getattr(meta, "config", None), "read_timeout", None)}
     unused = [f"{name}={getattr(settings, name)!r}" for name in CLIENT_SETTINGS
-              if getattr(settings, name) != SPECS[name].default]
+              if getattr(settings, name) != SPECS[name].default and getattr(settings, name) != has[name]]
     if unused:
         report(f"{', '.join(unused)} not applied: CloudWatch Logs calls use the boto3_client given, with its own "
                "endpoint and timeouts")

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,9 @@ from mwaa_logging.reader import ReadEvent
 from mwaa_logging.settings import Settings
 
 SOURCE_PREFIX = "mwaa-logging: reading CloudWatch"
+#: A stream nothing was written to for this long, and never uploaded, is closed when the next stream opens (every
+#: DAG file's processor log opens a stream a day, and Airflow uploads none of them).
+IDLE_STREAM_SECONDS = 900.0
 
 #: Airflow's log response: (sources shown in a collapsed group, lines or line generators).
 LogResponse = tuple[list[str], list[str]]
@@ -84,6 +88,7 @@ class CloudWatchRemoteLogIO:
         write_client_factory: ClientFactory | None = None,
         read_client_factory: ClientFactory | None = None,
         event_reader: EventReader = read_events,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_log_folder = Path(base_log_folder)
         self.remote_base = remote_base
@@ -98,8 +103,15 @@ class CloudWatchRemoteLogIO:
         self._read_client_factory = read_client_factory or self._default_read_client
         self._event_reader = event_reader
         self._write_client: Any = None
+        self._client_pid = 0
         self._read_client: Any = None
         self._streams: dict[str, Stream] = {}
+        self._clock = clock
+        #: At the last look for idle streams: when, and how many events each stream had been given by then.
+        self._looked_at = clock()
+        self._emitted_when_looked: dict[str, int] = {}
+        #: Streams closed while idle whose lines were partly spilled: their local copies are kept at upload.
+        self._closed_with_spills: set[str] = set()
         self._stream_names: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._processors: tuple[Callable[[Any, str, Any], Any], ...] | None = None
@@ -122,9 +134,23 @@ class CloudWatchRemoteLogIO:
         connection, so the client (and its credentials) are made here, once.
         """
         if self._processors is None:
-            self._write_client = self._write_client_factory()
+            self._make_write_client()
             self._processors = (self._process,)
         return self._processors
+
+    def _make_write_client(self) -> None:
+        """One client for every stream of this process: the connection's (unless ``endpoint_url`` is set), else one
+        built from the settings. A client per stream cost ~0.5 MB and ~40 ms each: the DAG processor opens a stream
+        per DAG file a day."""
+        from mwaa_logging.aws.clients import make_logs_client
+
+        client = self._write_client_factory() if self.settings.endpoint_url is None else None
+        if client is None:
+            client = make_logs_client(region_name=self.settings.region_name or self.region_name,
+                                      endpoint_url=self.settings.endpoint_url,
+                                      connect_timeout=self.settings.connect_timeout,
+                                      read_timeout=self.settings.read_timeout)
+        self._write_client, self._client_pid = client, os.getpid()
 
     def read_client(self) -> Any:
         """The CloudWatch Logs client used to read streams back (made on first use)."""
@@ -166,14 +192,35 @@ class CloudWatchRemoteLogIO:
             with self._lock:
                 stream = self._streams.get(stream_name)
                 if stream is None:
+                    self._close_idle_streams()
                     stream = self._open_stream(self.log_group, stream_name, **self._engine_kwargs())
                     self._streams[stream_name] = stream
         return stream
 
+    def _close_idle_streams(self) -> None:
+        """Close the streams given no event since the previous look, at least :data:`IDLE_STREAM_SECONDS` ago, with
+        nothing pending (under ``_lock``). A later line of one opens it again."""
+        now = self._clock()
+        if now - self._looked_at < IDLE_STREAM_SECONDS:
+            return
+        emitted_before, self._emitted_when_looked, self._looked_at = self._emitted_when_looked, {}, now
+        for name, stream in list(self._streams.items()):
+            stats = stream.stats()
+            if stats.pending or emitted_before.get(name) != stats.emitted:
+                self._emitted_when_looked[name] = stats.emitted
+                continue
+            del self._streams[name]
+            stream.close(timeout=0)
+            if stats.spilled_total:
+                self._closed_with_spills.add(name)
+        live = set(self._streams)
+        self._stream_names = {k: v for k, v in self._stream_names.items() if v is None or v in live}
+
     def _engine_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(self._overrides)
-        if self._write_client is not None and self.settings.endpoint_url is None:
-            kwargs["boto3_client"] = self._write_client
+        if self._write_client is None or self._client_pid != os.getpid():  # a forked child: not its parent's sockets
+            self._make_write_client()
+        kwargs["boto3_client"] = self._write_client
         if self.settings.region_name is None:
             kwargs["region_name"] = self.region_name
         return kwargs
@@ -196,10 +243,12 @@ class CloudWatchRemoteLogIO:
         with self._lock:
             stream = self._streams.pop(stream_name, None)
             self._stream_names = {k: v for k, v in self._stream_names.items() if v != stream_name}
-        all_delivered = True
+            self._emitted_when_looked.pop(stream_name, None)
+            all_delivered = stream_name not in self._closed_with_spills
+            self._closed_with_spills.discard(stream_name)
         if stream is not None:
             drained = stream.close(timeout=self.settings.close_timeout)
-            all_delivered = drained and not stream.stats().spilled_total
+            all_delivered = all_delivered and drained and not stream.stats().spilled_total
         if all_delivered and self.delete_local_copy:
             self._delete_local(self.base_log_folder / relative)
 

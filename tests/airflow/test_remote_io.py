@@ -16,7 +16,7 @@ import pytest
 from mwaa_logging.airflow.messages import event_to_message, message_to_line, timestamp_ms
 from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base, stream_name_for
 from mwaa_logging.airflow.options import split_handler_kwargs
-from mwaa_logging.airflow.remote_io import CloudWatchRemoteLogIO
+from mwaa_logging.airflow.remote_io import IDLE_STREAM_SECONDS, CloudWatchRemoteLogIO
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.reader import ReadEvent
 from mwaa_logging.settings import SettingsError
@@ -98,7 +98,8 @@ class FakeStream:
         return self.close_result
 
     def stats(self) -> Stats:
-        return Stats.of(Counters(spilled=Counter(self.spilled)), pending=0, pending_bytes=0, oldest_pending_age=0.0)
+        return Stats.of(Counters(emitted=len(self.lines), spilled=Counter(self.spilled)), pending=0, pending_bytes=0,
+                        oldest_pending_age=0.0)
 
 
 @dataclass
@@ -114,15 +115,13 @@ def make_io(tmp_path: Path, **kwargs: Any) -> tuple[CloudWatchRemoteLogIO, list[
     def open_stream(group: str, stream: str, **settings: Any) -> FakeStream:
         assert group == "airflow-prod-Task" and settings["region_name"] == "eu-west-1"
         opened.append(FakeStream(stream))
+        clients.append(settings["boto3_client"])
         return opened[-1]
 
-    remote = CloudWatchRemoteLogIO(
-        base_log_folder=tmp_path,
-        log_group_arn=ARN,
-        open_stream=open_stream,
-        write_client_factory=lambda: None,
-        **kwargs,
-    )
+    clients: list[Any] = []
+    kwargs.setdefault("write_client_factory", lambda: None)
+    remote = CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, open_stream=open_stream, **kwargs)
+    remote.clients = clients  # type: ignore[attr-defined]
     return remote, opened
 
 
@@ -250,3 +249,57 @@ def test_a_missing_stream_reads_as_a_notice(tmp_path: Path) -> None:
     _, streams = remote.stream(RELATIVE, None)
     (line,) = list(streams[0])
     assert "No log stream" in json.loads(line)["event"]
+
+
+def file_logger(tmp_path: Path, relative: str) -> FakeFileLogger:
+    handle = io.BytesIO()
+    handle.name = str(tmp_path / relative)  # type: ignore[attr-defined]
+    return FakeFileLogger(handle)
+
+
+@pytest.mark.parametrize("connection", [True, False])
+def test_every_stream_of_a_process_shares_one_client(tmp_path: Path, connection: bool) -> None:
+    """Without a connection each stream built its own botocore client (~0.5 MB and ~40 ms): the DAG processor,
+    which opens a stream per DAG file a day, grew by 1.1 GB for 2,000 of them."""
+    given = object()
+    remote, _ = make_io(tmp_path, write_client_factory=lambda: given if connection else None,
+                        settings={"read_timeout": 2.5})
+    (process,) = remote.processors
+    for k in range(3):
+        process(file_logger(tmp_path, f"dag_processor/2026-12-07/dags/dag_{k}.py.log"), "info", {"event": "x"})
+    clients = remote.clients  # type: ignore[attr-defined]
+    assert len(clients) == 3 and all(client is clients[0] for client in clients)
+    if connection:
+        assert clients[0] is given
+    else:  # built from the settings, as the engine would have
+        assert (clients[0].meta.region_name, clients[0].meta.config.read_timeout) == ("eu-west-1", 2.5)
+
+
+def test_streams_idle_since_the_previous_look_are_closed_and_a_later_line_reopens_them(tmp_path: Path) -> None:
+    """Airflow never uploads the DAG processor's per-file logs: their streams stayed open for the process's life."""
+    now = [0.0]
+    remote, opened = make_io(tmp_path, clock=lambda: now[0])
+    (process,) = remote.processors
+    old, busy = (file_logger(tmp_path, f"dag_processor/2026-12-06/dags/{name}.py.log") for name in ("old", "busy"))
+
+    def at(seconds: float, logger: FakeFileLogger | None = None, relative: str | None = None) -> None:
+        now[0] = seconds
+        process(logger or file_logger(tmp_path, relative or f"x/{seconds}.log"), "info", {"event": "line"})
+
+    at(0, old)
+    at(0, busy)
+    at(IDLE_STREAM_SECONDS + 1)  # a new stream: the first look notes what each stream had
+    assert [s.closed_with for s in opened] == [[], [], []]
+    at(1000, busy)
+    opened[0].spilled = {"max_latency": 1}
+    at(2 * IDLE_STREAM_SECONDS + 2)  # the next look: "old" had nothing since the first (the third came after it)
+    assert [s.closed_with for s in opened] == [[0], [], [], []]
+    assert set(remote._streams) == {s.name for s in opened[1:]}
+    at(2000, old)  # written again: a new stream of the same name
+    assert opened[4].name == opened[0].name and len(opened[4].lines) == 1
+    # a stream closed with spilled lines keeps its local copy at upload, as an open one would
+    local = tmp_path / "dag_processor/2026-12-06/dags/old.py.log"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text("local copy\n")
+    remote.upload("dag_processor/2026-12-06/dags/old.py.log")
+    assert local.exists()
