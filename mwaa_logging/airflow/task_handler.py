@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +64,8 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         #: The raw task process's write-ahead log; in the supervisor, the key of the files it recovers at close.
         self._wal: WriteAheadLog | None = None
         self._recover_key: str | None = None
+        #: The process that made the read client, and the client.
+        self._reader: tuple[int, Any] | None = None
 
     def _render_filename(self, ti: Any, try_number: int) -> str:
         return stream_name_for(super()._render_filename(ti, try_number))
@@ -145,10 +148,18 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
             return []
         return queue_dead_logs(handler, self._wal_directory(), self._recover_key)
 
+    def _read_client(self) -> Any:
+        """The client that reads streams back, made once per process: the UI polls a running task's log every few
+        seconds, and each poll built a hook, looked the connection up and made a client (with a ``role_arn``
+        connection, an STS AssumeRole too)."""
+        if self._reader is None or self._reader[0] != os.getpid():
+            self._reader = (os.getpid(), read_client(self.region_name, self.conn_id, self.settings.endpoint_url))
+        return self._reader[1]
+
     def _read_remote_logs(self, ti: Any, try_number: int, metadata: Any = None) -> tuple[list[str], list[str]]:
         stream_name = self._render_filename(ti, try_number)
         messages = [f"mwaa-logging: reading CloudWatch log_group: {self.log_group} log_stream: {stream_name}"]
-        client = read_client(self.region_name, self.conn_id, self.settings.endpoint_url)
+        client = self._read_client()
         try:
             lines = [
                 f"[{_zulu(event.timestamp)}] {event.message}"

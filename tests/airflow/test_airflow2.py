@@ -26,6 +26,11 @@ from airflow.models import TaskInstance
 from airflow.utils.log.log_reader import TaskLogReader
 from airflow.utils.session import create_session
 
+import mwaa_logging.airflow.task_handler as task_handler
+
+made = []  # read clients made (each poll of the log view made one, with a connection lookup)
+make = task_handler.read_client
+task_handler.read_client = lambda *args: made.append(args) or make(*args)
 with create_session() as session:
     ti = session.query(TaskInstance).filter_by(dag_id=sys.argv[1], task_id=sys.argv[2], run_id=sys.argv[3]).one()
     reader = TaskLogReader()
@@ -33,6 +38,9 @@ with create_session() as session:
     chunks, _ = reader.read_log_chunks(ti, 1, {"download_logs": True})
     for host, text in chunks[0]:
         print(text)
+    again, _ = reader.read_log_chunks(ti, 1, {"download_logs": True})
+    assert again == chunks
+print(f"read clients made: {len(made)}")
 """
 
 #: What the webserver gets from the worker's log server (``airflow serve-logs``, its Flask app here) for a task try
@@ -72,6 +80,7 @@ def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     out = airflow2.python(READ_SCRIPT, DAG_ID, TASK_ID, run.run_id)
     handler_module, _, text = out.partition("\n")
     assert handler_module.endswith("mwaa_logging.airflow.task_handler")
+    assert text.splitlines()[-1] == "read clients made: 1"  # the second read (a later poll) reused the client
     assert "mwaa-logging: reading CloudWatch" in text
     # Airflow 2 renders "[time] message" lines; the big line comes back whole (reassembled)
     found = [line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[") and "] " in line]
