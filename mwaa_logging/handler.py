@@ -79,15 +79,24 @@ def _compile_name(template: str) -> _CompiledName:
 
 def unformattable(record: logging.LogRecord, exc: Exception) -> str:
     """The message of a record whose formatting failed: its parts, never nothing."""
+    args = safe_repr(getattr(record, "args", None), "<unprintable args>")
+    msg = safe_repr(getattr(record, "msg", None), "<unprintable msg>")
+    return f"[mwaa-logging: could not format this record ({describe_error(exc)})] msg={msg} args={args}"
+
+
+def safe_repr(value: object, fallback: str) -> str:
     try:
-        args = repr(record.args)
+        return repr(value)
     except Exception:
-        args = "<unprintable args>"
+        return fallback
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, or the type alone when the message cannot be made (its ``__str__`` raises too)."""
     try:
-        msg = repr(record.msg)
+        return f"{type(exc).__name__}: {exc}"
     except Exception:
-        msg = "<unprintable msg>"
-    return f"[mwaa-logging: could not format this record ({type(exc).__name__}: {exc})] msg={msg} args={args}"
+        return f"{type(exc).__name__} (its message cannot be printed)"
 
 
 def validate_group_name(name: str) -> str:
@@ -269,18 +278,30 @@ class CloudWatchLogHandler(logging.Handler):
                 timestamp = _floor(created * 1000)
             else:
                 timestamp = int(time.time() * 1000)
-                message += f" [mwaa-logging: record.created={created!r} is not a time; logged at arrival]"
+                message += (f" [mwaa-logging: record.created={safe_repr(created, '<unprintable>')} is not a time; "
+                            "logged at arrival]")
             try:
                 stream = self._stream_namer(record)
             except Exception:
-                stream = sanitize(f"{self._log_stream_name}-unnamed")
-                message += f" [mwaa-logging: no stream name from this record ({type(exc).__name__}: {exc})]"
+                stream = self._unnamed_stream()
+                message += f" [mwaa-logging: no stream name from this record ({describe_error(exc)})]"
             if self._channel.closed:
                 self._after_close()
             self._channel.append(stream, timestamp, message)
             return True
         except Exception:
+            pass
+        try:  # the last resort: that there was a record, and whose, rather than nothing
+            name = getattr(record, "name", None)
+            self._channel.append(self._unnamed_stream(), int(time.time() * 1000),
+                                 f"[mwaa-logging: a record of logger {safe_repr(name, '<unprintable>')} could not be "
+                                 "turned into text at all]")
+            return True
+        except Exception:
             return False
+
+    def _unnamed_stream(self) -> str:
+        return sanitize(f"{self._log_stream_name}-unnamed")
 
     def _formatted(self, record: logging.LogRecord) -> str:
         formatter = self._formatter  # what the ``formatter`` property returns, without the call

@@ -437,6 +437,38 @@ def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aw
     handler.close()
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("its message cannot be made either")
+
+
+class _RaisesUnprintable:
+    def __str__(self) -> str:
+        raise _Unprintable
+
+    def __repr__(self) -> str:
+        return "<RaisesUnprintable>"
+
+
+def test_a_record_whose_formatting_error_cannot_be_printed_is_still_delivered(local_aws: LocalAWS,
+                                                                             spill_dir: Path) -> None:
+    """A message whose ``__str__`` raises an exception whose own ``__str__`` raises: the record was neither
+    delivered nor spilled nor counted (a "--- Logging error ---" on stderr, nothing with raiseExceptions off)."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="bad", log_stream_name="s2",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("bad2", handler)
+    logger.info("before")
+    logger.info(_RaisesUnprintable())
+    logger.info("after")
+    assert handler.flush(10)
+    before, bad, after = local_aws.messages("bad", "s2")
+    assert (before, after) == ("before", "after")
+    assert bad == ("[mwaa-logging: could not format this record (_Unprintable (its message cannot be printed))] "
+                   "msg=<RaisesUnprintable> args=()")
+    assert handler.stats().emitted == 3 and handler.stats().balanced()
+    handler.close()
+
+
 @pytest.mark.parametrize("missing", ["group", "stream"])
 def test_a_missing_group_or_stream_we_may_not_create_is_said_not_only_spilled(
         local_aws: LocalAWS, spill_dir: Path, caplog: pytest.LogCaptureFixture, missing: str) -> None:
