@@ -6,6 +6,7 @@ Application threads only ever call :meth:`Channel.append` (no I/O, no waiting), 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -15,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import repeat as _repeat
 from itertools import starmap as _starmap
@@ -62,6 +63,8 @@ LARGE_EVENT_BYTES = 64 * 1024
 INBOX_ALARM_BYTES_PER_EVENT = 1024
 INBOX_ALARM_MIN = 1024
 INBOX_ALARM_SHARE = 4
+#: How long stats() waits for the channel's lock before it reads the figures without it (see locked_within).
+SNAPSHOT_LOCK_WAIT = 1.0
 EMPTY_MESSAGE = "(empty log message)"
 _timestamp_of = itemgetter(TIMESTAMP)
 
@@ -398,10 +401,24 @@ class Channel:
         """Anything queued, buffered or in flight."""
         return bool(self.inbox) or any(not b.is_empty() for b in list(self.buffers.values()))
 
+    @contextlib.contextmanager
+    def locked_within(self, timeout: float) -> Iterator[bool]:
+        """The lock, if it can be had within ``timeout``; False when not. An application's call may come from a
+        signal handler that interrupted this very thread while it held the lock (a ``stats()`` in the main loop,
+        a SIGTERM handler that flushes): waiting for it there would never end, and would stop the sender too."""
+        got = self.lock.acquire(timeout=max(timeout, 0.0))
+        try:
+            yield got
+        finally:
+            if got:
+                self.lock.release()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything appended so far is delivered or spilled; False at the deadline."""
         timeout = self.settings.close_timeout if timeout is None else timeout
-        with self.lock:
+        with self.locked_within(timeout) as locked:
+            if not locked:
+                return False
             mark = self.flush_mark()
             if self.reached(mark):
                 return True
@@ -461,6 +478,10 @@ class Channel:
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
         if not flushed and not holds_logging_lock:
+            with self.locked_within(DEADLINE_SPILL_WAIT) as locked:
+                pass  # a signal handler interrupted this thread in the lock: leave the events pending, not spilled
+            if not locked:
+                return False
             spill_by = time.monotonic() + DEADLINE_SPILL_WAIT
             rescuing(self, lambda: spill_everything(self, reason="close_deadline", deadline=spill_by), "close()")
         with self.lock:
@@ -493,14 +514,27 @@ class Channel:
         """A copy of the counters (queued events counted emitted), then the pending events, their counted bytes and
         the age of the oldest, all of one moment."""
         now = self.engine.clock()
-        with self.lock:
-            pending = sum(b.count for b in self.buffers.values()) + self.settling  # settling: in flight too
-            pending_bytes = self.pending_bytes + self.queued_bytes + self.settling_bytes
-            oldest = min((b.since for b in self.buffers.values() if b.since is not None), default=None)
-            queued = len(self.inbox)
-            counters = copy.deepcopy(self.counters)
-            counters.emitted += queued
-            return counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest
+        with self.locked_within(SNAPSHOT_LOCK_WAIT) as locked:
+            if locked:
+                return self._snapshot_at(now)
+        # A signal handler interrupted this thread in the lock (no other thread can change what it guards meanwhile):
+        # the figures as they are. Should the lock be held this long elsewhere, a figure changing under the copy
+        # makes it try again.
+        for _ in range(10):
+            try:
+                return self._snapshot_at(now)
+            except RuntimeError:  # changed size during iteration
+                continue
+        return self._snapshot_at(now)
+
+    def _snapshot_at(self, now: float) -> tuple[Counters, int, int, float]:
+        pending = sum(b.count for b in list(self.buffers.values())) + self.settling  # settling: in flight too
+        pending_bytes = self.pending_bytes + self.queued_bytes + self.settling_bytes
+        oldest = min((b.since for b in list(self.buffers.values()) if b.since is not None), default=None)
+        queued = len(self.inbox)
+        counters = copy.deepcopy(self.counters)
+        counters.emitted += queued
+        return counters, pending + queued, pending_bytes, 0.0 if oldest is None else now - oldest
 
 
 #: Callbacks run after events of a channel settle (a delivered batch, a spill write): the Airflow 2 task handler's

@@ -8,6 +8,7 @@ import logging
 import logging.config
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -434,6 +435,42 @@ def test_a_record_that_cannot_be_formatted_is_delivered_with_the_reason(local_aw
     assert first.startswith("[mwaa-logging: could not format this record (TypeError")
     assert "'two %s %s'" in first and "'but one'" in first
     assert second == "fine"
+    handler.close()
+
+
+def test_a_signal_handler_that_flushes_while_its_thread_held_the_channel_lock_returns_by_its_deadlines(
+        local_aws: LocalAWS, spill_dir: Path) -> None:
+    """A SIGTERM or SIGUSR handler that calls flush(), stats() or close() may interrupt the main thread inside one of
+    the handler's own short critical sections (a stats() in the main loop): the call then waited for the lock
+    forever, and the sender with it. Now each call gives up by its deadline and nothing is lost."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="signal", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("signal", handler)
+    said: dict[str, object] = {}
+
+    def on_signal(signum: int, frame: object) -> None:
+        logger.info("from the signal handler")
+        started = time.monotonic()
+        said["flush"] = handler.flush(timeout=0.3)
+        said["emitted"] = handler.stats().emitted
+        handler.close(timeout=0.3)
+        said["seconds"] = time.monotonic() - started
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        logger.info("before")
+        with handler._channel.lock:  # where the main thread is for microseconds in every stats() or flush()
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            waited = time.monotonic() + 20
+            while "seconds" not in said and time.monotonic() < waited:
+                pass  # the Python handler runs here, between two bytecodes of this thread, the lock held
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert said["flush"] is False and said["emitted"] == 2
+    assert isinstance(said["seconds"], float) and said["seconds"] < 0.3 + 1.0 + 0.3 + 1.0 + 2.0  # flush, stats, close
+    assert handler.flush(10)
+    assert local_aws.messages("signal", "s") == ["before", "from the signal handler"]
+    assert handler.stats().balanced() and not handler.stats().spilled_total
     handler.close()
 
 
