@@ -22,11 +22,18 @@ class LogStream:
         self.log_stream_name = sanitize(stream)
 
     def write(self, message: str, timestamp_ms: int | None = None) -> None:
-        """Buffer one event (non-blocking). ``timestamp_ms`` defaults to now."""
-        if self._channel.closed:
-            self._channel.reopen()
+        """Buffer one event (non-blocking). ``timestamp_ms`` defaults to now.
+
+        After the interpreter's exit flush (a thread still running, an ``atexit`` function) nothing else would send
+        it: it is delivered now, within what is left of one ``close_timeout`` shared by all such events, else
+        spilled."""
+        channel = self._channel
+        if channel.closed:
+            channel.reopen()
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
-        self._channel.append(self.log_stream_name, ts, message)
+        channel.append(self.log_stream_name, ts, message)
+        if channel.engine.exited:
+            channel.close(channel.engine.late_flush_timeout(channel.settings.close_timeout))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver or spill everything written so far; False if ``timeout`` passed first."""

@@ -192,6 +192,11 @@ class Engine:
             ok = channel.flush(max(0.0, deadline - self.clock())) and ok
         return ok
 
+    @property
+    def exited(self) -> bool:
+        """Whether the interpreter's exit flush has run (what is written later, nothing else will send)."""
+        return self._exited
+
     def late_flush_timeout(self, close_timeout: float) -> float | None:
         """How long a record logged after close() may wait to be delivered before it is spilled: None before the exit
         hook ran (a later flush or close sends it); after it, what is left of one ``close_timeout`` shared by every
