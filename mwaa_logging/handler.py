@@ -99,6 +99,14 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__} (its message cannot be printed)"
 
 
+def check_flags(**flags: object) -> None:
+    """watchtower's yes/no arguments must be ``True`` or ``False`` (or 1 / 0): a string such as ``"false"`` (a
+    config file's text) would count as true, and do the opposite of what it says."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, int)) or value not in (0, 1):
+            raise SettingsError(f"invalid setting {name}={value!r}: expected True or False")
+
+
 def validate_group_name(name: str) -> str:
     if not isinstance(name, str) or not _GROUP_NAME.match(name):
         raise SettingsError(
@@ -152,6 +160,10 @@ class CloudWatchLogHandler(logging.Handler):
             log_stream_name = stream_name
         if boto3_client is not None and boto3_profile_name is not None:
             raise WatchtowerError("Either boto3_client or boto3_profile_name can be specified, but not both")
+        check_flags(use_queues=use_queues, create_log_group=create_log_group, create_log_stream=create_log_stream)
+        if json_serialize_default is not None and not callable(json_serialize_default):
+            raise SettingsError(f"invalid setting json_serialize_default={json_serialize_default!r}: expected a "
+                                "function (as json.dumps's default) or None")
         overrides = dict(kwargs, max_batch_size=max_batch_size, max_batch_count=max_batch_count,
                          max_message_size=max_message_size)
         if send_interval is not None:

@@ -178,6 +178,8 @@ def _tags(raw: Any) -> Mapping[str, str] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(pair)
+        if key.strip() in result:
+            raise _Unfit(f"tag {key.strip()!r} given twice")
         result[key.strip()] = value.strip()
     return _s3_tags(result)
 

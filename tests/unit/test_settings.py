@@ -132,6 +132,7 @@ def test_values_are_parsed_to_their_types() -> None:
     ("k" * 129 + "=v", "128"),
     ("k=" + "v" * 257, "256"),
     (",".join(f"k{i}=v" for i in range(11)), "10 tags"),
+    ("team=a,team=b", "'team' given twice"),  # was kept as team=b, silently
 ])
 def test_spill_s3_tags_that_s3_would_refuse_are_refused_at_construction(raw: str, said: str) -> None:
     with pytest.raises(SettingsError, match="spill_s3_tags") as refused:
@@ -250,6 +251,20 @@ def test_watchtower_arguments_cloudwatch_would_refuse_later_are_refused_naming_t
     with pytest.raises(SettingsError, match=f"invalid setting {argument}="):
         check_watchtower_arguments(given["boto3_client"], given["log_group_tags"], given["log_group_retention_days"])
     check_watchtower_arguments(None, {"team": "data"}, 14)  # what CloudWatch takes passes
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("create_log_group", "no"), ("create_log_group", "False"), ("use_queues", "no"), ("create_log_stream", 2),
+    ("create_log_stream", None), ("json_serialize_default", 5), ("json_serialize_default", "str"),
+])
+def test_watchtower_flags_and_serializers_that_would_do_something_else_are_refused(argument: str,
+                                                                                   value: object) -> None:
+    """``create_log_group="no"`` counted as true (watchtower's own reading); a serializer that is not a function
+    failed on the first record it was needed for."""
+    import mwaa_logging
+
+    with pytest.raises(SettingsError, match=f"invalid setting {argument}="):
+        mwaa_logging.CloudWatchLogHandler(log_group_name="g", region_name="us-east-1", **{argument: value})
 
 
 def test_flush_and_close_timeouts_are_bounded_waits() -> None:
