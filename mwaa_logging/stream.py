@@ -24,9 +24,10 @@ class LogStream:
     def write(self, message: str, timestamp_ms: int | None = None) -> None:
         """Buffer one event (non-blocking). ``timestamp_ms`` defaults to now.
 
-        After the interpreter's exit flush (a thread still running, an ``atexit`` function) nothing else would send
-        it: it is delivered now, within what is left of one ``close_timeout`` shared by all such events, else
-        spilled."""
+        Lines of threads that outlive the main thread are sent as usual, and flushed by the last exit hook (atexit,
+        after those threads were joined). After that hook (an ``atexit`` function registered before this library
+        started) nothing else would send a line: it is delivered now, within what is left of one ``close_timeout``
+        shared by all such lines, else spilled."""
         channel = self._channel
         if channel.closed:
             channel.reopen()

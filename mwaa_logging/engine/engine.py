@@ -7,6 +7,8 @@ pending events are flushed at interpreter exit, and spilled if the deadline pass
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import logging
 import math
@@ -65,6 +67,8 @@ class Engine:
         self._guard: threading.Thread | None = None
         #: Set when the exit hook starts; then the deadline (``time.monotonic()``) of records logged after close().
         self._exited = False
+        #: Set by the atexit hook, which runs after non-daemon threads were joined (see ``at_last_exit``).
+        self._exited_last = False
         self._late_deadline: float | None = None
 
     # -- channels ---------------------------------------------------------------------------------
@@ -194,8 +198,8 @@ class Engine:
 
     @property
     def exited(self) -> bool:
-        """Whether the interpreter's exit flush has run (what is written later, nothing else will send)."""
-        return self._exited
+        """Whether the interpreter's last exit flush has run: what is written later, nothing else will send."""
+        return self._exited_last
 
     def late_flush_timeout(self, close_timeout: float) -> float | None:
         """How long a record logged after close() may wait to be delivered before it is spilled: None before the exit
@@ -207,6 +211,13 @@ class Engine:
         if self._late_deadline is None:
             self._late_deadline = now + close_timeout
         return 0.0 if sys.is_finalizing() else max(0.0, self._late_deadline - now)
+
+    def at_last_exit(self) -> None:
+        """atexit, after non-daemon threads were joined: what they wrote to streams after :meth:`at_exit` (queued,
+        and sent by the sender meanwhile) is delivered within one more close_timeout, the rest spilled."""
+        self._exited_last = True
+        if not self._exited or any(channel.has_work() for channel in self.channels()):
+            self.at_exit()
 
     def at_exit(self) -> None:
         """Interpreter exit: deliver what is pending within the channels' close_timeout, spill the rest."""
@@ -280,13 +291,10 @@ def _install_hooks(engine: Engine) -> None:
 
     os.register_at_fork(after_in_child=call(Engine.after_fork_in_child))
     # threading's exit hooks run before non-daemon threads are joined and before atexit (so before
-    # logging.shutdown), also at the end of multiprocessing's forked children; atexit is the fallback.
+    # logging.shutdown), also at the end of multiprocessing's forked children; atexit runs after the join (what those
+    # threads wrote meanwhile), and is the fallback.
     register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError("no threading._register_atexit")
-        register(call(Engine.at_exit))
-    except RuntimeError:
-        import atexit
-
-        atexit.register(call(Engine.at_exit))
+    with contextlib.suppress(RuntimeError):
+        if register is not None:
+            register(call(Engine.at_exit))
+    atexit.register(call(Engine.at_last_exit))
