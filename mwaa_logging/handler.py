@@ -17,7 +17,8 @@ from math import floor as _floor
 from typing import Any, NamedTuple
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK, LARGE_EVENT_BYTES, budget_stats, seq_counter
+from mwaa_logging.engine.channel import CHECK_SENDER_MASK, LARGE_EVENT_BYTES, Channel, budget_stats, seq_counter
+from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.events import counted_size
@@ -97,6 +98,15 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"
     except Exception:
         return f"{type(exc).__name__} (its message cannot be printed)"
+
+
+def _check_sender(channel: Channel) -> None:
+    """``channel.check_sender()`` for a record already queued: if it fails (no thread can be started, late at exit),
+    the record is not queued again, and the exit flush still delivers or spills it."""
+    try:
+        channel.check_sender()
+    except Exception as exc:
+        report(f"could not wake the sender ({describe_error(exc)}); the record is queued")
 
 
 def check_flags(**flags: object) -> None:
@@ -269,7 +279,7 @@ class CloudWatchLogHandler(logging.Handler):
                           size if EVENT_OVERHEAD_BYTES < size <= channel.max_event_size else -size,
                           next(seq_counter), stream))
             if channel.armed or not len(inbox) & CHECK_SENDER_MASK or size > LARGE_EVENT_BYTES:
-                channel.check_sender()
+                _check_sender(channel)
         except RecursionError:
             raise
         except Exception as exc:
@@ -299,7 +309,8 @@ class CloudWatchLogHandler(logging.Handler):
                 message += f" [mwaa-logging: no stream name from this record ({describe_error(exc)})]"
             if self._channel.closed:
                 self._after_close()
-            self._channel.append(stream, timestamp, message)
+            self._channel.queue(stream, timestamp, message)
+            _check_sender(self._channel)
             return True
         except Exception:
             pass

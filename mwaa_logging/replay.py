@@ -135,7 +135,9 @@ class LocalSource:
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory)
+        # absolute (not resolved: a symbolic link's own name is what names the stream): a stream directory given as
+        # "." or "s" must still end in its <group>/<stream>, which records are checked against
+        self.directory = Path(os.path.abspath(directory))
         self.description = str(self.directory)
 
     def objects(self) -> Iterator[SpillObject]:

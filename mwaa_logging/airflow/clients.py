@@ -50,12 +50,20 @@ def write_client(region_name: str, conn_id: str | None, connect_timeout: float, 
 
 def read_client(region_name: str, conn_id: str | None, endpoint_url: str | None = None) -> Any:
     """A client to read streams back (Airflow UI / REST), via the connection when there is one."""
-    hook = _hook(region_name, conn_id) if endpoint_url is None else None
+    return read_client_settled(region_name, conn_id, endpoint_url)[0]
+
+
+def read_client_settled(region_name: str, conn_id: str | None, endpoint_url: str | None = None) -> tuple[Any, bool]:
+    """:func:`read_client`, and whether it is the client this configuration always gives (the connection's, or no
+    connection to use), not the default chain's because looking the connection up failed (it may exist later)."""
+    wanted = bool(conn_id) and endpoint_url is None
+    hook = _hook(region_name, conn_id) if wanted else None
     if hook is not None:
         try:
-            return hook.get_conn()
+            return hook.get_conn(), True
         except Exception:
             pass
     import boto3
 
-    return boto3.session.Session().client("logs", region_name=region_name or None, endpoint_url=endpoint_url)
+    client = boto3.session.Session().client("logs", region_name=region_name or None, endpoint_url=endpoint_url)
+    return client, not wanted

@@ -210,11 +210,11 @@ class CloudWatchRemoteLogIO:
                 self._emitted_when_looked[name] = stats.emitted
                 continue
             del self._streams[name]
-            stream.close(timeout=0)
-            if stats.spilled_total:
+            # a thread that took the stream before it left _streams may write meanwhile: judged after the close
+            if not stream.close(timeout=0) or stream.stats().spilled_total:
                 self._closed_with_spills.add(name)
         live = set(self._streams)
-        self._stream_names = {k: v for k, v in self._stream_names.items() if v is None or v in live}
+        self._stream_names = {k: v for k, v in list(self._stream_names.items()) if v is None or v in live}
 
     def _engine_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(self._overrides)
@@ -242,7 +242,7 @@ class CloudWatchRemoteLogIO:
         stream_name = stream_name_for(relative.as_posix())
         with self._lock:
             stream = self._streams.pop(stream_name, None)
-            self._stream_names = {k: v for k, v in self._stream_names.items() if v != stream_name}
+            self._stream_names = {k: v for k, v in list(self._stream_names.items()) if v != stream_name}
             self._emitted_when_looked.pop(stream_name, None)
             all_delivered = stream_name not in self._closed_with_spills
             self._closed_with_spills.discard(stream_name)

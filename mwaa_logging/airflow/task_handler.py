@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
+import time
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,13 +22,15 @@ from typing import Any
 
 from airflow.utils.log.file_task_handler import FileTaskHandler
 
-from mwaa_logging.airflow.clients import read_client, write_client
+from mwaa_logging.airflow.clients import read_client_settled, write_client
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
 from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped
 from mwaa_logging.settings import Settings
 
+#: How long a read client made without the connection (its lookup failed) is used before the lookup is tried again.
+UNSETTLED_READ_CLIENT_SECONDS = 60.0
 #: What this Airflow's ``FileTaskHandler.__init__`` accepts.
 _FILE_HANDLER_PARAMETERS = frozenset(inspect.signature(FileTaskHandler.__init__).parameters)
 
@@ -64,8 +68,8 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         #: The raw task process's write-ahead log; in the supervisor, the key of the files it recovers at close.
         self._wal: WriteAheadLog | None = None
         self._recover_key: str | None = None
-        #: The process that made the read client, and the client.
-        self._reader: tuple[int, Any] | None = None
+        #: The process that made the read client, the client, and until when (``time.monotonic()``) to use it.
+        self._reader: tuple[int, Any, float] | None = None
 
     def _render_filename(self, ti: Any, try_number: int) -> str:
         return stream_name_for(super()._render_filename(ti, try_number))
@@ -152,8 +156,11 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         """The client that reads streams back, made once per process: the UI polls a running task's log every few
         seconds, and each poll built a hook, looked the connection up and made a client (with a ``role_arn``
         connection, an STS AssumeRole too)."""
-        if self._reader is None or self._reader[0] != os.getpid():
-            self._reader = (os.getpid(), read_client(self.region_name, self.conn_id, self.settings.endpoint_url))
+        now = time.monotonic()
+        if self._reader is None or self._reader[0] != os.getpid() or now >= self._reader[2]:
+            client, settled = read_client_settled(self.region_name, self.conn_id, self.settings.endpoint_url)
+            # a fallback because the connection could not be looked up is tried again a minute later
+            self._reader = (os.getpid(), client, math.inf if settled else now + UNSETTLED_READ_CLIENT_SECONDS)
         return self._reader[1]
 
     def _read_remote_logs(self, ti: Any, try_number: int, metadata: Any = None) -> tuple[list[str], list[str]]:

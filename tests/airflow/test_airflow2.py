@@ -29,8 +29,8 @@ from airflow.utils.session import create_session
 import mwaa_logging.airflow.task_handler as task_handler
 
 made = []  # read clients made (each poll of the log view made one, with a connection lookup)
-make = task_handler.read_client
-task_handler.read_client = lambda *args: made.append(args) or make(*args)
+make = task_handler.read_client_settled
+task_handler.read_client_settled = lambda *args: made.append(args) or make(*args)
 with create_session() as session:
     ti = session.query(TaskInstance).filter_by(dag_id=sys.argv[1], task_id=sys.argv[2], run_id=sys.argv[3]).one()
     reader = TaskLogReader()

@@ -303,3 +303,14 @@ def test_streams_idle_since_the_previous_look_are_closed_and_a_later_line_reopen
     local.write_text("local copy\n")
     remote.upload("dag_processor/2026-12-06/dags/old.py.log")
     assert local.exists()
+
+
+def test_a_read_client_made_because_the_connection_could_not_be_looked_up_is_not_kept_for_good() -> None:
+    """The Airflow 2 handler keeps its read client for the process; a client of the default chain made because the
+    connection's lookup failed (no provider here; a database blip, a connection added later) is not the one this
+    configuration gives, and is made again later."""
+    from mwaa_logging.airflow.clients import read_client_settled
+
+    assert read_client_settled("eu-west-1", "aws_default")[1] is False  # wanted, could not be had
+    assert read_client_settled("eu-west-1", None)[1] is True  # no connection to use: the default chain it is
+    assert read_client_settled("eu-west-1", "aws_default", "http://127.0.0.1:9")[1] is True  # an endpoint wins

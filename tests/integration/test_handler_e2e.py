@@ -505,6 +505,28 @@ def test_a_signal_handler_that_flushes_while_its_thread_held_the_channel_lock_re
     handler.close()
 
 
+def test_a_record_queued_when_the_sender_cannot_be_woken_is_not_queued_again(
+        local_aws: LocalAWS, spill_dir: Path) -> None:
+    """Waking the sender can fail (no thread can be started late at exit): emit() then queued the record a second
+    time through its fallback."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="wake", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    logger = make_logger("wake", handler)
+    channel = handler._channel
+
+    def cannot_start() -> None:
+        raise RuntimeError("can't start new thread")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(channel, "check_sender", cannot_start)
+        channel.armed = True  # the next record wakes the sender
+        logger.info("queued once")
+    assert handler.flush(10)
+    assert local_aws.messages("wake", "s") == ["queued once"]
+    assert handler.stats().emitted == 1
+    handler.close()
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise ValueError("its message cannot be made either")

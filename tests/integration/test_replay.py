@@ -334,3 +334,18 @@ def test_records_naming_another_stream_than_their_object_are_exported_not_put(
         (r.group, r.stream, r.message, "misplaced") for r in planted]
     assert exported[0].detail == f"found in s3://spill/{key}"
     assert list(S3SpillSink(BUCKET, "env/spill", client=s3).list_objects()) == []  # all accounted for: marked
+
+
+@pytest.mark.parametrize("given", [".", "s", "../s/."])
+def test_a_stream_directory_given_relative_to_the_working_directory_is_replayed(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """``cd <spill>/<group>/<stream> && mwaa-logging replay .`` put nothing: the stream's directory read as ".", not
+    its group and stream, and every record went to the export as misplaced."""
+    directory = tmp_path / "spill"
+    records = spilled("g", "s", 3, now_ms() - 60_000)
+    LocalSpillSink(directory).write(records)
+    stream_directory = directory / stream_prefix("g", "s")
+    monkeypatch.chdir(stream_directory if given != "s" else stream_directory.parent)
+    assert replay(aws, given, "--export-rejected", str(tmp_path / "rejected.jsonl.gz")) == 0
+    assert aws.messages("g", "s") == [r.message for r in records]
