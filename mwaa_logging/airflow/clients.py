@@ -48,14 +48,14 @@ def write_client(region_name: str, conn_id: str | None, connect_timeout: float, 
         return None
 
 
-def read_client(region_name: str, conn_id: str | None, endpoint_url: str | None = None) -> Any:
-    """A client to read streams back (Airflow UI / REST), via the connection when there is one."""
-    return read_client_settled(region_name, conn_id, endpoint_url)[0]
+#: How long a read client made without the connection (its lookup failed) is used before the lookup is tried again.
+UNSETTLED_READ_CLIENT_SECONDS = 60.0
 
 
 def read_client_settled(region_name: str, conn_id: str | None, endpoint_url: str | None = None) -> tuple[Any, bool]:
-    """:func:`read_client`, and whether it is the client this configuration always gives (the connection's, or no
-    connection to use), not the default chain's because looking the connection up failed (it may exist later)."""
+    """A client to read streams back (Airflow UI / REST), via the connection when there is one; and whether it is
+    the client this configuration always gives (the connection's, or no connection to use), not the default chain's
+    because looking the connection up failed (it may exist later)."""
     wanted = bool(conn_id) and endpoint_url is None
     hook = _hook(region_name, conn_id) if wanted else None
     if hook is not None:

@@ -10,6 +10,7 @@ spilled. ``read``/``stream`` give the Airflow UI the complete log back.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from mwaa_logging.airflow.clients import read_client, write_client
+from mwaa_logging.airflow.clients import UNSETTLED_READ_CLIENT_SECONDS, read_client_settled, write_client
 from mwaa_logging.airflow.messages import (
     JsonDefault,
     align_local_timestamp,
@@ -100,11 +101,12 @@ class CloudWatchRemoteLogIO:
         self.json_default: JsonDefault = json_default or json_serialize_legacy
         self._open_stream = open_stream
         self._write_client_factory = write_client_factory or self._default_write_client
-        self._read_client_factory = read_client_factory or self._default_read_client
+        self._read_client_factory = read_client_factory
         self._event_reader = event_reader
         self._write_client: Any = None
         self._client_pid = 0
         self._read_client: Any = None
+        self._read_client_until = 0.0
         self._streams: dict[str, Stream] = {}
         self._clock = clock
         #: At the last look for idle streams: when, and how many events each stream had been given by then.
@@ -153,9 +155,16 @@ class CloudWatchRemoteLogIO:
         self._write_client, self._client_pid = client, os.getpid()
 
     def read_client(self) -> Any:
-        """The CloudWatch Logs client used to read streams back (made on first use)."""
-        if self._read_client is None:
-            self._read_client = self._read_client_factory()
+        """The CloudWatch Logs client used to read streams back (made on first use; one made without the connection
+        because its lookup failed is made again a minute later)."""
+        now = self._clock()
+        if self._read_client is None or now >= self._read_client_until:
+            if self._read_client_factory is not None:
+                client, settled = self._read_client_factory(), True
+            else:
+                client, settled = read_client_settled(self.region_name, self.conn_id, self.settings.endpoint_url)
+            self._read_client = client
+            self._read_client_until = math.inf if settled else now + UNSETTLED_READ_CLIENT_SECONDS
         return self._read_client
 
     # -- write path ---------------------------------------------------------------------------
@@ -295,9 +304,6 @@ class CloudWatchRemoteLogIO:
 
     def _default_write_client(self) -> Any:
         return write_client(self.region_name, self.conn_id, self.settings.connect_timeout, self.settings.read_timeout)
-
-    def _default_read_client(self) -> Any:
-        return read_client(self.region_name, self.conn_id, self.settings.endpoint_url)
 
 
 def _now_ms() -> int:

@@ -22,15 +22,13 @@ from typing import Any
 
 from airflow.utils.log.file_task_handler import FileTaskHandler
 
-from mwaa_logging.airflow.clients import read_client_settled, write_client
+from mwaa_logging.airflow.clients import UNSETTLED_READ_CLIENT_SECONDS, read_client_settled, write_client
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
 from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped
 from mwaa_logging.settings import Settings
 
-#: How long a read client made without the connection (its lookup failed) is used before the lookup is tried again.
-UNSETTLED_READ_CLIENT_SECONDS = 60.0
 #: What this Airflow's ``FileTaskHandler.__init__`` accepts.
 _FILE_HANDLER_PARAMETERS = frozenset(inspect.signature(FileTaskHandler.__init__).parameters)
 

@@ -314,3 +314,19 @@ def test_a_read_client_made_because_the_connection_could_not_be_looked_up_is_not
     assert read_client_settled("eu-west-1", "aws_default")[1] is False  # wanted, could not be had
     assert read_client_settled("eu-west-1", None)[1] is True  # no connection to use: the default chain it is
     assert read_client_settled("eu-west-1", "aws_default", "http://127.0.0.1:9")[1] is True  # an endpoint wins
+
+
+def test_the_remote_io_makes_a_read_client_made_without_the_connection_again_a_minute_later(tmp_path: Path) -> None:
+    from mwaa_logging.airflow.clients import UNSETTLED_READ_CLIENT_SECONDS
+
+    now = [0.0]
+    remote = CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, conn_id="aws_default",
+                                   clock=lambda: now[0])  # no provider here: the lookup fails
+    first = remote.read_client()
+    assert remote.read_client() is first
+    now[0] = UNSETTLED_READ_CLIENT_SECONDS + 1
+    assert remote.read_client() is not first
+    settled = CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, clock=lambda: now[0])
+    kept = settled.read_client()
+    now[0] += 10 * UNSETTLED_READ_CLIENT_SECONDS
+    assert settled.read_client() is kept  # no connection to use: the default chain's client is the one
