@@ -7,6 +7,7 @@ does not know (a DAG processor's, a custom handler's).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
@@ -76,7 +77,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     from mwaa_logging.spill.local import default_spill_directories
     from mwaa_logging.spillformat import DamagedSpill
 
-    out = sys.stdout if out is None else out
+    if out is None:
+        out = sys.stdout
+        if isinstance(out, io.TextIOWrapper):  # a terminal or pipe not in UTF-8: a line it cannot show is escaped
+            out.reconfigure(errors="backslashreplace")
     err = sys.stderr if err is None else err
     unreadable: list[str] = []
 

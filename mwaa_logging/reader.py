@@ -13,7 +13,8 @@ Then, in this order:
    ambiguous retry puts a whole batch twice, and a line may be both delivered and spilled. The
    cost: a line genuinely logged twice in the same millisecond with identical text shows once.
    ``dedupe="across_sources"`` only drops spilled copies of lines CloudWatch holds (a line is kept
-   as many times as the source that has it most often); ``dedupe="off"`` keeps everything.
+   as many times as the source that has it most often); ``dedupe="off"`` keeps every copy (the parts of
+   a split message are put together once).
 2. **Split events** (``[mwaa-logging split ...]`` chunks, see :mod:`mwaa_logging.splitting`) are
    reassembled, also when some chunks were delivered and others spilled.
 

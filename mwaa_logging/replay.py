@@ -37,6 +37,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,7 +61,7 @@ from mwaa_logging.limits import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, Transport
 from mwaa_logging.retry import Backoff
-from mwaa_logging.spill.layout import REPLAYED_SUFFIX, TMP_SUFFIX, in_stream_prefix
+from mwaa_logging.spill.layout import EXPORT_PREFIX, REPLAYED_SUFFIX, TMP_SUFFIX, in_stream_prefix
 from mwaa_logging.spill.leftovers import spill_files
 from mwaa_logging.spillformat import Decoded, SpillReason, SpillRecord, decode_records, salvage_records
 from mwaa_logging.splitting import split_oversized
@@ -162,8 +163,8 @@ class LocalSource:
         try:
             fd = os.open(os.path.join(stream_key, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o644)
-        except OSError:  # a directory this user cannot write: marking will fail and say so
-            yield Claim(True)
+        except OSError as error:
+            yield _cannot_mark(stream_key, error)
             return
         try:
             try:
@@ -171,9 +172,23 @@ class LocalSource:
             except BlockingIOError:
                 yield Claim(False)
                 return
+            try:  # marking renames in the directory: a run that could put but not mark would put again every time
+                probe_fd, probe = tempfile.mkstemp(prefix=".mwaa-logging-probe-", dir=stream_key)
+                os.close(probe_fd)
+                os.unlink(probe)
+            except OSError as error:
+                yield _cannot_mark(stream_key, error)
+                return
             yield Claim(True)
         finally:
             os.close(fd)  # releases the lock
+
+
+def _cannot_mark(stream_key: str, error: OSError) -> Claim:
+    """Not held: this user cannot write in ``stream_key``, so what it put could not be marked as replayed."""
+    reason = (f"cannot write in {stream_key} ({error.strerror or error}), so replayed files could not be marked; "
+              "nothing of it was put")
+    return Claim(False, lambda: reason)
 
 
 class S3Source:
@@ -298,17 +313,28 @@ class RejectedExport:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file: IO[bytes] | None = None
+        self._created = False
         self.count = 0
+
+    def open(self) -> None:
+        """Open (create) the file now: a replay checks it can export before it puts anything, since what it puts
+        with an event it cannot export stays unmarked and is put again by the next run. :meth:`close` removes a
+        file it created that stayed empty."""
+        if self._file is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists()
+        # The events' text is the task logs' (secrets too): readable by this user alone, whatever the umask; a
+        # symbolic link at the predictable default name (a shared working directory) is not followed.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "ab")
+        self._created = not existed
 
     def write(self, records: Sequence[SpillRecord]) -> None:
         if not records:
             return
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # The events' text is the task logs' (secrets too): readable by this user alone, whatever the umask; a
-            # symbolic link at the predictable default name (a shared working directory) is not followed.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            self._file = os.fdopen(fd, "ab")
+        self.open()
+        assert self._file is not None
         data = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records)
         if self.path.name.endswith(".gz"):
             data = gzip.compress(data)  # members appended to one file form one valid gzip stream
@@ -319,8 +345,12 @@ class RejectedExport:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # each write was flushed: only what a failed write left (said) remains
+                self._file.close()
             self._file = None
+            if self._created and not self.count:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
 
 
 class Replayer:
@@ -460,7 +490,15 @@ class Replayer:
         if self.dry_run:
             return False
         if self.export is not None:
-            self.export.write(rejected)
+            try:
+                self.export.write(rejected)
+            except OSError as exc:  # put but not marked: the next run puts it again; the rest would fail the same way
+                self.summary.objects_failed += len(unit)
+                self.summary.errors.append(
+                    f"could not export {len(rejected)} rejected events to {self.export.path}: {exc}; the "
+                    f"{len(unit)} objects put with them stay unmarked (the next run puts them again), and the run "
+                    "stopped")
+                return True
         for obj, _ in unit:
             try:
                 source.mark(obj)
@@ -545,22 +583,40 @@ class Replayer:
                 self.sleep(state.delay(self.jitter))
 
     def _create(self, group: str, stream: str) -> None:
+        """Create the group and the stream; a throttled or failed create is retried with backoff, as a put is
+        (many tasks starting at once keep CreateLogStream's quota busy)."""
         transport = self.transport
         assert transport is not None
-        creates: list[Callable[[], CallResult]] = [
-            lambda: transport.create_log_group(group),
-            lambda: transport.create_log_stream(group, stream),
+        creates: list[tuple[str, Callable[[], CallResult]]] = [
+            ("CreateLogGroup", lambda: transport.create_log_group(group)),
+            ("CreateLogStream", lambda: transport.create_log_stream(group, stream)),
         ]
-        for create in creates:
-            if self.create_budget is not None:
-                while (wait := self.create_budget.acquire(self.clock())) > 0:
-                    self.sleep(wait)
-            result = create()
-            if result.outcome is Outcome.OK:
-                self.summary.created += 1 if result.error_code is None else 0
-            elif result.outcome is Outcome.AUTH:
-                raise ReplayError(f"auth: creating {group}/{stream}: {result.error_code} {result.message}",
-                                  fatal=True)
+        for api, create in creates:
+            state = self.backoff.reset()
+            while True:
+                if self.create_budget is not None:
+                    while (wait := self.create_budget.acquire(self.clock())) > 0:
+                        self.sleep(wait)
+                result = create()
+                outcome = result.outcome
+                if outcome is Outcome.OK:
+                    self.summary.created += 1 if result.error_code is None else 0
+                    break
+                if outcome is Outcome.AUTH:
+                    raise ReplayError(f"auth: {api} {group}/{stream}: {result.error_code} {result.message}",
+                                      fatal=True)
+                if outcome not in (Outcome.THROTTLED, Outcome.TRANSIENT):
+                    break  # the put that follows says what is wrong
+                if outcome is Outcome.THROTTLED:
+                    self.summary.throttled += 1
+                    if self.create_budget is not None:
+                        self.create_budget.on_throttled(self.clock())
+                if state.attempts >= self.max_attempts:
+                    raise ReplayError(f"{outcome.value}: {api} {group}/{stream}: {result.error_code} "
+                                      f"{result.message}")
+                state = state.failed(result.error_code or outcome.value)
+                self.summary.retries += 1
+                self.sleep(state.delay(self.jitter))
 
 
 # -- command line ----------------------------------------------------------------------------------------
@@ -575,7 +631,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share the budget: process, host or redis://host:port/db (default process)")
     parser.add_argument("--export-rejected", metavar="PATH",
                         help="file for events CloudWatch no longer accepts (default "
-                             "./mwaa-logging-rejected-<UTC time>.jsonl.gz, created only if needed)")
+                             f"./{EXPORT_PREFIX}<UTC time>.jsonl.gz; checked before anything is put, left only "
+                             "if something was rejected)")
     parser.add_argument("--endpoint-url", type=endpoint_url,
                         help="CloudWatch Logs endpoint (default: AWS configuration)")
     parser.add_argument("--s3-endpoint-url", type=endpoint_url, help="S3 endpoint (default: AWS configuration)")
@@ -619,6 +676,10 @@ def run(args: argparse.Namespace) -> int:
         error(f"replay of {source.description} terminated (SIGTERM): what it marked stays marked, the rest is "
               "left for the next run")
         return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        error(f"replay of {source.description} interrupted: what it marked stays marked, the rest is left for the "
+              "next run")
+        return 128 + signal.SIGINT
     except Exception as exc:  # listing failed (S3 unreachable, denied)
         error(f"replay of {source.description} stopped: {exc}")
         return 2
@@ -675,9 +736,13 @@ def _build(args: argparse.Namespace) -> tuple[LocalSource | S3Source, Replayer, 
     budget = build_budget(args.rate_limit_scope, rate=args.rate, burst=None)
     create_budget = build_budget(args.rate_limit_scope, rate=float(CREATE_LOG_STREAM_TPS), burst=None,
                                  name=CREATE_STREAM)
-    export_path = args.export_rejected or time.strftime("mwaa-logging-rejected-%Y%m%dT%H%M%SZ.jsonl.gz",
-                                                        time.gmtime())
+    export_path = args.export_rejected or time.strftime(f"{EXPORT_PREFIX}%Y%m%dT%H%M%SZ.jsonl.gz", time.gmtime())
     export = RejectedExport(export_path)
+    try:
+        export.open()
+    except OSError as exc:
+        raise ReplayError(f"cannot write the export of rejected events {export_path} ({exc}); give a writable "
+                          "path with --export-rejected") from exc
     replayer = Replayer(BotocoreTransport(client), budget, export=export, create_budget=create_budget)
     return source, replayer, export
 

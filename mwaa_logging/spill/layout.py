@@ -21,6 +21,9 @@ SUFFIX = ".jsonl.gz"
 TMP_SUFFIX = ".tmp"
 #: A local spill file replayed into CloudWatch is renamed ``<name>.replayed``.
 REPLAYED_SUFFIX = ".replayed"
+#: Start of the name ``mwaa-logging replay`` gives its export of rejected events by default (a spill file's name
+#: starts with its first timestamp): listings of spill files leave such files out, wherever the export was run.
+EXPORT_PREFIX = "mwaa-logging-rejected-"
 #: Longest quoted name kept whole (a file name may have 255 bytes; room for a ``.tmp`` suffix and more).
 MAX_SEGMENT = 200
 #: Object names carry the UTC second of their first event; timestamps beyond these years are named at the edge.

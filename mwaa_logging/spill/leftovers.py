@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mwaa_logging.spill.layout import SUFFIX, TMP_SUFFIX, writer_host
+from mwaa_logging.spill.layout import EXPORT_PREFIX, SUFFIX, TMP_SUFFIX, writer_host
 
 #: How long a spill file being written whose writer cannot be asked stays untouched before it counts as left.
 UNASKABLE_AFTER_S = 3600.0
@@ -69,7 +69,7 @@ def spill_files(folder: Path, *, recursive: bool = False) -> list[Path]:
     find = folder.rglob if recursive else folder.glob
     files = list(find("*" + SUFFIX))
     files += [path for path in find("*" + SUFFIX + TMP_SUFFIX) if is_left_behind(path)]
-    return sorted(files)
+    return sorted(path for path in files if not path.name.startswith(EXPORT_PREFIX))
 
 
 def _runs(pid: int) -> bool:

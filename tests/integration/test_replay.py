@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -349,3 +350,125 @@ def test_a_stream_directory_given_relative_to_the_working_directory_is_replayed(
     monkeypatch.chdir(stream_directory if given != "s" else stream_directory.parent)
     assert replay(aws, given, "--export-rejected", str(tmp_path / "rejected.jsonl.gz")) == 0
     assert aws.messages("g", "s") == [r.message for r in records]
+
+
+def test_an_export_that_cannot_be_created_stops_the_run_before_anything_is_put(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run from a directory it cannot write (``/``, a read-only container root), replay put a unit, failed to
+    export its rejected events, left it unmarked and stopped: every rerun put the same lines again."""
+    directory = tmp_path / "spill"
+    LocalSpillSink(directory).write(spilled("g", "s", 5, now_ms() - 60_000)
+                                    + spilled("g", "s", 2, now_ms() - MAX_AGE_MS - DAY_MS, "old:"))
+    monkeypatch.chdir("/proc")  # nobody, root included, creates a file here: the default export name cannot be
+    assert replay(aws, str(directory)) == 2
+    assert "cannot write the export of rejected events mwaa-logging-rejected-" in capsys.readouterr().err
+    assert aws.streams() == {}
+    assert len(list(directory.rglob("*.jsonl.gz"))) == 1
+
+
+def test_an_export_that_fails_after_the_put_leaves_its_unit_unmarked_and_stops_the_run(
+    aws: LocalAWS, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A disk that fills during the run (/dev/full refuses every write): what was put with the events that could
+    not be exported stays unmarked (put again by the next run, never lost) and the run stops, saying so."""
+    directory = tmp_path / "spill"
+    LocalSpillSink(directory).write(spilled("a", "s", 5, now_ms() - 60_000)
+                                    + spilled("a", "s", 2, now_ms() - MAX_AGE_MS - DAY_MS, "old:"))
+    LocalSpillSink(directory).write(spilled("b", "s", 5, now_ms() - 60_000))
+    assert replay(aws, str(directory), "--export-rejected", "/dev/full") == 1
+    err = capsys.readouterr().err
+    assert "could not export 2 rejected events to /dev/full" in err and "the run stopped" in err
+    assert len(aws.messages("a", "s")) == 5 and "b" not in aws.streams()
+    assert len(list(directory.rglob("*.jsonl.gz"))) == 2  # both still there, neither marked
+    assert Path("/dev/full").exists()  # an export file it did not create is never removed
+
+
+REPLAY_WITHOUT_WRITE_ACCESS = r"""
+import sys
+from mwaa_logging.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stream_directory_replay_cannot_write_in_is_skipped_not_put(
+    aws: LocalAWS, tmp_path: Path
+) -> None:
+    """Files replay could read but not rename (another user's spill, a read-only mount) were put, then failed to
+    be marked: every run put them again. The stream is now skipped, saying why, before anything is put."""
+    import shutil
+    import subprocess
+    import sys
+
+    directory = tmp_path / "spill"
+    records = spilled("g", "s", 5, now_ms() - 60_000)
+    LocalSpillSink(directory).write(records)
+    stream_directory = directory / stream_prefix("g", "s")
+    stream_directory.chmod(0o555)
+    command = [sys.executable, "-c", REPLAY_WITHOUT_WRITE_ACCESS, "replay", str(directory), "--endpoint-url",
+               aws.url, "--no-progress", "--export-rejected", str(tmp_path / "rejected.jsonl.gz")]
+    if os.geteuid() == 0:  # root writes anywhere: drop the capability that lets it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv (util-linux): cannot take away write access")
+        command = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
+    try:
+        for _ in range(2):
+            run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 1, run.stderr
+            assert "cannot write in" in run.stderr and "nothing of it was put" in run.stderr
+        assert aws.streams() == {}
+        assert len(list(stream_directory.glob("*.jsonl.gz"))) == 1
+    finally:
+        stream_directory.chmod(0o755)
+    assert replay(aws, str(directory)) == 0
+    assert aws.messages("g", "s") == [r.message for r in records]
+
+
+def test_a_throttled_create_log_stream_is_retried_with_backoff(aws: LocalAWS, tmp_path: Path) -> None:
+    """Many tasks starting at once keep CreateLogStream's quota busy: replay gave up on a new stream within a
+    second, reporting a missing stream. Now a throttled create is retried with backoff, as a throttled put is."""
+    directory = tmp_path / "spill"
+    records = spilled("g", "new", 5, now_ms() - 60_000)
+    LocalSpillSink(directory).write(records)
+    aws.faults.inject("throttle", api="CreateLogStream", count=3)
+    transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))
+    slept: list[float] = []
+    replayer = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000)), sleep=slept.append, jitter=lambda: 1.0)
+    summary = replayer.run(LocalSource(directory))
+    assert (summary.objects_replayed, summary.objects_failed, summary.errors) == (1, 0, [])
+    assert summary.throttled == 3 and slept[:3] == [0.5, 1.0, 2.0]
+    assert aws.messages("g", "new") == [r.message for r in records]
+    assert aws.stats().calls["CreateLogStream"] == 4
+
+
+def test_a_create_log_stream_throttled_past_every_retry_is_reported_as_throttled(
+    aws: LocalAWS, tmp_path: Path
+) -> None:
+    directory = tmp_path / "spill"
+    LocalSpillSink(directory).write(spilled("g", "new", 5, now_ms() - 60_000))
+    aws.faults.inject("throttle", api="CreateLogStream")
+    transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))
+    replayer = Replayer(transport, ProcessBudget(BudgetConfig(rate=1000)), sleep=lambda _s: None, max_attempts=3)
+    summary = replayer.run(LocalSource(directory))
+    assert summary.objects_failed == 1
+    assert summary.errors[0].startswith("throttled: CreateLogStream g/new: ThrottlingException")
+    assert len(list(directory.rglob("*.jsonl.gz"))) == 1
+
+
+def test_an_export_written_into_the_spill_directory_is_not_taken_for_a_spill_file(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run from the spill directory itself, the default export landed among the spill files: the next run
+    listed it, exported all of it again as misplaced and exited 1."""
+    directory = tmp_path / "spill"
+    LocalSpillSink(directory).write(spilled("g", "s", 3, now_ms() - 60_000)
+                                    + spilled("g", "s", 2, now_ms() - MAX_AGE_MS - DAY_MS, "old:"))
+    monkeypatch.chdir(directory)
+    assert replay(aws, ".") == 0
+    exports = list(directory.glob("mwaa-logging-rejected-*.jsonl.gz"))
+    assert len(exports) == 1 and len(list(records_in(exports))) == 2
+    capsys.readouterr()
+    assert replay(aws, ".") == 0
+    assert "misplaced" not in capsys.readouterr().err
+    assert list(directory.glob("mwaa-logging-rejected-*.jsonl.gz")) == exports  # nothing new exported
+    assert len(aws.messages("g", "s")) == 3
