@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -125,6 +126,10 @@ def validate_group_name(name: str) -> str:
     return name
 
 
+#: What calls ``flush()`` right before ``close()`` on Python 3.10 and 3.11 (which ignore ``flushOnClose``).
+_LOGGING_SHUTDOWN_CODE = logging.shutdown.__code__
+
+
 class CloudWatchLogHandler(logging.Handler):
     """Ship records to CloudWatch Logs; accepts every ``watchtower.CloudWatchLogHandler`` argument.
 
@@ -137,6 +142,11 @@ class CloudWatchLogHandler(logging.Handler):
     otherwise every read is a dict lookup (~2,300 more machine instructions per record, ~25 % of ``emit``;
     ``benchmarks/bench_instructions.py``).
     """
+
+    #: ``logging.shutdown()`` calls ``flush()``, then ``close()``: each waited up to ``close_timeout`` for an
+    #: endpoint that does not answer. ``close()`` flushes anyway; Python 3.12+ reads this and skips the flush,
+    #: on 3.10 and 3.11 ``flush`` asks for delivery and returns (see :meth:`flush`).
+    flushOnClose = False
 
     def __init__(
         self,
@@ -365,6 +375,8 @@ class CloudWatchLogHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default
         ``close_timeout``) passed first."""
+        if timeout is None and sys._getframe(1).f_code is _LOGGING_SHUTDOWN_CODE:
+            return self._channel.flush(0.0)  # close() comes next, and waits
         return self._channel.flush(wait_timeout(timeout))
 
     def close(self, timeout: float | None = None) -> None:  # type: ignore[override]

@@ -243,8 +243,8 @@ SPECS: dict[str, Spec[Any]] = {
                      "(lossless) or truncate."),
     "compression": Spec("auto", "'auto', 'gzip' or 'none'", _choice("auto", "gzip", "none"),
                         "gzip PutLogEvents bodies; auto falls back to plain, and says so once, when the endpoint "
-                        "refuses a gzip body (a 5xx, or a 4xx refusal such as 400, 413 or 415) and then accepts it "
-                        "plain."),
+                        "refuses a gzip body (a 5xx, or a 4xx refusal such as 400, 413 or 415) and accepts the retry "
+                        "sent plain, twice in a row."),
     "put_rate_limit": Spec(None, "a number of PutLogEvents calls per second > 0, or empty for no limit",
                            _number(0, allow_zero=False, optional=True),
                            "Ceiling on PutLogEvents calls/s for the whole rate_limit_scope."),

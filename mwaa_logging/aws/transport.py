@@ -14,7 +14,9 @@ carries the real body; two handlers on the client's event system move it into pl
 - ``needs-retry.cloudwatch-logs.PutLogEvents`` (first in line) answers "no retry" for our calls: the
   sender owns retries and the throttle budget, also on a ``boto3_client`` the caller built with
   botocore's retries on (the Amazon provider's and MWAA's handlers pass one), whose retries would
-  otherwise repeat a throttled call up to 4 times behind the budget's back.
+  otherwise repeat a throttled call up to 4 times behind the budget's back;
+- ``before-parse.cloudwatch-logs.PutLogEvents`` flags a 200 whose body is not JSON (a captive portal, a
+  proxy's page), which botocore would parse to an empty success.
 
 Calls without the private parameter (the user's own calls on a shared client) are untouched.
 """
@@ -25,6 +27,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import (
@@ -58,6 +61,8 @@ Compression = Literal["gzip", "none", "auto"]
 _BODY_PARAM = "MwaaLoggingEncodedBody"
 _CONTEXT_KEY = "mwaa_logging_encoded_body"
 _PLACEHOLDER_EVENTS = ({"timestamp": 0, "message": "-"},)
+#: Added to a parsed PutLogEvents response whose 200 body was not JSON (see ``_flag_unexpected_body``).
+_UNEXPECTED_BODY_KEY = "MwaaLoggingUnexpectedBody"
 #: Outcomes that show the endpoint read the request body (a missing stream is named in it).
 _READ_THE_BODY = frozenset({Outcome.OK, Outcome.PARTIAL, Outcome.NO_RESOURCE})
 
@@ -66,6 +71,7 @@ PUT_LOG_EVENTS_EVENTS = (
     "provide-client-params.cloudwatch-logs.PutLogEvents",
     "before-call.cloudwatch-logs.PutLogEvents",
     "needs-retry.cloudwatch-logs.PutLogEvents",
+    "before-parse.cloudwatch-logs.PutLogEvents",
 )
 
 
@@ -74,6 +80,9 @@ class _GzipState(enum.Enum):
     ACCEPTED = "accepted"  # a gzip body went through: errors are the endpoint's, not gzip's
     REJECTED = "rejected"  # the endpoint cannot read gzip: send plain
 
+
+#: ``auto`` mode: plain bodies read after refused gzip ones, in a row, before the endpoint is taken to refuse gzip.
+PLAIN_READS_TO_FALL_BACK = 2
 
 #: Endpoints found (in this process) to refuse gzip bodies in ``auto`` mode.
 _PLAIN_ONLY_ENDPOINTS: set[str] = set()
@@ -96,6 +105,17 @@ def _swap_in_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> 
         params["headers"]["Content-Encoding"] = content_encoding
 
 
+def _flag_unexpected_body(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+    """A 200 whose body is not a JSON object (botocore would parse it to an empty success): its start is added
+    to the parsed response under ``_UNEXPECTED_BODY_KEY``. Bodies are checked, not Content-Type: compatible
+    endpoints (moto) answer JSON as ``text/html``."""
+    if response_dict.get("status_code") != 200:
+        return
+    body = response_dict.get("body")
+    if isinstance(body, bytes) and (start := body.lstrip()[:1]) and start != b"{":
+        customized_response_dict[_UNEXPECTED_BODY_KEY] = body[:100].decode("utf-8", "replace")
+
+
 def _no_botocore_retry(request_dict: dict[str, Any], **_: Any) -> bool | None:
     """False (not None: botocore takes the first answer that is not None) for our own calls, so that the
     client's retry handler, whatever its mode, does not repeat them; None leaves the user's own calls alone."""
@@ -106,10 +126,11 @@ class BotocoreTransport:
     """:class:`mwaa_logging.protocols.Transport` over a botocore CloudWatch Logs client.
 
     ``compression``: ``"gzip"`` always compresses (when that shrinks the body), ``"none"`` never,
-    ``"auto"`` compresses until the endpoint shows it cannot read gzip (a 5xx or a request refused as
-    invalid, whatever its code or status, to a gzip body that the endpoint reads when resent plain), then
-    sends plain to that endpoint for the rest of the process, with one warning. An answer that shows the
-    endpoint read a gzip body (success, a missing stream) ends the probing.
+    ``"auto"`` compresses until the endpoint shows it cannot read gzip: twice in a row, a gzip body refused (a
+    5xx, or the request refused as invalid, whatever its code or status; returned as transient, so that the
+    sender retries it) and the next call, sent plain, read. Then it sends plain to that endpoint for the rest of
+    the process, with one warning. An answer that shows the endpoint read a gzip body (success, a missing
+    stream) ends the probing. Each body sent is a call of its own: the sender's budget and backoff apply.
     Never raises for AWS or network errors: every call ends in a :class:`CallResult`.
     """
 
@@ -127,6 +148,11 @@ class BotocoreTransport:
         self._gzip_level = gzip_level
         self._endpoint = str(client.meta.endpoint_url)
         self._gzip_state = _GzipState.UNKNOWN
+        #: auto mode: the next call sends plain, to see whether the endpoint reads what it refused gzipped
+        self._probe_plain_next = False
+        #: plain probes the endpoint read, each after a refused gzip body, with no gzip body read since
+        self._plain_reads = 0
+        self._gzip_failure: CallResult | None = None
         service_id = client.meta.service_model.service_id.hyphenize()
         events = client.meta.events
         events.register(
@@ -138,6 +164,11 @@ class BotocoreTransport:
             f"before-call.{service_id}.PutLogEvents",
             _swap_in_body,
             unique_id="mwaa_logging.transport.swap_in_body",
+        )
+        events.register(
+            f"before-parse.{service_id}.PutLogEvents",
+            _flag_unexpected_body,
+            unique_id="mwaa_logging.transport.flag_unexpected_body",
         )
         events.register_first(
             f"needs-retry.{service_id}.PutLogEvents",
@@ -156,9 +187,13 @@ class BotocoreTransport:
 
     def put_log_events(self, group: str, stream: str, events: Sequence[LogEvent]) -> CallResult:
         body = encode_put_log_events(group, stream, events)
-        compressed = gzip_if_smaller(body, self._gzip_level) if self._wants_gzip() else None
+        probing = self._probe_plain_next
+        compressed = gzip_if_smaller(body, self._gzip_level) if self._wants_gzip() and not probing else None
         if compressed is None:
-            return self._put(group, stream, body, None)[0]
+            result = self._put(group, stream, body, None)[0]
+            if probing:
+                self._judge_plain_probe(result)
+            return result
         result, status = self._put(group, stream, compressed, "gzip")
         if self._compression != "auto" or self._gzip_state is not _GzipState.UNKNOWN:
             return result
@@ -166,12 +201,25 @@ class BotocoreTransport:
             self._gzip_state = _GzipState.ACCEPTED
             return result
         if not _may_be_gzip_rejection(result, status):
+            self._plain_reads = 0
             return result
-        plain, _ = self._put(group, stream, body, None)
-        if plain.outcome in _READ_THE_BODY:
-            # The endpoint read the same events sent plain: it is the compression it refuses.
-            self._mark_plain_only(result)
-        return _with_wire_bytes(plain, plain.wire_bytes + result.wire_bytes)
+        # The next call (the sender's retry, under its budget and backoff) goes plain: if the endpoint reads
+        # that, and does so again after the next gzip failure, it is the compression it refuses.
+        self._probe_plain_next, self._gzip_failure = True, result
+        if result.outcome is Outcome.INVALID:  # retried plain, not spilled as a request that cannot succeed
+            return replace(result, outcome=Outcome.TRANSIENT,
+                           message=f"{result.message} (gzip body refused? sent again uncompressed)")
+        return result
+
+    def _judge_plain_probe(self, result: CallResult) -> None:
+        """``result`` of a plain body sent after a gzip body was refused: two such reads in a row, with no gzip
+        body read in between, show the endpoint refuses gzip (one 503 or a proxy's hiccup does not)."""
+        self._probe_plain_next = False
+        if result.outcome not in _READ_THE_BODY:
+            return
+        self._plain_reads += 1
+        if self._plain_reads >= PLAIN_READS_TO_FALL_BACK and self._gzip_failure is not None:
+            self._mark_plain_only(self._gzip_failure)
 
     def create_log_group(self, group: str, tags: Mapping[str, str] | None = None) -> CallResult:
         if tags:
@@ -222,6 +270,12 @@ class BotocoreTransport:
             response = self._client.put_log_events(**params)
         except (ClientError, BotoCoreError) as error:
             return _error_result(error, len(body))
+        if (unexpected := response.get(_UNEXPECTED_BODY_KEY)) is not None:
+            # botocore parses a body that is not JSON to nothing, and any 200 looks like success: a captive
+            # portal, a proxy's page or a wrong endpoint_url would take every line. Retried, then spilled.
+            return CallResult(Outcome.TRANSIENT, error_code="UnexpectedAnswer",
+                              message=f"HTTP 200 whose body is not a CloudWatch Logs answer (a proxy or a wrong "
+                                      f"endpoint_url?): {unexpected!r}", wire_bytes=len(body)), 200
         rejected = rejected_info(response)
         outcome = Outcome.PARTIAL if rejected else Outcome.OK
         return CallResult(outcome, rejected=rejected, wire_bytes=len(body)), 200
@@ -266,6 +320,3 @@ def _may_be_gzip_rejection(result: CallResult, status: int) -> bool:
     return status >= 500 or (status >= 400 and result.outcome is Outcome.INVALID)
 
 
-def _with_wire_bytes(result: CallResult, wire_bytes: int) -> CallResult:
-    return CallResult(result.outcome, result.error_code, result.message, result.rejected, result.ambiguous,
-                      wire_bytes)

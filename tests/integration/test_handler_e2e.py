@@ -718,3 +718,23 @@ def test_a_put_iam_refuses_is_said_not_only_spilled(local_aws: LocalAWS, spill_d
     said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging" and r.levelno == logging.WARNING]
     assert any(group in m and "AccessDeniedException" in m and str(spill_dir) in m
                and "auth" in m for m in said), said
+
+
+def test_logging_shutdown_waits_close_timeout_once_not_twice(local_aws: LocalAWS, spill_dir: Path) -> None:
+    """logging.shutdown() calls flush() and then close(): each waited a whole close_timeout for an endpoint that
+    does not answer, so a supervisor's SIGKILL in the second wait lost what close() would have spilled."""
+    import weakref
+
+    local_aws.faults.inject("hang")
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="shutdown",
+                                                endpoint_url=local_aws.url, close_timeout=3)
+    logger = make_logger("shutting-down", handler)
+    for i in range(50):
+        logger.info("line %d", i)
+    started = time.monotonic()
+    logging.shutdown([weakref.ref(handler)])
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0, f"{elapsed:.1f} s: flush and close each waited 3 s"  # close: 3 s + at most 1 s
+    stats = handler.stats()
+    assert stats.spilled_total == 50 and stats.pending == 0
+    assert sorted(r.message for r in spilled_records(spill_dir)) == sorted(f"line {i}" for i in range(50))

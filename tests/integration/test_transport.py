@@ -378,23 +378,38 @@ def gzip_refused(status: int, code: str | None, plain: Reply | None = None) -> C
     (500, "InternalFailure"), (400, "SerializationException"), (400, "InvalidParameterException"),
     (400, None), (413, None), (415, None),
 ])
-def test_auto_falls_back_to_plain_once(
+def test_auto_falls_back_to_plain_once_a_refused_gzip_body_was_read_plain_twice(
     capture: CaptureServer, caplog: pytest.LogCaptureFixture, status: int, code: str | None
 ) -> None:
+    """Each body is a call of its own, which the sender retries under its budget: a refused gzip body comes back
+    as transient (never invalid, which the sender would spill), the retry goes plain."""
     capture.respond = gzip_refused(status, code)
     transport = transport_for(capture.url, "auto")
     assert transport.compressing
     with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
-        first = transport.put_log_events("g", "s", events(100))
-        second = transport.put_log_events("g", "s", events(100))
+        outcomes = [transport.put_log_events("g", "s", events(100)).outcome for _ in range(5)]
         other = transport_for(capture.url, "auto").put_log_events("g", "s", events(100))
-    assert first.outcome is second.outcome is other.outcome is Outcome.OK
-    assert not transport.compressing
+    assert outcomes == [Outcome.TRANSIENT, Outcome.OK, Outcome.TRANSIENT, Outcome.OK, Outcome.OK]
+    assert other.outcome is Outcome.OK and not transport.compressing
     encodings = [r.headers.get("content-encoding") for r in capture.requests]
-    assert encodings == ["gzip", None, None, None]
-    assert first.wire_bytes == len(capture.requests[0].body) + len(capture.requests[1].body)
+    assert encodings == ["gzip", None, "gzip", None, None, None]
     warnings = [r for r in caplog.records if r.name == "mwaa_logging.transport"]
     assert len(warnings) == 1 and "gzip" in warnings[0].getMessage()
+
+
+def test_auto_keeps_gzip_after_one_failure_the_plain_retry_got_past(
+    capture: CaptureServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One 503 before the first success turned gzip off for the rest of the process."""
+    capture.respond = lambda request: (aws_error(503, "ServiceUnavailableException") if len(capture.requests) == 1
+                                       else Reply())
+    transport = transport_for(capture.url, "auto")
+    with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
+        outcomes = [transport.put_log_events("g", "s", events(100)).outcome for _ in range(4)]
+    assert outcomes == [Outcome.TRANSIENT, Outcome.OK, Outcome.OK, Outcome.OK]
+    assert [r.headers.get("content-encoding") for r in capture.requests] == ["gzip", None, "gzip", "gzip"]
+    assert transport.compressing
+    assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
 
 
 @pytest.mark.parametrize("plain", [aws_error(400, "ThrottlingException", "Rate exceeded"),
@@ -405,8 +420,9 @@ def test_auto_keeps_gzip_when_the_plain_probe_shows_nothing(
     capture.respond = gzip_refused(500, "InternalFailure", plain)
     transport = transport_for(capture.url, "auto")
     with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
-        result = transport.put_log_events("g", "s", events(100))
-    assert result.outcome in (Outcome.THROTTLED, Outcome.TRANSIENT)
+        results = [transport.put_log_events("g", "s", events(100)) for _ in range(4)]
+    assert all(result.outcome in (Outcome.THROTTLED, Outcome.TRANSIENT) for result in results)
+    assert [r.headers.get("content-encoding") for r in capture.requests] == ["gzip", None, "gzip", None]
     assert transport.compressing
     assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
 
@@ -431,12 +447,12 @@ def test_auto_keeps_gzip_when_plain_fails_too(capture: CaptureServer, caplog: py
     capture.respond = lambda _: aws_error(503, "ServiceUnavailableException")
     transport = transport_for(capture.url, "auto")
     with caplog.at_level(logging.WARNING, logger="mwaa_logging.transport"):
-        result = transport.put_log_events("g", "s", events(100))
-    assert result.outcome is Outcome.TRANSIENT
+        first, probe = (transport.put_log_events("g", "s", events(100)) for _ in range(2))
+    assert first.outcome is probe.outcome is Outcome.TRANSIENT
     assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
     capture.respond = lambda _: Reply()
     transport.put_log_events("g", "s", events(100))
-    assert capture.requests[-1].headers.get("content-encoding") == "gzip"
+    assert [r.headers.get("content-encoding") for r in capture.requests] == ["gzip", None, "gzip"]
 
 
 def test_auto_does_not_probe_after_gzip_was_accepted(capture: CaptureServer) -> None:
@@ -461,6 +477,12 @@ def test_auto_does_not_probe_after_gzip_was_accepted(capture: CaptureServer) -> 
         (aws_error(400, "AccessDeniedException"), Outcome.AUTH, "AccessDeniedException"),
         (aws_error(503, "ServiceUnavailableException"), Outcome.TRANSIENT, "ServiceUnavailableException"),
         (Reply(502, b"<html>bad gateway</html>"), Outcome.TRANSIENT, "502"),
+        # a captive portal's or a proxy's page: botocore parses it to an empty success, which took every line
+        (Reply(200, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"), Outcome.TRANSIENT,
+         "UnexpectedAnswer"),
+        (Reply(200, b"OK"), Outcome.TRANSIENT, "UnexpectedAnswer"),
+        (Reply(200, b""), Outcome.OK, None),
+        (Reply(200, b' \n{"nextSequenceToken": "1"}'), Outcome.OK, None),
     ],
 )
 def test_error_answers_are_classified(
