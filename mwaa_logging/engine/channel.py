@@ -45,6 +45,7 @@ from mwaa_logging.splitting import new_split_id, split_message, truncate_message
 
 if TYPE_CHECKING:
     from mwaa_logging.engine.engine import Engine
+    from mwaa_logging.outcome import CallResult
 
 #: Process-wide emission counter (an event's ``seq``); ``next()`` on it is atomic in CPython.
 seq_counter = itertools.count()
@@ -127,7 +128,7 @@ class StreamBuffer:
     """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
 
     __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "late_grace_until", "marker_reasons",
-                 "marker_where", "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
+                 "marker_where", "missing", "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -149,6 +150,9 @@ class StreamBuffer:
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
         self.marker_reasons: set[str] = set()
+        #: The ResourceNotFound answer whose Create* call is still owed (its budget had no token, or it failed):
+        #: the stream creates before it puts again, since a put could only be refused again.
+        self.missing: CallResult | None = None
 
     def is_empty(self) -> bool:
         return self.count == 0 and self.in_flight is None

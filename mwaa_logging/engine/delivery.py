@@ -109,6 +109,9 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         if not pass_.still_first(buffer):
             continue
         now = pass_.now
+        if buffer.missing is not None and not _create_owed(channel, buffer, ctx):
+            pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
+            continue
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
@@ -183,7 +186,7 @@ class _Pass:
         if due > self.now:
             self.next_wake = min(self.next_wake, due)
             return None
-        _take_pending(self.channel, buffer)
+        _expire(self.channel, buffer, self.ctx)  # what arrived during this pass too: not sent if CloudWatch refuses it
         with self.channel.lock:
             if not buffer.ready:
                 return None
@@ -397,14 +400,18 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         return True
     if outcome is Outcome.NO_RESOURCE:
         created = _create_resources(channel, buffer, result, ctx)
+        buffer.missing = result if created is False else None
         if created is None:
             spill_held(channel, [flight], SpillReason.NO_RESOURCE.value, result.message)
             return True
-        retry_at = _backoff(buffer, "no_resource", ctx)
-        if created and buffer.backoff.history[-2:-1] != ("no_resource",):
-            # just created: retry at once (also after throttles, e.g. a new stream's first calls); if the
-            # resource is still missing on that retry, back off
-            retry_at = buffer.retry_at = now
+        if created:
+            retry_at = _backoff(buffer, "no_resource", ctx)
+            if buffer.backoff.history[-2:-1] != ("no_resource",):
+                # just created: retry at once (also after throttles, e.g. a new stream's first calls); if the
+                # resource is still missing on that retry, back off
+                retry_at = buffer.retry_at = now
+        else:  # not created yet: its create waits for a token (retry_at set then) or backs off
+            retry_at = buffer.retry_at if buffer.retry_at > now else _backoff(buffer, "no_resource", ctx)
         _requeue(channel, flight, retry_at=retry_at)
         return False
     if outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):
@@ -622,8 +629,23 @@ def _fallback_description(channel: Channel) -> str:
     return channel.fallback_spill.description if channel.fallback_spill is not None else "nothing"
 
 
+def _create_owed(channel: Channel, buffer: StreamBuffer, ctx: Context) -> bool:
+    """Make the Create* call ``buffer`` owes (see :attr:`StreamBuffer.missing`) before it puts again. True: the put
+    may go now (created; or not allowed, which the put's answer then spills); False: not yet (``retry_at`` set)."""
+    assert buffer.missing is not None
+    now = ctx.clock()
+    created = _create_resources(channel, buffer, buffer.missing, ctx)
+    if created is False:
+        if buffer.retry_at <= now:  # the call failed (the budget's wait sets retry_at itself)
+            _backoff(buffer, "no_resource", ctx)
+        return False
+    buffer.missing = None
+    return True
+
+
 def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult, ctx: Context) -> bool | None:
-    """Create the missing group and/or stream. True: created (retry now); False: try later; None: not allowed."""
+    """Create the missing group and/or stream. True: created (retry now); False: try later (when its budget has
+    no token yet, ``buffer.retry_at`` is set to when it will); None: not allowed."""
     destination = channel.destination
     transport = channel.transport()
     group_missing = "group" in result.message.lower()
@@ -633,13 +655,13 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
                    f"spilled to {channel.spill.description}")
             return None
         created = _create(channel, channel.budgets.create_group, ctx, f"CreateLogGroup {destination.group}",
-                          lambda: transport.create_log_group(destination.group, destination.log_group_tags))
+                          lambda: transport.create_log_group(destination.group, destination.log_group_tags), buffer)
         if created is not True:
             return created
         if destination.log_group_retention_days:
             _create(channel, channel.budgets.create_group, ctx, f"PutRetentionPolicy {destination.group}",
                     lambda: transport.put_retention_policy(destination.group,
-                                                           destination.log_group_retention_days or 0))
+                                                           destination.log_group_retention_days or 0), None)
     if not destination.create_log_stream:
         report(f"a log stream of {destination.group} does not exist and create_log_stream is false: its events are "
                f"spilled to {channel.spill.description}")
@@ -651,21 +673,30 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
         outcome.append(answer.outcome)
         return answer
 
-    created = _create(channel, channel.budgets.create_stream, ctx, f"CreateLogStream {buffer.stream}", create_stream)
+    created = _create(channel, channel.budgets.create_stream, ctx, f"CreateLogStream {buffer.stream}", create_stream,
+                      buffer)
     if outcome == [Outcome.NO_RESOURCE] and not group_missing:  # the group was missing, not the stream
         return _create_resources(channel, buffer, CallResult(Outcome.NO_RESOURCE, message="log group"), ctx)
     return created
 
 
-def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Callable[[], CallResult]) -> bool | None:
-    """One Create*/Put* call under its budget. True: done; False: try later; None: refused for good."""
-    if budget.acquire(ctx.clock()) > 0:
+def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Callable[[], CallResult],
+            waiting: StreamBuffer | None) -> bool | None:
+    """One Create*/Put* call under its budget. True: done; False: try later (``waiting`` gets ``retry_at`` when the
+    budget has a token, if it has none now); None: refused for good. A throttle slows the budget down."""
+    now = ctx.clock()
+    if (wait := budget.acquire(now)) > 0:
+        if waiting is not None:
+            waiting.retry_at = now + wait
         return False
     answer = call()
     with channel.lock:
         channel.counters.create_calls += 1
     if answer.outcome is Outcome.OK:
+        budget.on_success(ctx.clock())
         return True
+    if answer.outcome is Outcome.THROTTLED:
+        budget.on_throttled(ctx.clock())
     report(f"{what} failed: {answer.error_code} {answer.message}")
     return None if answer.outcome in (Outcome.AUTH, Outcome.INVALID) else False
 

@@ -132,6 +132,82 @@ def test_a_stream_created_after_throttles_is_retried_without_a_backoff() -> None
     assert rig.channel.stats().delivered == 1
 
 
+MISSING_STREAM = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
+                            "The specified log stream does not exist.")
+
+
+class CreatingTransport(ScriptedTransport):
+    """A put to a stream not created yet is refused as missing; CreateLogStream is throttled ``throttles`` times."""
+
+    def __init__(self, throttles: int = 0) -> None:
+        super().__init__(on_call=self._put)
+        self.throttles = throttles
+        self.stored: list[str] = []
+
+    def _put(self, call: Call) -> CallResult:
+        if (call.group, call.stream) not in self.streams:
+            return MISSING_STREAM
+        self.stored += [e[MESSAGE] for e in call.events]
+        return OK
+
+    def create_log_stream(self, group: str, stream: str) -> CallResult:
+        if self.throttles:
+            self.throttles -= 1
+            self.calls.append(Call("create_stream", group, stream))
+            return THROTTLED
+        return super().create_log_stream(group, stream)
+
+
+def test_streams_waiting_for_a_create_token_do_not_put_again_meanwhile() -> None:
+    """New streams beyond the CreateLogStream budget each retried PutLogEvents (refused: no stream) after every
+    backoff while they waited for a create token: 1,000 new streams made 3,200 puts, against the account's
+    PutLogEvents quota. A stream now waits for its token and creates first: one refused put, one that lands."""
+    transport = CreatingTransport()
+    rig = make_rig(transport, send_interval=0.1)
+    streams = [f"task-{i}" for i in range(300)]  # ~6 s of the default 50/s CreateLogStream budget
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    rig.run(30, step=0.05)
+    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert [c.op for c in transport.calls].count("create_stream") == len(streams)
+    assert len(transport.puts) == 2 * len(streams)
+    assert_balanced(rig)
+
+
+def test_a_throttled_create_log_stream_slows_its_budget_and_is_retried_before_any_put() -> None:
+    transport = CreatingTransport(throttles=2)
+    rig = make_rig(transport, send_interval=0.1)
+    rig.append("line")
+    rig.run(30, step=0.05)
+    assert transport.stored == ["line"]
+    assert [c.op for c in transport.calls] == ["put", "create_stream", "create_stream", "create_stream", "put"]
+    assert rig.channel.budgets.create_stream.stats().throttles == 2  # type: ignore[attr-defined]
+
+
+def test_events_arriving_while_the_sender_is_in_a_call_are_judged_by_age_too() -> None:
+    """They went from the queue into the batch without the age check: a timestamp 15 days old, one 3 h ahead and
+    a negative one were sent (a whole batch can be refused for one of them) instead of spilled at once."""
+    day_ms = 24 * 3600 * 1000
+    late = {"15 days old": -15 * day_ms, "3 hours ahead": 3 * 3600 * 1000}
+
+    def first_call_logs_more(call: Call) -> CallResult:
+        if len(transport.calls) == 1:  # the application logs while the sender waits for the answer
+            for message, offset in late.items():
+                rig.append(message, ts_offset_ms=offset)
+            rig.channel.append("s", -5, "before 1970")
+            rig.append("on time")
+        return OK
+
+    transport = ScriptedTransport(on_call=first_call_logs_more)
+    rig = make_rig(transport, send_interval=0.1, max_batch_count=1)  # each event is due at once, in the same pass
+    rig.append("first")
+    rig.run(5)
+    assert [m for m in transport.delivered_messages() if not m.startswith(MARKER_PREFIX)] == ["first", "on time"]
+    assert sorted((r.message, r.reason) for r in rig.spill.records) == [
+        ("15 days old", "too_old"), ("3 hours ahead", "too_new"), ("before 1970", "too_old")]
+    assert_balanced(rig)
+
+
 def test_missing_group_that_may_not_be_created_is_spilled_with_reason() -> None:
     missing_group = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
                                "The specified log group does not exist.")
