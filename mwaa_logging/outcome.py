@@ -65,8 +65,15 @@ _NO_RESOURCE_CODES = frozenset({"ResourceNotFoundException"})
 ALREADY_EXISTS_CODES = frozenset({"ResourceAlreadyExistsException"})
 
 
+#: PutLogEvents answered that it had taken this very batch already (endpoints that still use sequence tokens): it is
+#: delivered; spilling it would store it twice after a replay.
+_ALREADY_ACCEPTED_CODES = frozenset({"DataAlreadyAcceptedException"})
+
+
 def classify_error(code: str | None, http_status: int | None) -> Outcome:
     """Map an AWS error code and HTTP status to an :class:`Outcome`."""
+    if code in _ALREADY_ACCEPTED_CODES:
+        return Outcome.OK
     if code in _THROTTLE_CODES or http_status == 429:
         return Outcome.THROTTLED
     if code in _NO_RESOURCE_CODES:

@@ -318,7 +318,7 @@ class Settings:
             env_name = ENV_PREFIX + name.upper()
             if overrides.get(name) is not None:
                 raw, source = overrides[name], ""
-            elif env_name in environ:
+            elif environ.get(env_name, "").strip():  # an empty variable (how compose and k8s unset one) is unset
                 raw, source = environ[env_name], env_name
             else:
                 continue

@@ -477,6 +477,7 @@ def test_auto_does_not_probe_after_gzip_was_accepted(capture: CaptureServer) -> 
         (aws_error(400, "AccessDeniedException"), Outcome.AUTH, "AccessDeniedException"),
         (aws_error(503, "ServiceUnavailableException"), Outcome.TRANSIENT, "ServiceUnavailableException"),
         (Reply(502, b"<html>bad gateway</html>"), Outcome.TRANSIENT, "502"),
+        (aws_error(400, "DataAlreadyAcceptedException"), Outcome.OK, "DataAlreadyAcceptedException"),
         # a captive portal's or a proxy's page: botocore parses it to an empty success, which took every line
         (Reply(200, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"), Outcome.TRANSIENT,
          "UnexpectedAnswer"),

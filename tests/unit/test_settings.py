@@ -20,6 +20,14 @@ def test_keyword_beats_environment_beats_default() -> None:
     assert settings.send_interval == SPECS["send_interval"].default
 
 
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_variable_counts_as_unset(name: str, empty: str) -> None:
+    """Compose files and Kubernetes manifests unset a variable by emptying it: MWAA_LOGGING_CLOSE_TIMEOUT= raised,
+    while an empty MWAA_LOGGING_SPILL_TO counted as unset."""
+    assert Settings.resolve(environ={env_var(name): empty}) == Settings.resolve(environ={})
+
+
 def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: pytest.LogCaptureFixture) -> None:
     env = {"MWAA_LOGGING_SPILL_T0": "s3://bucket/spill", "MWAA_LOGGING_PATCH_WATCHTOWER": "1",
            "MWAA_LOGGING_MAX_LATENCY": "60", "MWAA_LOGGING_NOT_A_SETTING_AT_ALL": "1", "OTHER_SPILL_TO": "x"}
