@@ -121,6 +121,11 @@ class SpillSource(Protocol):
 
     def mark(self, obj: SpillObject) -> str: ...
 
+    def marked_copies(self, objects: Sequence[SpillObject]) -> set[str]:
+        """Locations of ``objects`` an earlier run put and began to mark (their replayed copy exists) but could not
+        finish marking: they are marked again, not put again."""
+        ...
+
     def claim(self, stream_key: str) -> contextlib.AbstractContextManager[Claim]:
         """Hold the objects under ``stream_key`` for this run: false while another run holds them."""
         ...
@@ -157,6 +162,9 @@ class LocalSource:
         target = path.with_name(path.name + REPLAYED_SUFFIX)
         os.replace(path, target)
         return str(target)
+
+    def marked_copies(self, objects: Sequence[SpillObject]) -> set[str]:
+        return set()  # marking is one rename: never half done
 
     @contextlib.contextmanager
     def claim(self, stream_key: str) -> Iterator[Claim]:
@@ -223,7 +231,23 @@ class S3Source:
             raise
 
     def mark(self, obj: SpillObject) -> str:
-        return self.sink.mark_replayed(obj.handle)
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.sink.mark_replayed(obj.handle)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(obj.location) from error  # marked by another run since listed
+            raise
+
+    def marked_copies(self, objects: Sequence[SpillObject]) -> set[str]:
+        """Marking copies an object under ``@replayed/``, then deletes it: a role that may not delete (a common
+        guard on log buckets) left every object to be put again by every run. One listing of the stream's
+        ``@replayed/`` prefix finds them."""
+        if not objects:
+            return set()
+        copies = self.sink.replayed_copies(objects[0].handle)
+        return {obj.location for obj in objects if copies.get(self.sink.replayed_key(obj.handle)) == obj.size}
 
     @contextlib.contextmanager
     def claim(self, stream_key: str) -> Iterator[Claim]:
@@ -413,6 +437,8 @@ class Replayer:
                         if on_object is not None:
                             on_object(obj)
                     continue
+                if marked := source.marked_copies(stream_objects):
+                    stream_objects = self._mark_again(source, stream_objects, marked, on_object)
                 for unit in self._units(source, stream_objects, max_objects_per_unit, claim):
                     fatal = self._replay_unit(source, unit)
                     if on_object is not None:
@@ -421,6 +447,25 @@ class Replayer:
                     if fatal:
                         return self.summary  # credentials or permissions refused: the rest cannot go better
         return self.summary
+
+    def _mark_again(self, source: SpillSource, objects: list[SpillObject], marked: set[str],
+                    on_object: Callable[[SpillObject], None] | None) -> list[SpillObject]:
+        """Finish marking the ``marked`` objects (put by an earlier run); return the others."""
+        for obj in (obj for obj in objects if obj.location in marked):
+            if not self.dry_run:
+                try:
+                    source.mark(obj)
+                except FileNotFoundError:  # another run finished marking it since it was listed
+                    self.summary.objects_skipped += 1
+                except Exception as exc:  # reported: never put again, whatever the next run finds
+                    self.summary.objects_failed += 1
+                    self.summary.errors.append(f"mark {obj.location}: put by an earlier run (its replayed copy "
+                                               f"exists), not put again, but it could not be removed: {exc}")
+                else:
+                    self.summary.objects_replayed += 1
+            if on_object is not None:
+                on_object(obj)
+        return [obj for obj in objects if obj.location not in marked]
 
     def _units(
         self, source: SpillSource, listed: Sequence[SpillObject], max_objects: int, claim: Claim

@@ -362,6 +362,22 @@ class S3SpillSink:
         root, relative = parts[:-3], parts[-3:]
         return "/".join([*root, REPLAYED_SEGMENT, *relative])
 
+    def replayed_copies(self, obj: S3Object) -> dict[str, int]:
+        """Keys and sizes under the replayed prefix of ``obj``'s stream (where :meth:`mark_replayed` copies its
+        objects); empty if that cannot be listed."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        params: dict[str, Any] = {"Bucket": obj.bucket, "Prefix": self.replayed_key(obj).rsplit("/", 1)[0] + "/"}
+        if self.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = self.expected_bucket_owner
+        copies: dict[str, int] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(**params):
+                copies.update((item["Key"], int(item.get("Size", 0))) for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError):
+            return {}
+        return copies
+
     def _encryption_of(self, obj: S3Object) -> dict[str, str]:
         """The copy keeps the source's encryption (a copy would otherwise get the bucket default)."""
         if self.kms_key_id:

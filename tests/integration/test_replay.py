@@ -472,3 +472,44 @@ def test_an_export_written_into_the_spill_directory_is_not_taken_for_a_spill_fil
     assert "misplaced" not in capsys.readouterr().err
     assert list(directory.glob("mwaa-logging-rejected-*.jsonl.gz")) == exports  # nothing new exported
     assert len(aws.messages("g", "s")) == 3
+
+
+def test_objects_a_role_may_copy_but_not_delete_are_put_once_not_by_every_run(aws: LocalAWS) -> None:
+    """Marking copies an object under @replayed/ and deletes it; a role without s3:DeleteObject (a common guard on
+    log buckets) left every object to be put again by every run. A run now finds the copy and only marks."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from mwaa_logging.replay import S3Source
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "env/spill", client=s3)
+    records = spilled("g", "s", 20, now_ms() - 60_000)
+    sink.write(records[:10])
+    sink.write(records[10:])
+
+    def deny_deleting_spill_objects(params: dict[str, Any], **_: Any) -> Any:
+        if params["url_path"].endswith(".jsonl.gz"):  # the lease object may still be removed
+            return SimpleNamespace(status_code=403), {"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                                                      "ResponseMetadata": {"HTTPStatusCode": 403}}
+        return None
+
+    no_delete = aws.client("s3")
+    no_delete.meta.events.register("before-call.s3.DeleteObject", deny_deleting_spill_objects)
+    transport = BotocoreTransport(make_logs_client(endpoint_url=aws.url))
+
+    def run(client: Any) -> Any:
+        return Replayer(transport, ProcessBudget(BudgetConfig(rate=1000))).run(
+            S3Source(f"s3://{BUCKET}/env/spill", client=client))
+
+    first = run(no_delete)
+    assert (first.objects_replayed, first.objects_failed) == (0, 2) and first.events_put == 20
+    second = run(no_delete)
+    assert (second.objects_replayed, second.objects_failed, second.events_put) == (0, 2, 0)
+    assert all("put by an earlier run" in error and "AccessDenied" in error for error in second.errors)
+    assert aws.messages("g", "s") == [r.message for r in records]  # once, not once a run
+    third = run(s3)
+    assert (third.objects_replayed, third.objects_failed, third.events_put) == (2, 0, 0)
+    assert list(sink.list_objects()) == []
+    assert aws.messages("g", "s") == [r.message for r in records]
