@@ -47,7 +47,7 @@ class BudgetConfig:
     beta: float = 0.7
     #: CUBIC scale constant in calls/s per s**3 (botocore: 0.4).
     scale: float = 0.4
-    #: The adaptive rate never drops below this.
+    #: The adaptive rate never drops below this (nor below ``rate``, when that is lower: see :attr:`floor`).
     min_rate: float = 1.0
     #: Throttles within this many seconds of the last counted one lower the rate only once.
     throttle_cooldown: float = 1.0
@@ -85,6 +85,12 @@ class BudgetConfig:
     def ceiling(self) -> float:
         """The configured rate, or infinity."""
         return UNLIMITED if self.rate is None else float(self.rate)
+
+    @property
+    def floor(self) -> float:
+        """The lowest adaptive rate: ``min_rate``, or the ceiling when that is lower (a configured rate
+        below 1 call/s is never lifted to ``min_rate`` by a throttle)."""
+        return min(self.min_rate, self.ceiling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +135,7 @@ def current_rate(config: BudgetConfig, state: BudgetState, now: float) -> float:
     offset = elapsed - cubic_zero_point(config, state.w_max)
     curve = config.scale * offset * offset * offset + state.w_max  # as in the Lua twin
     if config.rate is not None:
-        return max(config.min_rate, min(config.ceiling, curve))
+        return max(config.floor, min(config.ceiling, curve))
     if episode_over(config, state, now, curve):
         return UNLIMITED
     proven = max(config.beta * state.w_max, config.measured_headroom * measured_rate(config, state, now))
@@ -227,7 +233,7 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
     w = in_use if rate == UNLIMITED else min(in_use, rate)
     if state.w_max > 0.0 and now - state.throttled_at < config.converge_window:
         w *= (1.0 + config.beta) / 2.0  # throttled again soon after the last time: settle lower
-    w_max = max(config.min_rate, w)
+    w_max = max(config.floor, w)
     tokens = 0.0 if rate == UNLIMITED else min(0.0, _refilled(state, now, rate, capacity(config, rate)))
     stamp = max(now, state.updated)
     return replace(state, tokens=tokens, updated=stamp, w_max=w_max, throttled_at=now)

@@ -63,6 +63,7 @@ end
 local INF = math.huge
 local ceiling = INF
 if rate_cfg > 0 then ceiling = rate_cfg end
+if min_rate > ceiling then min_rate = ceiling end  -- config.floor: a rate below 1/s is never lifted
 
 local f = redis.call('HMGET', key, 'tokens', 'updated', 'w_max', 'throttled_at', 'measured', 'measured_at')
 local tokens = tonumber(f[1]) or 0

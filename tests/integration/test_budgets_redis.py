@@ -325,7 +325,8 @@ ops = st.lists(
 
 
 @settings(max_examples=25, deadline=None)
-@given(ceiling=st.one_of(st.none(), st.floats(1.0, 100.0)), forget_after=st.floats(2.0, 60.0), steps=ops)
+@given(ceiling=st.one_of(st.none(), st.floats(0.01, 0.99), st.floats(1.0, 100.0)), forget_after=st.floats(2.0, 60.0),
+       steps=ops)
 def test_the_lua_script_and_the_pure_core_agree(
     redis_url: str, ceiling: float | None, forget_after: float, steps: list[tuple[float, str, float]]
 ) -> None:
@@ -344,6 +345,7 @@ def test_the_lua_script_and_the_pure_core_agree(
             state = budget.throttled(config, state, now)
             lua.on_throttled(now)
         assert lua.rate(now) == pytest.approx(budget.current_rate(config, state, now), rel=1e-9)
+        assert lua.rate(now) <= config.ceiling  # a ceiling below 1/s was lifted to min_rate by a throttle
     assert lua.available
 
 

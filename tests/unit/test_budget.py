@@ -352,7 +352,7 @@ def test_granted_tokens_never_exceed_burst_plus_rate_times_elapsed(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    ceiling=st.one_of(st.none(), st.floats(1.0, 5000.0)),
+    ceiling=st.one_of(st.none(), st.floats(0.001, 0.999), st.floats(1.0, 5000.0)),
     events=st.lists(st.tuples(st.floats(0.0, 3.0), st.booleans()), min_size=1, max_size=100),
 )
 def test_adaptive_rate_stays_between_min_rate_and_ceiling(
@@ -364,8 +364,30 @@ def test_adaptive_rate_stays_between_min_rate_and_ceiling(
         now += delay
         state = throttled(config, state, now) if throttle else acquire(config, state, now).state
         rate = current_rate(config, state, now)
-        assert config.min_rate <= rate <= config.ceiling
+        assert min(config.min_rate, config.ceiling) <= rate <= config.ceiling  # a ceiling below 1/s was lifted to 1
         assert budget.capacity(config, rate) >= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ceiling=st.floats(0.01, 0.99),
+    events=st.lists(st.tuples(st.floats(0.0, 3.0), st.booleans()), min_size=1, max_size=100),
+)
+def test_a_ceiling_below_one_call_a_second_holds_after_throttles(
+    ceiling: float, events: list[tuple[float, bool]]
+) -> None:
+    """put_rate_limit=0.5: one throttle lifted the rate to min_rate (1/s) for good, twice the configured limit."""
+    config = BudgetConfig(rate=ceiling)
+    state, now, granted = BudgetState(), 0.0, 0
+    for delay, throttle in events:
+        now += delay
+        if throttle:
+            state = throttled(config, state, now)
+            continue
+        decision = acquire(config, state, now)
+        state = decision.state
+        granted += decision.wait == 0.0
+    assert granted <= 1 + ceiling * now + 1e-6  # burst (1 call) + ceiling x elapsed
 
 
 @settings(max_examples=200, deadline=None)
