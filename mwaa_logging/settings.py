@@ -123,7 +123,9 @@ def _scope(raw: Any) -> str:
 
         check_redis_url(text)  # a bad database, host or port fails here, not at the first connection
         return text
-    raise ValueError(text)
+    from mwaa_logging.budgets.urls import hide_credentials
+
+    raise ValueError(hide_credentials(text))  # a mistyped URL's password: the cause is shown in tracebacks
 
 
 def _namespace(raw: Any) -> str:

@@ -11,20 +11,38 @@ import urllib.parse
 from typing import Any
 
 _DB_PATH = re.compile(r"(/[0-9]*)?")
-
-
-_CREDENTIALS = re.compile(r"(//)[^/@\s]*@")
+#: A ``password`` query argument (redis-py passes it on to the connection), up to the next argument.
+_PASSWORD_ARGUMENT = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
 
 
 def hide_credentials(text: str) -> str:
-    """``text`` with whatever sits between ``//`` and ``@`` shown as ``***``: also in a mistyped URL
-    (``rediss//:secret@host``), which :func:`redact` cannot parse."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``text`` (a URL, maybe mistyped) with its credentials shown as ``***``: everything from ``//`` (or the
+    scheme) to the last ``@``, since a password may hold ``/``, ``?``, ``#`` or ``@`` (where a URL parser would
+    end the user part early and show the rest), and the value of a ``password`` query argument. When in doubt
+    (an ``@`` in the query) it hides too much, never too little."""
+    text = _PASSWORD_ARGUMENT.sub(r"\1***", text)
+    at = text.rfind("@")
+    if at < 0:
+        return text
+    slashes = text.find("//")
+    if 0 <= slashes < at:
+        start = slashes + 2
+    else:
+        scheme = _SCHEME.match(text)
+        start = scheme.end() if scheme is not None and scheme.end() <= at else 0
+    return text[:start] + "***" + text[at:]
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
+    """``url`` without its password (the user name stays when the URL parses as one), for messages."""
+    url = _PASSWORD_ARGUMENT.sub(r"\1***", url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return hide_credentials(url)
+    if parts.netloc.count("@") != url.count("@"):  # an '@' past the host part: it may end a password
+        return hide_credentials(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
@@ -33,12 +51,48 @@ def redact(url: str) -> str:
 
 
 def check_redis_url(url: str) -> None:
-    """Nothing if ``url`` is a usable ``redis://``, ``rediss://`` or ``unix://`` URL; else ``ValueError``.
+    """Nothing if ``url`` is a usable ``redis://``, ``rediss://`` or ``unix://`` URL; else ``ValueError``
+    saying why, without its credentials.
 
     redis-py parses it when installed (port, query arguments such as ``?db=``); what redis-py
-    quietly ignores is checked here: a path that is not ``/<database number>`` (redis-py would use
-    database 0), a missing host or socket path, port 0 and a negative database.
+    quietly ignores is checked here:
+    a path that is not ``/<database number>`` (redis-py would use database 0), a missing host or socket path,
+    port 0 and a negative database.
     """
+    try:
+        _check(url)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        return
+    if _split_inside_credentials(url):
+        # the parser's reason would quote a piece of the password ("port 'Pa'", "path '/ssword@host/0'")
+        reason = ("the host part ends before the last '@': a user name or password holding '/', '?' or '#' must "
+                  "be percent-encoded (%2F, %3F, %23)")
+    password = _password(url)
+    if password and len(password) >= 3:
+        reason = reason.replace(password, "***")
+    raise ValueError(reason) from None
+
+
+def _split_inside_credentials(url: str) -> bool:
+    """True when a URL parser ends the host part before the last ``@`` (which may end a password)."""
+    url = _PASSWORD_ARGUMENT.sub(r"\1***", url)
+    try:
+        netloc = urllib.parse.urlsplit(url).netloc
+    except ValueError:
+        return "@" in url
+    return netloc.count("@") != url.count("@")
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _check(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     kwargs = _parse(url)
     if parts.scheme == "unix":
