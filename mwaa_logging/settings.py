@@ -121,7 +121,10 @@ def _scope(raw: Any) -> str:
     if text.startswith(("redis://", "rediss://", "unix://")):
         from mwaa_logging.budgets.urls import check_redis_url  # redis-py parses it when installed
 
-        check_redis_url(text)  # a bad database, host or port fails here, not at the first connection
+        try:
+            check_redis_url(text)  # a bad database, host or port fails here, not at the first connection
+        except ValueError as exc:
+            raise _Unfit(str(exc)) from None  # its reason, which never repeats a password
         return text
     from mwaa_logging.budgets.urls import hide_credentials
 

@@ -112,3 +112,19 @@ def test_no_generated_password_appears_in_any_error_or_warning(url: str, tmp_pat
         assert recorder.lines
     assert not any(shows_a_password(line) for line in recorder.lines), recorder.lines
     assert not shows_a_password(hide_credentials(url)) and not shows_a_password(redact(url))
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://myhost:6379/db0", "the path must be /<database number>, got '/db0'"),
+        ("redis://myhost:6379/0?db=-1", "the database must be a number >= 0, got -1"),
+        ("redis://myhost:0/0", "the port must be from 1 to 65535, got 0"),
+        ("redis://user:Pa/ssword@myhost:6379/0", "must be percent-encoded"),
+    ],
+)
+def test_a_refused_url_says_why(url: str, reason: str) -> None:
+    """The setting's message was only "expected 'process', 'host', or a redis://... URL"."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.resolve({"rate_limit_scope": url}, environ={})
+    assert reason in str(raised.value) and "rate_limit_scope" in str(raised.value)
