@@ -122,7 +122,7 @@ def _scope(raw: Any) -> str:
         from mwaa_logging.budgets.urls import check_redis_url  # redis-py parses it when installed
 
         try:
-            check_redis_url(text)  # a bad database, host or port fails here, not at the first connection
+            check_redis_url(text)  # a bad database, host, port or query argument fails here, not at the first call
         except ValueError as exc:
             raise _Unfit(str(exc)) from None  # its reason, which never repeats a password
         return text

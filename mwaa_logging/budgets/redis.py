@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
-from mwaa_logging.budgets.urls import redact
+from mwaa_logging.budgets.urls import client_options, redact
 from mwaa_logging.protocols import Budget
 
 if TYPE_CHECKING:
@@ -293,6 +293,9 @@ class RedisBudget:
         except (redis.RedisError, OSError) as exc:
             self._went_down(now, exc)
             return None
+        except Exception as exc:  # redis-py refusing its arguments (TypeError), a bug in it: an outage
+            self._went_down(now, exc)  # for the sender, which must never see it
+            return None
         self._came_back()
         self.last_server_time = float(server_now)
         if hosts:
@@ -366,15 +369,7 @@ def connect(url: str, timeout: float) -> Redis[bytes]:
     """A redis-py client for ``redis://`` / ``rediss://`` URLs that fails fast: short timeouts, no retries."""
     try:
         import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
     except ImportError as exc:  # pragma: no cover - the dev environment has the extra
         raise ImportError(f"rate_limit_scope {redact(url)} needs redis-py: pip install 'mwaa-logging[redis]'") from exc
 
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
+    return redis.Redis.from_url(url, **client_options(timeout))

@@ -14,6 +14,7 @@ _DB_PATH = re.compile(r"(/[0-9]*)?")
 #: A ``password`` query argument (redis-py passes it on to the connection), up to the next argument.
 _PASSWORD_ARGUMENT = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
+_UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '([^']+)'")
 
 
 def hide_credentials(text: str) -> str:
@@ -54,8 +55,9 @@ def check_redis_url(url: str) -> None:
     """Nothing if ``url`` is a usable ``redis://``, ``rediss://`` or ``unix://`` URL; else ``ValueError``
     saying why, without its credentials.
 
-    redis-py parses it when installed (port, query arguments such as ``?db=``); what redis-py
-    quietly ignores is checked here:
+    redis-py parses it when installed (port, query arguments such as ``?db=``) and builds, without connecting,
+    the connection it would open, which refuses query arguments it does not take (``?ssl_cert_reqs=`` on a
+    ``redis://`` URL: the first call would raise ``TypeError``). What redis-py quietly ignores is checked here:
     a path that is not ``/<database number>`` (redis-py would use database 0), a missing host or socket path,
     port 0 and a negative database.
     """
@@ -109,6 +111,39 @@ def _check(url: str) -> None:
     db = kwargs.get("db", 0)
     if not isinstance(db, int) or db < 0:
         raise ValueError(f"the database must be a number >= 0, got {db!r}")
+    _build_connection(url, parts.scheme)
+
+
+def client_options(timeout: float) -> dict[str, Any]:
+    """redis-py client keywords of a budget's connection: short timeouts, no retries (it fails fast)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+
+
+def _build_connection(url: str, scheme: str) -> None:
+    """Build, without connecting, the connection redis-py would open for ``url``; ``ValueError`` if it refuses
+    the URL's query arguments. Nothing to do without redis-py (the budget cannot be built then anyway)."""
+    try:
+        import redis
+    except ImportError:
+        return
+    try:
+        pool = redis.ConnectionPool.from_url(url, **client_options(0.1))
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        unexpected = _UNEXPECTED_ARGUMENT.search(str(exc))
+        if unexpected is None:
+            raise ValueError(f"redis-py refuses its arguments: {exc}") from None
+        raise ValueError(f"redis-py takes no query argument {unexpected[1]!r} in a {scheme}:// URL") from None
+    except Exception as exc:  # redis-py's own checks: RedisError, ValueError, ...
+        raise ValueError(f"redis-py refuses it: {exc}") from None
 
 
 def _parse(url: str) -> dict[str, Any]:

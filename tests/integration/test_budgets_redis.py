@@ -397,3 +397,22 @@ def test_a_redis_cluster_runs_the_budget_script(tmp_path: Path) -> None:
         client.close()
     finally:
         node.kill()
+
+
+def test_an_unexpected_error_from_redis_py_is_an_outage_for_the_sender(
+    server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A query argument redis-py passes on to its connection, which refuses it (``TypeError`` at the first call):
+    the error went up into the sender at every acquire, with no fallback, and nothing was delivered."""
+    config = BudgetConfig(rate=RATE, burst=BURST)
+    client: redis.Redis[bytes] = redis.Redis.from_url(f"{server.url}?foo=bar", socket_timeout=TIMEOUT)
+    shared = RedisBudget(server.url, config, HostBudget(config, directory=tmp_path), client=client,
+                         reconnect_initial=0.2, reconnect_max=0.2)
+    caplog.set_level(logging.WARNING, logger="mwaa_logging.budgets.redis")
+    assert [shared.acquire(step * 0.1) for step in range(5)] == [0.0] * 5  # served by the host budget
+    shared.on_throttled(0.5)
+    assert shared.rate(0.5) < RATE
+    stats = shared.stats()
+    assert (stats.scope, stats.fallbacks, stats.granted, stats.throttles) == ("fleet->host", 1, 5, 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "unreachable" in warnings[0] and "foo" in warnings[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mwaa_logging.budgets.factory import build_budget, validate_scope
-from mwaa_logging.budgets.urls import hide_credentials, redact
+from mwaa_logging.budgets.urls import check_redis_url, hide_credentials, redact
 from mwaa_logging.settings import Settings, SettingsError
 
 #: Pieces of every generated password; nothing else in a URL or a message holds them.
@@ -30,7 +31,7 @@ def passwords(specials: tuple[str, ...] = SPECIALS) -> st.SearchStrategy[str]:
 def urls() -> st.SearchStrategy[str]:
     """Redis URLs (good and bad) carrying a generated password, in the user part or as ?password=."""
     host = st.sampled_from(["127.0.0.1:1", "127.0.0.1:0", "127.0.0.1:x", ""])  # no name to resolve
-    path = st.sampled_from(["/0", "/zero", "", "/0?db=-1"])
+    path = st.sampled_from(["/0", "/zero", "", "/0?foo=bar", "/0?db=-1", "/0?ssl_cert_reqs=none"])
     scheme = st.sampled_from(["redis://", "rediss://", "rediss//", "redis:/"])
     in_user_part = st.builds(lambda s, u, p, h, d: f"{s}{u}:{p}@{h}{d}", scheme,
                              st.sampled_from(["", "admin"]), passwords(), host, path)
@@ -128,3 +129,48 @@ def test_a_refused_url_says_why(url: str, reason: str) -> None:
     with pytest.raises(SettingsError) as raised:
         Settings.resolve({"rate_limit_scope": url}, environ={})
     assert reason in str(raised.value) and "rate_limit_scope" in str(raised.value)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a URL check must not touch the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.mark.parametrize(
+    ("url", "argument"),
+    [
+        ("redis://myhost:6379/0?ssl_cert_reqs=none", "'ssl_cert_reqs'"),  # a rediss:// argument on redis://
+        ("redis://myhost:6379/0?foo=bar", "'foo'"),
+        ("unix:///run/redis.sock?db=1&foo=bar", "'foo'"),
+        ("rediss://myhost:6379/0?ssl_cert_reqs=sometimes", "Invalid SSL Certificate Requirements Flag"),
+        ("redis://myhost:6379/0?protocol=4", "protocol"),
+    ],
+)
+def test_query_arguments_redis_py_refuses_at_the_first_call_are_refused_at_construction(
+    no_network: None, url: str, argument: str
+) -> None:
+    """redis-py raised TypeError at the first connection: no fallback, nothing delivered."""
+    with pytest.raises(SettingsError, match="rate_limit_scope") as raised:
+        Settings.resolve({"rate_limit_scope": url}, environ={})
+    assert argument in str(raised.value)
+    with pytest.raises(ValueError, match="rate_limit_scope"):
+        build_budget(url, rate=1.0, burst=None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://myhost:6379/0?ssl_cert_reqs=none",
+        "redis://myhost:6379/0?socket_timeout=1&health_check_interval=5&client_name=a@b",
+        "redis://myhost:6379/0?password=p@ss",
+        "unix:///run/redis.sock?db=1",
+    ],
+)
+def test_query_arguments_redis_py_takes_are_kept(no_network: None, url: str) -> None:
+    check_redis_url(url)
+    assert Settings.resolve({"rate_limit_scope": url}, environ={}).rate_limit_scope == url
