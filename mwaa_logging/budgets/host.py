@@ -65,7 +65,7 @@ def encode(state: BudgetState) -> bytes:
     return (body + _CRC.pack(zlib.crc32(body))).ljust(RECORD_SIZE, b"\0")
 
 
-def decode(record: bytes) -> BudgetState:
+def decode(record: bytes | bytearray) -> BudgetState:
     """The state in ``record``; a fresh state when it is new, foreign or torn."""
     body = record[:_CRC_OFFSET]
     (crc,) = _CRC.unpack_from(record, _CRC_OFFSET)
@@ -130,12 +130,19 @@ class HostBudget:
         lock_timeout: float = 0.05,
     ) -> None:
         self.config = config
+        self.name = name
+        self._namespace = namespace
+        self._directory = directory
         self.path = budget_path(name, namespace, directory)
         self.lock_timeout = lock_timeout
         self._counters = Counters(config.ceiling)
         self._pid = -1
         self._fd = -1
         self._map: mmap.mmap | None = None
+        #: The record of this process alone, once the file cannot be had in a forked child.
+        self._own: bytearray | None = None
+        #: Why, until it is said (in a warning at the next call: not in the at-fork hook).
+        self._unsaid: OSError | None = None
         self._thread_lock = threading.Lock()
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._open()
@@ -144,10 +151,25 @@ class HostBudget:
     def _reopen(self) -> None:
         """In a forked child: drop the inherited descriptor and open a new one. ``flock`` does not
         exclude holders of the same open file description, and closing the child's duplicate does not
-        release a lock the parent holds."""
+        release a lock the parent holds.
+
+        The file is that of the child's user (a daemon that dropped privileges with ``setuid`` before forking
+        its workers has another uid than when it made this budget). When it cannot be had (another user's file
+        at its path, a full ``/dev/shm``), the child keeps a budget of its own, starting from the state it
+        inherited, and says so once, as a process started without the file does."""
         self._thread_lock = threading.Lock()
+        self._pid = os.getpid()
+        inherited = bytes(self._map[:RECORD_SIZE]) if self._map is not None else bytes(self._own or b"")
         self._release()
-        self._open()
+        if self._own is not None:  # already on its own: so is the child
+            self._own = bytearray(inherited)
+            return
+        self.path = budget_path(self.name, self._namespace, self._directory)
+        try:
+            self._open()
+        except OSError as exc:
+            self._own = bytearray(inherited.ljust(RECORD_SIZE, b"\0"))
+            self._unsaid = exc
 
     def _open(self) -> None:
         fd = _open_own_file(self.path)
@@ -175,13 +197,26 @@ class HostBudget:
             os.close(self._fd)
             self._fd = -1
 
+    def _say_own_budget(self, exc: OSError) -> None:
+        log.warning("host budget %r cannot use %s in this forked process (%s): it keeps its own budget, not shared "
+                    "with the host's other processes", self.name, self.path, exc.strerror or exc)
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[mmap.mmap]:
+    def _locked(self) -> Iterator[mmap.mmap | bytearray]:
         if self._pid != os.getpid():  # forked without Python's fork hooks
             self._reopen()
         deadline = time.monotonic() + self.lock_timeout
         if not self._thread_lock.acquire(timeout=self.lock_timeout):
             raise LockTimeout(str(self.path))
+        if self._own is not None:
+            try:
+                unsaid, self._unsaid = self._unsaid, None
+                if unsaid is not None:
+                    self._say_own_budget(unsaid)
+                yield self._own
+            finally:
+                self._thread_lock.release()
+            return
         try:
             pause = 0.0001
             while True:
@@ -243,4 +278,5 @@ class HostBudget:
             return self._counters.rate
 
     def stats(self) -> BudgetStats:
-        return self._counters.snapshot(self.scope)
+        """Its counters; the scope is ``process`` once a forked child keeps a budget of its own."""
+        return self._counters.snapshot(self.scope if self._own is None else "process")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -260,3 +263,97 @@ def test_an_own_budget_file_open_to_others_is_made_private(tmp_path: Path) -> No
     path.chmod(0o666)
     HostBudget(BudgetConfig(rate=RATE), namespace="open", directory=tmp_path).close()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def acquire_in_forked_child(shared: HostBudget) -> dict[str, object]:
+    """Fork (Python's at-fork hooks run), take two tokens in the child, and say what happened there."""
+    fork = multiprocessing.get_context("fork")
+    result = fork.Queue()
+
+    def child() -> None:
+        lines: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(record.getMessage())
+
+        logging.getLogger("mwaa_logging.budgets.host").addHandler(Keep(logging.WARNING))
+        try:
+            waits = [shared.acquire(time.monotonic()), shared.acquire(time.monotonic())]
+            shared.on_throttled(time.monotonic())
+            result.put({"waits": waits, "scope": shared.stats().scope, "warnings": lines})
+        except Exception as exc:  # before the fix: every acquire raised what the at-fork reopen met
+            result.put({"error": repr(exc)})
+
+    process = fork.Process(target=child)
+    process.start()
+    answer: dict[str, object] = result.get(timeout=30)
+    process.join(timeout=30)
+    return answer
+
+
+def test_a_forked_child_that_cannot_reopen_the_file_keeps_its_own_budget(tmp_path: Path) -> None:
+    """The file at the budget's path changed between the parent's start and the fork (here a symbolic link, as
+    another user could put there): the at-fork reopen failed, silently, and every acquire in the child raised,
+    so its sender delivered nothing."""
+    shared = HostBudget(BudgetConfig(rate=RATE, burst=BURST), namespace="refork", directory=tmp_path)
+    assert shared.acquire(time.monotonic()) == 0.0
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    shared.path.unlink()
+    shared.path.symlink_to(victim)
+    answer = acquire_in_forked_child(shared)
+    assert answer.get("error") is None, answer
+    assert answer["waits"] == [0.0, 0.0] and answer["scope"] == "process"
+    warnings = answer["warnings"]
+    assert isinstance(warnings, list) and len(warnings) == 1  # said once, however many calls
+    assert "symbolic link, not followed" in warnings[0] and "keeps its own budget" in warnings[0]
+    assert victim.read_bytes() == b"keep"
+    assert shared.acquire(time.monotonic()) == 0.0  # the parent keeps its open file
+
+
+SETUID_FORK = """
+import json, os, sys, time
+from pathlib import Path
+from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.host import HostBudget
+
+shared = HostBudget(BudgetConfig(rate=10.0), namespace="setuid", directory=Path(sys.argv[1]))
+shared.acquire(time.monotonic())
+read, write = os.pipe()
+if os.fork() == 0:  # a daemon that configured logging as root drops privileges, then forks its workers
+    os.setgid(65534)
+    os.setuid(65534)
+    worker = os.fork()
+    if worker == 0:
+        try:
+            out = {"wait": shared.acquire(time.monotonic()), "scope": shared.stats().scope, "path": str(shared.path)}
+        except Exception as exc:
+            out = {"error": repr(exc)}
+        os.write(write, json.dumps(out).encode())
+        os._exit(0)
+    os.waitpid(worker, 0)
+    os._exit(0)
+os.close(write)
+os.wait()
+print(os.read(read, 65536).decode())
+"""
+
+
+def test_a_child_forked_after_setuid_uses_the_budget_file_of_its_own_user() -> None:
+    """gunicorn, a Celery worker started with --uid, any prefork server: the children reopened the root-owned 0600
+    file of the parent's uid, got EACCES, and every acquire raised."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    shared_dir = Path(tempfile.mkdtemp(prefix="setuid-budget-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    try:
+        shared_dir.chmod(0o1777)  # a world-writable directory, as /dev/shm (pytest's own tmp_path is root's only)
+        done = subprocess.run([sys.executable, "-c", SETUID_FORK, str(shared_dir)], capture_output=True, text=True,
+                              timeout=60, check=True)
+        answer = json.loads(done.stdout)
+        assert answer.get("error") is None, answer
+        assert (answer["wait"], answer["scope"]) == (0.0, "host")  # still shared, by the processes of uid 65534
+        assert answer["path"] == str(budget_path("put", "setuid", shared_dir)).replace("-uid0.", "-uid65534.")
+        assert Path(answer["path"]).stat().st_uid == 65534
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)
