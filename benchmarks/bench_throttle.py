@@ -92,10 +92,9 @@ class FleetRun:
 
 def remove_host_budgets(namespace: str) -> None:
     """Delete the host-scope budget files a run created (they live in /dev/shm or the temp dir)."""
-    from mwaa_logging.budgets.host import budget_path
+    from mwaa_logging.budgets.host import default_directory
 
-    folder = budget_path("put", namespace).parent
-    for path in folder.glob(f"{namespace}-*.budget"):
+    for path in default_directory().glob(f"{namespace}-*.budget"):
         path.unlink(missing_ok=True)
 
 

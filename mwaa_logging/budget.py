@@ -93,6 +93,21 @@ class BudgetConfig:
         return min(self.min_rate, self.ceiling)
 
 
+def _number(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def config_tag(config: BudgetConfig) -> str:
+    """What a shared budget's file or key says of its configuration (``rate100-burst100``, ``unlimited``):
+    participants configured with another rate or burst take from a bucket of their own, each at its own limit
+    (one bucket for all gave its rate to whoever took first). A default burst is written as its value."""
+    if config.rate is None:
+        return "unlimited" if config.burst is None else f"unlimited-burst{_number(config.burst)}"
+    burst = config.burst if config.burst is not None else max(1.0, config.rate)
+    return f"rate{_number(config.rate)}-burst{_number(burst)}"
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetState:
     """Everything a budget remembers; plain floats so it fits a struct and a Redis hash."""

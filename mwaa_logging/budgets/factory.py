@@ -81,7 +81,8 @@ def _host_budget(config: BudgetConfig, name: str, namespace: str, directory: Pat
         return HostBudget(config, name, namespace=namespace, directory=directory)
     except OSError as exc:
         log.warning("host budget %r cannot use %s (%s): this process keeps its own budget, not shared with the "
-                    "host's other processes", name, budget_path(name, namespace, directory), exc.strerror or exc)
+                    "host's other processes", name, budget_path(name, namespace, directory, config=config),
+                    exc.strerror or exc)
         return ProcessBudget(config)
 
 

@@ -51,9 +51,11 @@ def default_directory() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def budget_path(name: str, namespace: str = "mwaa-logging", directory: Path | None = None) -> Path:
-    """Where the host budget called ``name`` lives; one file per user, namespace and name."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{namespace}-{name}")
+def budget_path(name: str, namespace: str = "mwaa-logging", directory: Path | None = None, *,
+                config: BudgetConfig) -> Path:
+    """Where the host budget called ``name`` lives; one file per user, namespace, name and configuration (rate
+    and burst: processes configured with other values share another bucket), ``<namespace>-*.budget``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{namespace}-{name}-{budget.config_tag(config)}")
     return (directory or default_directory()) / f"{safe}-uid{os.getuid()}.budget"
 
 
@@ -133,7 +135,8 @@ class HostBudget:
         self.name = name
         self._namespace = namespace
         self._directory = directory
-        self.path = budget_path(name, namespace, directory)
+        self._configured = config  # names the file; ``config`` may change later (a fleet budget's host share)
+        self.path = budget_path(name, namespace, directory, config=config)
         self.lock_timeout = lock_timeout
         self._counters = Counters(config.ceiling)
         self._pid = -1
@@ -164,7 +167,7 @@ class HostBudget:
         if self._own is not None:  # already on its own: so is the child
             self._own = bytearray(inherited)
             return
-        self.path = budget_path(self.name, self._namespace, self._directory)
+        self.path = budget_path(self.name, self._namespace, self._directory, config=self._configured)
         try:
             self._open()
         except OSError as exc:

@@ -24,7 +24,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budget import BudgetConfig, config_tag
 from mwaa_logging.budgets.forksafe import after_fork_in_child
 from mwaa_logging.budgets.stats import BudgetStats, Counters
 from mwaa_logging.budgets.urls import client_options, redact
@@ -224,8 +224,9 @@ class RedisBudget:
         self.config = config
         self.fallback = fallback
         # One hash tag for both keys: a Redis Cluster (ElastiCache cluster mode, Serverless) runs a script only
-        # when all its keys are in one slot, and refused every call with CROSSSLOT without it.
-        self.key = f"{{{namespace}:budget:{name}}}"
+        # when all its keys are in one slot, and refused every call with CROSSSLOT without it. Participants
+        # configured with another rate or burst use other keys: each bucket runs at its own configured limit.
+        self.key = f"{{{namespace}:budget:{name}:{config_tag(config)}}}"
         self.hosts_key = f"{self.key}:hosts"
         self.host_id = host_id if host_id is not None else socket.gethostname()
         self.heartbeat_interval = heartbeat_interval

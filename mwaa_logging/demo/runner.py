@@ -120,10 +120,6 @@ def formatter_for(handler: str) -> logging.Formatter:
     return CloudWatchLogFormatter(LOG_FORMAT)
 
 
-#: Names of the host budgets a handler uses (see ``mwaa_logging.build``).
-BUDGET_NAMES = ("put", "create_stream", "create_group")
-
-
 def budget_namespace(config: DemoConfig) -> str:
     """A host-budget namespace of this run only: other processes of the host (and earlier runs' learned
     rates) do not share the demo's budget."""
@@ -138,10 +134,10 @@ def handler_settings(config: DemoConfig) -> dict[str, Any]:
 
 def remove_budget_files(config: DemoConfig) -> None:
     """The run's host budget files (a few bytes each in /dev/shm or the temp dir)."""
-    from mwaa_logging.budgets.host import budget_path
+    from mwaa_logging.budgets.host import default_directory
 
-    for name in BUDGET_NAMES:
-        budget_path(name, budget_namespace(config)).unlink(missing_ok=True)
+    for path in default_directory().glob(f"{budget_namespace(config)}-*.budget"):  # every name and rate
+        path.unlink(missing_ok=True)
 
 
 class Run:

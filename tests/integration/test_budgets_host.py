@@ -236,7 +236,7 @@ def test_a_symbolic_link_at_the_budget_path_is_not_followed(tmp_path: Path, capl
     file it named (any file this user may write)."""
     victim = tmp_path / "victim.conf"
     victim.write_bytes(b"important = yes\n" * 8)
-    budget_path("put", "links", tmp_path).symlink_to(victim)
+    budget_path("put", "links", tmp_path, config=BudgetConfig(rate=RATE)).symlink_to(victim)
     shared = build_budget("host", rate=RATE, burst=None, namespace="links", directory=tmp_path)
     assert isinstance(shared, ProcessBudget) and shared.acquire(0.0) == 0.0
     assert victim.read_bytes() == b"important = yes\n" * 8
@@ -248,7 +248,7 @@ def test_a_budget_file_of_another_user_is_not_trusted(tmp_path: Path, caplog: py
     years (each line then spilled at max_latency), and its owner could rewrite it at will."""
     if os.geteuid() != 0:
         pytest.skip("needs root to make a file owned by another user")
-    path = budget_path("put", "forged", tmp_path)
+    path = budget_path("put", "forged", tmp_path, config=BudgetConfig(rate=RATE))
     path.write_bytes(encode(BudgetState(tokens=-1e12, updated=time.monotonic())))
     os.chown(path, 65534, 65534)
     path.chmod(0o666)
@@ -258,7 +258,7 @@ def test_a_budget_file_of_another_user_is_not_trusted(tmp_path: Path, caplog: py
 
 
 def test_an_own_budget_file_open_to_others_is_made_private(tmp_path: Path) -> None:
-    path = budget_path("put", "open", tmp_path)
+    path = budget_path("put", "open", tmp_path, config=BudgetConfig(rate=RATE))
     path.write_bytes(b"")
     path.chmod(0o666)
     HostBudget(BudgetConfig(rate=RATE), namespace="open", directory=tmp_path).close()
@@ -353,7 +353,44 @@ def test_a_child_forked_after_setuid_uses_the_budget_file_of_its_own_user() -> N
         answer = json.loads(done.stdout)
         assert answer.get("error") is None, answer
         assert (answer["wait"], answer["scope"]) == (0.0, "host")  # still shared, by the processes of uid 65534
-        assert answer["path"] == str(budget_path("put", "setuid", shared_dir)).replace("-uid0.", "-uid65534.")
+        roots = str(budget_path("put", "setuid", shared_dir, config=BudgetConfig(rate=10.0)))
+        assert answer["path"] == roots.replace("-uid0.", "-uid65534.")
         assert Path(answer["path"]).stat().st_uid == 65534
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)
+
+
+def take_at(directory: str, rate: float, now: float, count: int, throttle: bool = False) -> tuple[list[float], float]:
+    """In a process of its own: ``count`` acquires at the injected ``now``; their waits and the rate in force."""
+    shared = HostBudget(BudgetConfig(rate=rate), namespace="mixed", directory=Path(directory))
+    waits = [shared.acquire(now) for _ in range(count)]
+    if throttle:
+        shared.on_throttled(now)
+    return waits, shared.rate(now)
+
+
+def test_processes_configured_with_other_rates_each_keep_their_own_limit(tmp_path: Path) -> None:
+    """put_rate_limit 100 in one process and 2 in another, one host: they shared one bucket, and whichever took
+    first took the other's rate (/tmp/rv/host_mixed.py: 0.2 calls/s for the one configured for 2, 98 for the
+    other). Now each configuration has its bucket (file); processes with the same one still share it."""
+    now = time.monotonic()
+    with SPAWN.Pool(1) as pool:
+        fast, fast_rate = pool.apply(take_at, (str(tmp_path), 100.0, now, 150, True))  # drains its bucket, throttled
+        slow, slow_rate = pool.apply(take_at, (str(tmp_path), 2.0, now, 3))
+        same, _ = pool.apply(take_at, (str(tmp_path), 100.0, now, 1))
+    assert fast[:100] == [0.0] * 100 and all(wait > 0 for wait in fast[100:])
+    assert slow[:2] == [0.0, 0.0] and slow[2] == pytest.approx(0.5)  # its own burst, then 2 calls/s
+    assert (fast_rate, slow_rate) == (pytest.approx(70.0), 2.0)  # a throttle lowers its own bucket's rate
+    assert same[0] > 0  # the same configuration, the same (drained) bucket
+    assert len(list(tmp_path.glob("mixed-put-*.budget"))) == 2
+
+
+def test_the_budget_file_names_the_configuration() -> None:
+    directory = Path("/nonexistent")
+    assert budget_path("put", "ns", directory, config=BudgetConfig(rate=5)) == budget_path(
+        "put", "ns", directory, config=BudgetConfig(rate=5, burst=5))  # the default burst is one second of rate
+    names = {budget_path("put", "ns", directory, config=config).name
+             for config in (BudgetConfig(rate=5), BudgetConfig(rate=5, burst=10), BudgetConfig(rate=0.5),
+                            BudgetConfig(), BudgetConfig(burst=10))}
+    assert names == {f"ns-put-{tag}-uid{os.getuid()}.budget"
+                     for tag in ("rate5-burst5", "rate5-burst10", "rate0.5-burst1", "unlimited", "unlimited-burst10")}

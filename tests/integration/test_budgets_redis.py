@@ -369,7 +369,9 @@ def test_factory_builds_each_scope(server: RedisServer, tmp_path: Path) -> None:
     assert isinstance(fleet_budget, Budget)
     budgets = build_budgets(server.url, put_rate=1000, directory=tmp_path)
     keys = {b.key for b in (budgets.put, budgets.create_stream, budgets.create_group)}  # type: ignore[attr-defined]
-    assert keys == {f"{{mwaa-logging:budget:{name}}}" for name in ("put", "create-stream", "create-group")}
+    assert keys == {"{mwaa-logging:budget:put:rate1000-burst1000}",
+                    "{mwaa-logging:budget:create-stream:rate50-burst50}",
+                    "{mwaa-logging:budget:create-group:rate10-burst10}"}
     grants = sum(budgets.create_group.acquire(0.0) == 0.0 for _ in range(30))
     assert grants == 10  # CreateLogGroup: 10 calls/s quota, one second of burst
     with pytest.raises(ValueError, match="rate_limit_scope"):
@@ -416,3 +418,23 @@ def test_an_unexpected_error_from_redis_py_is_an_outage_for_the_sender(
     assert (stats.scope, stats.fallbacks, stats.granted, stats.throttles) == ("fleet->host", 1, 5, 1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "foo" in warnings[0]
+
+
+def test_participants_configured_with_other_rates_each_keep_their_own_limit(server: RedisServer) -> None:
+    """put_rate_limit 100 in one worker and 2 in another (a rolling change of the limit): one key for both gave the
+    rate to whoever took first. Each configuration has its keys; participants with the same one still share them."""
+
+    def participant(rate: float) -> RedisBudget:
+        config = BudgetConfig(rate=rate)
+        return RedisBudget(server.url, config, ProcessBudget(config), server_time=False, timeout=1.0)
+
+    fast, slow, same = participant(100.0), participant(2.0), participant(100.0)
+    assert [fast.acquire(1000.0) for _ in range(100)] == [0.0] * 100
+    fast.on_throttled(1000.0)
+    assert [slow.acquire(1000.0) for _ in range(2)] == [0.0, 0.0]  # its own burst
+    assert slow.acquire(1000.0) == pytest.approx(0.5)  # then 2 calls/s
+    assert slow.rate(1000.0) == 2.0 and fast.rate(1000.0) == pytest.approx(70.0)
+    assert same.acquire(1000.0) > 0  # the same configuration shares the drained bucket
+    assert fast.key == "{mwaa-logging:budget:put:rate100-burst100}"
+    assert slow.key == "{mwaa-logging:budget:put:rate2-burst2}"
+    assert all(b.available for b in (fast, slow, same))
