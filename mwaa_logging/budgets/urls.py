@@ -68,13 +68,26 @@ def check_redis_url(url: str) -> None:
     else:
         return
     if _split_inside_credentials(url):
-        # the parser's reason would quote a piece of the password ("port 'Pa'", "path '/ssword@host/0'")
-        reason = ("the host part ends before the last '@': a user name or password holding '/', '?' or '#' must "
-                  "be percent-encoded (%2F, %3F, %23)")
+        reason = _SPLIT  # the parser's reason would quote a piece of the password ("port 'Pa'", "path '/ss@h/0'")
     password = _password(url)
     if password and len(password) >= 3:
         reason = reason.replace(password, "***")
     raise ValueError(reason) from None
+
+
+_SPLIT = ("the host part ends before the last '@': a user name or password holding '/', '?' or '#' must be "
+          "percent-encoded (%2F, %3F, %23)")
+
+
+def _only_query_values_hold_at(url: str) -> bool:
+    """True when every ``@`` past the host part is in the value of a ``name=value`` query argument."""
+    try:
+        parts = urllib.parse.urlsplit(_PASSWORD_ARGUMENT.sub(r"\1***", url))
+    except ValueError:
+        return False
+    if "@" in parts.path or "@" in parts.fragment:
+        return False
+    return all("=" in item.split("@", 1)[0] for item in parts.query.split("&") if "@" in item)
 
 
 def _split_inside_credentials(url: str) -> bool:
@@ -95,6 +108,8 @@ def _password(url: str) -> str | None:
 
 
 def _check(url: str) -> None:
+    if _split_inside_credentials(url) and not _only_query_values_hold_at(url):
+        raise ValueError(_SPLIT)  # else it could connect to a host made of a piece of the password
     parts = urllib.parse.urlsplit(url)
     kwargs = _parse(url)
     if parts.scheme == "unix":

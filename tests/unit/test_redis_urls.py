@@ -84,6 +84,7 @@ def recorder() -> Iterator[Recorder]:
         ("redis://:S3cr@Ev8@myhost:6379/zero", "S3cr@Ev8"),  # the old pattern stopped at the first '@'
         ("redis://:S3cr?Ev8#Wq4@myhost:6379/0", "S3cr?Ev8#Wq4"),
         ("redis://myhost:6379/zero?password=S3cr@Ev8", "S3cr@Ev8"),
+        ("redis://:S3cr@Ev8?Wq4@127.0.0.1:1/0", "S3cr@Ev8?Wq4"),  # it was taken, to connect to host 'Ev8'!
     ],
 )
 def test_a_refused_url_never_shows_its_password(url: str, secret: str) -> None:
