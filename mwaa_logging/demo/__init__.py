@@ -15,10 +15,12 @@ import dataclasses
 import math
 import os
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mwaa_logging.demo.endpoint import Target
@@ -48,6 +50,25 @@ def _non_negative(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
+
+
+#: Upper bound of ``--duration`` and ``--storm`` (a day; 1e300 s would overflow the task processes' sleeps).
+MAX_SECONDS = 86_400.0
+
+
+def _seconds(text: str) -> float:
+    value = _non_negative(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:g} (a day)")
+    return value
+
+
+def _spill_to(text: str) -> str:
+    """A local path made absolute, ``~`` expanded (the handler expands it, the read-back and the replay, run
+    from another directory, must see the same directory); URLs as given."""
+    if "://" in text or not text.strip():
+        return text
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def _optional_tps(text: str) -> float | None:
@@ -82,45 +103,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     workload.add_argument("--big-events", type=_non_negative_int, default=defaults.big_events, metavar="N",
                           help="of those lines, events over 1 MB (default %(default)s; at most --lines minus "
                                f"{FRAME_LINES})")
-    workload.add_argument("--duration", type=_non_negative, default=defaults.duration, metavar="SECONDS",
+    workload.add_argument("--duration", type=_seconds, default=defaults.duration, metavar="SECONDS",
                           help="time each task spends logging, in bursts (default %(default)s)")
     workload.add_argument("--seed", type=int, default=defaults.seed, help="workload seed (default %(default)s)")
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
     cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
                        help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; "
-                            "'none'); an endpoint given with --endpoint-url gets its own back at the end")
+                            "'none'); an endpoint given with --endpoint-url gets its own back at the end, unless "
+                            "another client changed it meanwhile")
     cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",
                        help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s)")
-    cloud.add_argument("--storm", type=_non_negative, default=defaults.storm, metavar="SECONDS",
-                       help="throttle every PutLogEvents call for this long, 30%% into the logging "
-                            "(default %(default)s; 0: none)")
+    cloud.add_argument("--storm", type=_seconds, default=defaults.storm, metavar="SECONDS",
+                       help="throttle every PutLogEvents call for this long, starting 30%% of --duration "
+                            "after the first line is logged (default %(default)s; 0: none)")
     ours = parser.add_argument_group("mwaa-logging settings")
     ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
                       help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; 'none')")
     ours.add_argument("--max-latency", type=float, default=defaults.max_latency, metavar="SECONDS",
                       help="max_latency: older undelivered events are spilled (default %(default)s; more than "
                            "the handler's send_interval)")
-    ours.add_argument("--spill-to", default=None, metavar="URL",
+    ours.add_argument("--spill-to", type=_spill_to, default=None, metavar="URL",
                       help="spill target (default s3://mwaa-logging-demo/<log group>/ on the endpoint)")
     ours.add_argument("--no-replay", dest="replay", action="store_false",
-                      help="skip re-ingesting spilled lines with `mwaa-logging replay` after the read-back")
+                      help="skip re-ingesting spilled lines with `mwaa-logging replay` after the read-back (it "
+                           "replays only this run's log group's prefix of the spill location)")
     where = parser.add_argument_group("where")
     where.add_argument("--endpoint-url", type=_endpoint_url, default=None, metavar="URL",
                        help="use this CloudWatch Logs (+ S3) endpoint instead of the embedded one")
     where.add_argument("--s3-endpoint-url", type=_endpoint_url, default=None, metavar="URL",
-                       help="S3 endpoint (default: --endpoint-url)")
+                       help="S3 endpoint (default: --endpoint-url; needs --endpoint-url)")
     where.add_argument("--real-aws", action="store_true",
-                       help="use the real AWS account of the default credential chain (needs --spill-to)")
+                       help="use the real AWS account of the default credential chain (needs --spill-to; not with "
+                            "--endpoint-url). Leaves its log groups airflow-demo-*-Task, with a 1-day retention")
     output = parser.add_argument_group("output")
     output.add_argument("--compare", choices=["watchtower"], default=None,
                         help="also run the same workload through watchtower and compare")
     output.add_argument("--chart", type=Path, default=None, metavar="PATH",
-                        help=f"chart file for --compare (default {DEFAULT_CHART})")
+                        help=f"chart file for --compare (default {DEFAULT_CHART}; needs --compare)")
     output.add_argument("--quiet", action="store_true", help="no live progress")
 
 
 #: Options that set a handler setting (checked by resolving the settings the task processes will use).
 SETTING_OPTIONS = {"spill_to": "--spill-to", "put_rate_limit": "--rate-limit", "max_latency": "--max-latency"}
+#: Settings the demo always sets itself (``put_rate_limit`` unless ``--rate-limit none``; ``endpoint_url``, see
+#: ``Target.task_env``).
+OVERRIDDEN_SETTINGS = ("spill_to", "max_latency", "rate_limit_scope", "rate_limit_namespace", "put_rate_limit")
 
 
 def demo_config(args: argparse.Namespace) -> DemoConfig:
@@ -154,17 +181,76 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace, con
 
     if args.real_aws and not args.spill_to:
         parser.error("--real-aws needs --spill-to (an s3://bucket/prefix you own, or a directory)")
+    if args.real_aws and args.endpoint_url:
+        parser.error("argument --endpoint-url: not allowed with --real-aws (one or the other)")
+    if args.s3_endpoint_url and not args.endpoint_url:
+        parser.error("argument --s3-endpoint-url: needs --endpoint-url (the embedded endpoint has its own S3)")
+    if args.chart is not None:
+        if args.compare is None:
+            parser.error("argument --chart: needs --compare (a single run writes no chart)")
+        problem = chart_problem(args.chart)
+        if problem:
+            parser.error(f"argument --chart: {args.chart}: {problem}")
     settings = handler_settings(config)
     for name, option in SETTING_OPTIONS.items():
         try:
             Settings.resolve({name: settings[name]})
         except SettingsError as error:
             if f"invalid setting {name}=" in str(error):  # else a MWAA_LOGGING_* variable's fault: below
-                parser.error(f"argument {option}: {error}")
+                parser.error(f"argument {option}: {error}{_from_environment(str(error))}")
     try:
         Settings.resolve(settings)
     except SettingsError as error:
         parser.error(str(error))
+
+
+def _from_environment(error: str) -> str:
+    """Which ``MWAA_LOGGING_*`` variable an option's error comes from, when one does (``--max-latency`` against
+    an inherited ``MWAA_LOGGING_SEND_INTERVAL``)."""
+    from mwaa_logging.settings import ENV_PREFIX
+
+    name = ENV_PREFIX + "SEND_INTERVAL"
+    if "send_interval (" in error and name in os.environ:
+        return f" (send_interval from {name}={os.environ[name]})"
+    return ""
+
+
+def chart_problem(path: Path) -> str | None:
+    """Why the chart could not be written at ``path`` (None: it can, as far as can be told up front)."""
+    if path.is_dir():
+        return "is a directory"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "not writable"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        return f"cannot create files in {parent}"
+    return None
+
+
+def environment_note(config: DemoConfig, environ: Mapping[str, str] | None = None) -> str:
+    """One line on the inherited ``MWAA_LOGGING_*`` variables: which the demo overrides, which the task
+    processes honour ("" when none is set)."""
+    from mwaa_logging.settings import ENV_PREFIX, SPECS
+
+    environ = os.environ if environ is None else environ
+    overridden_names = set(OVERRIDDEN_SETTINGS) | {"endpoint_url"}
+    if config.rate_limit is None:  # --rate-limit none: the variable (if any) decides
+        overridden_names.discard("put_rate_limit")
+    names = sorted(n for n in environ if n.startswith(ENV_PREFIX) and n[len(ENV_PREFIX):].lower() in SPECS)
+    if not names:
+        return ""
+    overridden = [n for n in names if n[len(ENV_PREFIX):].lower() in overridden_names]
+    honoured = [n for n in names if n not in overridden]
+    parts = []
+    if overridden:
+        parts.append(f"{', '.join(overridden)} overridden by the demo")
+    if honoured:
+        parts.append(f"{', '.join(honoured)} honoured by the task processes")
+    return "environment: " + "; ".join(parts)
 
 
 def make_target(args: argparse.Namespace) -> Target:
@@ -178,7 +264,25 @@ def make_target(args: argparse.Namespace) -> Target:
     return Target.embedded(args.quota)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run cleans up as after Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def run(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args)
+    except Terminated:  # before or after the run proper (during it, _run says what was stopped)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from mwaa_logging.demo.endpoint import DEMO_BUCKET, EndpointError
@@ -197,6 +301,9 @@ def run(args: argparse.Namespace) -> int:
         if args.spill_to is None:
             target.ensure_bucket(DEMO_BUCKET)
         console.print(_intro(config, target.description), markup=False, highlight=False, soft_wrap=True)
+        note = environment_note(config)
+        if note:
+            console.print("  " + note, markup=False, highlight=False, soft_wrap=True)
         handlers = [MWAA_LOGGING] + ([WATCHTOWER] if args.compare == "watchtower" else [])
         description = target.description
 
@@ -210,10 +317,11 @@ def run(args: argparse.Namespace) -> int:
     except EndpointError as error:
         print(f"mwaa-logging demo: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        console.print("interrupted: task processes stopped, nothing verified")
-        return 130
-    finally:  # also on failure and Ctrl-C: stop our endpoint, put back what we changed on another one
+    except KeyboardInterrupt as interrupt:
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        console.print(f"{what}: task processes stopped, nothing verified")
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:  # also on failure, Ctrl-C and SIGTERM: stop our endpoint, put back what we changed on another one
         if target is not None:
             target.close()
     if len(results) > 1:
@@ -221,9 +329,14 @@ def run(args: argparse.Namespace) -> int:
         from mwaa_logging.demo.report import compare_table
 
         console.print(compare_table(results))
-        chart = write_chart(args.chart or DEFAULT_CHART, results, "mwaa-logging demo: mwaa-logging vs watchtower",
-                            storm=results[0].storm)
-        console.print(f"chart: {chart.resolve()}", highlight=False, soft_wrap=True)
+        path = args.chart or DEFAULT_CHART
+        try:
+            chart = write_chart(path, results, "mwaa-logging demo: mwaa-logging vs watchtower",
+                                storm=results[0].storm)
+        except OSError as error:
+            print(f"mwaa-logging demo: cannot write the chart {path}: {error}", file=sys.stderr)
+        else:
+            console.print(f"chart: {chart.resolve()}", highlight=False, soft_wrap=True)
     return 0 if results[0].ok else 1
 
 
@@ -235,7 +348,7 @@ def _intro(config: DemoConfig, endpoint: str) -> str:
     storm = "no storm"
     if config.storm:
         storm = (f"every PutLogEvents call throttled for {config.storm:g} s, "
-                 f"{config.storm_at * config.duration:g} s after the tasks start logging")
+                 f"{config.storm_at * config.duration:g} s after the first line is logged")
     big = f"{config.big_events_generated} > 1 MB each"
     if config.big_events_generated < config.big_events:
         from mwaa_logging.demo.workload import FRAME_LINES

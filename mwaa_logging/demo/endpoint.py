@@ -16,11 +16,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 DEMO_BUCKET = "mwaa-logging-demo"
+#: Inherited variables that would send a run's calls away from the endpoint it was given (see ``Target.task_env``).
+REDIRECTING_VARIABLES = frozenset({"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"})
 #: How long the preflight waits for an endpoint given with --endpoint-url / --s3-endpoint-url to answer.
 PREFLIGHT_TIMEOUT = 3.0
 
@@ -76,6 +78,15 @@ def _remote_controls(url: str) -> Any:
             """Set only the PutLogEvents quota (``set_quota`` would replace the create quotas too)."""
             self._call("POST", "quota", {"PutLogEvents": tps})
 
+        def add_throttle(self, seconds: float) -> int:
+            """Throttle every PutLogEvents call for ``seconds``; the id of the rule the endpoint stored."""
+            stored = self._call("POST", "faults", {"kind": "throttle", "api": "PutLogEvents", "duration": seconds})
+            return int(stored["id"])
+
+        def fault_ids(self) -> set[int]:
+            """Ids of the fault rules in force (expired ones are not listed)."""
+            return {int(rule["id"]) for rule in self.faults()}
+
     controls = Controls(url, timeout=5)
     try:
         controls.health()
@@ -111,6 +122,27 @@ class Target:
         self._owned = owned
         #: Undo what the run changed on an endpoint it does not own (run by :meth:`close`).
         self._restore: list[tuple[str, Callable[[], None]]] = []
+        #: Fault rules this run added: id -> when it expires (``time.monotonic()``).
+        self._own_faults: dict[int, float] = {}
+
+    @property
+    def owned(self) -> bool:
+        """The endpoint was started by this run (nobody else calls it: its counters are this run's)."""
+        return self._owned is not None
+
+    def task_env(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a process of the run (task, replay): ``environ`` with this target's endpoint
+        variables winning. ``MWAA_LOGGING_ENDPOINT_URL`` is dropped (the read-back, through boto3, would not
+        follow it); when the target has an endpoint of its own, so are the variables that would send the calls
+        elsewhere (``AWS_ENDPOINT_URL*``, ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``); real AWS keeps them (the
+        default chain, as the read-back's)."""
+        env = {name: value for name, value in environ.items() if name != "MWAA_LOGGING_ENDPOINT_URL"}
+        if self.url is not None:
+            for name in list(env):
+                if name in REDIRECTING_VARIABLES or name.startswith("AWS_ENDPOINT_URL"):
+                    del env[name]
+        env.update(self.env)
+        return env
 
     @classmethod
     def embedded(cls, quota: float | None) -> Target:
@@ -125,7 +157,8 @@ class Target:
         """A running endpoint. Raises :class:`EndpointError` (quickly) when it does not answer.
 
         When it is a mwaa-logging local endpoint, its PutLogEvents quota is ``quota`` until :meth:`close`,
-        which puts back the quota it had."""
+        which puts back the quota it had, unless someone else changed it meanwhile (then it is left, and said):
+        the endpoint's quota is one for all its clients, two runs at once share it."""
         from mwaa_logging.testing.local_aws import FAKE_CREDENTIALS
 
         preflight(url, "--endpoint-url")
@@ -141,8 +174,16 @@ class Target:
         target = cls(f"mwaa-logging local endpoint at {url} (PutLogEvents quota {_tps(quota)} during the run)",
                      env, url, controls)
         found = controls.put_quota()
-        target._restore.append((f"put back the PutLogEvents quota of {url} ({_tps(found)})",
-                                lambda: controls.set_put_quota(found)))
+
+        def put_back() -> None:
+            now = controls.put_quota()
+            if now != quota:  # another client set it since: theirs stays
+                print(f"mwaa-logging demo: the PutLogEvents quota of {url} is {_tps(now)}, set by another client "
+                      f"during the run: left as is (it was {_tps(found)} before the run)", file=sys.stderr)
+                return
+            controls.set_put_quota(found)
+
+        target._restore.append((f"put back the PutLogEvents quota of {url} ({_tps(found)})", put_back))
         controls.set_put_quota(quota)
         return target
 
@@ -190,26 +231,63 @@ class Target:
                               stats.bytes_received)
 
     def throttle_for(self, seconds: float) -> None:
-        """Throttle every PutLogEvents call for ``seconds`` (a fault rule on our endpoint)."""
+        """Throttle every PutLogEvents call for ``seconds`` (a fault rule on our endpoint, remembered as this
+        run's: :meth:`remove_own_faults` removes it)."""
         if self.controls is None:
             return
+        expires = time.monotonic() + seconds
         faults: Any = getattr(self.controls, "faults", None)
         if callable(getattr(faults, "throttle_for", None)):
-            faults.throttle_for(seconds)  # LocalAWS
+            rule_id = faults.throttle_for(seconds).id  # LocalAWS
         else:
-            self.controls.throttle_for(seconds)  # RemoteLocalAWS
+            rule_id = self.controls.add_throttle(seconds)  # RemoteLocalAWS
+        self._own_faults[rule_id] = expires
 
-    def clear_faults(self) -> None:
-        if self.controls is not None:
-            faults: Any = getattr(self.controls, "faults", None)
-            if callable(getattr(faults, "clear", None)):
-                faults.clear()  # LocalAWS
-            else:
-                self.controls.clear_faults()  # RemoteLocalAWS
+    def _fault_ids(self) -> set[int]:
+        faults: Any = getattr(self.controls, "faults", None)
+        if callable(getattr(faults, "rules", None)):
+            return {rule.id for rule in faults.rules()}  # LocalAWS
+        return set(self.controls.fault_ids())  # RemoteLocalAWS
+
+    def _clear_faults(self) -> None:
+        faults: Any = getattr(self.controls, "faults", None)
+        if callable(getattr(faults, "clear", None)):
+            faults.clear()  # LocalAWS
+        else:
+            self.controls.clear_faults()  # RemoteLocalAWS
+
+    def remove_own_faults(self, wait: bool = True) -> None:
+        """Remove the fault rules this run added, and no other.
+
+        The endpoint's admin API removes all rules or none: when only ours are in force they are cleared;
+        when another client's are there too, ours are left to expire (each has a duration) -- waited for when
+        ``wait`` (before the replay, which must not be throttled), else said on stderr."""
+        if self.controls is None or not self._own_faults:
+            return
+        in_force = self._fault_ids()
+        ours = {rule_id: expires for rule_id, expires in self._own_faults.items() if rule_id in in_force}
+        self._own_faults.clear()
+        if not ours:
+            return
+        if in_force <= set(ours):
+            self._clear_faults()
+            return
+        left = max(ours.values()) - time.monotonic()
+        if wait:
+            time.sleep(max(0.0, left))
+        else:
+            print(f"mwaa-logging demo: the throttle rule(s) #{', #'.join(map(str, sorted(ours)))} this run added "
+                  f"to {self.url} expire in {max(0.0, left):.0f} s: not removed, as the endpoint's other fault "
+                  "rules would be removed with them", file=sys.stderr)
 
     def close(self) -> None:
         """Stop the endpoint we started; undo what the run changed on one we did not (a failure to is
         reported on stderr, not raised)."""
+        try:
+            self.remove_own_faults(wait=False)
+        except Exception as error:  # the endpoint went away meanwhile: say so, finish closing
+            print(f"mwaa-logging demo: could not remove this run's throttle rule from {self.url}: {error}",
+                  file=sys.stderr)
         while self._restore:
             what, undo = self._restore.pop()
             try:

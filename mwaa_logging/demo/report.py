@@ -141,8 +141,7 @@ def in_cloudwatch_after_replay(result: RunResult) -> str:
 def print_summary(console: Console, result: RunResult, config: DemoConfig, target_description: str) -> None:
     console.print(task_table(result))
     if result.replay_output:
-        console.print(f"$ mwaa-logging replay {result.spill_to}", markup=False, highlight=False, soft_wrap=True)
-        console.print(result.replay_output, markup=False, highlight=False)
+        console.print(result.replay_output, markup=False, highlight=False, soft_wrap=True)
     table = Table(title=f"{result.handler}: totals", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")

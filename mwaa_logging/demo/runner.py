@@ -22,6 +22,8 @@ from mwaa_logging.demo.verify import TaskCheck, check_stream
 from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, big_event_count, expected_messages, plan_task
 
+#: Retention set on the log groups a ``--real-aws`` run created (they are left behind for a look).
+RETENTION_DAYS = 1
 #: Time allowed after the logging duration for the task processes to close their handlers and exit.
 EXIT_GRACE = 120.0
 
@@ -162,19 +164,29 @@ class Run:
             "handler": self.handler, "group": self.group, "seed": config.seed, "lines": config.lines,
             "big_events": config.big_events, "run_id": config.run_id, "duration": config.duration,
             "status_dir": str(self.status_dir),
-            "settings": handler_settings(config) if self.handler == MWAA_LOGGING else {},
+            "settings": self._settings() if self.handler == MWAA_LOGGING else {},
         }))
         return path
 
+    def _settings(self) -> dict[str, Any]:
+        """Our handler's settings, with the target's CloudWatch endpoint given explicitly (a keyword wins over
+        any ``MWAA_LOGGING_ENDPOINT_URL`` the tasks could inherit)."""
+        settings = handler_settings(self.config)
+        endpoint = self.target.env.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
+        if endpoint:
+            settings["endpoint_url"] = endpoint
+        return settings
+
     def execute(self) -> RunResult:
         config, target = self.config, self.target
-        target.clear_faults()
         neighbour = Neighbour(target, config.neighbour_tps)
         neighbour.prepare()
-        baseline = target.counts()
+        # The endpoint's counters are the run's only on an endpoint it started: on a shared one they count every
+        # client's calls, and the tasks' own counts are used instead.
+        baseline = target.counts() if target.owned else None
 
         def endpoint_counts() -> EndpointCounts | None:
-            counts = target.counts()
+            counts = target.counts() if baseline is not None else None
             if counts is None or baseline is None:
                 return None
             return counts.minus(baseline).minus(neighbour.counts.as_endpoint_counts())
@@ -185,7 +197,7 @@ class Run:
                       started=lambda: bool(monitor.timeline) and monitor.timeline[-1].logged > 0,
                       clock=monitor.elapsed)
         config_path = self._worker_config()
-        env = {**os.environ, **target.env}
+        env = target.task_env(os.environ)
         processes: list[subprocess.Popen[bytes]] = []
         neighbour.start()
         started = time.monotonic()
@@ -200,11 +212,11 @@ class Run:
                 if process.poll() is None:
                     process.kill()
                     process.wait(10)
-            storm.cancel()
+            storm.cancel()  # a storm already begun is this run's fault rule: removed below, or by Target.close
             monitor.stop()
             neighbour.stop()
         counts = endpoint_counts()
-        target.clear_faults()
+        target.remove_own_faults(wait=True)  # the replay must not be throttled
         read_started = time.monotonic()
         checks = self._verify(self.spill_to)
         statuses = read_statuses(self.status_dir)
@@ -214,25 +226,90 @@ class Run:
         result = RunResult(self.handler, self.group, self.spill_to, checks, statuses,
                            monitor.timeline, counts, wall, time.monotonic() - read_started, failures,
                            storm=storm.window)
-        if config.replay and self.spill_to and any(c.spilled_total for c in checks):
+        sources = self.replay_sources(checks)
+        if config.replay and sources:
             replay_started = time.monotonic()
-            result.replay_output = self._replay(env)
-            result.after_replay = self._verify(None)
+            outputs = []
+            for source in sources:
+                output, problem = self._replay(source, env, checks)
+                outputs.append(f"$ mwaa-logging replay {source}\n{output}".rstrip())
+                if problem:
+                    result.failures.append(problem)
+            result.replay_output = "\n".join(outputs)
+            if not any(f.startswith("replay ") for f in result.failures):
+                result.after_replay = self._verify(None)
             result.replay_seconds = time.monotonic() - replay_started
+        if target.url is None:  # real AWS: the group stays; its events expire after a day
+            self._set_retention()
         return result
 
-    def _replay(self, env: dict[str, str]) -> str:
-        """``mwaa-logging replay SPILL_TO`` as a user would run it; its output."""
-        assert self.spill_to is not None
-        command = [sys.executable, "-m", "mwaa_logging.cli", "replay", self.spill_to, "--no-progress",
+    def _set_retention(self) -> None:
+        """A retention of :data:`RETENTION_DAYS` on this run's log group (groups of real accounts otherwise keep
+        their events forever); a refusal is said, not raised."""
+        try:
+            self.target.logs_client().put_retention_policy(logGroupName=self.group, retentionInDays=RETENTION_DAYS)
+        except Exception as error:
+            self.console.print(f"could not set a {RETENTION_DAYS}-day retention on {self.group}: {error}",
+                               markup=False, highlight=False, soft_wrap=True)
+
+    def spill_locations(self) -> list[str]:
+        """Where this handler's spilled lines may be: ``spill_to``, and the default spill directory (S3 falls
+        back to it when S3 fails)."""
+        if not self.spill_to:
+            return []
+        from mwaa_logging.spill.local import default_spill_directory
+
+        return [self.spill_to, str(default_spill_directory())]
+
+    def replay_sources(self, checks: list[TaskCheck]) -> list[str]:
+        """The prefixes (directories) under the spill locations that hold this run's spill objects: its log
+        group's, ``<location>/<quoted group>/`` in the spill layout. Nothing else under a location is
+        replayed: it may be other applications' spill."""
+        from mwaa_logging.spill.layout import quote_name
+
+        objects = {obj for check in checks for obj in check.spill_objects}
+        sources = []
+        for location in self.spill_locations():
+            if location.startswith("s3://"):
+                source = f"{location.rstrip('/')}/{quote_name(self.group)}/"
+                local = None
+            else:
+                from mwaa_logging.spill.factory import local_directory_of
+
+                local = os.path.join(local_directory_of(location), quote_name(self.group))
+                source = local + os.sep
+            if any(obj.startswith(source) or (local and obj.startswith(f"file://{source}")) for obj in objects):
+                sources.append(source)
+        return sources
+
+    def replay_timeout(self, checks: list[TaskCheck]) -> float:
+        """Time allowed to ``mwaa-logging replay``: :data:`EXIT_GRACE`, plus a few PutLogEvents calls per spill
+        object at the slower of ``--rate-limit`` and the quota (a replay of 100 objects at 1 call/s needs minutes)."""
+        objects = sum(len(check.spill_objects) for check in checks)
+        rates = [r for r in (self.config.rate_limit, self.config.quota) if r]
+        rate = min(rates) if rates else 4.0
+        return EXIT_GRACE + 4.0 * objects / rate
+
+    def _replay(self, source: str, env: dict[str, str], checks: list[TaskCheck]) -> tuple[str, str | None]:
+        """``mwaa-logging replay SOURCE`` as a user would run it: its output, and what went wrong (None: nothing)."""
+        command = [sys.executable, "-m", "mwaa_logging.cli", "replay", source, "--no-progress",
                    "--rate", f"{self.config.rate_limit or 4.0:g}"]
         for option, name in (("--endpoint-url", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"),
                              ("--s3-endpoint-url", "AWS_ENDPOINT_URL_S3")):
             if self.target.env.get(name):
                 command += [option, self.target.env[name]]
-        done = subprocess.run(command, env={**env, "COLUMNS": "120"}, capture_output=True, text=True,
-                              timeout=EXIT_GRACE, cwd=self.workdir)
-        return (done.stdout + done.stderr).strip()
+        timeout = self.replay_timeout(checks)
+        try:
+            done = subprocess.run(command, env={**env, "COLUMNS": "120"}, capture_output=True, text=True,
+                                  timeout=timeout, cwd=self.workdir)
+        except subprocess.TimeoutExpired as expired:
+            output = _text(expired.stdout) + _text(expired.stderr)
+            return output.strip(), (f"replay of {source} did not finish in {timeout:.0f} s (stopped; run "
+                                    f"`mwaa-logging replay {source}` to finish it)")
+        output = (done.stdout + done.stderr).strip()
+        if done.returncode != 0:
+            return output, f"replay of {source} exited with {done.returncode}"
+        return output, None
 
     def _spawn(self, config_path: Path, index: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stderr = (self.workdir / f"task-{index}.stderr").open("wb")
@@ -271,17 +348,18 @@ class Run:
         logs = self.target.logs_client()
         s3 = self.target.s3_client() if spill_to and spill_to.startswith("s3://") else None
         formatter = formatter_for(self.handler)
-        spill_locations: list[str] = []
-        if spill_to:
-            from mwaa_logging.spill.local import default_spill_directory
-
-            # S3 falls back to the default directory when S3 fails: look there too.
-            spill_locations = [spill_to, str(default_spill_directory())]
+        spill_locations = self.spill_locations() if spill_to else []
         checks = []
         for plan in self.config.plans():
             checks.append(check_stream(plan.task_id, self.group, plan.stream, expected_messages(plan, formatter),
                                        logs_client=logs, spill_to=spill_locations or None, s3_client=s3))
         return checks
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def run_handlers(config: DemoConfig, target: Target, handlers: list[str], console: Console,

@@ -44,12 +44,62 @@ def build_handler(config: dict[str, Any], plan: TaskPlan) -> logging.Handler:
 
         wt = watchtower.CloudWatchLogHandler(log_group_name=config["group"], log_stream_name=plan.stream)
         wt.setFormatter(watchtower.CloudWatchLogFormatter(LOG_FORMAT))
+        counted: Any = wt
+        counted.stats = WireCounts(counted.cwl_client).stats
         return wt
     from mwaa_logging import CloudWatchLogFormatter, CloudWatchLogHandler
 
     ours = CloudWatchLogHandler(log_group_name=config["group"], log_stream_name=plan.stream, **config["settings"])
     ours.setFormatter(CloudWatchLogFormatter(LOG_FORMAT))
     return ours
+
+
+class WireCounts:
+    """watchtower's PutLogEvents calls as this task's boto3 client makes them (every attempt, its retries too):
+    calls, throttled, events accepted and request bytes, in the keys of mwaa-logging's ``stats().as_dict()``
+    (so a run's totals are its tasks' own counts, also on an endpoint other clients use)."""
+
+    def __init__(self, client: Any) -> None:
+        self.counts = {"put_calls": 0, "throttled": 0, "delivered": 0, "bytes_sent": 0, "spilled_total": 0}
+        client.meta.events.register("before-send.cloudwatch-logs.PutLogEvents", self._sent)
+        client.meta.events.register("needs-retry.cloudwatch-logs.PutLogEvents", self._answered)
+
+    def _sent(self, request: Any, **_: Any) -> None:
+        self.counts["put_calls"] += 1
+        self.counts["bytes_sent"] += len(request.body or b"")
+
+    def _answered(self, response: Any = None, request_dict: Any = None, **_: Any) -> None:
+        if response is None:  # no answer (connection error)
+            return
+        http, parsed = response
+        if http.status_code == 200:
+            events = orjson.loads(request_dict["body"]).get("logEvents", []) if request_dict else []
+            rejected = parsed.get("rejectedLogEventsInfo") or {}
+            self.counts["delivered"] += max(0, len(events) - _rejected(rejected, len(events)))
+        elif (parsed.get("Error") or {}).get("Code") == "ThrottlingException":
+            self.counts["throttled"] += 1
+
+    def stats(self) -> Any:
+        counts = dict(self.counts)
+
+        class Snapshot:
+            @staticmethod
+            def as_dict() -> dict[str, int]:
+                return counts
+
+        return Snapshot()
+
+
+def _rejected(info: dict[str, int], total: int) -> int:
+    """Events a PutLogEvents answer's ``rejectedLogEventsInfo`` refused (indexes as CloudWatch gives them)."""
+    rejected = 0
+    if "tooOldLogEventEndIndex" in info:
+        rejected += info["tooOldLogEventEndIndex"]
+    if "expiredLogEventEndIndex" in info:
+        rejected = max(rejected, info["expiredLogEventEndIndex"])
+    if "tooNewLogEventStartIndex" in info:
+        rejected += total - info["tooNewLogEventStartIndex"]
+    return min(rejected, total)
 
 
 class Reporter:

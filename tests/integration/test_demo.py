@@ -67,6 +67,8 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
     page = chart.read_text()
     assert f"chart: {chart.resolve()}" in out.replace("\n", "")
     assert page.count("<svg") == 3 and "watchtower" in page
+    # the summary's time is the tasks' start to their exit, not a delivery time
+    assert "delivered in" not in page and "tasks start -> all exited" in page
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
 
 
@@ -232,6 +234,13 @@ def test_real_aws_mode_takes_credentials_and_endpoints_from_the_environment(
     assert "real AWS account (default credential chain)" in out.replace("\n", "")
     assert "RESULT (mwaa-logging): all 400 lines verified, 0 lost" in out
     assert RemoteLocalAWS(url).stats().events_accepted >= 400
+    # the log group it leaves in the account expires its events
+    import boto3
+
+    logs = boto3.client("logs", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+    groups = logs.describe_log_groups(logGroupNamePrefix="airflow-demo-")["logGroups"]
+    assert [group.get("retentionInDays") for group in groups] == [1], groups
 
 
 def _events(messages: list[str], spilled_at: int = -1) -> list[ReadEvent]:
