@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from mwaa_logging.budgets.host import default_directory
 from mwaa_logging.cli import main
 from mwaa_logging.demo.runner import DemoConfig
 from mwaa_logging.spill.local import LocalSpillSink
@@ -149,7 +150,8 @@ def test_stopping_the_demo_mid_storm_removes_its_throttle_rule_tasks_and_files(
         assert len(workdirs) == 1
         pids = [orjson.loads(p.read_bytes())["pid"] for p in workdirs[0].rglob("task-*.json")]
         assert pids
-        budgets = list(Path("/dev/shm").glob(f"demo-*-{process.pid}-*.budget"))
+        budgets = list(default_directory().glob(f"demo-*-{process.pid}-*.budget"))
+        assert len(budgets) == 3, budgets
         process.send_signal(stop)
         out, err = process.communicate(timeout=60)
     finally:
