@@ -83,10 +83,6 @@ def _remote_controls(url: str) -> Any:
             stored = self._call("POST", "faults", {"kind": "throttle", "api": "PutLogEvents", "duration": seconds})
             return int(stored["id"])
 
-        def fault_ids(self) -> set[int]:
-            """Ids of the fault rules in force (expired ones are not listed)."""
-            return {int(rule["id"]) for rule in self.faults()}
-
     controls = Controls(url, timeout=5)
     try:
         controls.health()
@@ -243,48 +239,26 @@ class Target:
             rule_id = self.controls.add_throttle(seconds)  # RemoteLocalAWS
         self._own_faults[rule_id] = expires
 
-    def _fault_ids(self) -> set[int]:
+    def _remove_fault(self, rule_id: int) -> None:
         faults: Any = getattr(self.controls, "faults", None)
-        if callable(getattr(faults, "rules", None)):
-            return {rule.id for rule in faults.rules()}  # LocalAWS
-        return set(self.controls.fault_ids())  # RemoteLocalAWS
-
-    def _clear_faults(self) -> None:
-        faults: Any = getattr(self.controls, "faults", None)
-        if callable(getattr(faults, "clear", None)):
-            faults.clear()  # LocalAWS
+        if callable(getattr(faults, "remove", None)):
+            faults.remove(rule_id)  # LocalAWS
         else:
-            self.controls.clear_faults()  # RemoteLocalAWS
+            self.controls.remove_fault(rule_id)  # RemoteLocalAWS
 
-    def remove_own_faults(self, wait: bool = True) -> None:
-        """Remove the fault rules this run added, and no other.
-
-        The endpoint's admin API removes all rules or none: when only ours are in force they are cleared;
-        when another client's are there too, ours are left to expire (each has a duration) -- waited for when
-        ``wait`` (before the replay, which must not be throttled), else said on stderr."""
-        if self.controls is None or not self._own_faults:
+    def remove_own_faults(self) -> None:
+        """Remove the fault rules this run added, and no other (another client's stay in force)."""
+        if self.controls is None:
             return
-        in_force = self._fault_ids()
-        ours = {rule_id: expires for rule_id, expires in self._own_faults.items() if rule_id in in_force}
-        self._own_faults.clear()
-        if not ours:
-            return
-        if in_force <= set(ours):
-            self._clear_faults()
-            return
-        left = max(ours.values()) - time.monotonic()
-        if wait:
-            time.sleep(max(0.0, left))
-        else:
-            print(f"mwaa-logging demo: the throttle rule(s) #{', #'.join(map(str, sorted(ours)))} this run added "
-                  f"to {self.url} expire in {max(0.0, left):.0f} s: not removed, as the endpoint's other fault "
-                  "rules would be removed with them", file=sys.stderr)
+        for rule_id in list(self._own_faults):
+            self._remove_fault(rule_id)
+            del self._own_faults[rule_id]
 
     def close(self) -> None:
         """Stop the endpoint we started; undo what the run changed on one we did not (a failure to is
         reported on stderr, not raised)."""
         try:
-            self.remove_own_faults(wait=False)
+            self.remove_own_faults()
         except Exception as error:  # the endpoint went away meanwhile: say so, finish closing
             print(f"mwaa-logging demo: could not remove this run's throttle rule from {self.url}: {error}",
                   file=sys.stderr)

@@ -216,7 +216,7 @@ class Run:
             monitor.stop()
             neighbour.stop()
         counts = endpoint_counts()
-        target.remove_own_faults(wait=True)  # the replay must not be throttled
+        target.remove_own_faults()  # the replay must not be throttled
         read_started = time.monotonic()
         checks = self._verify(self.spill_to)
         statuses = read_statuses(self.status_dir)

@@ -1,8 +1,8 @@
 """Control a LocalAWS endpoint running in another process through its admin HTTP API.
 
 Routes (JSON, under ``/_local_aws/``): ``GET health``; ``GET stats`` (``DELETE`` resets);
-``GET|POST|DELETE faults`` (list, add one rule, clear all); ``GET|POST quota`` (``{"PutLogEvents": 100}``,
-null removes); ``GET events?group=G&stream=S``; ``GET streams``.
+``GET|POST|DELETE faults`` (list, add one rule, clear all; ``DELETE faults?id=N`` one rule);
+``GET|POST quota`` (``{"PutLogEvents": 100}``, null removes); ``GET events?group=G&stream=S``; ``GET streams``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -67,13 +68,17 @@ class RemoteLocalAWS:
         payload = {"kind": FaultKind(kind).value, "api": api, "count": count, "probability": probability,
                    "duration": duration, "delay": delay}
         stored = self._call("POST", "faults", payload)
-        return FaultRule.from_json({key: stored[key] for key in payload})
+        return replace(FaultRule.from_json({key: stored[key] for key in payload}), id=int(stored["id"]))
 
     def throttle_for(self, seconds: float, api: str = "PutLogEvents") -> FaultRule:
         return self.inject(FaultKind.THROTTLE, api=api, duration=seconds)
 
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
+
+    def remove_fault(self, rule_id: int) -> None:
+        """Remove one rule (by the ``id`` the endpoint gave it); the others stay."""
+        self._call("DELETE", "faults", id=str(int(rule_id)))
 
     def faults(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = self._call("GET", "faults")["faults"]

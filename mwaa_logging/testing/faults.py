@@ -133,6 +133,17 @@ class Faults:
             self._rules.clear()
         self.cleared.set()
 
+    def remove(self, rule_id: int) -> bool:
+        """Remove the rule ``rule_id`` (others stay; calls it hangs are released); False if there was none."""
+        with self._lock:
+            kept = [rule for rule in self._rules if rule.id != rule_id]
+            removed = len(kept) != len(self._rules)
+            self._rules[:] = kept
+            hanging = any(rule.kind is FaultKind.HANG for rule in kept)
+        if removed and not hanging:
+            self.cleared.set()
+        return removed
+
     def rules(self) -> list[FaultRule]:
         with self._lock:
             now = self._clock()

@@ -384,7 +384,10 @@ class LocalAWSMiddleware:
             if method == "POST":
                 return self.faults.add(FaultRule.from_json(payload)).to_json()
             if method == "DELETE":
-                self.faults.clear()
+                if "id" in query:  # one rule (another client's stay), else all
+                    self.faults.remove(int(query["id"]))
+                else:
+                    self.faults.clear()
             return {"faults": [rule.to_json() for rule in self.faults.rules()]}
         if route == "quota":
             if method == "POST":

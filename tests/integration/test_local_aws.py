@@ -432,8 +432,11 @@ def test_admin_http_api_controls_faults_quota_and_reads_stats_and_events(
     remote.inject("unavailable", count=1)
     assert [rule["kind"] for rule in remote.faults()] == ["unavailable"]
     assert error_of(lambda: put(logs_client, events("x")))[0] == 503
-    remote.throttle_for(60)
+    throttle = remote.throttle_for(60)
     assert error_of(lambda: put(logs_client, events("x")))[1] == "ThrottlingException"
+    others = remote.inject("latency", delay=0.01)
+    remote.remove_fault(throttle.id)  # one client's rule goes, another's stays
+    assert [rule["id"] for rule in remote.faults()] == [others.id]
     remote.clear_faults()
     put(logs_client, events("a", "b"))
     assert remote.events(*stream) == [(ts, m) for ts, m in local_aws.events(*stream)]
