@@ -130,6 +130,14 @@ def validate_group_name(name: str) -> str:
 _LOGGING_SHUTDOWN_CODE = logging.shutdown.__code__
 
 
+def _caller_code() -> Any:
+    """The code object of the function that called the caller (None from C: an atexit hook, a new thread)."""
+    try:
+        return sys._getframe(2).f_code
+    except ValueError:
+        return None
+
+
 class CloudWatchLogHandler(logging.Handler):
     """Ship records to CloudWatch Logs; accepts every ``watchtower.CloudWatchLogHandler`` argument.
 
@@ -375,7 +383,7 @@ class CloudWatchLogHandler(logging.Handler):
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default
         ``close_timeout``) passed first."""
-        if timeout is None and sys._getframe(1).f_code is _LOGGING_SHUTDOWN_CODE:
+        if timeout is None and _caller_code() is _LOGGING_SHUTDOWN_CODE:
             return self._channel.flush(0.0)  # close() comes next, and waits
         return self._channel.flush(wait_timeout(timeout))
 

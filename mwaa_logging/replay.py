@@ -369,10 +369,14 @@ class RejectedExport:
 
     def close(self) -> None:
         if self._file is not None:
+            try:  # another run given the same name may have written to it
+                empty = os.fstat(self._file.fileno()).st_size == 0
+            except OSError:
+                empty = False
             with contextlib.suppress(OSError):  # each write was flushed: only what a failed write left (said) remains
                 self._file.close()
             self._file = None
-            if self._created and not self.count:
+            if self._created and not self.count and empty:
                 with contextlib.suppress(OSError):
                     self.path.unlink()
 
@@ -676,7 +680,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share the budget: process, host or redis://host:port/db (default process)")
     parser.add_argument("--export-rejected", metavar="PATH",
                         help="file for events CloudWatch no longer accepts (default "
-                             f"./{EXPORT_PREFIX}<UTC time>.jsonl.gz; checked before anything is put, left only "
+                             f"./{EXPORT_PREFIX}<UTC time>-<pid>.jsonl.gz; checked before anything is put, left only "
                              "if something was rejected)")
     parser.add_argument("--endpoint-url", type=endpoint_url,
                         help="CloudWatch Logs endpoint (default: AWS configuration)")
@@ -711,6 +715,9 @@ def run(args: argparse.Namespace) -> int:
     except (ReplayError, ValueError, BotoCoreError) as exc:
         error(f"replay: {exc}")
         return 2
+    except KeyboardInterrupt:
+        error("replay interrupted before it started: nothing was put")
+        return 128 + signal.SIGINT
     try:
         with _terminated_as_exception():
             objects = list(source.objects())
@@ -781,7 +788,8 @@ def _build(args: argparse.Namespace) -> tuple[LocalSource | S3Source, Replayer, 
     budget = build_budget(args.rate_limit_scope, rate=args.rate, burst=None)
     create_budget = build_budget(args.rate_limit_scope, rate=float(CREATE_LOG_STREAM_TPS), burst=None,
                                  name=CREATE_STREAM)
-    export_path = args.export_rejected or time.strftime(f"{EXPORT_PREFIX}%Y%m%dT%H%M%SZ.jsonl.gz", time.gmtime())
+    export_path = args.export_rejected or time.strftime(f"{EXPORT_PREFIX}%Y%m%dT%H%M%SZ-{os.getpid()}.jsonl.gz",
+                                                        time.gmtime())
     export = RejectedExport(export_path)
     try:
         export.open()

@@ -106,13 +106,13 @@ def _swap_in_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> 
 
 
 def _flag_unexpected_body(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    """A 200 whose body is not a JSON object (botocore would parse it to an empty success): its start is added
-    to the parsed response under ``_UNEXPECTED_BODY_KEY``. Bodies are checked, not Content-Type: compatible
+    """A 200 whose body is not a JSON object, or is empty (botocore would parse it to an empty success): its start
+    is added to the parsed response under ``_UNEXPECTED_BODY_KEY``. Bodies are checked, not Content-Type: compatible
     endpoints (moto) answer JSON as ``text/html``."""
     if response_dict.get("status_code") != 200:
         return
     body = response_dict.get("body")
-    if isinstance(body, bytes) and (start := body.lstrip()[:1]) and start != b"{":
+    if isinstance(body, bytes) and not body.lstrip().startswith(b"{"):  # CloudWatch answers {} at least
         customized_response_dict[_UNEXPECTED_BODY_KEY] = body[:100].decode("utf-8", "replace")
 
 
@@ -150,7 +150,7 @@ class BotocoreTransport:
         self._gzip_state = _GzipState.UNKNOWN
         #: auto mode: the next call sends plain, to see whether the endpoint reads what it refused gzipped
         self._probe_plain_next = False
-        #: plain probes the endpoint read, each after a refused gzip body, with no gzip body read since
+        #: plain probes the endpoint read, each after a refused gzip body (one read gzip body ends the probing)
         self._plain_reads = 0
         self._gzip_failure: CallResult | None = None
         service_id = client.meta.service_model.service_id.hyphenize()
@@ -200,8 +200,7 @@ class BotocoreTransport:
         if result.outcome in _READ_THE_BODY:
             self._gzip_state = _GzipState.ACCEPTED
             return result
-        if not _may_be_gzip_rejection(result, status):
-            self._plain_reads = 0
+        if not _may_be_gzip_rejection(result, status):  # shows nothing either way (a throttle, refused credentials)
             return result
         # The next call (the sender's retry, under its budget and backoff) goes plain: if the endpoint reads
         # that, and does so again after the next gzip failure, it is the compression it refuses.

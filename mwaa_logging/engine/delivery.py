@@ -109,9 +109,12 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         if not pass_.still_first(buffer):
             continue
         now = pass_.now
-        if buffer.missing is not None and not _create_owed(channel, buffer, ctx):
-            pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
-            continue
+        if buffer.missing is not None:
+            if buffer.retry_at > now:  # the last call before a flush deadline (one per deadline) is this create
+                buffer.last_call_for = pass_.last_call
+            if not _create_owed(channel, buffer, ctx):
+                pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
+                continue
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
@@ -680,6 +683,10 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
     return created
 
 
+#: Per create budget, the engine time of the last turn given to a stream waiting for one of its tokens.
+_create_turns: weakref.WeakKeyDictionary[Budget, float] = weakref.WeakKeyDictionary()
+
+
 def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Callable[[], CallResult],
             waiting: StreamBuffer | None) -> bool | None:
     """One Create*/Put* call under its budget. True: done; False: try later (``waiting`` gets ``retry_at`` when the
@@ -687,7 +694,10 @@ def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Cal
     now = ctx.clock()
     if (wait := budget.acquire(now)) > 0:
         if waiting is not None:
-            waiting.retry_at = now + wait
+            # Streams that wait for this budget take turns, a token apart: all retrying at the next token made
+            # each token cost as many budget checks (Redis round trips) as streams were waiting.
+            slot = max(now, _create_turns.get(budget, now)) + wait
+            _create_turns[budget] = waiting.retry_at = slot
         return False
     answer = call()
     with channel.lock:

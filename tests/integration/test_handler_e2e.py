@@ -738,3 +738,24 @@ def test_logging_shutdown_waits_close_timeout_once_not_twice(local_aws: LocalAWS
     stats = handler.stats()
     assert stats.spilled_total == 50 and stats.pending == 0
     assert sorted(r.message for r in spilled_records(spill_dir)) == sorted(f"line {i}" for i in range(50))
+
+
+FLUSH_AS_AN_ATEXIT_HOOK = """
+import atexit, logging, mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(log_group_name="atexit-flush", log_stream_name="s")
+atexit.register(handler.flush)  # called from C: no Python frame above flush()
+logger = logging.getLogger("app")
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+logger.info("flushed at exit")
+"""
+
+
+def test_flush_registered_as_an_atexit_hook_runs(local_aws: LocalAWS, spill_dir: Path) -> None:
+    """flush() looked at its caller's frame (to tell logging.shutdown); called from C there is none: it raised
+    ValueError and the flush never ran."""
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(WORKER.parents[2])}
+    result = subprocess.run([sys.executable, "-c", FLUSH_AS_AN_ATEXIT_HOOK], env=environ, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr
+    assert user_lines(local_aws.messages("atexit-flush", "s")) == ["flushed at exit"]

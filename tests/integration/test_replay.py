@@ -15,7 +15,7 @@ from mwaa_logging.budget import BudgetConfig
 from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.cli import main
 from mwaa_logging.limits import MAX_AGE_MS
-from mwaa_logging.replay import REPLAYED_SUFFIX, LocalSource, Replayer, records_in
+from mwaa_logging.replay import REPLAYED_SUFFIX, LocalSource, RejectedExport, Replayer, records_in
 from mwaa_logging.spill.layout import stream_prefix
 from mwaa_logging.spill.local import LocalSpillSink
 from mwaa_logging.spillformat import SpillRecord, encode_records
@@ -513,3 +513,21 @@ def test_objects_a_role_may_copy_but_not_delete_are_put_once_not_by_every_run(aw
     assert (third.objects_replayed, third.objects_failed, third.events_put) == (2, 0, 0)
     assert list(sink.list_objects()) == []
     assert aws.messages("g", "s") == [r.message for r in records]
+
+
+def test_an_export_another_run_wrote_to_is_not_removed_by_the_run_that_created_it(tmp_path: Path) -> None:
+    """Two replays started in the same second in one directory shared the default name; the one that created the
+    file and rejected nothing removed it at its end, with the other's rejected events in it."""
+    path = tmp_path / "rejected.jsonl.gz"
+    first, second = RejectedExport(path), RejectedExport(path)
+    first.open()
+    second.open()
+    rejected = spilled("g", "s", 1, 0, "old:")
+    second.write(rejected)
+    first.close()
+    second.close()
+    assert [r.message for r in records_in([path])] == [r.message for r in rejected]
+    alone = RejectedExport(tmp_path / "nothing.jsonl.gz")
+    alone.open()
+    alone.close()
+    assert not (tmp_path / "nothing.jsonl.gz").exists()  # created, left empty: removed

@@ -412,6 +412,18 @@ def test_auto_keeps_gzip_after_one_failure_the_plain_retry_got_past(
     assert not [r for r in caplog.records if r.name == "mwaa_logging.transport"]
 
 
+def test_auto_falls_back_also_when_throttles_come_between_the_two_reads(capture: CaptureServer) -> None:
+    """A throttle says nothing about gzip: it used to restart the count, so a busy account never fell back."""
+    answers = iter([aws_error(400, "SerializationException"), Reply(), aws_error(400, "ThrottlingException"),
+                    aws_error(400, "SerializationException"), Reply()])
+    capture.respond = lambda _: next(answers, Reply())
+    transport = transport_for(capture.url, "auto")
+    outcomes = [transport.put_log_events("g", "s", events(100)).outcome for _ in range(6)]
+    assert outcomes == [Outcome.TRANSIENT, Outcome.OK, Outcome.THROTTLED, Outcome.TRANSIENT, Outcome.OK, Outcome.OK]
+    assert [r.headers.get("content-encoding") for r in capture.requests] == ["gzip", None, "gzip", "gzip", None, None]
+    assert not transport.compressing
+
+
 @pytest.mark.parametrize("plain", [aws_error(400, "ThrottlingException", "Rate exceeded"),
                                    aws_error(503, "ServiceUnavailableException")])
 def test_auto_keeps_gzip_when_the_plain_probe_shows_nothing(
@@ -482,7 +494,8 @@ def test_auto_does_not_probe_after_gzip_was_accepted(capture: CaptureServer) -> 
         (Reply(200, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"), Outcome.TRANSIENT,
          "UnexpectedAnswer"),
         (Reply(200, b"OK"), Outcome.TRANSIENT, "UnexpectedAnswer"),
-        (Reply(200, b""), Outcome.OK, None),
+        (Reply(200, b""), Outcome.TRANSIENT, "UnexpectedAnswer"),  # an ALB's fixed response; CloudWatch sends {}
+        (Reply(200, b"  \n"), Outcome.TRANSIENT, "UnexpectedAnswer"),
         (Reply(200, b' \n{"nextSequenceToken": "1"}'), Outcome.OK, None),
     ],
 )

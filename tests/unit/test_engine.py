@@ -174,6 +174,55 @@ def test_streams_waiting_for_a_create_token_do_not_put_again_meanwhile() -> None
     assert_balanced(rig)
 
 
+def test_streams_waiting_for_create_tokens_take_turns_instead_of_all_asking_at_every_token() -> None:
+    """Each waiting stream retried at the budget's next token: every token cost as many budget checks as streams
+    were waiting (363 per create for 1,000 streams; Redis round trips in the fleet scope)."""
+    transport = CreatingTransport()
+    rig = make_rig(transport, send_interval=0.1)
+    budget = rig.channel.budgets.create_stream
+    acquired = budget.acquire
+    checks: list[float] = []
+
+    def counted(now: float, tokens: float = 1.0) -> float:
+        checks.append(now)
+        return acquired(now, tokens)
+
+    budget.acquire = counted  # type: ignore[method-assign]
+    streams = [f"task-{i}" for i in range(300)]
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    rig.run(30, step=0.05)
+    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert len(checks) <= 3 * len(streams)
+
+
+def test_a_create_that_keeps_failing_makes_one_last_call_before_a_deadline_not_one_per_token() -> None:
+    """In the last 2 s before a flush deadline a stream owing a create was due again at once after each failure:
+    the sender looped (151 CreateLogStream calls and 1 s of CPU in one close) and other streams starved."""
+
+    class FailingCreates(CreatingTransport):
+        def create_log_stream(self, group: str, stream: str) -> CallResult:
+            self.calls.append(Call("create_stream", group, stream))
+            return UNAVAILABLE
+
+    transport = FailingCreates()
+    rig = make_rig(transport, send_interval=0.1)
+    rig.append("line")
+
+    def creates() -> int:
+        return [c.op for c in transport.calls].count("create_stream")
+
+    while creates() < 8:  # the backoff grows past the flush's deadline
+        rig.run(0.05)
+    before = creates()
+    thread, result = flush_in_thread(rig, timeout=3.0)
+    rig.run(3.0)
+    thread.join(10)
+    assert result == [False]
+    assert creates() - before <= 1
+    assert rig.channel.stats().pending == 1
+
+
 def test_a_throttled_create_log_stream_slows_its_budget_and_is_retried_before_any_put() -> None:
     transport = CreatingTransport(throttles=2)
     rig = make_rig(transport, send_interval=0.1)

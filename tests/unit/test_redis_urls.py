@@ -123,6 +123,8 @@ def test_no_generated_password_appears_in_any_error_or_warning(url: str, tmp_pat
         ("redis://myhost:6379/0?db=-1", "the database must be a number >= 0, got -1"),
         ("redis://myhost:0/0", "the port must be from 1 to 65535, got 0"),
         ("redis://user:Pa/ssword@myhost:6379/0", "must be percent-encoded"),
+        # redis-py would connect to host 'ret' with password 'Sec' (the author meant 'Sec@ret?client_name=x')
+        ("redis://:Sec@ret?client_name=x@redis.internal:6379/0", "must be percent-encoded"),
     ],
 )
 def test_a_refused_url_says_why(url: str, reason: str) -> None:
@@ -167,7 +169,7 @@ def test_query_arguments_redis_py_refuses_at_the_first_call_are_refused_at_const
     "url",
     [
         "rediss://myhost:6379/0?ssl_cert_reqs=none",
-        "redis://myhost:6379/0?socket_timeout=1&health_check_interval=5&client_name=a@b",
+        "redis://myhost:6379/0?socket_timeout=1&health_check_interval=5&client_name=a%40b",
         "redis://myhost:6379/0?password=p@ss",
         "unix:///run/redis.sock?db=1",
     ],
