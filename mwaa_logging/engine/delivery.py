@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, 
 from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer, settle_watchers
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
-from mwaa_logging.limits import MAX_AGE_MS
+from mwaa_logging.limits import CREATE_LOG_STREAM_TPS, MAX_AGE_MS
 from mwaa_logging.outcome import CallResult, Outcome
 from mwaa_logging.protocols import Budget, Clock, PartialSpillError, write_before
 from mwaa_logging.retry import Random
@@ -685,6 +686,11 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
 
 #: Per create budget, the engine time of the last turn given to a stream waiting for one of its tokens.
 _create_turns: weakref.WeakKeyDictionary[Budget, float] = weakref.WeakKeyDictionary()
+#: Streams waiting for a create token ask the budget one at a time, this far apart (CloudWatch's CreateLogStream
+#: quota: 50 calls/s): about 50 checks a second, however many wait.
+CREATE_TURN_SECONDS = 1.0 / CREATE_LOG_STREAM_TPS
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_create_turns.clear)  # the parent's queue is not the child's
 
 
 def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Callable[[], CallResult],
@@ -694,9 +700,11 @@ def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Cal
     now = ctx.clock()
     if (wait := budget.acquire(now)) > 0:
         if waiting is not None:
-            # Streams that wait for this budget take turns, a token apart: all retrying at the next token made
-            # each token cost as many budget checks (Redis round trips) as streams were waiting.
-            slot = max(now, _create_turns.get(budget, now)) + wait
+            # Streams that wait for this budget take turns, CREATE_TURN_SECONDS apart: all retrying at the next
+            # token made each token cost as many budget checks (Redis round trips) as streams were waiting. Not a
+            # ``wait`` apart: measured at a throttle's 1 call/s floor, that kept them 1 s apart once the budget
+            # had recovered, and their lines went past max_latency.
+            slot = max(now, _create_turns.get(budget, now)) + min(wait, CREATE_TURN_SECONDS)
             _create_turns[budget] = waiting.retry_at = slot
         return False
     answer = call()

@@ -136,13 +136,12 @@ class Faults:
     def remove(self, rule_id: int) -> bool:
         """Remove the rule ``rule_id`` (others stay; calls it hangs are released); False if there was none."""
         with self._lock:
-            kept = [rule for rule in self._rules if rule.id != rule_id]
-            removed = len(kept) != len(self._rules)
-            self._rules[:] = kept
-            hanging = any(rule.kind is FaultKind.HANG for rule in kept)
-        if removed and not hanging:
-            self.cleared.set()
-        return removed
+            gone = [rule for rule in self._rules if rule.id == rule_id]
+            self._rules[:] = [rule for rule in self._rules if rule.id != rule_id]
+            hanging = any(rule.kind is FaultKind.HANG for rule in self._rules)
+        if any(rule.kind is FaultKind.HANG for rule in gone) and not hanging:
+            self.cleared.set()  # the calls it hangs go on (another rule's, once used up, would go too)
+        return bool(gone)
 
     def rules(self) -> list[FaultRule]:
         with self._lock:

@@ -196,6 +196,19 @@ def test_streams_waiting_for_create_tokens_take_turns_instead_of_all_asking_at_e
     assert len(checks) <= 3 * len(streams)
 
 
+def test_streams_waiting_after_a_create_throttle_are_served_once_the_budget_recovers() -> None:
+    """Turns a whole wait apart were measured at the throttle's 1 call/s floor: 300 streams got turns 1 s apart,
+    kept them after the budget recovered, and 271 first lines were spilled at max_latency."""
+    transport = CreatingTransport(throttles=1)
+    rig = make_rig(transport, send_interval=0.1, max_latency=30)
+    streams = [f"task-{i}" for i in range(300)]
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    rig.run(30, step=0.05)
+    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert rig.channel.stats().spilled_total == 0
+
+
 def test_a_create_that_keeps_failing_makes_one_last_call_before_a_deadline_not_one_per_token() -> None:
     """In the last 2 s before a flush deadline a stream owing a create was due again at once after each failure:
     the sender looped (151 CreateLogStream calls and 1 s of CPU in one close) and other streams starved."""

@@ -71,6 +71,20 @@ def test_clear_removes_rules_and_releases_hung_calls() -> None:
     assert faults.decide("PutLogEvents") == Decision()
 
 
+def test_removing_one_rule_keeps_the_others_and_their_hung_calls() -> None:
+    faults = Faults(FakeClock())
+    faults.inject("hang", api="DescribeLogGroups", count=1)
+    assert faults.decide("DescribeLogGroups").kind is FaultKind.HANG  # that call now hangs; its rule is used up
+    throttle = faults.throttle_for(12)
+    latency = faults.inject("latency", delay=0.1)
+    assert faults.remove(throttle.id) and not faults.remove(throttle.id)
+    assert [rule.id for rule in faults.rules()] == [latency.id]
+    assert not faults.cleared.is_set()  # another client's hung call goes on hanging
+    hang = faults.inject("hang")
+    faults.remove(hang.id)
+    assert faults.cleared.is_set()  # removing a hang rule lets its calls go
+
+
 def test_rules_round_trip_through_json() -> None:
     rule = FaultRule(FaultKind.LATENCY, api="*", count=3, probability=0.5, duration=2.0, delay=0.1)
     data = rule.to_json()
