@@ -215,10 +215,14 @@ class S3Source:
         self.description = self.sink.description
         self.lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
         self._said_unavailable = False
+        #: One listed object of each stream prefix, whose encryption its lease object takes.
+        self._listed: dict[str, Any] = {}
 
     def objects(self) -> Iterator[SpillObject]:
         for obj in self.sink.list_objects():
-            yield SpillObject(obj.url, obj.size, obj.key.rsplit("/", 1)[0], obj)
+            stream_key = obj.key.rsplit("/", 1)[0]
+            self._listed.setdefault(stream_key, obj)
+            yield SpillObject(obj.url, obj.size, stream_key, obj)
 
     def read(self, obj: SpillObject) -> Decoded:
         from botocore.exceptions import ClientError
@@ -240,6 +244,18 @@ class S3Source:
                 raise FileNotFoundError(obj.location) from error  # marked by another run since listed
             raise
 
+    def _lease_encryption(self, stream_key: str) -> dict[str, str] | None:
+        """The encryption of a spill object of ``stream_key`` (None: SSE-S3), as the copies :meth:`mark` makes."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        listed = self._listed.get(stream_key)
+        if listed is None:
+            return None
+        try:
+            return self.sink.encryption_of(listed)
+        except (BotoCoreError, ClientError):  # gone, or HEAD refused: the lease says so if its write fails too
+            return None
+
     def marked_copies(self, objects: Sequence[SpillObject]) -> set[str]:
         """Marking copies an object under ``@replayed/``, then deletes it: a role that may not delete (a common
         guard on log buckets) left every object to be put again by every run. One listing of the stream's
@@ -257,7 +273,8 @@ class S3Source:
         from mwaa_logging.aws.s3lease import S3Lease
 
         lease = S3Lease(self.sink.client, self.sink.bucket, f"{stream_key}/{LOCK_NAME}",
-                        expected_bucket_owner=self.sink.expected_bucket_owner, lease_seconds=self.lease_seconds)
+                        expected_bucket_owner=self.sink.expected_bucket_owner, lease_seconds=self.lease_seconds,
+                        encryption=self._lease_encryption(stream_key))
         if not lease.acquire():
             yield Claim(False, lambda: lease.failed)
             return

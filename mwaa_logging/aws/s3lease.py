@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -87,8 +87,11 @@ class S3Lease:
 
     def __init__(self, client: Any, bucket: str, key: str, *, expected_bucket_owner: str | None = None,
                  lease_seconds: float = LEASE_SECONDS, attempts: int = 3,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, encryption: Mapping[str, str] | None = None) -> None:
         self.client, self.bucket, self.key = client, bucket, key
+        #: PutObject's encryption arguments: those of the spill objects next to it (a bucket policy that requires
+        #: SSE-KMS refuses an AES256 write, and the run would go on without a lease), else SSE-S3.
+        self.encryption = dict(encryption or {"ServerSideEncryption": "AES256"})
         self.url = f"s3://{bucket}/{key}"
         self.lease_seconds, self.attempts, self._sleep = lease_seconds, attempts, sleep
         self._owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
@@ -169,7 +172,7 @@ class S3Lease:
         body = orjson.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "token": self.token,
                              "lease_seconds": self.lease_seconds})
         answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/json",
-                                        ServerSideEncryption="AES256", **condition, **self._owner)
+                                        **self.encryption, **condition, **self._owner)
         return str(answer["ETag"])
 
     def _read(self) -> _Current | None:

@@ -378,8 +378,9 @@ class S3SpillSink:
             return {}
         return copies
 
-    def _encryption_of(self, obj: S3Object) -> dict[str, str]:
-        """The copy keeps the source's encryption (a copy would otherwise get the bucket default)."""
+    def encryption_of(self, obj: S3Object) -> dict[str, str]:
+        """``obj``'s encryption as PutObject/CopyObject arguments (a copy or a lease next to it keeps it; a copy
+        would otherwise get the bucket default)."""
         if self.kms_key_id:
             return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
         params: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
@@ -398,7 +399,7 @@ class S3SpillSink:
             "Key": target,
             "CopySource": {"Bucket": obj.bucket, "Key": obj.key},
         }
-        copy.update(self._encryption_of(obj))
+        copy.update(self.encryption_of(obj))
         if self.expected_bucket_owner:
             copy["ExpectedBucketOwner"] = self.expected_bucket_owner
             copy["ExpectedSourceBucketOwner"] = self.expected_bucket_owner

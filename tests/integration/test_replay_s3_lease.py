@@ -322,3 +322,28 @@ def test_a_botocore_without_conditional_writes_means_no_lease_said() -> None:
     lease = S3Lease(_old_botocore_client(), BUCKET, "k")
     assert lease.acquire() and not lease.locked
     assert lease.unavailable is not None and "cannot send S3 conditional writes" in lease.unavailable
+
+
+@pytest.mark.parametrize("kms_key_id", [None, "alias/logs-spill"])
+def test_a_lease_is_encrypted_as_the_spill_objects_next_to_it(
+    aws_in_env: LocalAWS, s3: Any, kms_key_id: str | None
+) -> None:
+    """The lease was always written with SSE-S3: a bucket whose policy requires SSE-KMS (as its spill objects use)
+    refuses that write, and the replay went on without a lease."""
+    from mwaa_logging.replay import S3Source
+
+    S3SpillSink(BUCKET, PREFIX, client=s3, kms_key_id=kms_key_id).write(records("s", 5))
+    leases_written: list[dict[str, str]] = []
+
+    def record_lease_writes(request: Any, **_: Any) -> None:
+        if request.method == "PUT" and request.url.split("?")[0].endswith(LOCK_NAME):
+            headers = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+            leases_written.append({k: v for k, v in headers.items() if k.startswith("x-amz-server-side-encryption")})
+
+    client = aws_in_env.client("s3")
+    client.meta.events.register("before-send.s3.PutObject", record_lease_writes)
+    summary = replayer(aws_in_env).run(S3Source(f"s3://{BUCKET}/{PREFIX}", client=client))
+    assert summary.objects_replayed == 1 and summary.errors == []
+    expected = ({"x-amz-server-side-encryption": "AES256"} if kms_key_id is None else
+                {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": kms_key_id})
+    assert leases_written and all(headers == expected for headers in leases_written)
