@@ -127,8 +127,9 @@ class InFlight(Held):
 class StreamBuffer:
     """Pending events of one log stream. ``pending`` is appended by emit; ``ready`` is sorted, sender-owned."""
 
-    __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "late_grace_until", "marker_reasons",
-                 "marker_where", "missing", "pending", "ready", "retry_at", "since", "spilled_unmarked", "stream")
+    __slots__ = ("backoff", "bytes", "count", "in_flight", "last_call_for", "late_below_ms", "late_grace_until",
+                 "marker_reasons", "marker_where", "missing", "pending", "ready", "retry_at", "since",
+                 "spilled_unmarked", "stream")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -147,6 +148,9 @@ class StreamBuffer:
         #: Engine time until which no event is spilled for max_latency: set when events arrive that are already
         #: older than max_latency (a backfill with old timestamps), so that they get max_latency from their arrival.
         self.late_grace_until = -math.inf
+        #: During that grace, the timestamp (ms) below which events are those that arrived late: they keep it; the
+        #: others (logged on time) are spilled at max_latency as usual.
+        self.late_below_ms = -math.inf
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
         self.marker_reasons: set[str] = set()

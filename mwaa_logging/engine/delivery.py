@@ -5,6 +5,7 @@ The sender is the one owner of retries. Every event ends delivered or spilled wi
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -272,8 +273,9 @@ def _take_pending(channel: Channel, buffer: StreamBuffer) -> None:
         pending.sort(key=_by_timestamp)
         buffer.pending = []
         max_latency = channel.settings.max_latency
-        if pending[0][TIMESTAMP] < channel.engine.wall_ms() - max_latency * 1000:  # logged already that late
+        if pending[0][TIMESTAMP] < (late_below := channel.engine.wall_ms() - max_latency * 1000):  # logged that late
             buffer.late_grace_until = channel.engine.clock() + max_latency
+            buffer.late_below_ms = late_below  # what is older arrived late (on-time events that old are spilled)
         ready = buffer.ready
         if not ready:
             buffer.ready = pending
@@ -300,22 +302,33 @@ def _expire(channel: Channel, buffer: StreamBuffer, ctx: Context) -> None:
     """Spill events CloudWatch cannot take (too old/new) or that waited past ``max_latency``."""
     _take_pending(channel, buffer)
     wall = int(ctx.wall_ms())
+    on_time_cutoff = wall - int(channel.settings.max_latency * 1000)
+    in_grace, late_below = False, buffer.late_below_ms  # in a grace: events older than late_below arrived late
     if _spill_paused_now(channel):  # no spill target can take them: late events are sent late, not kept back
         latency_cutoff = -math.inf
     elif ctx.clock() < buffer.late_grace_until:  # logged already late (old timestamps): they are tried for
         latency_cutoff = wall - MAX_AGE_MS  # max_latency from their arrival; only what CloudWatch refuses goes
+        in_grace = True
     else:
-        latency_cutoff = wall - int(channel.settings.max_latency * 1000)
+        latency_cutoff = on_time_cutoff
     with channel.lock:
         ready = buffer.ready
         if not ready:
             return
         if ready[0][TIMESTAMP] >= latency_cutoff and ready[-1][TIMESTAMP] < wall + 3_600_000:
-            return  # the common case: nothing old, nothing far in the future
+            if not in_grace:
+                return  # the common case: nothing old, nothing far in the future
+            first_on_time = bisect.bisect_left(ready, late_below, key=_by_timestamp)
+            if first_on_time == len(ready) or ready[first_on_time][TIMESTAMP] >= on_time_cutoff:
+                return  # only events that arrived late are that old: their grace holds
         sendable, too_old, too_new = partition_by_age(ready, wall)
-        late = [e for e in sendable if e[TIMESTAMP] < latency_cutoff]
+
+        def overdue(timestamp: int) -> bool:  # (the events that arrived on time, in a grace)
+            return timestamp < latency_cutoff or (in_grace and late_below <= timestamp < on_time_cutoff)
+
+        late = [e for e in sendable if overdue(e[TIMESTAMP])]
         if late:
-            sendable = [e for e in sendable if e[TIMESTAMP] >= latency_cutoff]
+            sendable = [e for e in sendable if not overdue(e[TIMESTAMP])]
         removed = len(ready) - len(sendable)
         if not removed:
             return

@@ -356,6 +356,26 @@ def test_events_logged_late_are_spilled_max_latency_after_they_were_logged_if_st
     assert_balanced(rig)
 
 
+def test_late_lines_arriving_now_and_then_do_not_keep_on_time_lines_from_max_latency() -> None:
+    """The grace late lines get (max_latency from their arrival) was the whole stream's: one old-timestamped line
+    every few seconds kept every line of the stream in memory, never spilled at max_latency, during an outage."""
+    transport = ScriptedTransport(on_call=lambda call: THROTTLED)
+    rig = make_rig(transport, send_interval=0.5, max_latency=5.0)
+    rig.append("on time")
+    for second in range(0, 8, 2):
+        rig.append(f"late on arrival at {second} s", ts_offset_ms=-600_000)
+        rig.run(2.0, step=0.1)
+    spilled = {r.message: r.reason for r in rig.spill.records}
+    assert spilled == {"on time": "max_latency"}  # 5 s after it was logged, not when the late lines stop
+    # The lines that arrived late share one grace, renewed by each: max_latency after the last of them arrived.
+    rig.run(2.5, step=0.1)  # 4.5 s after the last one arrived
+    assert not any(r.message.startswith("late") for r in rig.spill.records)
+    rig.run(1.0, step=0.1)
+    assert sorted(r.message for r in rig.spill.records if r.reason == "max_latency") == sorted(
+        ["on time"] + [f"late on arrival at {second} s" for second in range(0, 8, 2)])
+    assert_balanced(rig)
+
+
 def test_memory_cap_spills_oldest_first() -> None:
     transport = ScriptedTransport(on_call=lambda call: THROTTLED)
     rig = make_rig(transport, send_interval=0.1, max_buffer_bytes=MAX_BATCH_BYTES)
