@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +70,6 @@ def test_compare_watchtower_prints_both_columns_and_writes_the_chart(tmp_path: P
     # the summary's time is the tasks' start to their exit, not a delivery time
     assert "delivered in" not in page and "tasks start -> all exited" in page
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(", page)  # self-contained: nothing to fetch
-
-
-@pytest.fixture
-def local_aws_server() -> Iterator[str]:
-    """`mwaa-logging local-aws` in a process of its own, as a user starts it; yields its URL."""
-    server = subprocess.Popen([sys.executable, "-m", "mwaa_logging.cli", "local-aws"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
-        yield url
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def test_demo_with_endpoint_url_runs_against_a_separately_started_local_aws(
@@ -174,6 +159,14 @@ def test_an_endpoint_that_does_not_answer_is_a_one_line_error_at_once(
     (["--rate-limit", "0"], "--rate-limit", "must be > 0 (or 'none')"),
     (["--endpoint-url", "notaurl"], "--endpoint-url", "an http:// or https:// URL"),
     (["--s3-endpoint-url", "ftp://host"], "--s3-endpoint-url", "an http:// or https:// URL"),
+    (["--duration", "1e300"], "--duration", "at most 86400"),
+    (["--storm", "1e300"], "--storm", "at most 86400"),
+    (["--compare", "watchtower", "--chart", "."], "--chart", "is a directory"),
+    (["--compare", "watchtower", "--chart", "README.md/chart.html"], "--chart", "is not a directory"),
+    (["--chart", "x.html"], "--chart", "needs --compare"),
+    (["--s3-endpoint-url", "http://127.0.0.1:9"], "--s3-endpoint-url", "needs --endpoint-url"),
+    (["--real-aws", "--spill-to", "/tmp/x", "--endpoint-url", "http://127.0.0.1:9"], "--endpoint-url",
+     "not allowed with --real-aws"),
 ])
 def test_bad_options_are_usage_errors_before_anything_starts(
     options: list[str], named: str, accepted: str, monkeypatch: pytest.MonkeyPatch,
@@ -188,6 +181,7 @@ def test_bad_options_are_usage_errors_before_anything_starts(
     for name in ("embedded", "remote", "real_aws"):
         monkeypatch.setattr(Target, name, must_not_start)
     monkeypatch.setattr(runner, "run_handlers", must_not_start)
+    monkeypatch.chdir(Path(__file__).parents[2])  # README.md and "." for the --chart cases
     with pytest.raises(SystemExit) as exited:
         main(["demo", "--quiet", *options])
     assert exited.value.code == 2
@@ -203,7 +197,9 @@ def test_max_latency_is_checked_against_the_send_interval_the_task_processes_wil
     with pytest.raises(SystemExit) as exited:
         main(["demo", "--quiet", "--max-latency", "10"])
     assert exited.value.code == 2
-    assert "argument --max-latency: " in (err := capsys.readouterr().err) and "send_interval (20.0)" in err, err
+    err = capsys.readouterr().err
+    assert "argument --max-latency: " in err and "send_interval (20.0)" in err, err
+    assert "MWAA_LOGGING_SEND_INTERVAL=20" in err  # the variable that made it wrong is named
 
 
 @pytest.mark.parametrize(("lines", "asked", "generated"), [(200, 2, 2), (10, 500, 2), (5, 2, 0), (9, 0, 0), (12, 3, 3)])

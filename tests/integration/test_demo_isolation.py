@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
 from mwaa_logging.budgets.host import default_directory
-from mwaa_logging.cli import main
 from mwaa_logging.demo.runner import DemoConfig
 from mwaa_logging.spill.local import LocalSpillSink
 from mwaa_logging.spillformat import SpillRecord
@@ -26,21 +24,6 @@ from mwaa_logging.testing import RemoteLocalAWS
 from tests.integration.test_demo import TINY, _unused_port, demo, endpoint_quotas
 
 TINIER = ["--tasks", "2", "--lines", "50", "--big-events", "0", "--duration", "3", "--quiet"]
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    """`mwaa-logging local-aws` in a process of its own (an endpoint other clients use too); yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "mwaa_logging.cli", "local-aws"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), url
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def _other_application(url: str, quota_seen: threading.Event) -> None:
@@ -68,9 +51,9 @@ def _other_application(url: str, quota_seen: threading.Event) -> None:
 
 
 def test_on_a_shared_endpoint_and_spill_directory_the_demo_touches_and_counts_only_its_own(
-    tmp_path: Path, server: str
+    tmp_path: Path, local_aws_server: str
 ) -> None:
-    url = server
+    url = local_aws_server
     admin = RemoteLocalAWS(url)
     # Another application's spill, in the directory the demo is told to spill to (relative to its cwd).
     spill = tmp_path / "spill"
@@ -132,9 +115,9 @@ def test_a_home_relative_spill_directory_is_the_one_read_back(tmp_path: Path) ->
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_the_demo_mid_storm_removes_its_throttle_rule_tasks_and_files(
-    tmp_path: Path, server: str, stop: signal.Signals
+    tmp_path: Path, local_aws_server: str, stop: signal.Signals
 ) -> None:
-    url = server
+    url = local_aws_server
     admin = RemoteLocalAWS(url)
     env = {**os.environ, "TMPDIR": str(tmp_path), "COLUMNS": "160"}
     process = subprocess.Popen(
@@ -165,45 +148,6 @@ def test_stopping_the_demo_mid_storm_removes_its_throttle_rule_tasks_and_files(
     assert not any(path.exists() for path in budgets)
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
-
-
-@pytest.mark.parametrize(("options", "named", "said"), [
-    (["--duration", "1e300"], "--duration", "at most 86400"),
-    (["--storm", "1e300"], "--storm", "at most 86400"),
-    (["--compare", "watchtower", "--chart", "."], "--chart", "is a directory"),
-    (["--compare", "watchtower", "--chart", "README.md/chart.html"], "--chart", "is not a directory"),
-    (["--chart", "x.html"], "--chart", "needs --compare"),
-    (["--s3-endpoint-url", "http://127.0.0.1:9"], "--s3-endpoint-url", "needs --endpoint-url"),
-    (["--real-aws", "--spill-to", "/tmp/x", "--endpoint-url", "http://127.0.0.1:9"], "--endpoint-url",
-     "not allowed with --real-aws"),
-])
-def test_more_bad_options_are_usage_errors_before_anything_starts(
-    options: list[str], named: str, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from mwaa_logging.demo import runner
-    from mwaa_logging.demo.endpoint import Target
-
-    def must_not_start(*args: object, **kwargs: object) -> None:
-        raise AssertionError("started before the options were checked")
-
-    for name in ("embedded", "remote", "real_aws"):
-        monkeypatch.setattr(Target, name, must_not_start)
-    monkeypatch.setattr(runner, "run_handlers", must_not_start)
-    monkeypatch.chdir(Path(__file__).parents[2])
-    with pytest.raises(SystemExit) as exited:
-        main(["demo", "--quiet", *options])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument {named}: " in err and said in err, err
-
-
-def test_an_inherited_send_interval_that_max_latency_does_not_exceed_is_named(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("MWAA_LOGGING_SEND_INTERVAL", "20")
-    with pytest.raises(SystemExit):
-        main(["demo", "--quiet", "--max-latency", "10"])
-    assert "MWAA_LOGGING_SEND_INTERVAL=20" in capsys.readouterr().err
 
 
 def test_the_environment_line_says_what_the_demo_overrides_and_what_it_honours() -> None:
