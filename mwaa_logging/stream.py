@@ -28,6 +28,8 @@ class LogStream:
         after those threads were joined). After that hook (an ``atexit`` function registered before this library
         started) nothing else would send a line: it is delivered now, within what is left of one ``close_timeout``
         shared by all such lines, else spilled."""
+        if not isinstance(message, str):  # as a text file's write (bytes queued would stall the stream)
+            raise TypeError(f"write() takes a str message, not {type(message).__name__}")
         channel = self._channel
         if channel.closed:
             channel.reopen()

@@ -45,7 +45,6 @@ from mwaa_logging.splitting import new_split_id, split_message, truncate_message
 
 if TYPE_CHECKING:
     from mwaa_logging.engine.engine import Engine
-    from mwaa_logging.outcome import CallResult
 
 #: Process-wide emission counter (an event's ``seq``); ``next()`` on it is atomic in CPython.
 seq_counter = itertools.count()
@@ -154,9 +153,10 @@ class StreamBuffer:
         self.spilled_unmarked = 0
         self.marker_where: set[str] = set()
         self.marker_reasons: set[str] = set()
-        #: The ResourceNotFound answer whose Create* call is still owed (its budget had no token, or it failed):
-        #: the stream creates before it puts again, since a put could only be refused again.
-        self.missing: CallResult | None = None
+        #: What is still to be made after a ResourceNotFound answer (``"group"``, its ``"retention"``, the
+        #: ``"stream"``: its budget had no token, or the call failed): made before the next put, which could only
+        #: be refused again; a stage done is not made again.
+        self.missing: str | None = None
 
     def is_empty(self) -> bool:
         return self.count == 0 and self.in_flight is None

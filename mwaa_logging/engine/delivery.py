@@ -416,8 +416,7 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         channel.budgets.put.on_success(now)
         return True
     if outcome is Outcome.NO_RESOURCE:
-        created = _create_resources(channel, buffer, result, ctx)
-        buffer.missing = result if created is False else None
+        created = _create_resources(channel, buffer, _missing_stage(result), ctx)
         if created is None:
             spill_held(channel, [flight], SpillReason.NO_RESOURCE.value, result.message)
             return True
@@ -647,26 +646,30 @@ def _fallback_description(channel: Channel) -> str:
 
 
 def _create_owed(channel: Channel, buffer: StreamBuffer, ctx: Context) -> bool:
-    """Make the Create* call ``buffer`` owes (see :attr:`StreamBuffer.missing`) before it puts again. True: the put
-    may go now (created; or not allowed, which the put's answer then spills); False: not yet (``retry_at`` set)."""
+    """Make the calls ``buffer`` owes (see :attr:`StreamBuffer.missing`) before it puts again. True: the put may go
+    now (created; or not allowed, which the put's answer then spills); False: not yet (``retry_at`` set)."""
     assert buffer.missing is not None
     now = ctx.clock()
-    created = _create_resources(channel, buffer, buffer.missing, ctx)
-    if created is False:
+    if _create_resources(channel, buffer, buffer.missing, ctx) is False:
         if buffer.retry_at <= now:  # the call failed (the budget's wait sets retry_at itself)
             _backoff(buffer, "no_resource", ctx)
         return False
-    buffer.missing = None
     return True
 
 
-def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult, ctx: Context) -> bool | None:
-    """Create the missing group and/or stream. True: created (retry now); False: try later (when its budget has
-    no token yet, ``buffer.retry_at`` is set to when it will); None: not allowed."""
+def _missing_stage(result: CallResult) -> str:
+    """What a ResourceNotFound answer says is missing: the ``group`` or the ``stream``."""
+    return "group" if "group" in result.message.lower() else "stream"
+
+
+def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: Context) -> bool | None:
+    """Make what is missing, from ``stage`` on: the ``group``, its ``retention`` policy, the ``stream``. True: done
+    (put now); False: try later, from the stage ``buffer.missing`` names (when a budget has no token yet,
+    ``buffer.retry_at`` is set to this stream's turn); None: not allowed. A stage done is not made again."""
     destination = channel.destination
     transport = channel.transport()
-    group_missing = "group" in result.message.lower()
-    if group_missing:
+    buffer.missing = None
+    if stage == "group":
         if not destination.create_log_group:
             report(f"log group {destination.group} does not exist and create_log_group is false: its events are "
                    f"spilled to {channel.spill.description}")
@@ -674,11 +677,15 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
         created = _create(channel, channel.budgets.create_group, ctx, f"CreateLogGroup {destination.group}",
                           lambda: transport.create_log_group(destination.group, destination.log_group_tags), buffer)
         if created is not True:
+            buffer.missing = "group" if created is False else None
             return created
-        if destination.log_group_retention_days:
-            _create(channel, channel.budgets.create_group, ctx, f"PutRetentionPolicy {destination.group}",
-                    lambda: transport.put_retention_policy(destination.group,
-                                                           destination.log_group_retention_days or 0), None)
+        stage = "retention" if destination.log_group_retention_days else "stream"
+    if stage == "retention":  # before the stream: a retention never set would keep the group's logs for good
+        days = destination.log_group_retention_days or 0
+        if _create(channel, channel.budgets.create_group, ctx, f"PutRetentionPolicy {destination.group}",
+                   lambda: transport.put_retention_policy(destination.group, days), buffer) is False:
+            buffer.missing = "retention"
+            return False  # (refused for good: said, and the stream is made all the same)
     if not destination.create_log_stream:
         report(f"a log stream of {destination.group} does not exist and create_log_stream is false: its events are "
                f"spilled to {channel.spill.description}")
@@ -692,8 +699,10 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, result: CallResult
 
     created = _create(channel, channel.budgets.create_stream, ctx, f"CreateLogStream {buffer.stream}", create_stream,
                       buffer)
-    if outcome == [Outcome.NO_RESOURCE] and not group_missing:  # the group was missing, not the stream
-        return _create_resources(channel, buffer, CallResult(Outcome.NO_RESOURCE, message="log group"), ctx)
+    if outcome == [Outcome.NO_RESOURCE] and stage == "stream":  # the group was missing, not the stream
+        return _create_resources(channel, buffer, "group", ctx)
+    if created is False:
+        buffer.missing = "stream"
     return created
 
 
@@ -712,7 +721,7 @@ def _create(channel: Channel, budget: Budget, ctx: Context, what: str, call: Cal
     budget has a token, if it has none now); None: refused for good. A throttle slows the budget down."""
     now = ctx.clock()
     if (wait := budget.acquire(now)) > 0:
-        if waiting is not None:
+        if waiting is not None and waiting.retry_at <= now:  # (a last call before a deadline keeps its turn)
             # Streams that wait for this budget take turns, CREATE_TURN_SECONDS apart: all retrying at the next
             # token made each token cost as many budget checks (Redis round trips) as streams were waiting. Not a
             # ``wait`` apart: measured at a throttle's 1 call/s floor, that kept them 1 s apart once the budget

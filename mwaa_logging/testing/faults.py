@@ -134,7 +134,8 @@ class Faults:
         self.cleared.set()
 
     def remove(self, rule_id: int) -> bool:
-        """Remove the rule ``rule_id`` (others stay; calls it hangs are released); False if there was none."""
+        """Remove the rule ``rule_id`` (others stay); False if there was none. Hung calls all wait for one event:
+        they are released when the last hang rule is removed, or by :meth:`clear`."""
         with self._lock:
             gone = [rule for rule in self._rules if rule.id == rule_id]
             self._rules[:] = [rule for rule in self._rules if rule.id != rule_id]

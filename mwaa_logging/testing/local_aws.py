@@ -239,7 +239,8 @@ class LocalAWS:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("LocalAWS is not started")
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address (::1) goes in brackets
+        return f"http://{host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         """Environment for a process that should use this endpoint (endpoints + fake credentials)."""

@@ -759,3 +759,16 @@ def test_flush_registered_as_an_atexit_hook_runs(local_aws: LocalAWS, spill_dir:
                             text=True, timeout=60)
     assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr
     assert user_lines(local_aws.messages("atexit-flush", "s")) == ["flushed at exit"]
+
+
+def test_a_stream_refuses_a_message_that_is_not_text_and_keeps_delivering(local_aws: LocalAWS,
+                                                                        spill_dir: Path) -> None:
+    """write(b"...") was queued: every call and both spill targets failed on it, and it held up the lines around it
+    until they were lost at exit."""
+    stream = mwaa_logging.open_stream("typed", "s", endpoint_url=local_aws.url)
+    stream.write("before")
+    with pytest.raises(TypeError, match="str message, not bytes"):
+        stream.write(b"raw bytes")  # type: ignore[arg-type]
+    stream.write("after")
+    assert stream.close(10)
+    assert user_lines(local_aws.messages("typed", "s")) == ["before", "after"]

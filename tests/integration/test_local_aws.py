@@ -649,3 +649,17 @@ def test_its_environment_puts_botocore_in_its_region() -> None:
         done = subprocess.run([sys.executable, "-c", code], env={**environ, **aws.env()}, capture_output=True,
                               text=True, check=True, timeout=60)
     assert done.stdout.strip() == "eu-west-2"
+
+
+def test_an_ipv6_loopback_endpoint_has_a_url_botocore_takes() -> None:
+    try:
+        aws = LocalAWS(host="::1").start()
+    except OSError as error:  # no IPv6 on this machine
+        pytest.skip(f"cannot listen on ::1: {error}")
+    try:
+        assert aws.url.startswith("http://[::1]:")  # http://::1:PORT was refused by botocore (Invalid endpoint)
+        logs = aws.client("logs")
+        logs.create_log_group(logGroupName="v6")
+        assert [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]] == ["v6"]
+    finally:
+        aws.stop()

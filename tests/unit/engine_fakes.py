@@ -132,11 +132,13 @@ def make_rig(transport: ScriptedTransport | None = None, spill: MemorySpill | No
     settings.setdefault("send_interval", 1.0)
     group = settings.pop("group", "g")
     create_log_group = settings.pop("create_log_group", True)
+    retention_days = settings.pop("log_group_retention_days", None)
     fallback = settings.pop("fallback_spill", None)
     resolved = Settings.resolve(settings, environ={})
     channel = build_channel(
         log_group_name=group, settings=resolved, engine=engine, transport=transport, spill=spill,
         fallback_spill=fallback or MemorySpill(), create_log_group=create_log_group,
+        log_group_retention_days=retention_days,
         budgets=build_budgets(resolved, shared=False),
     )
     engine.attach(channel)

@@ -6,6 +6,7 @@ import itertools
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -206,6 +207,71 @@ def test_streams_waiting_after_a_create_throttle_are_served_once_the_budget_reco
         rig.append(f"first line of {stream}", stream=stream)
     rig.run(30, step=0.05)
     assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert rig.channel.stats().spilled_total == 0
+
+
+def test_flushes_do_not_stall_streams_waiting_for_create_tokens() -> None:
+    """Before each flush deadline every waiting stream got its last call at once; refused a token, each went to the
+    end of the queue: with a flush every few seconds, creates happened only at those last calls (248 of 1,000
+    streams in 40 s at a 20/s quota)."""
+    transport = CreatingTransport()
+    rig = make_rig(transport, send_interval=0.1)
+    streams = [f"task-{i}" for i in range(500)]  # 10 s of the 50/s CreateLogStream budget
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    flushes = 0
+    while len(transport.stored) < len(streams) and flushes < 8:  # the application flushes every 3 s
+        thread, _result = flush_in_thread(rig, timeout=3.0)
+        rig.run(3.0, step=0.05)
+        thread.join(10)
+        flushes += 1
+    assert len(transport.stored) == len(streams) and flushes <= 5  # ~10 s at 50 creates/s, as without flushes
+    assert rig.channel.stats().spilled_total == 0
+
+
+MISSING_GROUP = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException", "The specified log group does not exist.")
+
+
+class MissingGroupTransport(CreatingTransport):
+    """The group does not exist until created; CreateLogGroup is throttled ``group_throttles`` times."""
+
+    def __init__(self, group_throttles: int) -> None:
+        super().__init__()
+        self.group_throttles = group_throttles
+
+    def _put(self, call: Call) -> CallResult:
+        if call.group not in self.groups:
+            return MISSING_GROUP
+        return super()._put(call)
+
+    def create_log_group(self, group: str, tags: Any = None) -> CallResult:
+        if self.group_throttles:
+            self.group_throttles -= 1
+            self.calls.append(Call("create_group", group))
+            return THROTTLED
+        return super().create_log_group(group, tags)
+
+    def create_log_stream(self, group: str, stream: str) -> CallResult:
+        if group not in self.groups:
+            self.calls.append(Call("create_stream", group, stream))
+            return MISSING_GROUP
+        return super().create_log_stream(group, stream)
+
+
+def test_a_throttled_create_log_group_still_gets_its_retention_and_is_made_once_per_stream_at_most() -> None:
+    """After a throttled CreateLogGroup the retention call found no token and was never made (logs kept for good,
+    unsaid); and every retry of a stream that had found the group missing made CreateLogGroup again (579 calls for
+    one group)."""
+    transport = MissingGroupTransport(group_throttles=2)
+    rig = make_rig(transport, send_interval=0.1, log_group_retention_days=7)
+    streams = [f"task-{i}" for i in range(50)]
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    rig.run(30, step=0.05)
+    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    ops = [c.op for c in transport.calls]
+    assert ops.count("retention") >= 1
+    assert ops.count("create_group") <= len(streams) + 2
     assert rig.channel.stats().spilled_total == 0
 
 
