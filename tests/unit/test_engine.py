@@ -137,6 +137,18 @@ MISSING_STREAM = CallResult(Outcome.NO_RESOURCE, "ResourceNotFoundException",
                             "The specified log stream does not exist.")
 
 
+def new_streams(rig: Rig, count: int) -> list[str]:
+    """``count`` new streams, each given its first line; their names."""
+    streams = [f"task-{i}" for i in range(count)]
+    for stream in streams:
+        rig.append(f"first line of {stream}", stream=stream)
+    return streams
+
+
+def first_lines(streams: list[str]) -> list[str]:
+    return sorted(f"first line of {stream}" for stream in streams)
+
+
 class CreatingTransport(ScriptedTransport):
     """A put to a stream not created yet is refused as missing; CreateLogStream is throttled ``throttles`` times."""
 
@@ -165,11 +177,9 @@ def test_streams_waiting_for_a_create_token_do_not_put_again_meanwhile() -> None
     PutLogEvents quota. A stream now waits for its token and creates first: one refused put, one that lands."""
     transport = CreatingTransport()
     rig = make_rig(transport, send_interval=0.1)
-    streams = [f"task-{i}" for i in range(300)]  # ~6 s of the default 50/s CreateLogStream budget
-    for stream in streams:
-        rig.append(f"first line of {stream}", stream=stream)
+    streams = new_streams(rig, 300)  # ~6 s of the default 50/s CreateLogStream budget
     rig.run(30, step=0.05)
-    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert sorted(transport.stored) == first_lines(streams)
     assert [c.op for c in transport.calls].count("create_stream") == len(streams)
     assert len(transport.puts) == 2 * len(streams)
     assert_balanced(rig)
@@ -189,11 +199,9 @@ def test_streams_waiting_for_create_tokens_take_turns_instead_of_all_asking_at_e
         return acquired(now, tokens)
 
     budget.acquire = counted  # type: ignore[method-assign]
-    streams = [f"task-{i}" for i in range(300)]
-    for stream in streams:
-        rig.append(f"first line of {stream}", stream=stream)
+    streams = new_streams(rig, 300)
     rig.run(30, step=0.05)
-    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert sorted(transport.stored) == first_lines(streams)
     assert len(checks) <= 3 * len(streams)
 
 
@@ -202,11 +210,9 @@ def test_streams_waiting_after_a_create_throttle_are_served_once_the_budget_reco
     kept them after the budget recovered, and 271 first lines were spilled at max_latency."""
     transport = CreatingTransport(throttles=1)
     rig = make_rig(transport, send_interval=0.1, max_latency=30)
-    streams = [f"task-{i}" for i in range(300)]
-    for stream in streams:
-        rig.append(f"first line of {stream}", stream=stream)
+    streams = new_streams(rig, 300)
     rig.run(30, step=0.05)
-    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert sorted(transport.stored) == first_lines(streams)
     assert rig.channel.stats().spilled_total == 0
 
 
@@ -216,9 +222,7 @@ def test_flushes_do_not_stall_streams_waiting_for_create_tokens() -> None:
     streams in 40 s at a 20/s quota)."""
     transport = CreatingTransport()
     rig = make_rig(transport, send_interval=0.1)
-    streams = [f"task-{i}" for i in range(500)]  # 10 s of the 50/s CreateLogStream budget
-    for stream in streams:
-        rig.append(f"first line of {stream}", stream=stream)
+    streams = new_streams(rig, 500)  # 10 s of the 50/s CreateLogStream budget
     flushes = 0
     while len(transport.stored) < len(streams) and flushes < 8:  # the application flushes every 3 s
         thread, _result = flush_in_thread(rig, timeout=3.0)
@@ -264,11 +268,9 @@ def test_a_throttled_create_log_group_still_gets_its_retention_and_is_made_once_
     one group)."""
     transport = MissingGroupTransport(group_throttles=2)
     rig = make_rig(transport, send_interval=0.1, log_group_retention_days=7)
-    streams = [f"task-{i}" for i in range(50)]
-    for stream in streams:
-        rig.append(f"first line of {stream}", stream=stream)
+    streams = new_streams(rig, 50)
     rig.run(30, step=0.05)
-    assert sorted(transport.stored) == sorted(f"first line of {s}" for s in streams)
+    assert sorted(transport.stored) == first_lines(streams)
     ops = [c.op for c in transport.calls]
     assert ops.count("retention") >= 1
     assert ops.count("create_group") <= len(streams) + 2
