@@ -148,9 +148,24 @@ def _spill_to(raw: Any) -> str | None:
         return os.path.expanduser(text)  # "~/spill" is the user's, as in a shell
     if "://" in text and not text.startswith(("file://", "s3://")):
         raise ValueError(text)
-    if text.startswith("s3://") and not urlsplit(text).netloc:
-        raise ValueError(text)  # no bucket
+    if text.startswith("s3://"):
+        _check_s3_url(text)
     return text
+
+
+#: Characters and lengths a bucket name may have at all (3-63 of a-z 0-9 . - today; 255 with A-Z and _ for buckets
+#: made in us-east-1 before 2018, still in use).
+_S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")
+
+
+def _check_s3_url(text: str) -> None:
+    parts = urlsplit(text)
+    if not parts.netloc:
+        raise ValueError(text)  # no bucket
+    if not _S3_BUCKET.fullmatch(parts.netloc):
+        raise _Unfit(f"{parts.netloc!r} is no S3 bucket name (3 to 63 characters from a-z 0-9 . -)")
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise _Unfit("an s3:// spill URL takes no ?query or #fragment (S3 would not see it in the prefix)")
 
 
 def _url(raw: Any) -> str | None:
