@@ -81,7 +81,19 @@ def build_channel(
     )
     if isinstance(sink, FallbackSpillSink) and sink.on_fallback is None:
         sink.on_fallback = functools.partial(_spill_fell_back, channel, sink.cooldown)
+    for target in sink.sinks if isinstance(sink, FallbackSpillSink) else [sink]:
+        if hasattr(target, "on_late_store") and target.on_late_store is None:
+            target.on_late_store = functools.partial(_spill_stored_late, channel)
     return channel
+
+
+def _spill_stored_late(channel: Channel, count: int, url: str) -> None:
+    """S3 confirmed a spill object after the deadline had sent its events to the next target: they are stored
+    twice (a replay of both puts them twice; ``read`` shows them once). Counted as duplicates, and said."""
+    with channel.lock:
+        channel.counters.duplicates += count
+    report(f"{url} was stored after the spill deadline: its {count} events were also spilled to the next target "
+           "(stored twice)")
 
 
 def _spill_fell_back(channel: Channel, cooldown: float, failures: Sequence[tuple[str, str]], stored_by: str) -> None:

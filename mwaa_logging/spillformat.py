@@ -129,13 +129,18 @@ def encode_records(records: Iterable[SpillRecord], level: int = DEFAULT_LEVEL) -
 LINES_PER_CHUNK = 512
 
 
+def encode_line(record: SpillRecord) -> bytes:
+    """``record`` as one JSON line, newline included (:func:`storable` first if JSON cannot hold it as it is)."""
+    try:
+        return orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(storable(record).to_json(), option=orjson.OPT_APPEND_NEWLINE)
+
+
 def _lines_in_chunks(records: Iterable[SpillRecord], size: int) -> Iterator[bytes]:
     lines: list[bytes] = []
     for record in records:
-        try:
-            lines.append(orjson.dumps(record.to_json(), option=orjson.OPT_APPEND_NEWLINE))
-        except orjson.JSONEncodeError:
-            lines.append(orjson.dumps(storable(record).to_json(), option=orjson.OPT_APPEND_NEWLINE))
+        lines.append(encode_line(record))
         if len(lines) == size:
             yield b"".join(lines)
             lines.clear()

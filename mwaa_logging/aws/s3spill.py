@@ -16,14 +16,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
-import orjson
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_bytes
 from mwaa_logging.outcome import Outcome, classify_error
 from mwaa_logging.protocols import PartialSpillError, SpillError
 from mwaa_logging.spill.layout import SUFFIX, object_name, stream_prefix
-from mwaa_logging.spillformat import DamagedSpill, Decoded, SpillRecord, records_by_stream, salvage_records
+from mwaa_logging.spillformat import (
+    DamagedSpill,
+    Decoded,
+    SpillRecord,
+    encode_line,
+    records_by_stream,
+    salvage_records,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -142,6 +149,9 @@ class S3SpillSink:
         #: Objects and bytes written (compressed), for stats.
         self.objects_written = 0
         self.bytes_written = 0
+        #: Called with (records, object URL) when S3 confirms an object after :meth:`write_before` gave its
+        #: records to the next target at the deadline: they are then stored twice (the handler counts them).
+        self.on_late_store: Callable[[int, str], None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3SpillSink:
@@ -200,7 +210,7 @@ class S3SpillSink:
         progress = _Progress()
         try:
             self._put_objects(records, progress)
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:  # an AWS error, or any other: what was stored is said, the rest moves on
             progress.error = exc
         return self._result(records, progress)
 
@@ -220,9 +230,7 @@ class S3SpillSink:
                                       name="mwaa-logging-s3-spill")
             worker.start()
             worker.join(max(0.0, deadline - time.monotonic()))
-        with progress.lock:
-            progress.stopped = True
-        return self._result(records, progress)
+        return self._result(records, progress, stop=True)
 
     def _put_objects_apart(self, records: Sequence[SpillRecord], progress: _Progress) -> None:
         try:
@@ -239,18 +247,26 @@ class S3SpillSink:
                 if progress.stopped:
                     return
                 key = self.key_for(object_name(group, stream, chunk[0].timestamp))
-                self._put(key, body, options)
+                self._put(key, body, options, progress)
                 with progress.lock:
                     self.objects_written += 1
                     self.bytes_written += len(body)
-                    progress.keys.append(key)
-                    progress.done.update(id(r) for r in chunk)
+                    late = progress.stopped  # its records went to the next target at the deadline
+                    if not late:
+                        progress.keys.append(key)
+                        progress.done.update(id(r) for r in chunk)
+                if late:
+                    if self.on_late_store is not None:
+                        self.on_late_store(len(chunk), f"s3://{self.bucket}/{key}")
+                    return
         with progress.lock:
             progress.finished = True
 
-    def _result(self, records: Sequence[SpillRecord], progress: _Progress) -> str:
-        """Where ``records`` went, or the error naming the records ``progress`` did not store."""
+    def _result(self, records: Sequence[SpillRecord], progress: _Progress, *, stop: bool = False) -> str:
+        """Where ``records`` went, or the error naming the records ``progress`` did not store. ``stop``: the write
+        ends now, whatever its helper thread does next (one lock: an object confirmed later is a late one)."""
         with progress.lock:
+            progress.stopped = progress.stopped or stop
             keys, done, error, finished = list(progress.keys), set(progress.done), progress.error, progress.finished
         if finished and error is None:
             return self._location_of(keys)
@@ -263,10 +279,12 @@ class S3SpillSink:
         remaining = [r for r in records if id(r) not in done]
         raise PartialSpillError(message, remaining, self._location_of(keys)) from error
 
-    def _put(self, key: str, body: bytes, options: dict[str, Any]) -> None:
-        """PutObject; a throttle (503 SlowDown) or 5xx is retried after a short pause.
+    def _put(self, key: str, body: bytes, options: dict[str, Any], progress: _Progress) -> None:
+        """PutObject; a throttle (503 SlowDown), a 5xx or a failed connection (refused, closed before the answer,
+        timed out) is retried after a short pause, unless the write was stopped meanwhile.
 
-        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object.
+        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object (a lost
+        answer to a stored object sent the records to the next target too, stored twice).
         """
         for attempt in range(1, self.put_attempts + 1):
             try:
@@ -278,7 +296,12 @@ class S3SpillSink:
                 retry = classify_error(code, status) in (Outcome.THROTTLED, Outcome.TRANSIENT)
                 if not retry or attempt == self.put_attempts:
                     raise
+            except (HTTPClientError, BotocoreConnectionError):
+                if attempt == self.put_attempts:
+                    raise
             self._sleep(self.retry_pause * attempt)
+            if progress.stopped:
+                raise SpillError(f"{self.description}: stopped at the deadline while retrying")
 
     def _location_of(self, keys: list[str]) -> str:
         if len(keys) == 1:
@@ -294,7 +317,7 @@ class S3SpillSink:
         lines: list[bytes] = []
         size = 0
         for record in records:
-            line = orjson.dumps(record.to_json()) + b"\n"
+            line = encode_line(record)
             if chunk and size + len(line) > self.max_object_bytes:
                 yield chunk, gzip_bytes(b"".join(lines), self.compresslevel)
                 chunk, lines, size = [], [], 0

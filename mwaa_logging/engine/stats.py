@@ -20,7 +20,8 @@ class Counters:
     create_calls: int = 0
     bytes_sent: int = 0
     counted_bytes_delivered: int = 0
-    #: Events CloudWatch accepted after we had already spilled them (close deadline during a call).
+    #: Events stored twice: CloudWatch accepted them after we had already spilled them (close deadline during a
+    #: call), or S3 confirmed a spill object after its deadline had sent its events to the next target.
     duplicates: int = 0
     #: Calls that failed without an answer, so CloudWatch may have stored them (retry may duplicate).
     ambiguous_failures: int = 0

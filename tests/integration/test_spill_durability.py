@@ -23,6 +23,7 @@ from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.testing.local_aws import LocalAWS
 from tests.integration.spill_reading import spilled_records
+from tests.waiting import wait_until
 
 BUCKET = "spill-bucket"
 
@@ -211,3 +212,78 @@ def test_a_burst_above_the_cap_reaches_cloudwatch_when_the_disk_cannot_take_a_sp
     assert stats.spill_failures >= 1
     assert len(local_aws.messages("g", "burst")) == 20_000
     handler.close()
+
+
+def s3_lines(local_aws: LocalAWS) -> list[str]:
+    """Messages of every spill object in the bucket."""
+    sink = S3SpillSink(BUCKET, "p", client=local_aws.client("s3"))
+    return [record.message for obj in sink.list_objects() for record in sink.read_object(obj)]
+
+
+def s3_spilling_handler(local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloudwatch: str,
+                        **settings: object) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
+    """A handler spilling to ``s3://BUCKET/p`` (local fallback under ``tmp_path``) whose CloudWatch calls meet the
+    ``cloudwatch`` fault."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", local_aws.url)
+    local_aws.client("s3").create_bucket(Bucket=BUCKET)
+    local_aws.faults.inject(cloudwatch)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url=local_aws.url,
+                                                spill_to=f"s3://{BUCKET}/p", send_interval=0.1, **settings)
+    return handler, quiet_logger(f"s3-spill-{cloudwatch}", handler)
+
+
+def test_a_line_with_a_lone_surrogate_is_spilled_to_s3_with_the_others_once(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 spill encoded lines without the U+FFFD fallback: one such line sent every line of the write (also
+    those already in S3) to the local directory."""
+    try:
+        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "denied")
+        for i in range(3):
+            logger.info("line %d", i)
+        logger.info("bytes \udc80 decoded with surrogateescape")
+        handler.close()
+    finally:
+        local_aws.faults.clear()
+    stats = handler.stats()
+    assert stats.spilled_total == 4 and stats.spill_failures == 0 and stats.duplicates == 0, stats
+    assert sorted(s3_lines(local_aws)) == sorted([*(f"line {i}" for i in range(3)),
+                                                  "bytes \ufffd decoded with surrogateescape"])
+    assert spilled_records(tmp_path) == []
+
+
+def test_a_spill_object_whose_answer_is_lost_is_written_again_not_also_to_local_disk(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 stored the object and the connection closed before its answer: the PUT was given up (botocore retries
+    are off for spills), so the lines went to the local directory too."""
+    try:
+        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "denied")
+        local_aws.faults.inject("lost_reply", api="s3:PUT", count=1)
+        for i in range(3):
+            logger.info("line %d", i)
+        handler.close()
+    finally:
+        local_aws.faults.clear()
+    stats = handler.stats()
+    assert stats.spilled_total == 3 and stats.spill_failures == 0, stats
+    assert sorted(s3_lines(local_aws)) == [f"line {i}" for i in range(3)]
+    assert spilled_records(tmp_path) == []
+
+
+def test_an_s3_spill_stored_after_the_close_deadline_is_counted_and_said_as_duplicates(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mwaa_logging")
+    try:
+        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "hang", read_timeout=60)
+        local_aws.faults.inject("latency", api="s3:PUT", delay=2.5)  # answered after the spill deadline (1 s)
+        for i in range(3):
+            logger.info("line %d", i)
+        handler.close(0.5)
+        assert sorted(r.message for r in spilled_records(tmp_path)) == [f"line {i}" for i in range(3)]
+        wait_until(lambda: handler.stats().duplicates == 3, timeout=15, state=handler.stats)
+    finally:
+        local_aws.faults.clear()
+    assert sorted(s3_lines(local_aws)) == [f"line {i}" for i in range(3)]
+    said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging"]
+    assert any("was stored after the spill deadline: its 3 events were also spilled" in m for m in said), said
