@@ -150,6 +150,10 @@ def _spill_to(raw: Any) -> str | None:
         raise ValueError(text)
     if text.startswith("s3://"):
         _check_s3_url(text)
+    if text.startswith("file://"):
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path.strip("/"):
+            raise _Unfit("a file:// URL names a directory of this machine: file:///absolute/path")
     return text
 
 
@@ -166,6 +170,18 @@ def _check_s3_url(text: str) -> None:
         raise _Unfit(f"{parts.netloc!r} is no S3 bucket name (3 to 63 characters from a-z 0-9 . -)")
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise _Unfit("an s3:// spill URL takes no ?query or #fragment (S3 would not see it in the prefix)")
+
+
+#: What botocore accepts as a region name (a DNS label): ``eu_west_1`` or ``eu-west-1 `` fail only when the client is
+#: built, which under Airflow 3 is at the first remote log call, not when the logging configuration loads.
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def _region(raw: Any) -> str | None:
+    text = _optional_text(raw)
+    if text is not None and not _REGION.fullmatch(text):
+        raise ValueError(text)
+    return text
 
 
 def _url(raw: Any) -> str | None:
@@ -256,8 +272,8 @@ SPECS: dict[str, Spec[Any]] = {
                             "Most events in one PutLogEvents call."),
     "max_message_size": Spec(MAX_BATCH_BYTES, f"an integer from 1024 to {MAX_BATCH_BYTES}",
                              _number(1024, integer=True, high=MAX_BATCH_BYTES),
-                             "Largest event (message UTF-8 bytes + 26); larger messages are split "
-                             "(or truncated with oversize=truncate)."),
+                             "Largest event (message UTF-8 bytes + 26; at most max_batch_size, whichever is "
+                             "smaller applies); larger messages are split (or truncated with oversize=truncate)."),
     "oversize": Spec("split", "'split' or 'truncate'", _choice("split", "truncate"),
                      "What happens to a message above max_message_size: split into ordered chunks "
                      "(lossless) or truncate."),
@@ -269,7 +285,9 @@ SPECS: dict[str, Spec[Any]] = {
                            _number(0, allow_zero=False, optional=True),
                            "Ceiling on PutLogEvents calls/s for the whole rate_limit_scope."),
     "rate_limit_burst": Spec(None, "a number of calls >= 1, or empty for one second of put_rate_limit",
-                             _number(1, optional=True), "Burst allowed above put_rate_limit."),
+                             _number(1, optional=True),
+                             "Burst allowed above put_rate_limit. Without put_rate_limit: the largest burst while "
+                             "the budget backs off after throttles."),
     "rate_limit_scope": Spec("process", "'process', 'host', or a redis://, rediss:// or unix:// Redis URL", _scope,
                              "Who shares put_rate_limit: this process, all processes of this host, "
                              "or every host using the same Redis."),
@@ -278,7 +296,8 @@ SPECS: dict[str, Spec[Any]] = {
                                  "host or a Redis database need distinct namespaces."),
     "endpoint_url": Spec(None, "an http:// or https:// URL", _url,
                          "CloudWatch Logs endpoint (else AWS_ENDPOINT_URL_CLOUDWATCH_LOGS / AWS_ENDPOINT_URL / AWS)."),
-    "region_name": Spec(None, "an AWS region name", _optional_text, "AWS region (else the AWS configuration)."),
+    "region_name": Spec(None, "an AWS region name (letters, digits and -, such as eu-west-1)", _region,
+                        "AWS region (else the AWS configuration)."),
     "connect_timeout": Spec(5.0, f"a number of seconds > 0, at most {_HOUR}", _number(0, allow_zero=False, high=_HOUR),
                             "TCP connect timeout of AWS calls."),
     "read_timeout": Spec(20.0, f"a number of seconds > 0, at most {_HOUR}", _number(0, allow_zero=False, high=_HOUR),
@@ -334,6 +353,7 @@ class Settings:
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(SPECS)}")
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         for name, spec in SPECS.items():
             env_name = ENV_PREFIX + name.upper()
             if overrides.get(name) is not None:
@@ -342,6 +362,7 @@ class Settings:
                 raw, source = environ[env_name], env_name
             else:
                 continue
+            sources[name] = source
             try:
                 values[name] = spec.parse(raw)
             except (TypeError, ValueError) as exc:
@@ -352,14 +373,18 @@ class Settings:
             # watchtower accepts any send_interval (e.g. 600 s): stretch the default deadline with it
             values["max_latency"] = max(SPECS["max_latency"].default, 2 * values["send_interval"])
         settings = cls(**values)
-        settings._check_consistency()
+        settings._check_consistency(sources)
         return settings
 
-    def _check_consistency(self) -> None:
+    def _check_consistency(self, sources: Mapping[str, str]) -> None:
         if self.max_latency <= self.send_interval:
+            latency_from = f" (from {sources['max_latency']})" if sources.get("max_latency") else ""
+            interval_from = {None: ", its default", "": ""}.get(sources.get("send_interval"),
+                                                                  f", from {sources.get('send_interval')}")
             raise SettingsError(
-                f"invalid setting max_latency={self.max_latency!r}: expected a number of seconds greater than "
-                f"send_interval ({self.send_interval!r}), else events would be spilled before they are sent"
+                f"invalid setting max_latency={self.max_latency!r}{latency_from}: expected a number of seconds "
+                f"greater than send_interval ({self.send_interval!r}{interval_from}), else events would be spilled "
+                "before they are sent"
             )
 
     def replace(self, **changes: Any) -> Settings:

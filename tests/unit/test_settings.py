@@ -62,6 +62,10 @@ def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: p
         ("spill_to", "s3://ab/prefix", "'ab' is no S3 bucket name"),
         ("spill_to", "s3://logs/prefix?versionId=1", "takes no ?query or #fragment"),
         ("spill_to", "s3://logs/prefix#part", "takes no ?query or #fragment"),
+        ("spill_to", "file://relative/dir", "file:///absolute/path"),  # the host part was dropped: /dir
+        ("spill_to", "file://", "file:///absolute/path"),  # spilled into the working directory
+        ("region_name", "eu_west_1", "an AWS region name"),
+        ("region_name", "eu-west-1 x", "an AWS region name"),
         ("max_buffer_bytes", "12.5", "an integer number of bytes"),
         ("max_batch_count", "10001", "an integer from 1 to 10000"),
         ("max_batch_size", "2000000", "an integer from 128 to 1048576"),
@@ -109,8 +113,12 @@ def test_unknown_keyword_is_refused_with_the_known_ones() -> None:
 def test_max_latency_must_leave_room_for_the_send_interval() -> None:
     with pytest.raises(SettingsError, match=r"max_latency.*send_interval"):
         Settings.resolve({"send_interval": 10, "max_latency": 5}, environ={})
-    with pytest.raises(SettingsError, match=r"max_latency=1\.0.*send_interval \(2\.0\)"):
+    with pytest.raises(SettingsError, match=r"max_latency=1\.0 \(from MWAA_LOGGING_MAX_LATENCY\).*send_interval "
+                                            r"\(2\.0, its default\)"):
         Settings.resolve({}, environ={"MWAA_LOGGING_MAX_LATENCY": "1"})
+    with pytest.raises(SettingsError, match=r"max_latency=100\.0 \(from MWAA_LOGGING_MAX_LATENCY\).*send_interval "
+                                            r"\(120\.0\)"):
+        Settings.resolve({"send_interval": 120}, environ={"MWAA_LOGGING_MAX_LATENCY": "100"})
 
 
 @pytest.mark.parametrize("source", ["keyword", "environment"])
