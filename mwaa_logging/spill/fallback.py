@@ -24,7 +24,8 @@ class FallbackSpillSink:
     """Tries each sink in order; records a sink could not store go to the next one.
 
     Nothing is stored twice: after a :class:`PartialSpillError` only the remaining records move on.
-    A sink that failed is skipped for ``cooldown`` seconds (the last sink is always tried).
+    A sink that raised anything (a :class:`SpillError`, or any other exception: an encoder's bug) failed, and is
+    skipped for ``cooldown`` seconds (the last sink is always tried).
     Raises :class:`SpillError` only when the last sink fails too. A write that fell back and was stored calls
     ``on_fallback`` (the handler says it in the log and counts it: the records are not where ``spill_to`` says).
     """
@@ -73,9 +74,9 @@ class FallbackSpillSink:
                 self._failed(index, sink, exc)
                 failed.append((sink.description, str(exc)))
                 pending = exc.remaining
-            except SpillError as exc:
+            except Exception as exc:  # an encoder's TypeError, a bug: that target failed, the next one may store them
                 self._failed(index, sink, exc)
-                failed.append((sink.description, str(exc)))
+                failed.append((sink.description, str(exc) if isinstance(exc, SpillError) else repr(exc)))
             else:
                 if index > 0:
                     with self._lock:
@@ -87,8 +88,8 @@ class FallbackSpillSink:
                 return where
         raise SpillError(f"every spill target failed ({self.description}): {self.last_error}")
 
-    def _failed(self, index: int, sink: SpillSink, exc: SpillError) -> None:
+    def _failed(self, index: int, sink: SpillSink, exc: Exception) -> None:
         with self._lock:
             self.failures[sink.description] = self.failures.get(sink.description, 0) + 1
             self._skip_until[index] = self._clock() + self.cooldown
-            self.last_error = str(exc)
+            self.last_error = str(exc) if isinstance(exc, SpillError) else repr(exc)
