@@ -12,10 +12,11 @@ import math
 import os
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
 from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer, settle_watchers
@@ -532,68 +533,111 @@ def marker_message(count: int, reasons: set[str], where: set[str]) -> str:
             f"`mwaa-logging replay` can put them back.")
 
 
+class Spilled(NamedTuple):
+    """What :func:`spill_held` did: where the events it stored are (``None``: it stored none; ``""``: there were
+    none to store), and how many it could not store and put back (kept in memory, tried again)."""
+
+    where: str | None
+    kept: int
+
+
 def spill_held(channel: Channel, helds: Sequence[Held], reason: str, detail: str = "",
-               deadline: float | None = None) -> bool:
+               deadline: float | None = None) -> Spilled:
     """Write held events to the spill target (the fallback directory for what it could not store) in one write,
     and count them spilled. ``deadline`` (``time.monotonic()``) bounds a target that can stop at one (S3).
 
-    A target that fails in any way, not only with ``SpillError``, counts as failed. If no target can take them,
-    they go back where they came from (their stream then waits :data:`SPILL_RETRY_DELAY`): False.
+    A target that fails in any way, not only with ``SpillError``, counts as failed. Events no target could store go
+    back where they came from (their stream then waits :data:`SPILL_RETRY_DELAY`); those a target did store
+    (a :class:`PartialSpillError` names the rest) are counted spilled, where they are, never put back to be
+    stored or sent again: a disk that filled up after one stream's file was written keeps only the other streams'
+    events.
     """
     group = channel.destination.group
     now = int(channel.engine.wall_ms())
-    records = [SpillRecord(group, stream, timestamp, message, reason, detail, now)
-               for held in helds for stream, timestamp, message in _lines(held)]
+    per_held = [[SpillRecord(group, stream, timestamp, message, reason, detail, now)
+                 for stream, timestamp, message in _lines(held)] for held in helds]
+    records = [record for held_records in per_held for record in held_records]
     if not records:
         with channel.lock:
             for held in helds:
                 channel.release(held)
-        return True
-    where = None
+        return Spilled("", 0)
+    stores: list[tuple[str, set[int]]] = []  # (location, ids of the records stored there)
+    pending: list[SpillRecord] = records
     try:
-        where = write_before(channel.spill, records, deadline)
+        stores.append((write_before(channel.spill, pending, deadline), set(map(id, pending))))
+        pending = []
     except Exception as exc:
-        partly = None
         if isinstance(exc, PartialSpillError):  # only what it could not store moves on
-            records, partly = exc.remaining, exc.location
+            pending = _stored_there(stores, exc, pending)
         report(f"spill to {channel.spill.description} failed ({exc!r}); using {_fallback_description(channel)}",
                key=f"spill failed: {channel.spill.description}")
         with channel.lock:
             channel.counters.spill_failures += 1
         if channel.fallback_spill is not None:
             try:
-                where = channel.fallback_spill.write(records)
+                stores.append((channel.fallback_spill.write(pending), set(map(id, pending))))
+                pending = []
             except Exception as exc2:
-                report(f"fallback spill failed too ({exc2!r}); keeping {len(records)} events in memory",
+                if isinstance(exc2, PartialSpillError):
+                    pending = _stored_there(stores, exc2, pending)
+                report(f"fallback spill failed too ({exc2!r}); keeping {len(pending)} events in memory",
                        key=f"fallback spill failed: {_fallback_description(channel)}")
-            else:
-                where = where if partly is None else f"{partly} + {where}"
+    kept = len(pending)
+    stored_ids = set().union(*(ids for _, ids in stores))
     with channel.lock:
-        if where is None:
-            retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
-            sendable = reason in SENDABLE_REASONS
-            if sendable:  # CloudWatch can take them: keep sending; spill again after the delay
-                _spill_paused[channel] = retry_at
-            for held in helds:
-                buffer = held.buffer
+        retry_at = channel.engine.clock() + SPILL_RETRY_DELAY
+        sendable = reason in SENDABLE_REASONS
+        if kept and sendable:  # CloudWatch can take them: keep sending; spill again after the delay
+            _spill_paused[channel] = retry_at
+        for held, held_records in zip(helds, per_held, strict=True):
+            buffer = held.buffer
+            stored = [id(record) in stored_ids for record in held_records]
+            count = sum(stored)
+            if count < len(held.events):  # what no target stored goes back; what one did is spilled, not again
+                if count:
+                    channel.release(held)
+                    rest = [event for event, done in zip(held.events, stored, strict=True) if not done]
+                    held = channel.hold(Held(buffer, rest, sum(abs(event[SIZE]) for event in rest)))
                 _put_back(channel, held, buffer.retry_at if sendable and buffer is not None else retry_at,
                           reorder=True)
-            return False
-        for held in helds:
-            channel.release(held)
-            count = len(held.events)
+                if not count:
+                    continue
+            else:
+                channel.release(held)
             channel.counters.spilled[reason] += count
             channel.settled += count
-            buffer = held.buffer
             if buffer is not None:
                 buffer.spilled_unmarked += count
-                buffer.marker_where.add(where)
+                buffer.marker_where.update(where for where, ids in stores
+                                           if any(id(record) in ids for record in held_records))
                 buffer.marker_reasons.add(reason)
-        if channel.flush_deadlines:
+        if channel.flush_deadlines and stores:
             channel.settled_cond.notify_all()
-    if settle_watchers:
+    if settle_watchers and stores:
         notify_settled(channel)
-    return True
+    return Spilled(" + ".join(where for where, _ in stores) if stores else None, kept)
+
+
+def _stored_there(stores: list[tuple[str, set[int]]], exc: PartialSpillError,
+                  pending: list[SpillRecord]) -> list[SpillRecord]:
+    """After a target stored some of ``pending`` and raised ``exc``: add where it stored which to ``stores``; return
+    the records of ``pending`` (the very objects) still to be stored. A target that names copies of the records
+    it did not store, not the records themselves, is matched by value (equal records are interchangeable)."""
+    remaining_ids = set(map(id, exc.remaining))
+    rest = [record for record in pending if id(record) in remaining_ids]
+    if len(rest) != len(exc.remaining):
+        left = Counter(exc.remaining)
+        rest = []
+        for record in pending:
+            if left[record] > 0:
+                left[record] -= 1
+                rest.append(record)
+    rest_ids = set(map(id, rest))
+    stored = {id(record) for record in pending if id(record) not in rest_ids}
+    if stored:
+        stores.append((exc.location, stored))
+    return rest
 
 
 def _lines(held: Held) -> list[tuple[str, int, str]]:

@@ -26,8 +26,10 @@ class FallbackSpillSink:
     Nothing is stored twice: after a :class:`PartialSpillError` only the remaining records move on.
     A sink that raised anything (a :class:`SpillError`, or any other exception: an encoder's bug) failed, and is
     skipped for ``cooldown`` seconds (the last sink is always tried).
-    Raises :class:`SpillError` only when the last sink fails too. A write that fell back and was stored calls
-    ``on_fallback`` (the handler says it in the log and counts it: the records are not where ``spill_to`` says).
+    Raises :class:`SpillError` only when the last sink fails too: a :class:`PartialSpillError` if some sink stored
+    some of the records (``remaining``: those no sink stored; ``location``: every location that stored some).
+    A write that fell back and was stored calls ``on_fallback`` (the handler says it in the log and counts it: the
+    records are not where ``spill_to`` says).
     """
 
     def __init__(
@@ -86,7 +88,10 @@ class FallbackSpillSink:
                     with contextlib.suppress(Exception):  # stored: a failing hook must not get them stored twice
                         self.on_fallback(failed, sink.description)
                 return where
-        raise SpillError(f"every spill target failed ({self.description}): {self.last_error}")
+        message = f"every spill target failed ({self.description}): {self.last_error}"
+        if locations:  # some were stored: only the rest is still to be stored (nothing is stored twice)
+            raise PartialSpillError(message, pending, " + ".join(locations))
+        raise SpillError(message)
 
     def _failed(self, index: int, sink: SpillSink, exc: Exception) -> None:
         with self._lock:
