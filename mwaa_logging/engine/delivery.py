@@ -445,9 +445,20 @@ def _settle_put(channel: Channel, buffer: StreamBuffer, flight: InFlight, result
         return False
     # INVALID or AUTH: retrying the same call cannot help; keep the lines, slow this stream down.
     reason = SpillReason.AUTH if outcome is Outcome.AUTH else SpillReason.INVALID
-    spill_held(channel, [flight], reason.value, f"{result.error_code}: {result.message}")
+    count = len(flight.events)
+    spilled = spill_held(channel, [flight], reason.value, f"{result.error_code}: {result.message}")
+    if spilled.where is None:  # where they are said, not where spill_to would have them
+        fate = (f"no spill target could store its {count} events (reason {reason.value}); they are kept in memory and "
+                "tried again")
+    elif spilled.kept:
+        fate = (f"{count - spilled.kept} of its {count} events are spilled to {spilled.where} (reason "
+                f"{reason.value}); no spill target could store the other {spilled.kept}, kept in memory and tried "
+                "again")
+    else:
+        fate = f"its events are spilled to {spilled.where} (reason {reason.value})"
     report(f"PutLogEvents to log group {channel.destination.group} refused ({result.error_code}: {result.message}): "
-           f"its events are spilled to {channel.spill.description} (reason {reason.value})")
+           f"{fate}", key=f"refused: {channel.destination.group} {result.error_code} {spilled.where is None} "
+           f"{spilled.kept > 0}")  # (a spill file's name changes every time: said once a minute all the same)
     if outcome is Outcome.AUTH:
         buffer.retry_at = _backoff(buffer, result.error_code or "auth", ctx)
         return False
