@@ -360,6 +360,9 @@ def spilled_events(
                 continue
             if decoded.damage is not None:  # said once, on this first read; its complete records are merged
                 failed(location, DamagedSpill(decoded.damage))
+            if decoded.bad_lines:  # said once too; its other lines are merged
+                others = f"; its other {len(decoded.records)} records are read" if decoded.records else ""
+                failed(location, ValueError(decoded.bad_lines_said() + others))
             records = in_window(decoded)
             if not records:
                 continue

@@ -23,7 +23,9 @@ A record is put only into the stream its object's path names (``<group>/<stream>
 that names another stream is exported with reason ``misplaced`` and said, not put.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
 A damaged object (its gzip data cut short) has its complete records put and is marked like the others; what
-could not be read is said. Local files a killed writer left unfinished (``*.jsonl.gz.tmp``) are replayed too.
+could not be read is said. An object with a line that is not a spill record (in undamaged data) fails: none of it is
+put, it stays unmarked, and the line is named (the reader shows its other lines). Local files a killed writer left
+unfinished (``*.jsonl.gz.tmp``) are replayed too.
 """
 
 from __future__ import annotations
@@ -519,6 +521,11 @@ class Replayer:
                 self.summary.errors.append(f"read {obj.location}: {exc}")
                 continue
             records = decoded.records
+            if decoded.bad_lines:  # put none of it, leave it unmarked (marked, its bad lines would be lost unsaid)
+                self.summary.objects_failed += 1
+                self.summary.errors.append(f"read {obj.location}: {decoded.bad_lines_said()}; none of its "
+                                           f"{len(records)} other records is put, and it stays unmarked")
+                continue
             if decoded.damage is not None:  # its complete records are put, and it is marked: the rest is lost
                 self.summary.objects_salvaged += 1
                 self.summary.errors.append(f"damaged {obj.location}: {decoded.damage}")

@@ -182,6 +182,8 @@ def decode_records(data: bytes, *, max_bytes: int | None = None) -> Iterator[Spi
     decoded = salvage_records(data, max_bytes=max_bytes)
     if decoded.damage is not None:
         raise DamagedSpill(decoded.damage)
+    if decoded.bad_lines:
+        raise ValueError(decoded.bad_lines[0])
     yield from decoded.records
 
 
@@ -192,18 +194,29 @@ class DamagedSpill(ValueError):
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """The records of one spill file or object; ``damage`` says, when its data is damaged, what was salvaged (the
-    complete records before the damage, in ``records``) and what was not."""
+    complete records before the damage, in ``records``) and what was not; ``bad_lines`` names the lines of
+    undamaged data that are not spill records (the others are read)."""
 
     records: list[SpillRecord]
     damage: str | None = None
+    #: In undamaged data, each line that is not a spill record (``"line N is not a spill record: why"``): skipped,
+    #: the other lines are in ``records``.
+    bad_lines: tuple[str, ...] = ()
+
+    def bad_lines_said(self, most: int = 3) -> str:
+        """The first ``most`` of :attr:`bad_lines`, and how many more there are."""
+        said = "; ".join(self.bad_lines[:most])
+        more = len(self.bad_lines) - most
+        return f"{said} (and {more} more lines that are not spill records)" if more > 0 else said
 
 
 def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
     """Like :func:`decode_records`, but of gzip data that ends early (a writer killed, a copy cut short, a tail of
     zero bytes never written) every complete record before that point, and what was salvaged and lost, in
     ``damage``. A record cut by the end is never returned (a prefix of a JSON object is never one); reading stops
-    at the first line that is not a record. Corrupt gzip data, a gzip bomb, and in undamaged data a line that is
-    not a spill record, raise ``ValueError`` (nothing is salvaged)."""
+    at the first line that is not a record. In undamaged data a line that is not a spill record is skipped and named
+    in ``bad_lines`` (the other lines are read). Corrupt gzip data and a gzip bomb raise ``ValueError`` (nothing
+    is salvaged)."""
     damage = None
     if data[:2] == _GZIP_MAGIC:
         data, damage = _gunzip(data, max_bytes)
@@ -213,7 +226,8 @@ def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
         raise ValueError(f"holds more than {max_bytes} bytes: not a spill object")
     lines = data.split(b"\n")
     if damage is None:
-        return Decoded(list(_parse(lines)))
+        parsed, bad_lines = _parse(lines)
+        return Decoded(parsed, bad_lines=bad_lines)
     records: list[SpillRecord] = []
     for raw in lines:  # the last one may be cut by the end
         try:
@@ -227,13 +241,17 @@ def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
     return Decoded(records, f"{damage}; salvaged its first {len(records)} records (complete), lost {lost}")
 
 
-def _parse(lines: Iterable[bytes]) -> Iterator[SpillRecord]:
+def _parse(lines: Iterable[bytes]) -> tuple[list[SpillRecord], tuple[str, ...]]:
+    """The records of ``lines``, and what is wrong with each line that is not one (skipped)."""
+    records: list[SpillRecord] = []
+    bad: list[str] = []
     for number, raw in enumerate(lines, 1):
         if raw.strip():
             try:
-                yield SpillRecord.from_json(orjson.loads(raw))
+                records.append(SpillRecord.from_json(orjson.loads(raw)))
             except ValueError as exc:  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors too
-                raise ValueError(f"line {number} is not a spill record: {exc}") from None
+                bad.append(f"line {number} is not a spill record: {exc}")
+    return records, tuple(bad)
 
 
 #: Bytes decompressed at a time by :func:`_gunzip`.

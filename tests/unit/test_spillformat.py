@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,3 +137,22 @@ def test_a_prefix_quoted_otherwise_still_names_its_stream_and_a_bare_directory_n
     assert not in_stream_prefix("spill/g/other", "g", "s")
     assert not in_stream_prefix("s", "g", "s")
     assert not in_stream_prefix("", "", "")
+
+
+def test_a_line_that_is_not_a_spill_record_is_said_and_the_others_are_read() -> None:
+    """One bad line in intact gzip data refused the whole object: none of its valid lines were shown."""
+    from mwaa_logging.spillformat import salvage_records
+
+    good = [SpillRecord("g", "s", 1, "first", "max_latency"), SpillRecord("g", "s", 3, "third", "max_latency")]
+    lines = gzip_lines(good)
+    data = gzip.compress(lines[0] + b'{"not": "a record"}\n' + b"\n" + b"[1, 2]\n" + lines[1])
+    decoded = salvage_records(data)
+    assert decoded.records == good and decoded.damage is None
+    assert decoded.bad_lines == ("line 2 is not a spill record: no 'timestamp' field",
+                                 "line 4 is not a spill record: expected a JSON object, got list")
+    with pytest.raises(ValueError, match=r"^line 2 is not a spill record: no 'timestamp' field$"):
+        list(decode_records(data))  # the strict reader still refuses it
+
+
+def gzip_lines(records: list[SpillRecord]) -> list[bytes]:
+    return [line + b"\n" for line in gzip.decompress(encode_records(records)).splitlines()]
