@@ -349,10 +349,13 @@ class S3SpillSink:
 
     def read_object(self, obj: S3Object) -> list[SpillRecord]:
         """The records of ``obj``; ``ValueError`` for an object bigger than any this sink writes (compressed or
-        not: see :data:`MAX_READ_BYTES`), before it is all in memory, and for a damaged one (:class:`DamagedSpill`)."""
+        not: see :data:`MAX_READ_BYTES`), before it is all in memory, and for a damaged one or one with a line that
+        is no spill record (:class:`DamagedSpill`)."""
         decoded = self.salvage_object(obj)
         if decoded.damage is not None:
             raise DamagedSpill(decoded.damage)
+        if decoded.bad_lines:  # every record or an error, as decode_records: salvage_object gives the rest
+            raise DamagedSpill(decoded.bad_lines_said())
         return decoded.records
 
     def salvage_object(self, obj: S3Object) -> Decoded:
