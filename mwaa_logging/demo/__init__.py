@@ -197,22 +197,11 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace, con
             Settings.resolve({name: settings[name]})
         except SettingsError as error:
             if f"invalid setting {name}=" in str(error):  # else a MWAA_LOGGING_* variable's fault: below
-                parser.error(f"argument {option}: {error}{_from_environment(str(error))}")
+                parser.error(f"argument {option}: {error}")  # it names a MWAA_LOGGING_* variable it comes from
     try:
         Settings.resolve(settings)
     except SettingsError as error:
         parser.error(str(error))
-
-
-def _from_environment(error: str) -> str:
-    """Which ``MWAA_LOGGING_*`` variable an option's error comes from, when one does (``--max-latency`` against
-    an inherited ``MWAA_LOGGING_SEND_INTERVAL``)."""
-    from mwaa_logging.settings import ENV_PREFIX
-
-    name = ENV_PREFIX + "SEND_INTERVAL"
-    if "send_interval (" in error and name in os.environ:
-        return f" (send_interval from {name}={os.environ[name]})"
-    return ""
 
 
 def chart_problem(path: Path) -> str | None:
