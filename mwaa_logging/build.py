@@ -9,6 +9,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mwaa_logging.aws.clients import forget_pooled_connections, make_logs_client
@@ -19,7 +20,7 @@ from mwaa_logging.engine.engine import Engine, get_engine
 from mwaa_logging.limits import CREATE_LOG_GROUP_TPS, CREATE_LOG_STREAM_TPS
 from mwaa_logging.protocols import Budget, SpillSink, Transport
 from mwaa_logging.settings import SPECS, Settings, SettingsError
-from mwaa_logging.spill.factory import build_spill_sink
+from mwaa_logging.spill.factory import build_spill_sink, is_s3_url, local_directory_of
 from mwaa_logging.spill.fallback import FallbackSpillSink
 from mwaa_logging.spill.local import default_spill_directory, default_spill_sink
 
@@ -45,6 +46,9 @@ def build_channel(
     budgets: Budgets | None = None,
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
+    if isinstance(log_group_retention_days, str) and log_group_retention_days.strip().isascii() \
+            and log_group_retention_days.strip().isdigit():
+        log_group_retention_days = int(log_group_retention_days)  # a config file's "7"
     check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
     if boto3_client is not None:
         _say_unused_client_settings(settings, boto3_client)
@@ -157,7 +161,20 @@ def _checked_transport(factory: Callable[[], Transport]) -> Transport:
                             "and check boto3_profile_name") from exc
 
 
+def _check_spill_directory(spill_to: str) -> None:
+    """A local ``spill_to`` that can never be a directory (a file, or a path under a file, such as ``/dev/null``)
+    is refused now, not at the first spill in an outage."""
+    path = Path(local_directory_of(spill_to))
+    for place in (path, *path.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise SettingsError(f"invalid setting spill_to={spill_to!r}: {str(place)!r} is not a directory")
+            return
+
+
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:
+    if settings.spill_to is not None and not is_s3_url(settings.spill_to):
+        _check_spill_directory(settings.spill_to)
     if settings.spill_to is None and not _said_default_spill.is_set():
         _said_default_spill.set()
         report(f"spill_to is not set: events CloudWatch cannot take in time go to {default_spill_directory()}",

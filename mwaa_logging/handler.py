@@ -25,7 +25,7 @@ from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.events import counted_size
 from mwaa_logging.formatter import CloudWatchLogFormatter
 from mwaa_logging.limits import EVENT_OVERHEAD_BYTES
-from mwaa_logging.settings import Settings, SettingsError, wait_timeout
+from mwaa_logging.settings import Settings, SettingsError, wait_timeout, yes_no
 from mwaa_logging.streamnames import (
     DEFAULT_LOG_STREAM_NAME,
     StreamNamer,
@@ -110,12 +110,17 @@ def _check_sender(channel: Channel) -> None:
         report(f"could not wake the sender ({describe_error(exc)}); the record is queued")
 
 
-def check_flags(**flags: object) -> None:
-    """watchtower's yes/no arguments must be ``True`` or ``False`` (or 1 / 0): a string such as ``"false"`` (a
-    config file's text) would count as true, and do the opposite of what it says."""
+def check_flags(**flags: object) -> dict[str, bool]:
+    """watchtower's yes/no arguments as bools: ``True``/``False``, 1/0, or a config file's text (``"false"``,
+    ``"yes"``: what ``spill_marker`` takes; watchtower would take ``"false"`` as true). Anything else raises."""
+    parsed: dict[str, bool] = {}
     for name, value in flags.items():
-        if not isinstance(value, (bool, int)) or value not in (0, 1):
-            raise SettingsError(f"invalid setting {name}={value!r}: expected True or False")
+        try:
+            parsed[name] = yes_no(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"invalid setting {name}={value!r}: expected True or False (as text: true/false, "
+                                "yes/no, on/off, 1/0)") from None
+    return parsed
 
 
 def validate_group_name(name: str) -> str:
@@ -188,7 +193,10 @@ class CloudWatchLogHandler(logging.Handler):
             log_stream_name = stream_name
         if boto3_client is not None and boto3_profile_name is not None:
             raise WatchtowerError("Either boto3_client or boto3_profile_name can be specified, but not both")
-        check_flags(use_queues=use_queues, create_log_group=create_log_group, create_log_stream=create_log_stream)
+        flags = check_flags(use_queues=use_queues, create_log_group=create_log_group,
+                            create_log_stream=create_log_stream)
+        use_queues, create_log_group, create_log_stream = (
+            flags["use_queues"], flags["create_log_group"], flags["create_log_stream"])
         if json_serialize_default is not None and not callable(json_serialize_default):
             raise SettingsError(f"invalid setting json_serialize_default={json_serialize_default!r}: expected a "
                                 "function (as json.dumps's default) or None")

@@ -74,7 +74,8 @@ def _as_int(raw: Any) -> int:
     return int(str(raw).replace("_", "")) if isinstance(raw, str) else int(raw)
 
 
-def _bool(raw: Any) -> bool:
+def yes_no(raw: Any) -> bool:
+    """True/False, 1/0, or text as a config file has it (true/false, yes/no, on/off, 1/0); else ``ValueError``."""
     if isinstance(raw, bool):
         return raw
     text = str(raw).strip().lower()
@@ -190,6 +191,10 @@ def _url(raw: Any) -> str | None:
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(text)
+        try:
+            parts.port  # noqa: B018  # a port above 65535 raises here, not at every call
+        except ValueError:
+            raise _Unfit("its port is not a number from 0 to 65535") from None
     return text
 
 
@@ -302,7 +307,7 @@ SPECS: dict[str, Spec[Any]] = {
                             "TCP connect timeout of AWS calls."),
     "read_timeout": Spec(20.0, f"a number of seconds > 0, at most {_HOUR}", _number(0, allow_zero=False, high=_HOUR),
                          "Read timeout of AWS calls (a call that gets no answer is retried)."),
-    "spill_marker": Spec(True, "true or false", _bool,
+    "spill_marker": Spec(True, "true or false", yes_no,
                          "After a spill, write one marker event into the stream saying where the lines went."),
     "spill_s3_kms_key_id": Spec(None, "a KMS key id or ARN", _optional_text,
                                 "Encrypt S3 spill objects with SSE-KMS and this key (default SSE-S3)."),

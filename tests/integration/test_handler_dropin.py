@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Any
 
 import boto3
 import pytest
@@ -96,6 +97,38 @@ def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
         mwaa_logging.CloudWatchLogHandler(log_stream_name=["a list"])  # type: ignore[arg-type]
     with pytest.raises(mwaa_logging.WatchtowerError):
         mwaa_logging.CloudWatchLogHandler(boto3_client=object(), boto3_profile_name="p")
+
+
+@pytest.mark.parametrize(("arguments", "named"), [
+    ({"use_queues": "maybe"}, "use_queues='maybe': expected True or False"),
+    ({"create_log_stream": None}, "create_log_stream=None: expected True or False"),
+    ({"log_group_retention_days": "8"}, "log_group_retention_days=8: expected one of CloudWatch's retention periods"),
+    ({"endpoint_url": "http://127.0.0.1:99999"}, "endpoint_url='http://127.0.0.1:99999': expected an http:// or "
+                                                 "https:// URL (its port is not a number from 0 to 65535)"),
+    ({"spill_to": "/dev/null"}, "spill_to='/dev/null': '/dev/null' is not a directory"),
+    ({"spill_to": "file:///dev/null/spill"}, "spill_to='file:///dev/null/spill': '/dev/null' is not a directory"),
+])
+def test_values_that_only_failed_later_fail_at_construction(arguments: dict[str, Any], named: str) -> None:
+    """A port above 65535 failed every PutLogEvents call (retried, then spilled); a spill_to under a file failed at
+    the first spill of an outage (lines went to the default directory)."""
+    with pytest.raises(mwaa_logging.SettingsError) as refused:
+        mwaa_logging.CloudWatchLogHandler(log_group_name="g", **{"endpoint_url": "http://127.0.0.1:9", **arguments})
+    assert named in str(refused.value)
+
+
+def test_a_config_files_text_for_yes_no_arguments_and_retention_days_is_taken_as_meant() -> None:
+    """``dictConfig`` from a file passes every value as text: ``"false"`` means False (watchtower would take it as
+    true), ``"7"`` seven days; both were refused."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="g", log_stream_name="s", endpoint_url="http://127.0.0.1:9", use_queues="false",
+        create_log_group="no", create_log_stream="1", log_group_retention_days="7")
+    try:
+        assert handler.use_queues is False
+        destination = handler._channel.destination
+        assert (destination.create_log_group, destination.create_log_stream,
+                destination.log_group_retention_days) == (False, True, 7)
+    finally:
+        handler.close(timeout=0)
 
 
 def test_dictconfig_style_construction_with_level() -> None:

@@ -275,13 +275,14 @@ def test_watchtower_arguments_cloudwatch_would_refuse_later_are_refused_naming_t
 
 
 @pytest.mark.parametrize(("argument", "value"), [
-    ("create_log_group", "no"), ("create_log_group", "False"), ("use_queues", "no"), ("create_log_stream", 2),
+    ("create_log_group", "sometimes"), ("use_queues", "nein"), ("create_log_stream", 2),
     ("create_log_stream", None), ("json_serialize_default", 5), ("json_serialize_default", "str"),
 ])
 def test_watchtower_flags_and_serializers_that_would_do_something_else_are_refused(argument: str,
                                                                                    value: object) -> None:
-    """``create_log_group="no"`` counted as true (watchtower's own reading); a serializer that is not a function
-    failed on the first record it was needed for."""
+    """A flag that is no yes/no would count as true or false by accident (watchtower reads any text as true; ours
+    takes "no" and "False" as meant); a serializer that is not a function failed on the first record it was needed
+    for."""
     import mwaa_logging
 
     with pytest.raises(SettingsError, match=f"invalid setting {argument}="):
