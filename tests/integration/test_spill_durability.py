@@ -35,24 +35,48 @@ def quiet_logger(name: str, handler: logging.Handler) -> logging.Logger:
     return logger
 
 
-def test_s3_refusing_every_put_is_said_and_counted_and_the_lines_are_on_local_disk(
-        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the local fallback: the default directory
+def s3_lines(local_aws: LocalAWS) -> list[str]:
+    """Messages of every spill object in the bucket."""
+    sink = S3SpillSink(BUCKET, "p", client=local_aws.client("s3"))
+    return [record.message for obj in sink.list_objects() for record in sink.read_object(obj)]
+
+
+def s3_spilling_handler(local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloudwatch: str,
+                        **settings: object) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
+    """A handler spilling to ``s3://BUCKET/p`` (local fallback under ``tmp_path``) whose CloudWatch calls meet the
+    ``cloudwatch`` fault."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", local_aws.url)
     local_aws.client("s3").create_bucket(Bucket=BUCKET)
-    local_aws.faults.inject("denied", api="s3:PUT")  # no s3:PutObject on the spill bucket
-    local_aws.faults.inject("hang")  # nothing reaches CloudWatch: close() spills everything
-    caplog.set_level(logging.WARNING, logger="mwaa_logging")
+    local_aws.faults.inject(cloudwatch)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url=local_aws.url,
+                                                spill_to=f"s3://{BUCKET}/p", send_interval=0.1, **settings)
+    return handler, quiet_logger(f"s3-spill-{cloudwatch}", handler)
+
+
+def spill_through_s3(local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloudwatch: str,
+                     lines: list[str], s3_fault: str | None = None,
+                     **settings: object) -> mwaa_logging.CloudWatchLogHandler:
+    """Log ``lines`` through :func:`s3_spilling_handler` (S3 PutObject meeting ``s3_fault``: always if "denied",
+    else once) and close it; the faults are gone afterwards."""
     try:
-        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s",
-                                                    endpoint_url=local_aws.url, spill_to=f"s3://{BUCKET}/p",
-                                                    send_interval=0.1, read_timeout=60, close_timeout=0.5)
-        logger = quiet_logger("s3-refused", handler)
-        for i in range(20):
-            logger.info("line %d", i)
+        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, cloudwatch, **settings)
+        if s3_fault is not None:
+            local_aws.faults.inject(s3_fault, api="s3:PUT", count=None if s3_fault == "denied" else 1)
+        for line in lines:
+            logger.info(line)
         handler.close()
     finally:
         local_aws.faults.clear()
+    return handler
+
+
+def test_s3_refusing_every_put_is_said_and_counted_and_the_lines_are_on_local_disk(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mwaa_logging")
+    # nothing reaches CloudWatch: close() spills everything; no s3:PutObject on the spill bucket
+    handler = spill_through_s3(local_aws, tmp_path, monkeypatch, "hang", [f"line {i}" for i in range(20)],
+                               s3_fault="denied", read_timeout=60, close_timeout=0.5)
     stats = handler.stats()
     assert stats.balanced() and stats.spilled_total == 20 and stats.spill_failures == 1, stats
     assert sorted(r.message for r in spilled_records(tmp_path)) == sorted(f"line {i}" for i in range(20))
@@ -118,7 +142,6 @@ def test_lines_no_spill_target_can_store_at_exit_are_said_lost_with_their_count(
     temp = tmp_path / "tmp"
     temp.mkdir()
     (temp / f"mwaa-logging-spill-{os.getuid()}").write_text("a file where the default spill directory would go")
-    (tmp_path / "spill").write_text("a file where spill_to would go")
     env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
     env.update(local_aws.env(), HOME=str(tmp_path / "no-home"), TMPDIR=str(temp))
     local_aws.faults.inject("unavailable")
@@ -128,6 +151,8 @@ def test_lines_no_spill_target_can_store_at_exit_are_said_lost_with_their_count(
         logging.basicConfig(format="%(name)s %(levelname)s %(message)s")
         handler = CloudWatchLogHandler(log_group_name="g", log_stream_name="s", spill_to={str(tmp_path / "spill")!r},
                                        close_timeout=0.5)
+        with open({str(tmp_path / "spill")!r}, "w") as taken:  # after construction, which refuses it
+            taken.write("a file where spill_to would go")
         logger = logging.getLogger("nowhere-to-spill")
         logger.propagate = False
         logger.addHandler(handler)
@@ -197,10 +222,10 @@ def test_a_burst_above_the_cap_reaches_cloudwatch_when_the_disk_cannot_take_a_sp
     spill held the stream back 5 s, so the 20,000 lines took a minute to arrive (100,000: none in 13 s)."""
     (tmp_path / "mwaa-logging").write_text("a file where the default spill directory would go")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    (tmp_path / "spill").write_text("a file where spill_to would go")
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="burst",
                                                 endpoint_url=local_aws.url, spill_to=str(tmp_path / "spill"),
                                                 max_buffer_bytes=1_048_576)
+    (tmp_path / "spill").write_text("a file where spill_to would go")  # after construction, which refuses it
     logger = quiet_logger("burst-on-a-full-disk", handler)
     for i in range(20_000):
         logger.info("%06d %s", i, "x" * 1_000)
@@ -214,37 +239,12 @@ def test_a_burst_above_the_cap_reaches_cloudwatch_when_the_disk_cannot_take_a_sp
     handler.close()
 
 
-def s3_lines(local_aws: LocalAWS) -> list[str]:
-    """Messages of every spill object in the bucket."""
-    sink = S3SpillSink(BUCKET, "p", client=local_aws.client("s3"))
-    return [record.message for obj in sink.list_objects() for record in sink.read_object(obj)]
-
-
-def s3_spilling_handler(local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloudwatch: str,
-                        **settings: object) -> tuple[mwaa_logging.CloudWatchLogHandler, logging.Logger]:
-    """A handler spilling to ``s3://BUCKET/p`` (local fallback under ``tmp_path``) whose CloudWatch calls meet the
-    ``cloudwatch`` fault."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", local_aws.url)
-    local_aws.client("s3").create_bucket(Bucket=BUCKET)
-    local_aws.faults.inject(cloudwatch)
-    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name="s", endpoint_url=local_aws.url,
-                                                spill_to=f"s3://{BUCKET}/p", send_interval=0.1, **settings)
-    return handler, quiet_logger(f"s3-spill-{cloudwatch}", handler)
-
-
 def test_a_line_with_a_lone_surrogate_is_spilled_to_s3_with_the_others_once(
         local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The S3 spill encoded lines without the U+FFFD fallback: one such line sent every line of the write (also
     those already in S3) to the local directory."""
-    try:
-        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "denied")
-        for i in range(3):
-            logger.info("line %d", i)
-        logger.info("bytes \udc80 decoded with surrogateescape")
-        handler.close()
-    finally:
-        local_aws.faults.clear()
+    handler = spill_through_s3(local_aws, tmp_path, monkeypatch, "denied",
+                               [*(f"line {i}" for i in range(3)), "bytes \udc80 decoded with surrogateescape"])
     stats = handler.stats()
     assert stats.spilled_total == 4 and stats.spill_failures == 0 and stats.duplicates == 0, stats
     assert sorted(s3_lines(local_aws)) == sorted([*(f"line {i}" for i in range(3)),
@@ -256,14 +256,8 @@ def test_a_spill_object_whose_answer_is_lost_is_written_again_not_also_to_local_
         local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """S3 stored the object and the connection closed before its answer: the PUT was given up (botocore retries
     are off for spills), so the lines went to the local directory too."""
-    try:
-        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "denied")
-        local_aws.faults.inject("lost_reply", api="s3:PUT", count=1)
-        for i in range(3):
-            logger.info("line %d", i)
-        handler.close()
-    finally:
-        local_aws.faults.clear()
+    handler = spill_through_s3(local_aws, tmp_path, monkeypatch, "denied", [f"line {i}" for i in range(3)],
+                               s3_fault="lost_reply")
     stats = handler.stats()
     assert stats.spilled_total == 3 and stats.spill_failures == 0, stats
     assert sorted(s3_lines(local_aws)) == [f"line {i}" for i in range(3)]
