@@ -16,7 +16,6 @@ from tests.integration.spill_reading import spilled_records
 def test_refused_events_are_said_to_be_where_they_were_stored(
         local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     spill_to = tmp_path / "read-only"
-    spill_to.write_text("a file where the spill directory should be: nothing can be written under it")
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the default directory, the last resort
@@ -25,6 +24,8 @@ def test_refused_events_are_said_to_be_where_they_were_stored(
         handler = mwaa_logging.CloudWatchLogHandler(log_group_name="refused-ro", log_stream_name="s",
                                                     endpoint_url=local_aws.url, spill_to=str(spill_to / "spill"),
                                                     send_interval=0.1)
+        # after construction (which refuses it): nothing can be written under it
+        spill_to.write_text("a file where the spill directory should be")
         logger = logging.getLogger("refused-ro")
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
