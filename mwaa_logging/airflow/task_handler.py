@@ -52,14 +52,19 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         conn_id: str | None = None,
         **settings: Any,
     ) -> None:
+        # What can fail is checked before FileTaskHandler.__init__ registers the handler: a bad setting raised after
+        # it, and logging.shutdown() then closed the half-built handler ("Exception ignored in atexit callback ...
+        # AttributeError: ... no attribute 'closed'" after the setting's own error).
+        target = LogGroupTarget.from_arn(log_group_arn)
+        resolved = Settings.resolve(settings)
         rotation = {"max_bytes": max_bytes, "backup_count": backup_count, "delay": delay}
         super().__init__(base_log_folder=base_log_folder,  # Airflow before 2.10 has no rotation keywords
                          **{k: v for k, v in rotation.items() if k in _FILE_HANDLER_PARAMETERS})
-        self.target = LogGroupTarget.from_arn(log_group_arn)
+        self.target = target
         self.log_group = self.target.log_group_name
         self.region_name = self.target.region_name
         self.conn_id = conn_id if conn_id is not None else _remote_log_conn_id()
-        self.settings = Settings.resolve(settings)
+        self.settings = resolved
         self._overrides = {k: v for k, v in settings.items() if v is not None}
         self.stream_name = ""
         self.closed = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from mwaa_logging.testing.local_aws import LocalAWS
@@ -105,3 +107,18 @@ def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     # plain messages: the provider sets no formatter on the handler it builds
     assert_exactly_once(complete_messages(airflow_aws, stream, airflow2.home / "spill"), expected_events(lines))
     assert not wal_files(airflow2)  # the raw task removed its write-ahead file (mwaa_logging.airflow.shim_wal)
+
+
+def test_airflow2_task_handler_with_a_bad_setting_says_only_what_is_wrong(airflow2: AirflowEnv) -> None:
+    """A bad ``remote_task_handler_kwargs`` value fails Airflow's logging config with our SettingsError, and only
+    that: FileTaskHandler.__init__ had registered the handler before the setting was resolved, and logging.shutdown()
+    then closed the half-built handler ("Exception ignored in atexit callback ... no attribute 'closed'")."""
+    out = subprocess.run(
+        [str(airflow2.venv / "bin" / "python"), "-c", "import airflow"], cwd=airflow2.home, capture_output=True,
+        text=True, timeout=120,
+        env=airflow2.env({"AIRFLOW__LOGGING__REMOTE_TASK_HANDLER_KWARGS": '{"close_timeout": "ten"}'}),
+    )
+    output = out.stdout + out.stderr
+    assert out.returncode != 0, output[-3000:]
+    assert "SettingsError: invalid setting close_timeout='ten'" in output, output[-3000:]
+    assert "Exception ignored" not in output and "AttributeError" not in output, output[-3000:]
