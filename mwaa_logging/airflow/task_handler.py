@@ -68,6 +68,9 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         self._overrides = {k: v for k, v in settings.items() if v is not None}
         self.stream_name = ""
         self.closed = False
+        #: The inner handler this handler built (never that of a copy's original: Airflow's trigger and task context
+        #: loggers copy a handler, then call set_context on the copy, and close it) and ``id(self)``.
+        self._built: tuple[CloudWatchLogHandler, int] | None = None
         #: The raw task process's write-ahead log; in the supervisor, the key of the files it recovers at close.
         self._wal: WriteAheadLog | None = None
         self._recover_key: str | None = None
@@ -91,8 +94,30 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 self._wal = WriteAheadLog(self._wal_directory(), key, **_wal_modes())
             else:  # the --local supervisor: it outlives the raw task
                 self._recover_key = key
-        self.handler = self._build_handler()
+        self.handler = self._stream_handler()
         self.closed = False
+
+    def _stream_handler(self) -> CloudWatchLogHandler:
+        """The inner handler of ``self.stream_name``: the one this handler built already, if it is open and writes
+        that stream, else a new one.
+
+        The --local supervisor calls set_context three times per try (init_run_context, LocalTaskJobRunner,
+        StandardTaskRunner), and the forked raw task once more, after it logged "Running: [...]" and "Job N: Subtask
+        ..." into the handler it inherited (whose channel the fork emptied of the supervisor's events). A new handler
+        each time left the one before unclosed: logging.shutdown() no longer saw it, and the raw task, which ends
+        with os._exit(), lost those lines whenever it ended within a send interval."""
+        built = self._built
+        handler = built[0] if built is not None and built[1] == id(self) else None
+        if handler is not None and handler is self.handler and not handler.shutting_down:
+            if handler.log_stream_name == self.stream_name:
+                handler.setLevel(self.level)
+                if self._wal is not None:
+                    self._wal.watch(handler._channel)
+                return handler
+            handler.close()  # another stream on this handler (bounded by close_timeout): its lines are sent first
+        handler = self._build_handler()
+        self._built = (handler, id(self))
+        return handler
 
     def _wal_directory(self) -> Path:
         return Path(self.local_base, WAL_DIRECTORY)

@@ -71,12 +71,18 @@ def test_airflow2_task_handler_ships_supervisor_and_raw_task_lines(
     airflow2: AirflowEnv, airflow_aws: LocalAWS
 ) -> None:
     lines = 200
-    run = airflow2.run_dag(DAG_ID, env={"MWAA_LOGGING_TEST_LINES": str(lines)}, done_marker=DAG_RUN_FINISHED)
+    # A send interval longer than the task: only what the handlers' close() flushes arrives.
+    env = {"MWAA_LOGGING_TEST_LINES": str(lines), "MWAA_LOGGING_SEND_INTERVAL": "60"}
+    run = airflow2.run_dag(DAG_ID, env=env, done_marker=DAG_RUN_FINISHED)
     assert run.finished and run.run_id, run.output[-3000:]
     stream = stock_stream_name(run)
     messages = airflow_aws.messages(LOG_GROUP, stream)
     # the raw task process logged these; the --local supervisor process logged the exit line
     assert any(m.startswith("Task exited with return code 0") for m in messages)
+    # The forked raw task logs these before its own set_context, into the handler it inherited from the
+    # supervisor: set_context replaced that handler unclosed, and a task shorter than the send interval lost them.
+    assert any(m.startswith("Running: ['airflow', 'tasks', 'run'") for m in messages), messages[:5]
+    assert any(f": Subtask {TASK_ID}" in m for m in messages), messages[:5]
     assert max(len(m.encode()) + 26 for m in messages) <= 1_048_576
 
     out = airflow2.python(READ_SCRIPT, DAG_ID, TASK_ID, run.run_id)
