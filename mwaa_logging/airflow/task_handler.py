@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +27,14 @@ from mwaa_logging.airflow.clients import UNSETTLED_READ_CLIENT_SECONDS, read_cli
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
-from mwaa_logging.handler import CloudWatchLogHandler, _remember_skipped, _skipped
-from mwaa_logging.settings import Settings
+from mwaa_logging.handler import (
+    _LOGGING_SHUTDOWN_CODE,
+    CloudWatchLogHandler,
+    _caller_code,
+    _remember_skipped,
+    _skipped,
+)
+from mwaa_logging.settings import Settings, wait_timeout
 
 #: What this Airflow's ``FileTaskHandler.__init__`` accepts.
 _FILE_HANDLER_PARAMETERS = frozenset(inspect.signature(FileTaskHandler.__init__).parameters)
@@ -131,9 +138,7 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 kwargs["boto3_client"] = client
         if self.settings.region_name is None:
             kwargs["region_name"] = self.region_name
-        handler = CloudWatchLogHandler(
-            log_group_name=self.log_group, log_stream_name=self.stream_name, **kwargs
-        )
+        handler = _StreamHandler(log_group_name=self.log_group, log_stream_name=self.stream_name, **kwargs)
         handler.setLevel(self.level)
         if self._wal is not None:
             self._wal.watch(handler._channel)
@@ -151,13 +156,31 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         handler = self.handler
         if handler is None:
             return
-        if getattr(handler, "shutting_down", False) and not self.closed:
-            # dictConfig closed it mid-task: rebuild on the same stream instead of dropping records.
+        if getattr(handler, "shutting_down", False) and not _registered(handler):
+            # dictConfig closed it (and this handler) mid-task, and forgot it: logging.shutdown() would not close it
+            # again. Rebuild on the same stream, registered, instead of leaving the records to the exit hooks (which
+            # the forked raw task, ending with os._exit(), never runs). Closed by logging.shutdown() or close(), it
+            # takes the record after close (CloudWatchLogHandler delivers or spills it): a new handler made then
+            # was waited for in full once more by flush() and close().
             self.handler = handler = self._build_handler()
+            self._built = (handler, id(self))
+            self.closed = False
         handler.emit(record)
         wal = self._wal
         if wal is not None:  # after queueing it (see mwaa_logging.airflow.wal)
             write_ahead(wal, handler, record)
+
+    def flush(self) -> None:
+        """Deliver what was emitted so far (bounded by ``close_timeout``). From logging.shutdown(), which calls close()
+        next (that waits), ask for delivery and return: it waited the full close_timeout for an endpoint that does
+        not answer (CloudWatchLogHandler.flush saw this method as its caller, not logging.shutdown)."""
+        handler = self.handler
+        if handler is None:
+            return
+        if _caller_code() is _LOGGING_SHUTDOWN_CODE and isinstance(handler, CloudWatchLogHandler):
+            handler.flush(0.0)
+        else:
+            handler.flush()
 
     def close(self) -> None:
         """Drain this process's records of the task (bounded); idempotent. The supervisor first queues what a dead
@@ -205,6 +228,29 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
                 messages.append(f"mwaa-logging could not read {self.log_group}/{stream_name}: {exc!r}")
             return messages, []
         return messages, ["\n".join(lines)]
+
+
+class _StreamHandler(CloudWatchLogHandler):
+    """The inner handler of a task try's stream. Its close() waits at most one ``close_timeout`` in all per process:
+    logging.shutdown() closes it (it is a registered handler), a record logged by another thread after that reopens
+    it, and the task handler's close() then closed it again with a full close_timeout of its own."""
+
+    def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        pid, now = os.getpid(), time.monotonic()
+        first = _close_deadlines.get(self)
+        if first is None or first[0] != pid:
+            wait = wait_timeout(timeout)
+            first = _close_deadlines[self] = (pid, now + (self.settings.close_timeout if wait is None else wait))
+        super().close(max(0.0, first[1] - now))
+
+
+#: When each inner handler's close() must be done by, and in which process (a forked child closes it anew).
+_close_deadlines: weakref.WeakKeyDictionary[CloudWatchLogHandler, tuple[int, float]] = weakref.WeakKeyDictionary()
+
+
+def _registered(handler: logging.Handler) -> bool:
+    """Whether ``handler`` is still one logging.shutdown() closes (dictConfig forgets every handler it closes)."""
+    return any(ref() is handler for ref in list(getattr(logging, "_handlerList", ())))
 
 
 def _wal_modes() -> dict[str, int]:
