@@ -6,7 +6,7 @@ Concrete implementations live in adapters (``aws/``, ``spill/``, ``budgets/``); 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from mwaa_logging.events import LogEvent
 from mwaa_logging.outcome import CallResult
@@ -54,9 +54,13 @@ class DeadlineSpillSink(SpillSink, Protocol):
 
 
 def write_before(sink: SpillSink, records: Sequence[SpillRecord], deadline: float | None) -> str:
-    """Store ``records`` in ``sink``, by ``deadline`` if it can stop at one (None: no deadline)."""
-    if deadline is not None and isinstance(sink, DeadlineSpillSink):
-        return sink.write_before(records, deadline)
+    """Store ``records`` in ``sink``, by ``deadline`` if it can stop at one (None: no deadline).
+
+    Not ``isinstance(sink, DeadlineSpillSink)``: on Python 3.12+ that imports ``inspect`` the first time, and a spill
+    may come while the interpreter finalizes (a record logged from a ``__del__``), when nothing can be imported."""
+    stop_by = getattr(sink, "write_before", None) if deadline is not None else None
+    if stop_by is not None and callable(stop_by):
+        return cast("str", stop_by(records, deadline))
     return sink.write(records)
 
 

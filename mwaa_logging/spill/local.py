@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import os
 import stat
 import sys
@@ -108,6 +109,7 @@ class LocalSpillSink:
         #: A directory of this user alone (the default one, in a temp dir other users share): created ``0700``,
         #: written only while it is this user's own and not writable by every user.
         self.private = private
+        _syncfs()  # now, not at a spill that may come while the interpreter finalizes (no import works then)
 
     def write(self, records: Sequence[SpillRecord]) -> str:
         if not records:
@@ -186,7 +188,9 @@ class LocalSpillSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + TMP_SUFFIX)
         try:
-            with os.fdopen(_create_new(tmp), "wb") as f:
+            # io.open, not os.fdopen (it imports io when called) nor open (a builtin gone while the interpreter
+            # finalizes): a spill may come then (a record logged from a __del__)
+            with io.open(_create_new(tmp), "wb") as f:  # noqa: UP020
                 f.write(encode_records(batch))
                 if fsync:
                     f.flush()
@@ -224,18 +228,25 @@ def _create_new(path: Path) -> int:
 
 @functools.cache
 def _syncfs() -> Callable[[int], int] | None:
-    """Linux's ``syncfs(fd)`` (flush one file system, and wait), or None where it is not available."""
+    """Linux's ``syncfs(fd)`` (flush one file system, and wait), or None where it is not available. Set up when a
+    sink is made (see :class:`LocalSpillSink`): a spill may come while the interpreter finalizes, when ``ctypes``
+    can no longer be imported."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         import ctypes
 
         function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, ImportError):
         return None
     function.argtypes = [ctypes.c_int]
     function.restype = ctypes.c_int
+    _get_errno.append(ctypes.get_errno)
     return function  # type: ignore[no-any-return]
+
+
+#: ``ctypes.get_errno``, bound by :func:`_syncfs`.
+_get_errno: list[Callable[[], int]] = []
 
 
 def _sync_file_system(directory: Path) -> None:
@@ -245,9 +256,7 @@ def _sync_file_system(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         if syncfs(fd) != 0:
-            import ctypes
-
-            errno = ctypes.get_errno()
+            errno = _get_errno[0]()
             raise OSError(errno, f"syncfs: {os.strerror(errno)}")
     finally:
         os.close(fd)
