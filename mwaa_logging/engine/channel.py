@@ -435,6 +435,8 @@ class Channel:
             self.flush_deadlines.append(flush_deadline)
         self.engine.wake()
         try:
+            if self.engine.sender_missing():  # no sender thread can run: do its work here
+                return self.engine.work_inline(lambda: self.reached(mark), timeout)
             if _holds_logging_lock():
                 # dictConfig/logging.shutdown hold logging's module lock: waiting here could starve the
                 # sender (botocore logs through that lock). Ask for delivery and return.

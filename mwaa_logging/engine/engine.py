@@ -37,6 +37,8 @@ from mwaa_logging.retry import Random
 
 #: Longest the sender sleeps without a reason: a backstop against a missed wake-up.
 _MAX_IDLE = 1.0
+#: Longest a thread doing the sender's work (no sender thread can run) sleeps between passes.
+_INLINE_PAUSE = 0.05
 
 
 class Engine:
@@ -70,6 +72,10 @@ class Engine:
         #: Set by the atexit hook, which runs after non-daemon threads were joined (see ``at_last_exit``).
         self._exited_last = False
         self._late_deadline: float | None = None
+        #: Why no sender thread could be started (None: one could, or none was tried); see :meth:`wake`.
+        self._no_sender: str | None = None
+        self._said_inline = False
+        self._inline_lock = threading.Lock()
 
     # -- channels ---------------------------------------------------------------------------------
 
@@ -98,10 +104,52 @@ class Engine:
     # -- the sender -------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Ask the sender to look at the buffers now (cheap; called from emit on transitions only)."""
+        """Ask the sender to look at the buffers now (cheap; called from emit on transitions only).
+
+        Never raises: where no sender thread can be started (Python 3.12+ refuses new threads once the interpreter
+        exits, as in the atexit hooks of a forked child that had not logged yet; a thread limit), the sender's work
+        is done on the threads that wait for it (see :meth:`sender_missing` and :meth:`work_inline`).
+        """
         if self._thread is None or self._pid != os.getpid():
-            self._ensure_thread()
+            try:
+                self._ensure_thread()
+            except Exception as exc:  # RuntimeError: can't create new thread at interpreter shutdown
+                self._no_sender = f"{type(exc).__name__}: {exc}"
         self._wake.set()
+
+    def sender_missing(self) -> bool:
+        """Whether no sender thread of this process can do the work now: none could be started, or the interpreter
+        finalizes (threads other than the main one no longer run). flush() and close() then do it themselves."""
+        if not self._start_thread:
+            return False  # an engine driven by run_once() (tests)
+        if sys.is_finalizing():
+            return True
+        thread = self._thread
+        return thread is None or not thread.is_alive() or self._pid != os.getpid()
+
+    def work_inline(self, done: Callable[[], bool], timeout: float) -> bool:
+        """The sender's passes on the calling thread until ``done()`` or ``timeout`` seconds passed (no sender thread
+        can run: see :meth:`sender_missing`); returns ``done()``. One thread at a time does them."""
+        deadline = time.monotonic() + timeout
+        if not self._inline_lock.acquire(timeout=max(0.0, timeout)):
+            return done()
+        try:
+            if self._no_sender is not None and not self._said_inline:
+                self._said_inline = True
+                report(f"no sender thread can be started ({self._no_sender}): log events are sent by the thread "
+                       "that flushes or closes", level=logging.DEBUG)
+            while not done():
+                if deadline - time.monotonic() <= 0:
+                    return False
+                delay = self.run_once()
+                remaining = deadline - time.monotonic()
+                if done() or remaining <= 0:
+                    break
+                if delay > 0:
+                    time.sleep(min(delay, remaining, _INLINE_PAUSE))
+            return done()
+        finally:
+            self._inline_lock.release()
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # backstop when the at-fork hook did not run (e.g. os.fork in C code)

@@ -1,0 +1,143 @@
+"""close(), the exit hooks and records logged after close(): real processes against the local endpoint.
+
+In tests/unit so that scripts/test.sh runs them on Python 3.13 too: from 3.12 no thread can be started in an atexit
+hook, and a forked child's engine has no sender thread until it needs one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mwaa_logging.engine import engine as engine_module
+from mwaa_logging.engine.engine import Engine
+from mwaa_logging.spillformat import decode_records
+from mwaa_logging.testing.local_aws import LocalAWS
+from tests.unit.engine_fakes import make_rig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "spill"
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
+    monkeypatch.setenv("MWAA_LOGGING_RATE_LIMIT_NAMESPACE", f"test-exit-{os.getpid()}-{time.monotonic_ns()}")
+    return path
+
+
+def spilled_messages(*directories: Path) -> list[str]:
+    return [record.message for directory in directories for path in sorted(directory.rglob("*.jsonl.gz"))
+            for record in decode_records(path.read_bytes())]
+
+
+def run_script(script: str, local_aws: LocalAWS) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, timeout=60)
+
+
+class _ThreadThatCannotStart(threading.Thread):
+    def start(self) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+
+def test_with_no_sender_thread_close_delivers_on_the_calling_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.12+ refuses new threads in atexit hooks: the wake-up of the first append (or of close()) raised
+    out of emit() and handler.close(), and what was queued was never sent."""
+    monkeypatch.setattr(engine_module.threading, "Thread", _ThreadThatCannotStart)
+    rig = make_rig(send_interval=5.0)
+    engine = Engine(start_thread=True)
+    rig.channel.engine = engine
+    engine.attach(rig.channel)
+    now_ms = int(time.time() * 1000)
+    for i in range(3):
+        rig.channel.append("s", now_ms, f"line {i}")  # no thread: does not raise
+    assert engine.sender_missing()
+    assert rig.channel.close(10)
+    assert rig.transport.delivered_messages() == ["line 0", "line 1", "line 2"]
+    assert rig.channel.stats().balanced() and rig.channel.stats().pending == 0
+
+
+FORKED_CHILD_LOGS_ONLY_AT_EXIT = """
+import atexit, os, sys, threading
+def late():  # registered before logging is imported: runs after logging.shutdown()
+    import logging
+    for i in range(3):
+        logging.getLogger("app").info("late %d from %s", i, "child" if os.getpid() != parent else "parent")
+atexit.register(late)
+import logging, mwaa_logging
+parent = os.getpid()
+if sys.argv[2] == "emulate":  # Python 3.12's refusal, on any version: no new thread once atexit hooks run
+    exiting, start = [], threading.Thread.start
+    def refuse(self):
+        if exiting:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+    threading.Thread.start = refuse
+    atexit.register(exiting.append, True)  # registered last: runs first
+class Marker(logging.Handler):  # a handler closed after ours by logging.shutdown()
+    def emit(self, record):
+        pass
+    def close(self):
+        if os.getpid() != parent:
+            open(sys.argv[1], "w").write("closed")
+        super().close()
+logger = logging.getLogger("app")
+logger.setLevel(logging.INFO)
+logger.addHandler(Marker())
+logger.addHandler(mwaa_logging.CloudWatchLogHandler(log_group_name="forked-exit", log_stream_name="s-{process_id}",
+                                                    close_timeout=10))
+logger.info("parent line")
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # the child logged nothing: its engine has no sender thread yet
+_, status = os.waitpid(pid, 0)
+print(parent, pid, status)
+"""
+
+
+def python_312_or_later() -> str | None:
+    """An interpreter of Python 3.12 or later that can import this project (3.13 lets atexit hooks start threads
+    again; 3.12 does not): ``$MWAA_LOGGING_PYTHON312``, the repository's ``.venv-3.12``, or this one."""
+    candidates = [os.environ.get("MWAA_LOGGING_PYTHON312", ""), str(REPO / ".venv-3.12" / "bin" / "python")]
+    if sys.version_info >= (3, 12):
+        candidates.append(sys.executable)
+    for candidate in filter(None, candidates):
+        if os.access(candidate, os.X_OK) and subprocess.run(
+                [candidate, "-c", "import sys, mwaa_logging; assert sys.version_info >= (3, 12)"], capture_output=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+@pytest.mark.parametrize("how", ["emulate", "python3.12+"])
+def test_a_forked_child_that_logs_only_at_exit_closes_every_handler_and_delivers(
+        local_aws: LocalAWS, spill_dir: Path, tmp_path: Path, how: str) -> None:
+    """Python 3.12: RuntimeError (can't create new thread at interpreter shutdown) escaped handler.close(), so
+    logging.shutdown() never closed the handlers after ours, and the child's lines logged after it were lost."""
+    python = sys.executable if how == "emulate" else python_312_or_later()
+    if python is None:
+        pytest.skip("no Python 3.12+ that can import this project (set MWAA_LOGGING_PYTHON312, or make .venv-3.12)")
+    marker = tmp_path / "marker"
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([python, "-c", FORKED_CHILD_LOGS_ONLY_AT_EXIT, str(marker), how], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    parent, child, status = result.stdout.split()
+    assert status == "0"
+    assert "Traceback" not in result.stderr and "could not wake" not in result.stderr, result.stderr
+    assert marker.exists()  # logging.shutdown() went on to the next handler
+    assert local_aws.messages("forked-exit", f"s-{child}") == [f"late {i} from child" for i in range(3)]
+    assert local_aws.messages("forked-exit", f"s-{parent}") == ["parent line"] + [f"late {i} from parent"
+                                                                            for i in range(3)]
+    assert not spilled_messages(spill_dir, spill_dir.parent / "cache")
+
+
