@@ -6,6 +6,7 @@ handler lock. One sender thread per process delivers every handler's events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -108,6 +109,38 @@ def _check_sender(channel: Channel) -> None:
         channel.check_sender()
     except Exception as exc:
         report(f"could not wake the sender ({describe_error(exc)}); the record is queued")
+
+
+def _serve_after_close(channel: Channel) -> None:
+    """A record was queued after close(): have the sender serve the channel again (it retires a closed one once
+    empty) and, once the interpreter's exit flush has run, deliver it now or spill it (see
+    ``Engine.late_flush_timeout``). Never raises (the record is queued): what cannot be sent nor spilled is said,
+    with its count, on stderr, without anything that may have to be imported (this also runs while the
+    interpreter finalizes)."""
+    try:
+        channel.engine.attach(channel)
+        timeout = channel.engine.late_flush_timeout(channel.settings.close_timeout)
+        if timeout is not None:
+            failures = channel.counters.spill_failures
+            channel.close(timeout)
+            # nothing else will send it now; a failed spill said so already (Engine.spill_at_deadline), a close() that
+            # could not even try (a thread frozen by the finalization holds the channel's lock) did not
+            if sys.is_finalizing() and channel.has_work() and channel.counters.spill_failures == failures:
+                _say_unsent(channel, None)
+    except Exception as exc:
+        _say_unsent(channel, exc)
+
+
+def _say_unsent(channel: Channel, exc: BaseException | None) -> None:
+    try:
+        pending = channel.pending_count()
+        why = "the interpreter finalizes" if exc is None else describe_error(exc)
+        text = (f"mwaa_logging: {pending} log events of log group {channel.destination.group} may be lost: they are "
+                f"queued, but could not be sent nor spilled ({why})\n")
+        os.write(2, text.encode("utf-8", "replace"))
+    except Exception:
+        with contextlib.suppress(Exception):
+            os.write(2, b"mwaa_logging: log events may be lost: they could not be sent nor spilled\n")
 
 
 def check_flags(**flags: object) -> dict[str, bool]:
@@ -333,10 +366,14 @@ class CloudWatchLogHandler(logging.Handler):
             except Exception:
                 stream = self._unnamed_stream()
                 message += f" [mwaa-logging: no stream name from this record ({describe_error(exc)})]"
-            if self._channel.closed:
+            closed = self._channel.closed
+            if closed:
                 self._after_close()
             self._channel.queue(stream, timestamp, message)
-            _check_sender(self._channel)
+            if closed:
+                _serve_after_close(self._channel)
+            else:
+                _check_sender(self._channel)
             return True
         except Exception:
             pass
@@ -370,13 +407,13 @@ class CloudWatchLogHandler(logging.Handler):
     def _emit_after_close(self, record: logging.LogRecord, stream: str, message: str) -> None:
         """Queue a record that arrived after close(). Once the interpreter's exit flush has run, nothing else will
         send it (an atexit function registered before ``logging`` was imported runs after logging.shutdown(), so do
-        daemon threads): deliver it now, by what is left of one close_timeout for all such records, else spill it."""
+        daemon threads): deliver it now, by what is left of one close_timeout for all such records, else spill it.
+
+        Once queued, nothing here raises: emit() would queue the record a second time (:meth:`_emit_anyway`)."""
         self._after_close(stacklevel=4)
         channel = self._channel
         channel.append(stream, _floor(record.created * 1000), message)
-        timeout = channel.engine.late_flush_timeout(channel.settings.close_timeout)
-        if timeout is not None:
-            channel.close(timeout)
+        _serve_after_close(channel)
 
     def _after_close(self, stacklevel: int = 3) -> None:
         if not self._warned_after_close:

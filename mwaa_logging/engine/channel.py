@@ -66,6 +66,9 @@ INBOX_ALARM_SHARE = 4
 #: How long stats() waits for the channel's lock before it reads the figures without it (see locked_within).
 SNAPSHOT_LOCK_WAIT = 1.0
 EMPTY_MESSAGE = "(empty log message)"
+#: At a close deadline, how long a spill target that can stop (S3) may take before what it has not stored goes to
+#: the local directory: close() returns at most this long after its deadline (plus the local writes).
+DEADLINE_SPILL_WAIT = 1.0
 _timestamp_of = itemgetter(TIMESTAMP)
 
 
@@ -405,6 +408,11 @@ class Channel:
             oldest.extend(min(map(_timestamp_of, held.events)) for held in self.held if held.events)
         return min(oldest, default=None)
 
+    def pending_count(self) -> int:
+        """Events appended and not yet delivered nor spilled (as ``stats().pending``), counted without a copy of the
+        counters (this runs while the interpreter finalizes too, when ``copy`` may have nothing left to import)."""
+        return len(self.inbox) + sum(b.count for b in list(self.buffers.values())) + self.settling
+
     def has_work(self) -> bool:
         """Anything queued, buffered or in flight."""
         return bool(self.inbox) or any(not b.is_empty() for b in list(self.buffers.values()))
@@ -473,10 +481,11 @@ class Channel:
         deadline (events spilled before it, e.g. after ``max_latency``, do not make it False).
 
         The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
-        record emitted after close() is still served.
+        record emitted after close() is still served. Where no sender thread can run (see
+        ``Engine.sender_missing``) the calling thread does its work. Every import this needs is done at module load:
+        it also runs while the interpreter finalizes (a record logged from a ``__del__``), when no module can be
+        imported any more.
         """
-        from mwaa_logging.engine.delivery import DEADLINE_SPILL_WAIT, rescuing, spill_everything
-
         if self.closed:
             return True
         timeout = self.settings.close_timeout if timeout is None else timeout
@@ -487,13 +496,12 @@ class Channel:
         while flushed and not holds_logging_lock and self.has_work():
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
-        if not flushed and not holds_logging_lock:
+        if not flushed and (not holds_logging_lock or self.engine.sender_missing()):
             with self.locked_within(DEADLINE_SPILL_WAIT) as locked:
                 pass  # a signal handler interrupted this thread in the lock: leave the events pending, not spilled
             if not locked:
                 return False
-            spill_by = time.monotonic() + DEADLINE_SPILL_WAIT
-            rescuing(self, lambda: spill_everything(self, reason="close_deadline", deadline=spill_by), "close()")
+            self.engine.spill_at_deadline(self, "close()")
         with self.lock:
             self.closed = True
         self.engine.wake()

@@ -19,7 +19,14 @@ from operator import itemgetter
 from typing import NamedTuple, TypeVar, cast
 
 from mwaa_logging.batching import batch_end, partition_by_age, rejected_slices, sort_key
-from mwaa_logging.engine.channel import Channel, Held, InFlight, StreamBuffer, settle_watchers
+from mwaa_logging.engine.channel import DEADLINE_SPILL_WAIT as DEADLINE_SPILL_WAIT  # also imported from here
+from mwaa_logging.engine.channel import (
+    Channel,
+    Held,
+    InFlight,
+    StreamBuffer,
+    settle_watchers,
+)
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.events import MESSAGE, SEQ, SIZE, STREAM, TIMESTAMP, LogEvent, QueuedEvent
 from mwaa_logging.limits import CREATE_LOG_STREAM_TPS, MAX_AGE_MS
@@ -45,9 +52,6 @@ _spill_paused: weakref.WeakKeyDictionary[Channel, float] = weakref.WeakKeyDictio
 
 def _spill_paused_now(channel: Channel) -> bool:
     return _spill_paused.get(channel, -math.inf) > channel.engine.clock()
-#: At a close deadline, how long a spill target that can stop (S3) may take before what it has not stored goes to
-#: the local directory: close() returns at most this long after its deadline (plus the local writes).
-DEADLINE_SPILL_WAIT = 1.0
 
 
 def _counted_bytes(events: Sequence[LogEvent]) -> int:

@@ -151,6 +151,16 @@ class Engine:
         finally:
             self._inline_lock.release()
 
+    def spill_at_deadline(self, channel: Channel, what: str) -> None:
+        """Spill everything ``channel`` holds (a close deadline passed): an S3 target gets ``DEADLINE_SPILL_WAIT``,
+        then the rest goes to the local directory. What no target could store is said, with its count, if nothing
+        else will send it (the interpreter's exit flush has run)."""
+        spill_by = time.monotonic() + DEADLINE_SPILL_WAIT
+        failures = channel.counters.spill_failures
+        rescuing(channel, partial(spill_everything, channel, reason="close_deadline", deadline=spill_by), what)
+        if self._exited and channel.counters.spill_failures > failures:
+            _say_lost_at_exit(channel)
+
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # backstop when the at-fork hook did not run (e.g. os.fork in C code)
             self.after_fork_in_child()
@@ -303,7 +313,7 @@ class Engine:
 def _say_lost_at_exit(channel: Channel) -> None:
     """After a spill at exit that failed: what no target could take ends with the process. Say so with the count
     (the last word was "keeping N events in memory")."""
-    pending = channel.stats().pending
+    pending = channel.pending_count()
     if pending:
         fallback = channel.fallback_spill.description if channel.fallback_spill is not None else "nothing"
         report(f"{pending} log events of log group {channel.destination.group} are lost: the process exits, they "

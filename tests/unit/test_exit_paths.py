@@ -141,3 +141,46 @@ def test_a_forked_child_that_logs_only_at_exit_closes_every_handler_and_delivers
     assert not spilled_messages(spill_dir, spill_dir.parent / "cache")
 
 
+LOGS_FROM_A_DEL_AT_FINALIZATION = """
+import logging, os, sys, mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(log_group_name="finalizing", log_stream_name="s", close_timeout=10)
+logger = logging.getLogger("app")
+logger.setLevel(logging.INFO)
+logger.propagate = False
+logger.addHandler(handler)
+class LogsWhenCollected:
+    def __del__(self, logger=logger, sys=sys, os=os):
+        assert sys.is_finalizing()
+        logger.info("from __del__ at finalization")
+        os.write(1, b"logged\\n")
+keep = LogsWhenCollected()  # a module global: collected while the interpreter finalizes (no import works then)
+logger.info("main line")
+"""
+
+
+def test_a_record_logged_while_the_interpreter_finalizes_is_spilled_once(local_aws: LocalAWS,
+                                                                        spill_dir: Path) -> None:
+    """close() imported a module when called (ImportError: sys.meta_path is None), emit() then queued the record a
+    second time, and neither copy was sent nor spilled (the spill imported io and ctypes when called), unsaid."""
+    result = run_script(LOGS_FROM_A_DEL_AT_FINALIZATION, local_aws)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "logged\n"
+    assert local_aws.messages("finalizing", "s") == ["main line"]
+    # the sender cannot run any more: spilled, once
+    assert spilled_messages(spill_dir, spill_dir.parent / "cache") == ["from __del__ at finalization"]
+    assert "lost" not in result.stderr, result.stderr
+
+
+def test_a_record_logged_while_the_interpreter_finalizes_that_no_target_can_store_is_said_lost(
+        local_aws: LocalAWS, tmp_path: Path) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    (temp / f"mwaa-logging-spill-{os.getuid()}").write_text("a file where the fallback directory would be")
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(REPO), "TMPDIR": str(temp),
+               "MWAA_LOGGING_SPILL_TO": "/proc/no-such-directory", "XDG_CACHE_HOME": "/proc/no-such-cache"}
+    result = subprocess.run([sys.executable, "-c", LOGS_FROM_A_DEL_AT_FINALIZATION], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "logged\n"
+    lost = [line for line in result.stderr.splitlines() if "lost" in line]
+    assert len(lost) == 1 and lost[0].startswith("1 log events of log group finalizing are lost"), result.stderr
