@@ -112,8 +112,8 @@ def _check_sender(channel: Channel) -> None:
 
 
 def _serve_after_close(channel: Channel) -> None:
-    """A record was queued after close(): have the sender serve the channel again (it retires a closed one once
-    empty) and, once the interpreter's exit flush has run, deliver it now or spill it (see
+    """A record was queued on a closed ``channel``: have the sender serve the channel again (it retires a closed one
+    once empty) and, once the interpreter's exit flush has run, deliver it now or spill it (see
     ``Engine.late_flush_timeout``). Never raises (the record is queued): what cannot be sent nor spilled is said,
     with its count, on stderr, without anything that may have to be imported (this also runs while the
     interpreter finalizes)."""
@@ -405,9 +405,10 @@ class CloudWatchLogHandler(logging.Handler):
         self._plain_format = type(fmt) is CloudWatchLogFormatter and fmt.is_plain()
 
     def _emit_after_close(self, record: logging.LogRecord, stream: str, message: str) -> None:
-        """Queue a record that arrived after close(). Once the interpreter's exit flush has run, nothing else will
-        send it (an atexit function registered before ``logging`` was imported runs after logging.shutdown(), so do
-        daemon threads): deliver it now, by what is left of one close_timeout for all such records, else spill it.
+        """Queue a record that arrived after close() (the channel stays closed: each such record comes here, and is
+        counted). Once the interpreter's exit flush has run, nothing else will send it (an atexit function registered
+        before ``logging`` was imported runs after logging.shutdown(), so do daemon threads): deliver it now, by
+        what is left of one close_timeout for all such records, else spill it.
 
         Once queued, nothing here raises: emit() would queue the record a second time (:meth:`_emit_anyway`)."""
         self._after_close(stacklevel=4)
@@ -416,6 +417,7 @@ class CloudWatchLogHandler(logging.Handler):
         _serve_after_close(channel)
 
     def _after_close(self, stacklevel: int = 3) -> None:
+        """A record arrives after close(): warn (once), count it; a later close() flushes again."""
         if not self._warned_after_close:
             self._warned_after_close = True
             warnings.warn("Received message after logging system shutdown; it is delivered anyway",
@@ -423,7 +425,6 @@ class CloudWatchLogHandler(logging.Handler):
         with self._channel.lock:
             self._channel.counters.emitted_after_close += 1
         self.shutting_down = False
-        self._channel.reopen()
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default

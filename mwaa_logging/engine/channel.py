@@ -476,24 +476,36 @@ class Channel:
         return self.settled >= target + self.extra_pieces - extra_pieces
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush until the deadline, then spill whatever is still pending (an S3 target gets
-        ``DEADLINE_SPILL_WAIT``, then the rest goes to the local directory). True if nothing was pending at the
-        deadline (events spilled before it, e.g. after ``max_latency``, do not make it False).
+        """Flush what was appended before close() started until the deadline, then spill whatever of it is still
+        pending (an S3 target gets ``DEADLINE_SPILL_WAIT``, then the rest goes to the local directory). True if
+        nothing was pending at the deadline (events spilled before it, e.g. after ``max_latency``, do not make it
+        False).
 
-        The channel stays with the sender until it is empty (it retires it then), so a later flush() or a
-        record emitted after close() is still served. Where no sender thread can run (see
-        ``Engine.sender_missing``) the calling thread does its work. Every import this needs is done at module load:
-        it also runs while the interpreter finalizes (a record logged from a ``__del__``), when no module can be
-        imported any more.
+        The channel is closed as close() starts: records logged meanwhile by other threads take the handler's
+        after-close path (queued, counted, sent) and do not keep close() busy until its deadline (threads logging
+        in a loop made it spill everything pending on a healthy endpoint). The channel stays with the sender until it
+        is empty (it retires it then), so a later flush() or a record emitted after close() is still served; a
+        close() of a closed channel flushes what it still holds.
+
+        Where no sender thread can run (see ``Engine.sender_missing``) the calling thread does its work. Every import
+        this needs is done at module load: it also runs while the interpreter finalizes (a record logged from a
+        ``__del__``), when no module can be imported any more.
         """
-        if self.closed:
-            return True
         timeout = self.settings.close_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
+        with self.locked_within(timeout) as locked:
+            if not locked:
+                return False
+            if self.closed and not self.has_work():
+                return True
+            self.closed = True
         holds_logging_lock = _holds_logging_lock()
+        markers = self.counters.markers
         flushed = self.flush(timeout)
-        # the last delivery may append one more event (a spill marker): flush until nothing is left
-        while flushed and not holds_logging_lock and self.has_work():
+        # the last delivery may have queued a spill marker: flush it too (once per marker: a flush started now also
+        # waits for what other threads logged meanwhile, which must not keep close() busy)
+        while flushed and self.counters.markers != markers:
+            markers = self.counters.markers
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
         if not flushed and (not holds_logging_lock or self.engine.sender_missing()):
@@ -502,8 +514,6 @@ class Channel:
             if not locked:
                 return False
             self.engine.spill_at_deadline(self, "close()")
-        with self.lock:
-            self.closed = True
         self.engine.wake()
         return flushed
 

@@ -218,9 +218,11 @@ class Engine:
         return next_wake - self.clock()
 
     def _retire(self, channel: Channel) -> None:
-        """Stop serving ``channel`` (closed, nothing left); its counters stay in :meth:`stats`."""
+        """Stop serving ``channel`` (closed, nothing left); its counters stay in :meth:`stats`. Looked at again under
+        the lock: a record logged after close() is queued, then its channel attached (see :meth:`attach`), so it is
+        either seen here or attaches the channel again."""
         with self._lock:
-            if channel in self._channels:
+            if channel in self._channels and not channel.has_work():
                 self._channels.remove(channel)
                 with channel.lock:
                     share = self._retired_as[channel] = copy.deepcopy(channel.counters)

@@ -6,20 +6,25 @@ hook, and a forked child's engine has no sender thread until it needs one.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import mwaa_logging
 from mwaa_logging.engine import engine as engine_module
 from mwaa_logging.engine.engine import Engine
+from mwaa_logging.outcome import CallResult
 from mwaa_logging.spillformat import decode_records
 from mwaa_logging.testing.local_aws import LocalAWS
-from tests.unit.engine_fakes import make_rig
+from tests.unit.engine_fakes import OK, Call, ScriptedTransport, make_rig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,3 +189,102 @@ def test_a_record_logged_while_the_interpreter_finalizes_that_no_target_can_stor
     assert result.stdout == "logged\n"
     lost = [line for line in result.stderr.splitlines() if "lost" in line]
     assert len(lost) == 1 and lost[0].startswith("1 log events of log group finalizing are lost"), result.stderr
+
+
+def test_close_flushes_what_came_before_it_while_more_keeps_coming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() flushed until nothing was left: while other threads logged in a loop there always was something, so
+    it ran to its deadline on a healthy endpoint and spilled everything pending (close_deadline). Here every call
+    brings one more record (as threads logging meanwhile do), as long as close() has not returned."""
+    closing = threading.Event()
+
+    def another_record_meanwhile(call: Call) -> CallResult:
+        if closing.is_set():
+            rig.channel.append("s", int(time.time() * 1000), "logged while close() runs")
+        return OK
+
+    rig = make_rig(ScriptedTransport(on_call=another_record_meanwhile), send_interval=0.1, close_timeout=3)
+    engine = Engine(start_thread=True)  # a real sender thread serving the rig's channel
+    rig.channel.engine = engine
+    engine.attach(rig.channel)
+    try:
+        rig.channel.append("s", int(time.time() * 1000), "before close")
+        closing.set()
+        assert rig.channel.close()
+        closing.clear()
+        assert rig.channel.flush(10)
+        stats = rig.channel.stats()
+        assert stats.spilled == {} and not rig.spill.records
+        assert stats.delivered == stats.emitted and stats.balanced()
+    finally:
+        closing.clear()
+        engine._stopped = True  # let the thread end (the process-wide engine never stops)
+        engine.wake()
+
+
+@pytest.fixture
+def app_logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger(f"exit-paths-{time.monotonic_ns()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+
+
+def test_close_while_other_threads_log_in_a_loop_returns_once_what_came_before_is_delivered(
+        local_aws: LocalAWS, spill_dir: Path, app_logger: logging.Logger) -> None:
+    """close() flushed until nothing was left: while other threads kept logging there always was, so it ran to its
+    deadline on a healthy endpoint and spilled everything pending (close_deadline)."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="busy-close", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1, close_timeout=20)
+    app_logger.addHandler(handler)
+    stop, logged = threading.Event(), [0] * 4
+    app_logger.info("first")
+
+    def spam(i: int) -> None:
+        while not stop.is_set():
+            app_logger.info("t%d %d", i, logged[i])
+            logged[i] += 1
+
+    threads = [threading.Thread(target=spam, args=(i,)) for i in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for thread in threads:
+            thread.start()
+        took = []
+        for _ in range(3):  # closed again: the records logged after close() reopened it
+            count = sum(logged)
+            while sum(logged) < count + 1000:  # they are logging
+                time.sleep(0.01)
+            started = time.monotonic()
+            handler.close()
+            took.append(time.monotonic() - started)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert handler.flush(30)
+    stats = handler.stats()
+    assert stats.spilled == {} and stats.spill_failures == 0
+    assert max(took) < 15, took  # not its 30 s deadline
+    assert len(local_aws.messages("busy-close", "s")) == sum(logged) + 1
+    assert not spilled_messages(spill_dir)
+
+
+def test_emitted_after_close_counts_records(local_aws: LocalAWS, spill_dir: Path, app_logger: logging.Logger) -> None:
+    """It counted how often the handler was reopened: 1 for any number of records after close()."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="after-close", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=0.1)
+    app_logger.addHandler(handler)
+    app_logger.info("before close")
+    handler.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(5):
+            app_logger.info("after close %d", i)
+    assert handler.flush(10)
+    assert handler.stats().emitted_after_close == 5
+    assert local_aws.messages("after-close", "s") == ["before close"] + [f"after close {i}" for i in range(5)]
+    handler.close()
+    app_logger.info("after the second close")
+    assert handler.flush(10)
+    assert handler.stats().emitted_after_close == 6
