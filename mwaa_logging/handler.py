@@ -118,7 +118,7 @@ def _serve_after_close(channel: Channel) -> None:
     with its count, on stderr, without anything that may have to be imported (this also runs while the
     interpreter finalizes)."""
     try:
-        channel.engine.attach(channel)
+        channel.engine.serve(channel)
         timeout = channel.engine.late_flush_timeout(channel.settings.close_timeout)
         if timeout is not None:
             failures = channel.counters.spill_failures

@@ -172,7 +172,8 @@ class _Pass:
         channel = self.channel
         self.now = now = self.ctx.clock()
         with channel.lock:
-            self.flushing = channel.settled < channel.flush_target or channel.closed
+            # not "or closed": records logged after close() (the channel stays closed) are batched as before it
+            self.flushing = channel.settled < channel.flush_target
             self.last_call = min(channel.flush_deadlines, default=math.inf) - LAST_CALL_MARGIN
         self.interval = _send_interval(channel, now)
 

@@ -92,6 +92,13 @@ class Engine:
                     self._retired.subtract(share)
         self.wake()
 
+    def serve(self, channel: Channel) -> None:
+        """:meth:`attach` ``channel`` unless it is served (cheap: for every record logged after close()). Called after
+        the record was queued: the sender retires a closed channel only while it is empty, under the lock (see
+        :meth:`_retire`), so either it sees the record or this sees the channel gone."""
+        if channel not in self._channels:
+            self.attach(channel)
+
     def detach(self, channel: Channel) -> None:
         with self._lock:
             if channel in self._channels:
