@@ -176,6 +176,39 @@ def _caller_code() -> Any:
         return None
 
 
+def _logging_shutdown_frame() -> Any:
+    """The frame of the ``logging.shutdown()`` call that called the caller (``close``), else None."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    return frame if frame.f_code is _LOGGING_SHUTDOWN_CODE else None
+
+
+class _ShutdownDeadlines:
+    """One start time per ``logging.shutdown()`` call: each handler it closes gets its close_timeout from there."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        #: The call (its frame, kept so that no later call's frame can be the same object) and when its first close
+        #: started.
+        self._call: Any = None
+        self._started = 0.0
+
+    def remaining(self, call: Any, timeout: float) -> float:
+        """``timeout`` outside a ``logging.shutdown()`` (``call`` None); within one, what is left of it counted
+        from that call's first close."""
+        if call is None:
+            return timeout
+        now = self.clock()
+        if call is not self._call:
+            self._call, self._started = call, now
+        return max(0.0, self._started + timeout - now)
+
+
+_shutdown_deadlines = _ShutdownDeadlines()
+
+
 class CloudWatchLogHandler(logging.Handler):
     """Ship records to CloudWatch Logs; accepts every ``watchtower.CloudWatchLogHandler`` argument.
 
@@ -434,10 +467,16 @@ class CloudWatchLogHandler(logging.Handler):
         return self._channel.flush(wait_timeout(timeout))
 
     def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
-        """Flush until ``timeout`` (default ``close_timeout``), then spill what is left. Idempotent."""
+        """Flush until ``timeout`` (default ``close_timeout``), then spill what is left. Idempotent.
+
+        Closed by ``logging.shutdown()``, the deadline counts from the start of that shutdown's first close of one of
+        these handlers: N handlers and an endpoint that does not answer take one close_timeout, not N."""
         if not self.shutting_down:
             self.shutting_down = True
-            self._channel.close(wait_timeout(timeout))
+            timeout = wait_timeout(timeout)
+            if timeout is None:
+                timeout = self.settings.close_timeout
+            self._channel.close(_shutdown_deadlines.remaining(_logging_shutdown_frame(), timeout))
         super().close()
 
     @property

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from mwaa_logging.engine.engine import Engine
 from mwaa_logging.outcome import CallResult
 from mwaa_logging.spillformat import decode_records
 from mwaa_logging.testing.local_aws import LocalAWS
-from tests.unit.engine_fakes import OK, Call, ScriptedTransport, make_rig
+from tests.unit.engine_fakes import OK, Call, FakeClock, ScriptedTransport, make_rig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -288,3 +289,37 @@ def test_emitted_after_close_counts_records(local_aws: LocalAWS, spill_dir: Path
     app_logger.info("after the second close")
     assert handler.flush(10)
     assert handler.stats().emitted_after_close == 6
+
+
+def test_each_close_of_one_logging_shutdown_counts_its_timeout_from_that_shutdowns_first_close() -> None:
+    from mwaa_logging.handler import _ShutdownDeadlines
+
+    clock = FakeClock(0.0)
+    deadlines = _ShutdownDeadlines(clock)
+    first, second = object(), object()
+    assert deadlines.remaining(None, 2.0) == 2.0  # not within logging.shutdown()
+    assert deadlines.remaining(first, 2.0) == 2.0
+    clock.advance(2.0)  # the first handler's close ran into its deadline
+    assert deadlines.remaining(first, 2.0) == 0.0  # the next ones of that shutdown spill at once
+    assert deadlines.remaining(first, 5.0) == 3.0  # a longer close_timeout keeps what is left of it
+    assert deadlines.remaining(None, 2.0) == 2.0
+    assert deadlines.remaining(second, 2.0) == 2.0  # another logging.shutdown() starts again
+
+
+def test_logging_shutdown_of_several_handlers_with_an_endpoint_that_hangs_takes_one_close_timeout(
+        local_aws: LocalAWS, spill_dir: Path) -> None:
+    """Each handler waited its whole close_timeout: 3 handlers, 3 times close_timeout."""
+    handlers = [mwaa_logging.CloudWatchLogHandler(log_group_name=f"hung-{k}", log_stream_name="s",
+                                                  endpoint_url=local_aws.url, close_timeout=2, read_timeout=30)
+                for k in range(3)]
+    local_aws.faults.inject("hang")
+    try:
+        for k, handler in enumerate(handlers):
+            handler.emit(logging.makeLogRecord({"msg": f"line of handler {k}", "name": "app"}))
+        started = time.monotonic()
+        logging.shutdown([weakref.ref(handler) for handler in handlers])
+        took = time.monotonic() - started
+    finally:
+        local_aws.faults.clear()
+    assert sorted(spilled_messages(spill_dir)) == [f"line of handler {k}" for k in range(3)]
+    assert took < 4.5, took  # one close_timeout (2 s) and the local spills: not 3 times 2 s
