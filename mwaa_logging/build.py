@@ -96,8 +96,8 @@ def _spill_stored_late(channel: Channel, count: int, url: str) -> None:
     twice (a replay of both puts them twice; ``read`` shows them once). Counted as duplicates, and said."""
     with channel.lock:
         channel.counters.duplicates += count
-    report(f"{url} was stored after the spill deadline: its {count} events were also spilled to the next target "
-           "(stored twice)")
+    report(f"{url} was stored after the spill deadline: its {count} events had gone on to the next spill target "
+           "(or back to CloudWatch): they are stored twice")
 
 
 def _spill_fell_back(channel: Channel, cooldown: float, failures: Sequence[tuple[str, str]], stored_by: str) -> None:
@@ -165,11 +165,14 @@ def _check_spill_directory(spill_to: str) -> None:
     """A local ``spill_to`` that can never be a directory (a file, or a path under a file, such as ``/dev/null``)
     is refused now, not at the first spill in an outage."""
     path = Path(local_directory_of(spill_to))
-    for place in (path, *path.parents):
-        if place.exists():
-            if not place.is_dir():
-                raise SettingsError(f"invalid setting spill_to={spill_to!r}: {str(place)!r} is not a directory")
-            return
+    try:
+        for place in (path, *path.parents):
+            if place.exists():
+                if not place.is_dir():
+                    raise SettingsError(f"invalid setting spill_to={spill_to!r}: {str(place)!r} is not a directory")
+                return
+    except OSError:  # cannot be looked at from here (permissions, a long name): the first spill will tell
+        return
 
 
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:

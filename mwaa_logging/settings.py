@@ -153,8 +153,10 @@ def _spill_to(raw: Any) -> str | None:
         _check_s3_url(text)
     if text.startswith("file://"):
         parts = urlsplit(text)
-        if parts.netloc not in ("", "localhost") or not parts.path.strip("/"):
+        if parts.netloc.lower() not in ("", "localhost") or not parts.path.strip("/"):
             raise _Unfit("a file:// URL names a directory of this machine: file:///absolute/path")
+        if parts.query or parts.fragment or text.endswith(("?", "#")):
+            raise _Unfit("a file:// spill URL takes no ?query or #fragment")
     return text
 
 

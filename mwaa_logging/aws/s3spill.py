@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
 
 from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_bytes
 from mwaa_logging.outcome import Outcome, classify_error
@@ -220,7 +226,9 @@ class S3SpillSink:
         The PUTs run on a helper thread that starts none after the deadline; records whose object S3 has not
         confirmed by then are named in the :class:`PartialSpillError` (or :class:`SpillError`) raised, for the next
         target. A PUT still unanswered then is abandoned, not cancelled: if S3 stores it later, its records are
-        stored twice.
+        stored twice (:attr:`on_late_store` is told). Where no thread can be started (Python 3.12 refuses new ones
+        in atexit hooks, where a close deadline spills), the PUTs run on the calling thread, none started after the
+        deadline: one may then end up to the client's timeouts after it.
         """
         if not records:
             return self.description
@@ -228,23 +236,29 @@ class S3SpillSink:
         if deadline > time.monotonic():
             worker = threading.Thread(target=self._put_objects_apart, args=(records, progress), daemon=True,
                                       name="mwaa-logging-s3-spill")
-            worker.start()
-            worker.join(max(0.0, deadline - time.monotonic()))
+            try:
+                worker.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                self._put_objects_apart(records, progress, deadline)
+            else:
+                worker.join(max(0.0, deadline - time.monotonic()))
         return self._result(records, progress, stop=True)
 
-    def _put_objects_apart(self, records: Sequence[SpillRecord], progress: _Progress) -> None:
+    def _put_objects_apart(self, records: Sequence[SpillRecord], progress: _Progress,
+                           deadline: float | None = None) -> None:
         try:
-            self._put_objects(records, progress)
+            self._put_objects(records, progress, deadline)
         except Exception as exc:  # on a helper thread: the caller reports it
             with progress.lock:
                 progress.error = exc
 
-    def _put_objects(self, records: Sequence[SpillRecord], progress: _Progress) -> None:
-        """PUT the objects of ``records`` one by one, recording each in ``progress``, until done or stopped."""
+    def _put_objects(self, records: Sequence[SpillRecord], progress: _Progress, deadline: float | None = None) -> None:
+        """PUT the objects of ``records`` one by one, recording each in ``progress``, until done, stopped or (none
+        started) after ``deadline``."""
         options = self.put_options()
         for (group, stream), stream_records in records_by_stream(records).items():
             for chunk, body in self._objects(stream_records):
-                if progress.stopped:
+                if progress.stopped or (deadline is not None and time.monotonic() >= deadline):
                     return
                 key = self.key_for(object_name(group, stream, chunk[0].timestamp))
                 self._put(key, body, options, progress)
@@ -280,11 +294,13 @@ class S3SpillSink:
         raise PartialSpillError(message, remaining, self._location_of(keys)) from error
 
     def _put(self, key: str, body: bytes, options: dict[str, Any], progress: _Progress) -> None:
-        """PutObject; a throttle (503 SlowDown), a 5xx or a failed connection (refused, closed before the answer,
-        timed out) is retried after a short pause, unless the write was stopped meanwhile.
+        """PutObject; a throttle (503 SlowDown), a 5xx or a connection refused or closed before the answer is retried
+        after a short pause, unless the write was stopped meanwhile. A timeout is not retried: each costs the
+        client's whole timeout, and the sender (every handler of the process) waits for a write with no deadline.
 
-        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object (a lost
-        answer to a stored object sent the records to the next target too, stored twice).
+        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object. An
+        attempt that ends without an answer after the write was stopped (its records went on to the next target)
+        returns if the object is there (a late store, counted as such), else raises.
         """
         for attempt in range(1, self.put_attempts + 1):
             try:
@@ -296,12 +312,27 @@ class S3SpillSink:
                 retry = classify_error(code, status) in (Outcome.THROTTLED, Outcome.TRANSIENT)
                 if not retry or attempt == self.put_attempts:
                     raise
-            except (HTTPClientError, BotocoreConnectionError):
-                if attempt == self.put_attempts:
+            except (HTTPClientError, EndpointConnectionError) as error:
+                if progress.stopped and self._stored(key):
+                    return
+                retry = isinstance(error, (ConnectionClosedError, EndpointConnectionError)) and not isinstance(
+                    error, (ReadTimeoutError, ConnectTimeoutError))
+                if not retry or attempt == self.put_attempts:
                     raise
             self._sleep(self.retry_pause * attempt)
             if progress.stopped:
                 raise SpillError(f"{self.description}: stopped at the deadline while retrying")
+
+    def _stored(self, key: str) -> bool:
+        """Whether ``key`` exists (False if that cannot be told)."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if self.expected_bucket_owner:
+            params["ExpectedBucketOwner"] = self.expected_bucket_owner
+        try:
+            self.client.head_object(**params)
+        except Exception:
+            return False
+        return True
 
     def _location_of(self, keys: list[str]) -> str:
         if len(keys) == 1:

@@ -116,6 +116,15 @@ def test_values_that_only_failed_later_fail_at_construction(arguments: dict[str,
     assert named in str(refused.value)
 
 
+@pytest.mark.parametrize("spill_to", ["/tmp/" + "x" * 300 + "/spill", "file://LOCALHOST/tmp/mwaa-spill"])
+def test_a_spill_to_that_cannot_be_looked_at_from_here_is_taken(spill_to: str) -> None:
+    """Only a spill_to that is certainly no directory is refused: a name too long to look at (or a parent this
+    process may not read, as in an Airflow component that never spills) raised a bare OSError."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", endpoint_url="http://127.0.0.1:9",
+                                                spill_to=spill_to)
+    handler.close(timeout=0)
+
+
 def test_a_config_files_text_for_yes_no_arguments_and_retention_days_is_taken_as_meant() -> None:
     """``dictConfig`` from a file passes every value as text: ``"false"`` means False (watchtower would take it as
     true), ``"7"`` seven days; both were refused."""

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import mwaa_logging
 from mwaa_logging.aws.s3spill import S3SpillSink
+from mwaa_logging.protocols import SpillError
 from mwaa_logging.reader import _S3Reader, read_stream, spilled_events
 from mwaa_logging.replay import LocalSource
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
@@ -280,4 +283,60 @@ def test_an_s3_spill_stored_after_the_close_deadline_is_counted_and_said_as_dupl
         local_aws.faults.clear()
     assert sorted(s3_lines(local_aws)) == [f"line {i}" for i in range(3)]
     said = [r.getMessage() for r in caplog.records if r.name == "mwaa_logging"]
-    assert any("was stored after the spill deadline: its 3 events were also spilled" in m for m in said), said
+    assert any("was stored after the spill deadline: its 3 events had gone on to the next spill target" in m
+               for m in said), said
+
+
+def test_an_s3_spill_stored_after_the_deadline_whose_answer_is_lost_is_counted_as_duplicates(
+        local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PUT in flight at the deadline ends without an answer (S3 stored it, the connection closed): it was given
+    up, uncounted, while its lines were also in the local directory."""
+    try:
+        handler, logger = s3_spilling_handler(local_aws, tmp_path, monkeypatch, "hang", read_timeout=60)
+        local_aws.faults.inject("lost_reply", api="s3:PUT", count=1, delay=1.5)  # after the spill deadline (1 s)
+        for i in range(3):
+            logger.info("line %d", i)
+        handler.close(0.5)
+        assert sorted(r.message for r in spilled_records(tmp_path)) == [f"line {i}" for i in range(3)]
+        wait_until(lambda: handler.stats().duplicates == 3, timeout=15, state=handler.stats)
+    finally:
+        local_aws.faults.clear()
+    assert sorted(s3_lines(local_aws)) == [f"line {i}" for i in range(3)]
+
+
+def test_an_s3_put_that_times_out_is_not_retried_by_a_write_without_deadline(local_aws: LocalAWS) -> None:
+    """Each retry of a timed-out PUT cost the client's whole read timeout, and the sender (every handler of the
+    process) waited: 3 attempts. One now; the records go on to the next target."""
+    from botocore.config import Config
+
+    client = local_aws.client("s3", config=Config(read_timeout=0.5, retries={"total_max_attempts": 1}))
+    client.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0)
+    local_aws.faults.inject("latency", api="s3:PUT", delay=2.0)
+    try:
+        before = local_aws.stats().calls.get("s3:PUT", 0)
+        with pytest.raises(SpillError, match="Read timeout"):
+            sink.write([SpillRecord("g", "s", 1, "line", "max_latency", "", 1)])
+        assert local_aws.stats().calls.get("s3:PUT", 0) - before == 1
+    finally:
+        local_aws.faults.clear()
+
+
+def test_an_s3_spill_at_a_deadline_works_where_no_thread_can_start(
+        local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.12 refuses new threads in atexit hooks, where close deadlines spill: every such spill went to the
+    local directory (lost with the container on MWAA) and S3 was marked failed."""
+    import mwaa_logging.aws.s3spill as s3spill
+
+    class RefusedThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    # the sink's own threads only (the endpoint's server starts one per request)
+    monkeypatch.setattr(s3spill, "threading", SimpleNamespace(Thread=RefusedThread, Lock=threading.Lock))
+    client = local_aws.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=client)
+    records = [SpillRecord("g", "s", i, f"line {i}", "close_deadline", "", 1) for i in range(3)]
+    assert sink.write_before(records, time.monotonic() + 5).startswith(f"s3://{BUCKET}/p/g/s/")
+    assert [r.message for obj in sink.list_objects() for r in sink.read_object(obj)] == [f"line {i}" for i in range(3)]

@@ -64,6 +64,7 @@ def test_a_typo_in_a_variable_name_is_said_once_with_the_setting_meant(caplog: p
         ("spill_to", "s3://logs/prefix#part", "takes no ?query or #fragment"),
         ("spill_to", "file://relative/dir", "file:///absolute/path"),  # the host part was dropped: /dir
         ("spill_to", "file://", "file:///absolute/path"),  # spilled into the working directory
+        ("spill_to", "file:///tmp/spill?mode=1", "takes no ?query or #fragment"),
         ("region_name", "eu_west_1", "an AWS region name"),
         ("region_name", "eu-west-1 x", "an AWS region name"),
         ("max_buffer_bytes", "12.5", "an integer number of bytes"),
