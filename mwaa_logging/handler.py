@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from math import floor as _floor
+from types import FrameType
 from typing import Any, NamedTuple
 
 from mwaa_logging.build import build_channel
@@ -176,13 +177,23 @@ def _caller_code() -> Any:
         return None
 
 
+#: How many callers up from ``close`` a ``logging.shutdown()`` frame is looked for: a subclass's close() calling
+#: ours, or a handler that closes ours from its own close() (Airflow 2's task handler), is still that shutdown's.
+_SHUTDOWN_FRAME_DEPTH = 4
+
+
 def _logging_shutdown_frame() -> Any:
-    """The frame of the ``logging.shutdown()`` call that called the caller (``close``), else None."""
+    """The frame of the ``logging.shutdown()`` call that (through at most a few closes) called the caller, else
+    None."""
     try:
-        frame = sys._getframe(2)
+        frame: FrameType | None = sys._getframe(2)
     except ValueError:
         return None
-    return frame if frame.f_code is _LOGGING_SHUTDOWN_CODE else None
+    for _ in range(_SHUTDOWN_FRAME_DEPTH):
+        if frame is None or frame.f_code is _LOGGING_SHUTDOWN_CODE:
+            return frame
+        frame = frame.f_back
+    return None
 
 
 class _ShutdownDeadlines:
@@ -196,10 +207,11 @@ class _ShutdownDeadlines:
         self._started = 0.0
 
     def remaining(self, call: Any, timeout: float) -> float:
-        """``timeout`` outside a ``logging.shutdown()`` (``call`` None); within one, what is left of it counted
-        from that call's first close."""
+        """Infinity outside a ``logging.shutdown()`` (``call`` None); within one, what is left of ``timeout``
+        counted from that call's first close. (The frame of the last call is kept until the next one: with it, the
+        handlers it held, a few closed ones.)"""
         if call is None:
-            return timeout
+            return math.inf
         now = self.clock()
         if call is not self._call:
             self._call, self._started = call, now
@@ -446,7 +458,9 @@ class CloudWatchLogHandler(logging.Handler):
         Once queued, nothing here raises: emit() would queue the record a second time (:meth:`_emit_anyway`)."""
         self._after_close(stacklevel=4)
         channel = self._channel
-        channel.append(stream, _floor(record.created * 1000), message)
+        queued, size = channel.queue(stream, _floor(record.created * 1000), message)
+        if not queued & CHECK_SENDER_MASK or channel.armed or size > LARGE_EVENT_BYTES:
+            _check_sender(channel)  # as Channel.append does, but never raising: the record is queued
         _serve_after_close(channel)
 
     def _after_close(self, stacklevel: int = 3) -> None:
@@ -476,7 +490,8 @@ class CloudWatchLogHandler(logging.Handler):
             timeout = wait_timeout(timeout)
             if timeout is None:
                 timeout = self.settings.close_timeout
-            self._channel.close(_shutdown_deadlines.remaining(_logging_shutdown_frame(), timeout))
+            shared = _shutdown_deadlines.remaining(_logging_shutdown_frame(), self.settings.close_timeout)
+            self._channel.close(min(timeout, shared))
         super().close()
 
     @property

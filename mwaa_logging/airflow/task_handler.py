@@ -231,15 +231,15 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
 
 
 class _StreamHandler(CloudWatchLogHandler):
-    """The inner handler of a task try's stream. Closes that follow one another (within a close_timeout of the first
-    one's deadline) share its deadline: logging.shutdown() closes it (it is a registered handler), a record logged by
-    another thread after that reopens it, and the task handler's close() then closed it again with a full
-    close_timeout of its own."""
+    """The inner handler of a task try's stream. A close that comes before an earlier close's deadline shares that
+    deadline (after it, a close gets its own close_timeout: with none left, pending lines were spilled unsent):
+    logging.shutdown() closes it (it is a registered handler), a record logged by another thread after that reopens
+    it, and the task handler's close() then closed it again with a full close_timeout of its own."""
 
     def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
         pid, now = os.getpid(), time.monotonic()
         first = _close_deadlines.get(self)
-        if first is None or first[0] != pid or now >= first[1] + self.settings.close_timeout:
+        if first is None or first[0] != pid or now >= first[1]:  # after the deadline: a close_timeout of its own
             wait = wait_timeout(timeout)
             first = _close_deadlines[self] = (pid, now + (self.settings.close_timeout if wait is None else wait))
         super().close(max(0.0, first[1] - now))

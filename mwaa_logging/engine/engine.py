@@ -192,7 +192,10 @@ class Engine:
         """
         guard = self._guard
         if guard is None or not guard.is_alive() or self._pid != os.getpid():
-            self._ensure_guard()
+            try:
+                self._ensure_guard()
+            except Exception as exc:  # as in wake(): no thread can be started; the sender or close() drains
+                self._no_sender = self._no_sender or f"{type(exc).__name__}: {exc}"
         self._guard_wake.set()
 
     def _ensure_guard(self) -> None:
@@ -231,6 +234,9 @@ class Engine:
         with self._lock:
             if channel in self._channels and not channel.has_work():
                 self._channels.remove(channel)
+                if channel.has_work():  # queued since the check above: its emit may have seen the channel still here
+                    self._channels.append(channel)
+                    return
                 with channel.lock:
                     share = self._retired_as[channel] = copy.deepcopy(channel.counters)
                 self._retired.add(share)

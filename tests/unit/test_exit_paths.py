@@ -7,6 +7,7 @@ hook, and a forked child's engine has no sender thread until it needs one.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -297,21 +298,31 @@ def test_each_close_of_one_logging_shutdown_counts_its_timeout_from_that_shutdow
     clock = FakeClock(0.0)
     deadlines = _ShutdownDeadlines(clock)
     first, second = object(), object()
-    assert deadlines.remaining(None, 2.0) == 2.0  # not within logging.shutdown()
+    assert deadlines.remaining(None, 2.0) == math.inf  # not within logging.shutdown(): the close's own timeout
     assert deadlines.remaining(first, 2.0) == 2.0
     clock.advance(2.0)  # the first handler's close ran into its deadline
     assert deadlines.remaining(first, 2.0) == 0.0  # the next ones of that shutdown spill at once
     assert deadlines.remaining(first, 5.0) == 3.0  # a longer close_timeout keeps what is left of it
-    assert deadlines.remaining(None, 2.0) == 2.0
+    assert deadlines.remaining(None, 2.0) == math.inf
     assert deadlines.remaining(second, 2.0) == 2.0  # another logging.shutdown() starts again
 
 
+class _OwnClose(mwaa_logging.CloudWatchLogHandler):
+    """A subclass with a close() of its own, as Airflow 2's task handler's inner one."""
+
+    def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        super().close(timeout)
+
+
+@pytest.mark.parametrize("kinds", [(mwaa_logging.CloudWatchLogHandler,) * 3,
+                                   (mwaa_logging.CloudWatchLogHandler, _OwnClose, _OwnClose)])
 def test_logging_shutdown_of_several_handlers_with_an_endpoint_that_hangs_takes_one_close_timeout(
-        local_aws: LocalAWS, spill_dir: Path) -> None:
-    """Each handler waited its whole close_timeout: 3 handlers, 3 times close_timeout."""
-    handlers = [mwaa_logging.CloudWatchLogHandler(log_group_name=f"hung-{k}", log_stream_name="s",
-                                                  endpoint_url=local_aws.url, close_timeout=2, read_timeout=30)
-                for k in range(3)]
+        local_aws: LocalAWS, spill_dir: Path, kinds: tuple[type[mwaa_logging.CloudWatchLogHandler], ...]) -> None:
+    """Each handler waited its whole close_timeout: 3 handlers, 3 times close_timeout (a subclass overriding close()
+    was not taken as closed by the shutdown: one more close_timeout)."""
+    handlers = [kind(log_group_name=f"hung-{k}", log_stream_name="s", endpoint_url=local_aws.url, close_timeout=2,
+                     read_timeout=30)
+                for k, kind in enumerate(kinds)]
     local_aws.faults.inject("hang")
     try:
         for k, handler in enumerate(handlers):
@@ -323,3 +334,26 @@ def test_logging_shutdown_of_several_handlers_with_an_endpoint_that_hangs_takes_
         local_aws.faults.clear()
     assert sorted(spilled_messages(spill_dir)) == [f"line of handler {k}" for k in range(3)]
     assert took < 4.5, took  # one close_timeout (2 s) and the local spills: not 3 times 2 s
+
+
+def test_a_closed_channel_the_sender_retires_while_a_record_arrives_is_served_again() -> None:
+    """The sender checked the closed channel empty and removed it; a record queued in between saw the channel still
+    attached and did not attach it again: stranded, never sent, nothing said."""
+    rig = make_rig(send_interval=5.0)
+    engine = Engine(start_thread=False)
+    rig.channel.engine = engine
+    engine.attach(rig.channel)
+    rig.channel.close(0)
+    checks = iter([False, True])  # empty when looked at, then the record queued by another thread
+    rig.channel.has_work = lambda: next(checks, True)  # type: ignore[method-assign]
+    engine._retire(rig.channel)
+    assert rig.channel in engine.channels()
+
+
+def test_asking_for_the_memory_guard_never_raises_where_no_thread_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """relieve() raised where no thread could start (Python 3.12 atexit hooks): out of the check after a record
+    logged after close(), and emit() then queued that record a second time (stored twice)."""
+    monkeypatch.setattr(engine_module.threading, "Thread", _ThreadThatCannotStart)
+    engine = Engine(start_thread=True)
+    engine.relieve()  # does not raise
+    assert engine.sender_missing()
