@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +89,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if ungrouped:
         raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): "
                                 "this pytest and pytest-xdist do not work together (pytest-xdist#1386)")
+
+
+_spill_namespaces = itertools.count()
+
+
+@pytest.fixture
+def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``spill_to`` of the handlers a test builds (``MWAA_LOGGING_SPILL_TO``), the fallback directory beside it, and a
+    throttle budget of its own (throttles seen by an earlier test must not slow this one)."""
+    path = tmp_path / "spill"
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
+    monkeypatch.setenv("MWAA_LOGGING_RATE_LIMIT_NAMESPACE", f"test-spill-dir-{os.getpid()}-{next(_spill_namespaces)}")
+    return path
+

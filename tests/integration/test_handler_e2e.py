@@ -38,16 +38,6 @@ def user_lines(messages: list[str]) -> list[str]:
     return [m for m in messages if not m.startswith(MARKER_PREFIX)]
 
 
-@pytest.fixture
-def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "spill"
-    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
-    # a budget of its own: throttles seen by an earlier test must not slow this one
-    monkeypatch.setenv("MWAA_LOGGING_RATE_LIMIT_NAMESPACE", f"test-{os.getpid()}-{next(_namespaces)}")
-    return path
-
-
 def make_logger(name: str, handler: logging.Handler) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]

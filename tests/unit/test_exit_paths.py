@@ -31,15 +31,6 @@ from tests.unit.engine_fakes import OK, Call, FakeClock, ScriptedTransport, make
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def spill_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "spill"
-    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(path))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the fallback spill directory
-    monkeypatch.setenv("MWAA_LOGGING_RATE_LIMIT_NAMESPACE", f"test-exit-{os.getpid()}-{time.monotonic_ns()}")
-    return path
-
-
 def spilled_messages(*directories: Path) -> list[str]:
     return [record.message for directory in directories for path in sorted(directory.rglob("*.jsonl.gz"))
             for record in decode_records(path.read_bytes())]
