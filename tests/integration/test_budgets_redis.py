@@ -25,6 +25,7 @@ from mwaa_logging import budget
 from mwaa_logging.budget import BudgetConfig, BudgetState
 from mwaa_logging.budgets.factory import build_budget, build_budgets
 from mwaa_logging.budgets.host import HostBudget
+from mwaa_logging.budgets.host import default_directory as default_budget_directory
 from mwaa_logging.budgets.process import ProcessBudget
 from mwaa_logging.budgets.redis import RedisBudget
 from mwaa_logging.budgets.urls import redact
@@ -250,11 +251,12 @@ def test_stats_of_a_redis_that_never_answered_show_the_host_budget_at_work(tmp_p
 
 
 def test_handler_budget_stats_while_redis_is_unreachable(aws_in_env: LocalAWS, tmp_path: Path) -> None:
+    namespace = f"stats-{os.getpid()}-{os.urandom(4).hex()}"
     handler = mwaa_logging.CloudWatchLogHandler(
         log_group_name="budget-stats",
         log_stream_name="s",
         rate_limit_scope=unused_redis_url(),
-        rate_limit_namespace=f"stats-{os.getpid()}-{os.urandom(4).hex()}",
+        rate_limit_namespace=namespace,
         put_rate_limit=20,
         max_batch_count=1,  # one PutLogEvents call per line: the limit is the bottleneck
         send_interval=0.05,
@@ -273,6 +275,8 @@ def test_handler_budget_stats_while_redis_is_unreachable(aws_in_env: LocalAWS, t
     finally:
         handler.close()
         logger.handlers[:] = []
+        for left in default_budget_directory().glob(f"{namespace}-*.budget"):  # the host fallback's files
+            left.unlink()
     assert calls >= 40  # one per line (the first may be retried after CreateLogGroup)
     assert (put.scope, put.fallbacks, put.rate) == ("fleet->host", 1, 20.0)
     assert put.granted == calls and put.waited > 0
