@@ -16,14 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from mwaa_logging.gzipping import DEFAULT_LEVEL, gzip_bytes
 from mwaa_logging.outcome import Outcome, classify_error
@@ -261,7 +255,7 @@ class S3SpillSink:
                 if progress.stopped or (deadline is not None and time.monotonic() >= deadline):
                     return
                 key = self.key_for(object_name(group, stream, chunk[0].timestamp))
-                self._put(key, body, options, progress)
+                self._put(key, body, options, progress, deadline)
                 with progress.lock:
                     self.objects_written += 1
                     self.bytes_written += len(body)
@@ -293,15 +287,18 @@ class S3SpillSink:
         remaining = [r for r in records if id(r) not in done]
         raise PartialSpillError(message, remaining, self._location_of(keys)) from error
 
-    def _put(self, key: str, body: bytes, options: dict[str, Any], progress: _Progress) -> None:
-        """PutObject; a throttle (503 SlowDown), a 5xx or a connection refused or closed before the answer is retried
-        after a short pause, unless the write was stopped meanwhile. A timeout is not retried: each costs the
-        client's whole timeout, and the sender (every handler of the process) waits for a write with no deadline.
+    def _put(self, key: str, body: bytes, options: dict[str, Any], progress: _Progress,
+             deadline: float | None = None) -> None:
+        """PutObject; a throttle (503 SlowDown), a 5xx or a failed connection is retried after a short pause, a
+        timeout once only (each costs the client's whole timeout, and the sender, every handler of the process,
+        waits for a write with no deadline); none after the write was stopped or ``deadline`` passed.
 
-        Retrying is safe: the same key is written again, so an ambiguous first attempt leaves one object. An
-        attempt that ends without an answer after the write was stopped (its records went on to the next target)
-        returns if the object is there (a late store, counted as such), else raises.
+        Retrying is safe: the same key is written again, so an ambiguous attempt (sent, no answer) leaves one
+        object. Given up after one whose connection closed before the answer, or stopped (its records gone on to
+        the next target), the key is looked up: if the object is there, it counts as stored (after a stop, a late
+        store the handler counts); a lookup after a timeout is not made (it would wait as long again).
         """
+        slow, ambiguous, timed_out = 0, False, False
         for attempt in range(1, self.put_attempts + 1):
             try:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **options)
@@ -309,19 +306,28 @@ class S3SpillSink:
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code")
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                ambiguous = timed_out = False
                 retry = classify_error(code, status) in (Outcome.THROTTLED, Outcome.TRANSIENT)
                 if not retry or attempt == self.put_attempts:
                     raise
-            except (HTTPClientError, EndpointConnectionError) as error:
-                if progress.stopped and self._stored(key):
-                    return
-                retry = isinstance(error, (ConnectionClosedError, EndpointConnectionError)) and not isinstance(
-                    error, (ReadTimeoutError, ConnectTimeoutError))
-                if not retry or attempt == self.put_attempts:
+            except (HTTPClientError, BotocoreConnectionError) as error:
+                ambiguous = isinstance(error, HTTPClientError)  # sent: S3 may have stored it
+                timed_out = isinstance(error, (ReadTimeoutError, ConnectTimeoutError))
+                slow += timed_out
+                if progress.stopped or attempt == self.put_attempts or slow > 1:
+                    if self._stored_after(key, ambiguous, timed_out, progress):
+                        return
                     raise
             self._sleep(self.retry_pause * attempt)
-            if progress.stopped:
+            if progress.stopped or (deadline is not None and time.monotonic() >= deadline):
+                if self._stored_after(key, ambiguous, timed_out, progress):
+                    return
                 raise SpillError(f"{self.description}: stopped at the deadline while retrying")
+
+    def _stored_after(self, key: str, ambiguous: bool, timed_out: bool, progress: _Progress) -> bool:
+        """Whether an attempt that got no answer stored ``key`` after all: looked up unless the attempt timed out on
+        the writer's own thread (the lookup would wait as long again; after a stop, the thread is abandoned)."""
+        return ambiguous and (progress.stopped or not timed_out) and self._stored(key)
 
     def _stored(self, key: str) -> bool:
         """Whether ``key`` exists (False if that cannot be told)."""

@@ -290,20 +290,30 @@ def test_an_s3_spill_stored_after_the_close_deadline_is_counted_and_said_as_dupl
                for m in said), said
 
 
-def test_an_s3_put_that_times_out_is_not_retried_by_a_write_without_deadline(local_aws: LocalAWS) -> None:
-    """Each retry of a timed-out PUT cost the client's whole read timeout, and the sender (every handler of the
-    process) waited: 3 attempts. One now; the records go on to the next target."""
+def s3_puts(local_aws: LocalAWS) -> int:
+    return local_aws.stats().calls.get("s3:PUT", 0)
+
+
+@pytest.mark.parametrize(("timeouts", "stored"), [(1, True), (None, False)])
+def test_an_s3_put_that_times_out_is_retried_once(local_aws: LocalAWS, timeouts: int | None, stored: bool) -> None:
+    """Each retry of a timed-out PUT costs the client's whole read timeout while the sender (every handler of the
+    process) waits: 3 attempts held it 31 s. Not retried at all, a PUT S3 was still storing went to the next target
+    too. One retry of the same key: one object, or, if that times out too, the records move on."""
     from botocore.config import Config
 
     client = local_aws.client("s3", config=Config(read_timeout=0.5, retries={"total_max_attempts": 1}))
     client.create_bucket(Bucket=BUCKET)
     sink = S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0)
-    local_aws.faults.inject("latency", api="s3:PUT", delay=2.0)
+    local_aws.faults.inject("latency", api="s3:PUT", delay=1.5, count=timeouts)
     try:
-        before = local_aws.stats().calls.get("s3:PUT", 0)
-        with pytest.raises(SpillError, match="Read timeout"):
-            sink.write([SpillRecord("g", "s", 1, "line", "max_latency", "", 1)])
-        assert local_aws.stats().calls.get("s3:PUT", 0) - before == 1
+        before = s3_puts(local_aws)
+        records = [SpillRecord("g", "s", 1, "line", "max_latency", "", 1)]
+        if stored:
+            assert sink.write(records).startswith(f"s3://{BUCKET}/p/g/s/")
+        else:
+            with pytest.raises(SpillError, match="Read timeout"):
+                sink.write(records)
+        assert s3_puts(local_aws) - before == 2
     finally:
         local_aws.faults.clear()
 
@@ -326,3 +336,30 @@ def test_an_s3_spill_at_a_deadline_works_where_no_thread_can_start(
     records = [SpillRecord("g", "s", i, f"line {i}", "close_deadline", "", 1) for i in range(3)]
     assert sink.write_before(records, time.monotonic() + 5).startswith(f"s3://{BUCKET}/p/g/s/")
     assert [r.message for obj in sink.list_objects() for r in sink.read_object(obj)] == [f"line {i}" for i in range(3)]
+
+
+def test_an_s3_spill_on_the_calling_thread_starts_no_retry_after_its_deadline(
+        local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no thread can start, the retries of a refused PUT (503 after 2 s) ran on past the deadline: a close()
+    with close_timeout=1 took 10.7 s."""
+    from botocore.config import Config
+
+    import mwaa_logging.aws.s3spill as s3spill
+
+    class RefusedThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(s3spill, "threading", SimpleNamespace(Thread=RefusedThread, Lock=threading.Lock))
+    client = local_aws.client("s3", config=Config(retries={"total_max_attempts": 1}))  # as the handler's S3 client
+    client.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0)
+    local_aws.faults.inject("unavailable", api="s3:PUT", delay=1.0)
+    try:
+        before = s3_puts(local_aws)
+        with pytest.raises(SpillError):
+            sink.write_before([SpillRecord("g", "s", 1, "line", "close_deadline", "", 1)], time.monotonic() + 0.5)
+        assert s3_puts(local_aws) - before == 1
+    finally:
+        local_aws.faults.clear()
+
