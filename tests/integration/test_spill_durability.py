@@ -318,18 +318,24 @@ def test_an_s3_put_that_times_out_is_retried_once(local_aws: LocalAWS, timeouts:
         local_aws.faults.clear()
 
 
+class _RefusedThread(threading.Thread):
+    def start(self) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+
+def refuse_s3_spill_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 sink cannot start threads, as in Python 3.12's atexit hooks (only its own: the endpoint's server
+    starts one per request)."""
+    import mwaa_logging.aws.s3spill as s3spill
+
+    monkeypatch.setattr(s3spill, "threading", SimpleNamespace(Thread=_RefusedThread, Lock=threading.Lock))
+
+
 def test_an_s3_spill_at_a_deadline_works_where_no_thread_can_start(
         local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
     """Python 3.12 refuses new threads in atexit hooks, where close deadlines spill: every such spill went to the
     local directory (lost with the container on MWAA) and S3 was marked failed."""
-    import mwaa_logging.aws.s3spill as s3spill
-
-    class RefusedThread(threading.Thread):
-        def start(self) -> None:
-            raise RuntimeError("can't create new thread at interpreter shutdown")
-
-    # the sink's own threads only (the endpoint's server starts one per request)
-    monkeypatch.setattr(s3spill, "threading", SimpleNamespace(Thread=RefusedThread, Lock=threading.Lock))
+    refuse_s3_spill_threads(monkeypatch)
     client = local_aws.client("s3")
     client.create_bucket(Bucket=BUCKET)
     sink = S3SpillSink(BUCKET, "p", client=client)
@@ -344,13 +350,7 @@ def test_an_s3_spill_on_the_calling_thread_starts_no_retry_after_its_deadline(
     with close_timeout=1 took 10.7 s."""
     from botocore.config import Config
 
-    import mwaa_logging.aws.s3spill as s3spill
-
-    class RefusedThread(threading.Thread):
-        def start(self) -> None:
-            raise RuntimeError("can't create new thread at interpreter shutdown")
-
-    monkeypatch.setattr(s3spill, "threading", SimpleNamespace(Thread=RefusedThread, Lock=threading.Lock))
+    refuse_s3_spill_threads(monkeypatch)
     client = local_aws.client("s3", config=Config(retries={"total_max_attempts": 1}))  # as the handler's S3 client
     client.create_bucket(Bucket=BUCKET)
     sink = S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0)
