@@ -283,7 +283,7 @@ class CloudWatchLogHandler(logging.Handler):
         if send_interval is not None:
             overrides["send_interval"] = send_interval
         if not use_queues:
-            overrides["send_interval"] = 0  # watchtower sends each record at once; we still never block
+            overrides["send_interval"] = 0  # watchtower sends each record at once (see _wait_delivered)
         self.settings = Settings.resolve(overrides)
         self.log_group_name = validate_group_name(log_group_name)
         self.log_stream_name = log_stream_name
@@ -295,6 +295,8 @@ class CloudWatchLogHandler(logging.Handler):
         )
         super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
+        #: use_queues=False after a wait timed out: the flush mark of the backlog it left (see _wait_delivered)
+        self._behind: tuple[int, int] | None = None
         self.send_interval = self.settings.send_interval
         self.max_batch_size = self.settings.max_batch_size
         self.max_batch_count = self.settings.max_batch_count
@@ -384,11 +386,30 @@ class CloudWatchLogHandler(logging.Handler):
                           next(seq_counter), stream))
             if channel.armed or not len(inbox) & CHECK_SENDER_MASK or size > LARGE_EVENT_BYTES:
                 _check_sender(channel)
+            if not self.use_queues:
+                self._wait_delivered(channel)
         except RecursionError:
             raise
         except Exception as exc:
             if not self._emit_anyway(record, exc):
                 self.handleError(record)
+
+    def _wait_delivered(self, channel: Channel) -> None:
+        """``use_queues=False``: as with watchtower, the record is delivered when emit() returns (MWAA's DAG processing
+        handler relies on it: those processes may be killed without a flush). Waits until everything queued so far is
+        delivered or spilled, at most ``close_timeout``. After a wait that timed out (an outage, a throttle), records
+        are only queued until that backlog is settled: one wait per outage, not one per record. Never waits on the
+        engine's own threads (a record they log would wait for themselves)."""
+        behind = self._behind
+        if behind is not None:
+            if not channel.reached(behind):
+                return
+            self._behind = None
+        if channel.engine.on_own_thread():
+            return
+        if not channel.flush(self.settings.close_timeout):
+            with channel.locked_within(self.settings.close_timeout) as locked:
+                self._behind = channel.flush_mark() if locked else behind
 
     def _emit_anyway(self, record: logging.LogRecord, exc: Exception) -> bool:
         """Queue a record :meth:`emit` could not take (a ``created`` that is not a finite number, a stream name

@@ -134,6 +134,11 @@ class Engine:
         thread = self._thread
         return thread is None or not thread.is_alive() or self._pid != os.getpid()
 
+    def on_own_thread(self) -> bool:
+        """Whether the calling thread is this engine's sender or memory guard (which must never wait for the sender)."""
+        current = threading.current_thread()
+        return current is self._thread or current is self._guard
+
     def work_inline(self, done: Callable[[], bool], timeout: float) -> bool:
         """The sender's passes on the calling thread until ``done()`` or ``timeout`` seconds passed (no sender thread
         can run: see :meth:`sender_missing`); returns ``done()``. One thread at a time does them."""

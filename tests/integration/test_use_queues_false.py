@@ -1,0 +1,84 @@
+"""``use_queues=False``: as with watchtower, a record is delivered when ``emit()`` returns.
+
+MWAA's DAG processing handler builds watchtower with it because those processes may end without a flush; a
+process killed right after logging must not lose what it logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mwaa_logging
+from mwaa_logging.testing.local_aws import LocalAWS
+
+Synced = tuple[logging.Logger, mwaa_logging.CloudWatchLogHandler]
+
+
+@pytest.fixture
+def sync_logger(local_aws: LocalAWS, spill_dir: Path) -> Iterator[Synced]:
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="sync", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
+        close_timeout=2, read_timeout=1, spill_to=str(spill_dir))
+    logger = logging.getLogger("use-queues-false")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    yield logger, handler
+    logger.handlers[:] = []
+    handler.close(timeout=5)
+
+
+def test_each_record_is_delivered_when_emit_returns(local_aws: LocalAWS, sync_logger: Synced) -> None:
+    logger, _ = sync_logger
+    for i in range(5):
+        logger.info("line %d", i)
+        assert local_aws.messages("sync", "s") == [f"line {n}" for n in range(i + 1)]
+
+
+def test_a_process_killed_right_after_logging_loses_nothing(local_aws: LocalAWS, spill_dir: Path) -> None:
+    script = textwrap.dedent("""
+        import logging, os, signal
+        import mwaa_logging
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="killed", log_stream_name="dag-file",
+                                                    use_queues=False, send_interval=10)
+        logger = logging.getLogger("dag-processing")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        for i in range(20):
+            logger.info("line %d", i)
+        os.kill(os.getpid(), signal.SIGTERM)  # the default action: no flush, no atexit
+    """)
+    env = {**os.environ, **local_aws.env(), "MWAA_LOGGING_SPILL_TO": str(spill_dir)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert local_aws.messages("killed", "dag-file") == [f"line {i}" for i in range(20)]
+
+
+def test_an_outage_holds_one_record_not_every_one(local_aws: LocalAWS, sync_logger: Synced) -> None:
+    logger, handler = sync_logger
+    logger.info("before")
+    local_aws.faults.inject("hang")
+    started = time.monotonic()
+    logger.info("first during the outage")  # waits its close_timeout (2 s), then returns: the record stays queued
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for i in range(20):
+        logger.info("queued %d", i)  # the backlog is not settled: these do not wait
+    rest = time.monotonic() - started
+    assert 1.5 < first < 5 and rest < 1.5, (first, rest)
+    local_aws.faults.clear()
+    assert handler.flush(30)
+    logger.info("after")  # the backlog settled: waiting again
+    assert local_aws.messages("sync", "s")[-1] == "after"
+    expected = ["before", "first during the outage", *(f"queued {i}" for i in range(20)), "after"]
+    assert sorted(local_aws.messages("sync", "s")) == sorted(expected)
