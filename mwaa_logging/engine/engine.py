@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Callable
 from functools import partial
+from types import FrameType
 
 from mwaa_logging.engine.channel import Channel
 from mwaa_logging.engine.delivery import (
@@ -71,6 +72,8 @@ class Engine:
         self._exited = False
         #: Set by the atexit hook, which runs after non-daemon threads were joined (see ``at_last_exit``).
         self._exited_last = False
+        #: Set by the exit hook: whether the atexit hook runs after it (see ``_atexit_follows``).
+        self._atexit_follows = False
         self._late_deadline: float | None = None
         #: Why no sender thread could be started (None: one could, or none was tried); see :meth:`wake`.
         self._no_sender: str | None = None
@@ -282,8 +285,10 @@ class Engine:
     def late_flush_timeout(self, close_timeout: float) -> float | None:
         """How long a record logged after close() may wait to be delivered before it is spilled: None before the exit
         hook ran (a later flush or close sends it); after it, what is left of one ``close_timeout`` shared by every
-        such record (0 once the interpreter finalizes: the sender can no longer run)."""
-        if not self._exited:
+        such record (0 once the interpreter finalizes: the sender can no longer run). Also None between the exit hook
+        and the atexit hook, which delivers in batches what non-daemon threads log meanwhile (sent one by one, a
+        thread's 500 records took 500 calls); not at the end of a multiprocessing child, where no atexit hook runs."""
+        if not self._exited or (self._atexit_follows and not self._exited_last):
             return None
         now = time.monotonic()
         if self._late_deadline is None:
@@ -299,6 +304,8 @@ class Engine:
 
     def at_exit(self) -> None:
         """Interpreter exit: deliver what is pending within the channels' close_timeout, spill the rest."""
+        if not self._exited:
+            self._atexit_follows = _atexit_follows()
         self._exited = True
         channels = self.channels()
         if not channels:
@@ -328,6 +335,18 @@ class Engine:
             pending_bytes += channel_pending_bytes
             oldest = max(oldest, age)
         return Stats.of(total, pending, pending_bytes, oldest)
+
+
+def _atexit_follows() -> bool:
+    """Whether the interpreter's atexit hooks run after the exit hook now running: ``threading._shutdown()`` was called
+    by the interpreter's own shutdown (no Python caller), not at the end of a multiprocessing child (its
+    ``Process._bootstrap`` calls it, then ``os._exit()``)."""
+    shutdown = getattr(threading, "_shutdown", None)
+    code = getattr(shutdown, "__code__", None)
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code is not code:
+        frame = frame.f_back
+    return frame is not None and frame.f_back is None
 
 
 def _say_lost_at_exit(channel: Channel) -> None:

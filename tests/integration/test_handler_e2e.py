@@ -331,6 +331,38 @@ def test_stream_lines_written_after_the_exit_flush_are_delivered_not_lost(local_
     assert not list(spill_dir.rglob("*.jsonl.gz"))
 
 
+CLOSED_HANDLER_LOGGED_TO_AFTER_EXIT = """
+import logging, threading, time
+import mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(log_group_name="late-closed", log_stream_name="s", close_timeout=2)
+logger = logging.getLogger("app")
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+logger.info("main line")
+handler.close()
+def worker():
+    time.sleep(1)  # the main thread has returned and the exit flush has run
+    for i in range(500):
+        logger.info("from a thread after exit %d", i)
+threading.Thread(target=worker).start()  # not a daemon: the interpreter waits for it
+"""
+
+
+def test_records_a_thread_logs_to_a_closed_handler_after_exit_are_sent_in_batches(local_aws: LocalAWS,
+                                                                                    spill_dir: Path) -> None:
+    """After the exit hook, each record logged after close() was delivered on its own (threading's exit hook runs
+    before non-daemon threads are joined): 500 records of a thread took 502 calls, or 501 spill files against a hung
+    endpoint. The atexit hook, after the join, delivers them in batches, as open_stream's lines."""
+    environ = {**os.environ, **local_aws.env(), "PYTHONPATH": str(WORKER.parents[2])}
+    result = subprocess.run([sys.executable, "-c", CLOSED_HANDLER_LOGGED_TO_AFTER_EXIT], env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(user_lines(local_aws.messages("late-closed", "s"))) == sorted(
+        ["main line"] + [f"from a thread after exit {i}" for i in range(500)])
+    assert local_aws.stats().calls["PutLogEvents"] <= 8  # batches, not a call a line
+    assert not list(spill_dir.rglob("*.jsonl.gz"))
+
+
 def test_oversized_records_arrive_split_and_valid(local_aws: LocalAWS, spill_dir: Path) -> None:
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="big", log_stream_name="s",
                                                 endpoint_url=local_aws.url, send_interval=0.1)
