@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base
+from mwaa_logging.airflow.naming import configured_log_group, is_cloudwatch_remote_base
 from mwaa_logging.airflow.options import split_handler_kwargs
 
 #: Airflow's default AWS connection id (what the provider's ``AwsLogsHook`` uses).
@@ -64,9 +64,9 @@ def build() -> tuple[dict[str, Any], Any, str | None]:
     file_params = frozenset(inspect.signature(FileTaskHandler.__init__).parameters) - {"self", "base_log_folder"}
     io_kwargs, settings = split_handler_kwargs(handler_kwargs, file_params)
     file_kwargs = {k: v for k, v in handler_kwargs.items() if k in file_params}
-    target = LogGroupTarget.from_arn(io_kwargs.pop("log_group_arn", None) or _arn_of(remote_base))
+    target = configured_log_group(io_kwargs.pop("log_group_arn", None), remote_base)
     conn_id = io_kwargs.pop("conn_id", None) or conf.get("logging", "remote_log_conn_id", fallback="") or None
-    base_log_folder = os.path.expanduser(conf.get("logging", "base_log_folder"))
+    base_log_folder = conf.get("logging", "base_log_folder")  # as Airflow names the files ('~' too)
     task = logging_config["handlers"]["task"]
     task.update(file_kwargs)  # what Airflow's own remote logging branch passes to the task handler
 
@@ -111,10 +111,6 @@ def _stock_settings(*, remote_logging: bool) -> Any:
             del os.environ[key]
         else:
             os.environ[key] = previous
-
-
-def _arn_of(remote_base: str) -> str:
-    return LogGroupTarget.from_remote_base(remote_base).arn
 
 
 LOGGING_CONFIG, REMOTE_TASK_LOG, DEFAULT_REMOTE_CONN_ID = build()

@@ -41,6 +41,18 @@ class LogGroupTarget:
         return cls.from_arn(url.netloc + url.path)
 
 
+def configured_log_group(log_group_arn: str | None, remote_base_log_folder: str) -> LogGroupTarget:
+    """The log group of ``remote_task_handler_kwargs``' ``log_group_arn``, else of ``remote_base_log_folder``; a bad
+    value raises ``ValueError`` naming the setting it came from."""
+    try:
+        if log_group_arn:
+            return LogGroupTarget.from_arn(log_group_arn)
+        return LogGroupTarget.from_remote_base(remote_base_log_folder)
+    except ValueError as exc:
+        setting = "remote_task_handler_kwargs: log_group_arn" if log_group_arn else "remote_base_log_folder"
+        raise ValueError(f"[logging] {setting}: {exc}") from None
+
+
 def is_cloudwatch_remote_base(remote_base_log_folder: str | None) -> bool:
     """Whether ``remote_base_log_folder`` names a CloudWatch log group (``cloudwatch://...``)."""
     return bool(remote_base_log_folder) and urlsplit(remote_base_log_folder or "").scheme == CLOUDWATCH_SCHEME

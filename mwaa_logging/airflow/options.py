@@ -26,6 +26,8 @@ def split_handler_kwargs(
             continue
         if key == "delete_local_copy":
             io_kwargs[key] = _flag(key, value)
+        elif key in ("log_group_arn", "conn_id") and value is not None and not isinstance(value, str):
+            raise ValueError(f"[logging] remote_task_handler_kwargs: {key}={value!r} is not a string")
         elif key in IO_KEYS:
             io_kwargs[key] = value
         elif key in SPECS:

@@ -10,6 +10,7 @@ spilled. ``read``/``stream`` give the Airflow UI the complete log back.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -91,7 +92,10 @@ class CloudWatchRemoteLogIO:
         event_reader: EventReader = read_events,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base_log_folder = Path(base_log_folder)
+        self.base_log_folder = Path(base_log_folder).expanduser()
+        #: Airflow 3 names task log files under the folder as configured, a leading ``~`` unexpanded (the provider
+        #: compares with that), or expanded: both are ours
+        self._base_folders = tuple(dict.fromkeys((Path(base_log_folder), self.base_log_folder)))
         self.remote_base = remote_base
         self.delete_local_copy = delete_local_copy
         self.target = LogGroupTarget.from_arn(log_group_arn)
@@ -187,12 +191,8 @@ class CloudWatchRemoteLogIO:
         if not isinstance(name, str):
             return None
         if name not in self._stream_names:
-            try:
-                relative = Path(name).relative_to(self.base_log_folder)
-            except ValueError:
-                self._stream_names[name] = None
-            else:
-                self._stream_names[name] = stream_name_for(relative.as_posix())
+            relative = self._under_base(Path(name))
+            self._stream_names[name] = None if relative is None else stream_name_for(relative.as_posix())
         return self._stream_names[name]
 
     def _stream(self, stream_name: str) -> Stream:
@@ -262,12 +262,15 @@ class CloudWatchRemoteLogIO:
             self._delete_local(self.base_log_folder / relative)
 
     def _relative(self, path: Path) -> Path:
-        if path.is_absolute():
-            try:
-                return path.relative_to(self.base_log_folder)
-            except ValueError:
-                return path
-        return path
+        relative = self._under_base(path)
+        return path if relative is None else relative
+
+    def _under_base(self, path: Path) -> Path | None:
+        """``path`` relative to the base log folder, None if it is not under it."""
+        for base in self._base_folders:
+            with contextlib.suppress(ValueError):
+                return path.relative_to(base)
+        return None
 
     def _delete_local(self, local: Path) -> None:
         base = self.base_log_folder.resolve()

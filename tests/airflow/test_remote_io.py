@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from mwaa_logging.airflow.messages import event_to_message, message_to_line, timestamp_ms
-from mwaa_logging.airflow.naming import LogGroupTarget, is_cloudwatch_remote_base, stream_name_for
+from mwaa_logging.airflow.naming import (
+    LogGroupTarget,
+    configured_log_group,
+    is_cloudwatch_remote_base,
+    stream_name_for,
+)
 from mwaa_logging.airflow.options import split_handler_kwargs
 from mwaa_logging.airflow.remote_io import IDLE_STREAM_SECONDS, CloudWatchRemoteLogIO
 from mwaa_logging.engine.stats import Counters, Stats
@@ -77,6 +82,19 @@ def test_handler_kwargs_split_into_io_and_engine_settings() -> None:
     assert split_handler_kwargs({"delete_local_copy": "false"}, frozenset())[0] == {"delete_local_copy": False}
     with pytest.raises(ValueError, match="delete_local_copy='sometimes' is not true or false"):
         split_handler_kwargs({"delete_local_copy": "sometimes"}, frozenset())
+    with pytest.raises(ValueError, match="conn_id=5 is not a string"):
+        split_handler_kwargs({"conn_id": 5}, frozenset())
+
+
+@pytest.mark.parametrize(("arn", "remote_base", "setting"), [
+    ("bad", "cloudwatch://" + ARN, r"\[logging\] remote_task_handler_kwargs: log_group_arn: Not a CloudWatch"),
+    (None, "cloudwatch://my-group", r"\[logging\] remote_base_log_folder: Not a CloudWatch log group ARN: 'my-group'"),
+    (None, "s3://bucket/logs", r"\[logging\] remote_base_log_folder: .*must start with cloudwatch://"),
+])
+def test_a_bad_log_group_names_the_setting_it_came_from(arn: str | None, remote_base: str, setting: str) -> None:
+    with pytest.raises(ValueError, match=setting):
+        configured_log_group(arn, remote_base)
+    assert configured_log_group(arn and ARN, "cloudwatch://" + ARN).arn == ARN
 
 
 @dataclass
@@ -120,7 +138,8 @@ def make_io(tmp_path: Path, **kwargs: Any) -> tuple[CloudWatchRemoteLogIO, list[
 
     clients: list[Any] = []
     kwargs.setdefault("write_client_factory", lambda: None)
-    remote = CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, open_stream=open_stream, **kwargs)
+    kwargs.setdefault("base_log_folder", tmp_path)
+    remote = CloudWatchRemoteLogIO(log_group_arn=ARN, open_stream=open_stream, **kwargs)
     remote.clients = clients  # type: ignore[attr-defined]
     return remote, opened
 
@@ -145,6 +164,27 @@ def test_processor_sends_task_lines_to_the_task_stream_and_skips_other_loggers(t
         process(other, "info", {"event": "not a task line"})
     assert [s.name for s in opened] == [STREAM]
     assert opened[0].lines == [('{"event": "line"}', 1795506075000)]
+
+
+def test_a_base_log_folder_starting_with_a_tilde_ships_the_task_lines(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3 names task log files under ``base_log_folder`` as configured, ``~`` unexpanded: expanding it only
+    on our side shipped nothing, and said nothing."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    remote, opened = make_io(tmp_path, base_log_folder="~/logs")
+    (process,) = remote.processors
+    for name in ("~/logs", str(tmp_path / "logs")):
+        handle = io.BytesIO()
+        handle.name = f"{name}/{RELATIVE}"  # type: ignore[attr-defined]
+        process(FakeFileLogger(handle), "info", {"event": f"under {name}"})
+    assert [s.name for s in opened] == [STREAM]
+    assert [message for message, _ in opened[0].lines] == ['{"event": "under ~/logs"}',
+                                                           f'{{"event": "under {tmp_path}/logs"}}']
+    local = tmp_path / "logs" / RELATIVE
+    local.parent.mkdir(parents=True)
+    local.write_text("local copy\n")
+    remote.upload(f"~/logs/{RELATIVE}")
+    assert not local.exists()
 
 
 @pytest.mark.parametrize("stamp", [datetime(2026, 11, 24, 7, 41, 15, 250999, tzinfo=timezone.utc),
