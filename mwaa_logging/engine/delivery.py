@@ -122,6 +122,9 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             if not _create_owed(channel, buffer, ctx):
                 pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
                 continue
+        # the time now, after the creates and expiry spills above (network and disk): a host budget takes a reading
+        # more than a second older than another process's for another clock, and starts over with a full bucket
+        now = ctx.clock()
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW

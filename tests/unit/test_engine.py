@@ -185,6 +185,34 @@ def test_streams_waiting_for_a_create_token_do_not_put_again_meanwhile() -> None
     assert_balanced(rig)
 
 
+def test_the_put_budget_gets_the_time_after_the_creates_that_came_before_the_put() -> None:
+    """The sender read the time, made the creates a stream owed (network calls), then took a PutLogEvents token with
+    that reading: a host budget takes a reading more than a second older than another process's for another clock
+    and starts over with a full bucket (55 resets in a 16-process run, 105 calls in 9 s against a 10/s limit)."""
+    class SlowCreates(CreatingTransport):
+        def create_log_stream(self, group: str, stream: str) -> CallResult:
+            clock.advance(2.0)  # a create that took two seconds
+            return super().create_log_stream(group, stream)
+
+    transport = SlowCreates(throttles=3)  # the creates are owed: made in a later pass, before the put
+    rig = make_rig(transport, send_interval=0.1)
+    clock = rig.clock
+    budget = rig.channel.budgets.put
+    acquired = budget.acquire
+    stale: list[tuple[float, float]] = []
+
+    def checked(now: float, tokens: float = 1.0) -> float:
+        if now < clock():
+            stale.append((now, clock()))
+        return acquired(now, tokens)
+
+    budget.acquire = checked  # type: ignore[method-assign]
+    streams = new_streams(rig, 3)
+    rig.run(5, step=0.05)
+    assert sorted(transport.stored) == first_lines(streams)
+    assert stale == []
+
+
 def test_streams_waiting_for_create_tokens_take_turns_instead_of_all_asking_at_every_token() -> None:
     """Each waiting stream retried at the budget's next token: every token cost as many budget checks as streams
     were waiting (363 per create for 1,000 streams; Redis round trips in the fleet scope)."""
