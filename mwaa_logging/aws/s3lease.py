@@ -4,7 +4,9 @@
 holder with a random token, so a write whose reply was lost is recognised as ours. A lease whose holder stopped
 renewing it (a killed run) is taken over with ``If-Match: <its ETag>`` once it has expired by S3's own clock
 (``Last-Modified`` and the response's ``Date``: hosts' clocks may differ). The holder renews it from a background
-thread, knows when it has lost it, and deletes it (``If-Match``) when done.
+thread, knows when it has lost it, and deletes it (``If-Match``) when done. Where it may not delete (a role without
+``s3:DeleteObject``, a common guard on log buckets), it overwrites it (``If-Match``) with a body saying it was released,
+which the next run takes over at once: left as it was, every run skipped the stream for 10 minutes.
 
 Only a store or a role that refuses leases outright (no conditional writes: 501; access denied; a botocore too old
 to send them) means going on without one (``unavailable`` says why). Other failures are retried, then the stream
@@ -75,11 +77,28 @@ class _Unreadable(Exception):
 
 @dataclass(frozen=True)
 class _Current:
-    """The lease object as read: its holder's token, its ETag, and whether it has expired by S3's clock."""
+    """The lease object as read: its holder's token, its ETag, and whether it has expired (or was released) by S3's
+    clock; ``age`` (seconds since its last write, by S3's clock), ``lease_seconds`` and ``holder`` say more."""
 
     token: str | None
     etag: str
     expired: bool
+    age: float = 0.0
+    lease_seconds: float = LEASE_SECONDS
+    holder: str | None = None
+
+    def describe(self, url: str) -> str:
+        """Who holds the lease and until when, for a run that skipped its stream."""
+        holder = f"replay {self.holder}" if self.holder else "another replay"
+        left = max(0.0, self.lease_seconds - self.age)
+        return (f"{url} is held by {holder}, last renewed {_duration(self.age)} ago by S3's clock; it expires in "
+                f"{_duration(left)} unless renewed (a live replay renews it every {_duration(self.lease_seconds / 4)}"
+                "; a killed one's lease is taken over once it expires)")
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 class S3Lease:
@@ -107,9 +126,12 @@ class S3Lease:
         self.unavailable: str | None = None
         #: Why the lease could not be taken although nobody may hold it (S3 kept failing), else None.
         self.failed: str | None = None
+        #: Who holds the lease this run could not take, and until when (see :meth:`_Current.describe`), else None.
+        self.held_by: str | None = None
 
     def acquire(self) -> bool:
         """True if this run may replay under the key: it holds the lease, or leases cannot be had here."""
+        self.held_by = None
         self.unavailable = _missing_conditional_writes(self.client)
         if self.unavailable is not None:
             return True
@@ -143,7 +165,8 @@ class S3Lease:
         return self._lost
 
     def release(self) -> None:
-        """Stop renewing and delete the lease object if it is still this run's."""
+        """Stop renewing and delete the lease object if it is still this run's; where the DELETE is refused, mark it
+        released (:meth:`_mark_released`) so that the next run need not wait for it to expire."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
@@ -162,15 +185,43 @@ class S3Lease:
                         return  # another run's now
                     self._etag = current.etag  # a renewal went through unanswered: delete that version
                     continue
-                log.warning("mwaa-logging: could not remove the replay lease %s: %s", self.url, error)
+                self._mark_released(error)
                 return
             except BotoCoreError as error:
-                log.warning("mwaa-logging: could not remove the replay lease %s: %s", self.url, error)
+                self._mark_released(error)
                 return
 
-    def _put(self, **condition: str) -> str:
-        body = orjson.dumps({"holder": f"{socket.gethostname()}:{os.getpid()}", "token": self.token,
-                             "lease_seconds": self.lease_seconds})
+    def _mark_released(self, refused: Exception) -> None:
+        """The DELETE of our lease was refused: overwrite it (``If-Match``: only while still ours) with a body that
+        says it was released, which the next run takes over at once."""
+        problem: Exception = refused
+        for _ in range(2):
+            try:
+                self._put(IfMatch=str(self._etag), released=True)
+                return
+            except ClientError as error:
+                problem = error
+                if _code(error) in _TAKEN or _code(error) in _MISSING:
+                    current = self._read_quietly()
+                    if current is None or current.token != self.token:
+                        return  # gone, or another run's now
+                    self._etag = current.etag  # a renewal went through unanswered: overwrite that version
+                    continue
+            except BotoCoreError as error:
+                problem = error
+            break
+        log.warning("mwaa-logging: could not remove the replay lease %s (%s) nor mark it released (%s): other runs "
+                    "skip its stream until it expires, %s after its last renewal", self.url, refused, problem,
+                    _duration(self.lease_seconds))
+
+    def _put(self, *, released: bool = False, **condition: str) -> str:
+        """Write the lease object; ``released``: one that expired at once (``lease_seconds`` 0 too, for runs of
+        versions that do not read ``released``)."""
+        content: dict[str, Any] = {"holder": f"{socket.gethostname()}:{os.getpid()}", "token": self.token,
+                                   "lease_seconds": 0 if released else self.lease_seconds}
+        if released:
+            content["released"] = True
+        body = orjson.dumps(content)
         answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ContentType="application/json",
                                         **self.encryption, **condition, **self._owner)
         return str(answer["ETag"])
@@ -186,14 +237,17 @@ class S3Lease:
         try:
             content = orjson.loads(answer["Body"].read(4096))
             token, seconds = content.get("token"), float(content.get("lease_seconds", LEASE_SECONDS))
+            holder, released = content.get("holder"), content.get("released") is True
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
             token, seconds = None, LEASE_SECONDS  # not written by this code: expires as ours do
+            holder, released = None, False
         finally:
             answer["Body"].close()
         date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         now = parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
         age = (now - answer["LastModified"]).total_seconds()
-        return _Current(token if isinstance(token, str) else None, str(answer["ETag"]), age > seconds)
+        return _Current(token if isinstance(token, str) else None, str(answer["ETag"]), released or age > seconds,
+                        age, seconds, holder if isinstance(holder, str) else None)
 
     def _read_quietly(self) -> _Current | None:
         try:
@@ -218,6 +272,7 @@ class S3Lease:
             if current.token == self.token:
                 return current.etag  # our own earlier write, whose answer was lost
             if not current.expired:
+                self.held_by = current.describe(self.url)
                 return None
             try:
                 return self._put(IfMatch=current.etag)  # expired: its holder is gone

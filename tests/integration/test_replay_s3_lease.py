@@ -347,3 +347,58 @@ def test_a_lease_is_encrypted_as_the_spill_objects_next_to_it(
     expected = ({"x-amz-server-side-encryption": "AES256"} if kms_key_id is None else
                 {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": kms_key_id})
     assert leases_written and all(headers == expected for headers in leases_written)
+
+
+def replay_cli(aws: LocalAWS, *extra: str) -> Any:
+    """``mwaa-logging replay s3://spill/env`` as a cron job runs it."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "mwaa_logging.cli", "replay", f"s3://{BUCKET}/{PREFIX}", "--endpoint-url", aws.url,
+         "--s3-endpoint-url", aws.url, "--no-progress", "--export-rejected", os.devnull, *extra],
+        capture_output=True, text=True, env={**os.environ, **aws.env(), "COLUMNS": "300"}, timeout=120)
+
+
+def test_a_role_that_may_not_delete_marks_its_lease_released_so_the_next_run_is_not_kept_off(
+    aws_in_env: LocalAWS, s3: Any
+) -> None:
+    """Without s3:DeleteObject a run could not delete its lease either: for 10 minutes every run skipped the streams
+    and exited 0 (so a job retrying until exit 0 stopped) instead of saying, each run, that it may not delete. The
+    lease is now overwritten (If-Match) as released, and the next run takes it at once."""
+    spill(s3, ("a", "b", "c"), 20)
+    denied = aws_in_env.faults.inject("denied", api="s3:DELETE")
+    first = replay_cli(aws_in_env)
+    assert first.returncode == 1, first.stderr
+    assert first.stderr.count(f"mark s3://{BUCKET}/{PREFIX}/g/") == 3 and "skipped" not in first.stdout
+    second = replay_cli(aws_in_env)  # at once: not kept off by the first run's leases
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "objects skipped" not in " ".join(second.stdout.split())
+    assert second.stderr.count("put by an earlier run (its replayed copy exists), not put again, but it could not be "
+                               "removed") == 3
+    assert len(leases(s3)) == 3  # left, but released: nothing to warn about
+    assert "could not remove the replay lease" not in first.stderr + second.stderr
+    for key in leases(s3):
+        assert orjson.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["released"] is True
+    aws_in_env.faults.remove(denied.id)
+    third = replay_cli(aws_in_env)  # may delete now: marks what is left, puts nothing again
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert leases(s3) == []
+    for stream in ("a", "b", "c"):
+        assert aws_in_env.messages("g", stream) == [r.message for r in records(stream, 20)]
+
+
+def test_a_lease_whose_delete_is_refused_can_be_taken_at_once(aws_in_env: LocalAWS, s3: Any) -> None:
+    key = f"{PREFIX}/g/s/{LOCK_NAME}"
+    holder = S3Lease(s3, BUCKET, key)
+    assert holder.acquire() and holder.locked
+    aws_in_env.faults.inject("denied", api="s3:DELETE")
+    holder.release()
+    aws_in_env.faults.clear()
+    assert leases(s3) == [key]
+    nxt = S3Lease(s3, BUCKET, key)
+    assert nxt.acquire() and nxt.locked and nxt.held_by is None
+    nxt.release()
+    assert leases(s3) == []
+
