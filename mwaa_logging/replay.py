@@ -18,7 +18,8 @@ four full PutLogEvents batches, at most ``--max-objects-per-unit`` objects). For
 A second run finds nothing left to replay. A crash between step 2 and step 4 replays that one
 unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
 Two runs over the same files at once do not both put them: each holds a stream's directory (``flock``) or
-S3 prefix (a lease object written with ``If-None-Match``) while it replays it, and skips a stream another run holds.
+S3 prefix (a lease object written with ``If-None-Match``) while it replays it, and skips a stream another run holds
+(said, with the lease's age and expiry on S3; exit 3: those lines are not known to be replayed).
 A record is put only into the stream its object's path names (``<group>/<stream>/``, as the reader reads it); one
 that names another stream is exported with reason ``misplaced`` and said, not put.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
@@ -74,6 +75,9 @@ __all__ = ["Claim", "ReplayError", "ReplaySummary", "Replayer", "SpillObject", "
 #: The lock file (local) or lease object (S3) a replay holds in each stream directory or prefix it replays.
 LOCK_NAME = ".mwaa-logging-replay.lock"
 DEFAULT_RATE = 10.0
+#: Exit code of a run that failed nowhere but skipped streams another replay held (or a killed one's lease that has
+#: not expired): their lines are not known to be in CloudWatch; run again later (a retry loop must not stop there).
+EXIT_HELD = 3
 #: A unit holds at most this many objects, and is closed once it holds this many full batches of events.
 DEFAULT_MAX_OBJECTS_PER_UNIT = 200
 UNIT_BATCHES = 4
@@ -107,6 +111,8 @@ class Claim:
 
     held: bool
     reason: Callable[[], str | None] = lambda: None
+    #: Not held because another run holds it: who, and until when where that is known.
+    held_by: str | None = None
 
     def __bool__(self) -> bool:
         return self.held
@@ -180,7 +186,8 @@ class LocalSource:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield Claim(False)
+                yield Claim(False, held_by=f"{stream_key} is locked by another replay running now (its "
+                                          f"{LOCK_NAME})")
                 return
             try:  # marking renames in the directory: a run that could put but not mark would put again every time
                 probe_fd, probe = tempfile.mkstemp(prefix=".mwaa-logging-probe-", dir=stream_key)
@@ -278,7 +285,7 @@ class S3Source:
                         expected_bucket_owner=self.sink.expected_bucket_owner, lease_seconds=self.lease_seconds,
                         encryption=self._lease_encryption(stream_key))
         if not lease.acquire():
-            yield Claim(False, lambda: lease.failed)
+            yield Claim(False, lambda: lease.failed, held_by=lease.held_by)
             return
         if lease.unavailable is not None and not self._said_unavailable:
             self._said_unavailable = True
@@ -327,6 +334,10 @@ class ReplaySummary:
     objects_failed: int = 0
     #: Objects another run was replaying (its lock held), or had replayed once this run could look.
     objects_skipped: int = 0
+    #: Of those, the objects of streams another run (or, on S3, a killed run's unexpired lease) held: not replayed by
+    #: this run, nor known to be by another; ``held`` says which streams, by whom and until when.
+    objects_held: int = 0
+    held: list[str] = field(default_factory=list)
     #: Damaged objects (cut short) whose complete records were replayed; what was lost is said in ``errors``.
     objects_salvaged: int = 0
     #: Local files a killed writer left unfinished (``.tmp``), replayed (or, in a dry run, found).
@@ -456,6 +467,10 @@ class Replayer:
                     self.summary.objects_skipped += len(stream_objects)
                     if (reason := claim.reason()) is not None:
                         self.summary.errors.append(f"skipped {stream_key}, left for the next run: {reason}")
+                    else:
+                        self.summary.objects_held += len(stream_objects)
+                        self.summary.held.append(f"skipped {len(stream_objects)} objects: "
+                                                 f"{claim.held_by or f'another replay holds {stream_key}'}")
                     for obj in stream_objects:
                         if on_object is not None:
                             on_object(obj)
@@ -696,6 +711,11 @@ class Replayer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("exit status: 0 every object found was replayed (or another replay had replayed it); 1 some "
+                     "objects failed, were damaged or were left for the next run (said); 2 cannot start (a bad "
+                     f"argument, an unreadable source, an export it cannot write); {EXIT_HELD} nothing failed, but "
+                     "streams another replay holds were skipped (on S3 also a killed replay's lease, until it "
+                     "expires: its age and expiry are said): run again later; 130/143 interrupted (Ctrl-C, SIGTERM)")
     parser.add_argument("source", metavar="SOURCE", type=spill_location, help="s3://bucket/prefix or a spill directory")
     parser.add_argument("--dry-run", action="store_true", help="read and count, put and mark nothing")
     parser.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
@@ -720,7 +740,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``mwaa-logging replay``: 0 done, 1 some objects failed or were damaged (their complete
     records put) or a stream was left for the next run (its lease could not be taken or was lost), 2 cannot
-    start."""
+    start, 3 nothing failed but streams another replay holds (on S3 also a killed one's unexpired lease) were
+    skipped: run again later."""
     from botocore.exceptions import BotoCoreError
     from rich.console import Console
 
@@ -765,9 +786,14 @@ def run(args: argparse.Namespace) -> int:
     if export is not None and export.count:
         summary.export_path = str(export.path)
     out.print(summary_table(summary, source.description))
+    for message in summary.held:
+        console.print(redact_urls(f"replay: {message}"), style="yellow", markup=False, highlight=False,
+                      soft_wrap=True)
     for message in summary.errors:
         error(message)
-    return 1 if summary.objects_failed or summary.objects_salvaged or summary.errors else 0
+    if summary.objects_failed or summary.objects_salvaged or summary.errors:
+        return 1
+    return EXIT_HELD if summary.objects_held else 0
 
 
 class _Terminated(BaseException):
@@ -860,12 +886,16 @@ def summary_table(summary: ReplaySummary, source: str) -> Any:
     notes = [f"{calls}: {summary.put_calls}", f"throttled: {summary.throttled}",
              f"retries: {summary.retries}", f"objects marked replayed: {summary.objects_replayed}",
              f"objects failed: {summary.objects_failed}"]
-    if summary.objects_skipped:
+    if summary.objects_held:
         from mwaa_logging.aws.s3lease import LEASE_SECONDS
 
         held = "" if not source.startswith("s3://") else (
             f"; a replay killed on S3 holds its streams {LEASE_SECONDS / 60:g} min after its last renewal")
-        notes.append(f"objects skipped (another replay has or had them{held}): {summary.objects_skipped}")
+        notes.append(f"objects skipped, another replay holds them (not replayed: run again later{held}): "
+                     f"{summary.objects_held}")
+    if summary.objects_skipped > summary.objects_held:
+        notes.append("other objects skipped (another replay had replayed them, or as said below): "
+                     f"{summary.objects_skipped - summary.objects_held}")
     if summary.objects_left_behind:
         notes.append(f"files a killed writer left unfinished (.tmp): {summary.objects_left_behind}")
     if summary.objects_salvaged:

@@ -289,6 +289,11 @@ def test_a_stream_another_replay_holds_is_skipped_not_put_twice(aws: LocalAWS, t
         assert (first.objects_replayed, first.objects_skipped, first.objects_failed) == (1, 1, 0)
         assert aws.streams() == {"g": ["free"]}
         assert len(list(held_dir.glob("*.jsonl.gz"))) == 1  # left for the run that holds it
+        command = [sys.executable, "-m", "mwaa_logging.cli", "replay", str(directory), "--endpoint-url", aws.url,
+                   "--no-progress", "--export-rejected", os.devnull]
+        cli = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, **aws.env()})
+        assert cli.returncode == 3, cli.stdout + cli.stderr  # was 0: the held stream's lines are not replayed yet
+        assert f"skipped 1 objects: {held_dir} is locked by another replay running now" in " ".join(cli.stderr.split())
     finally:
         holder.kill()  # SIGKILL: the kernel releases the lock
         holder.wait(10)

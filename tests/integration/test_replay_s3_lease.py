@@ -69,8 +69,9 @@ def test_a_stream_prefix_another_replay_holds_is_skipped_then_replayed_once_it_l
         assert aws_in_env.streams() == {"g": ["free"]}
         console = Console(record=True, width=300)
         console.print(summary_table(first, f"s3://{BUCKET}/{PREFIX}"))
-        assert ("objects skipped (another replay has or had them; a replay killed on S3 holds its streams 10 min "
-                "after its last renewal): 1") in " ".join(console.export_text().split())  # rich wraps it
+        assert ("objects skipped, another replay holds them (not replayed: run again later; a replay killed on S3 "
+                "holds its streams 10 min after its last renewal): 1") in " ".join(console.export_text().split())
+        assert first.objects_held == 1 and len(first.held) == 1 and "is held by replay " in first.held[0]
     finally:
         other.release()
     assert leases(s3) == []  # each run removes its own
@@ -402,3 +403,22 @@ def test_a_lease_whose_delete_is_refused_can_be_taken_at_once(aws_in_env: LocalA
     nxt.release()
     assert leases(s3) == []
 
+
+def test_streams_a_killed_runs_lease_holds_are_exit_3_with_the_leases_age_and_expiry(
+    aws_in_env: LocalAWS, s3: Any
+) -> None:
+    """A replay killed with -9 leaves its leases for 10 minutes: the next run skipped those streams and exited 0,
+    as if every line had been put, so a job retrying until exit 0 stopped with the lines unreplayed."""
+    spill(s3, ("held", "free"), 10)
+    write_lease(s3, "held", 600)
+    run = replay_cli(aws_in_env)
+    assert run.returncode == 3, run.stdout + run.stderr
+    said = " ".join(run.stderr.split())
+    assert (f"replay: skipped 1 objects: s3://{BUCKET}/{stream_prefix_of('held')}/{LOCK_NAME} is held by replay "
+            "killed:1, last renewed ") in said
+    assert "expires in 9 min" in said or "expires in 10 min 0 s" in said
+    table = " ".join(run.stdout.split())
+    assert "objects skipped, another replay holds them (not replayed: run again later" in table
+    assert aws_in_env.streams() == {"g": ["free"]}
+    help_text = " ".join(replay_cli(aws_in_env, "--help").stdout.split())
+    assert "3 nothing failed, but streams another replay holds were skipped" in help_text
