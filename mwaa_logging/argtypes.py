@@ -49,18 +49,18 @@ def endpoint_url(text: str) -> str:
 
 
 def spill_location(text: str) -> str:
-    """A spill location: ``s3://bucket[/prefix]`` (checked), a ``file://`` URL or a directory path."""
+    """A spill location as the handler's ``spill_to`` setting takes it: ``s3://bucket[/prefix]``, a ``file://`` URL
+    of this machine (no host but ``localhost``, no ?query or #fragment) or a directory path; no other scheme."""
     from mwaa_logging.aws.s3spill import parse_s3_url
+    from mwaa_logging.settings import check_spill_to
     from mwaa_logging.spill.factory import is_s3_url
 
-    if is_s3_url(text):
-        try:
-            parse_s3_url(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    elif not text:
-        raise argparse.ArgumentTypeError("expected s3://bucket/prefix, a file:// URL or a directory, got ''")
-    return text
+    try:
+        if is_s3_url(text):
+            parse_s3_url(text)  # its message names the form: "expected s3://bucket[/prefix]"
+        return check_spill_to(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def rate_limit_scope(text: str) -> str:

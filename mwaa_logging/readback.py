@@ -10,6 +10,7 @@ import argparse
 import io
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import orjson
@@ -68,12 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Entry point of ``mwaa-logging read``: 0 all read (none found is said on stderr), 1 some spill location
-    could not be read (the rest is printed), 2 CloudWatch could not be read."""
+    could not be read or a ``--spill-to`` directory does not exist (the rest is printed), 2 CloudWatch could not be
+    read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from mwaa_logging.aws.clients import make_logs_client, make_s3_client
     from mwaa_logging.engine.diagnostics import redact_urls
     from mwaa_logging.reader import read_stream
+    from mwaa_logging.spill.factory import is_s3_url, local_directory_of
     from mwaa_logging.spill.local import default_spill_directories
     from mwaa_logging.spillformat import DamagedSpill
 
@@ -89,6 +92,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         trouble = "damaged spill object" if isinstance(error, DamagedSpill) else "cannot read spilled lines at"
         print(redact_urls(f"mwaa-logging read: {trouble} {location}: {error}"), file=err)
 
+    for location in args.spill_to:  # a mistyped one read as "nothing spilled there"
+        if not is_s3_url(location) and not (root := Path(local_directory_of(location))).is_dir():
+            spill_error(location, NotADirectoryError(f"{root} is not a directory") if root.exists()
+                        else FileNotFoundError(f"no such directory {root}"))
     try:
         logs = None if args.spilled_only else make_logs_client(
             None, args.profile, region_name=args.region, endpoint_url=args.endpoint_url)

@@ -307,7 +307,8 @@ def open_source(
 
     directory = Path(local_directory_of(source))
     if not directory.is_dir():
-        raise ReplayError(f"spill directory {directory} does not exist")
+        raise ReplayError(f"spill directory {directory} " + ("is not a directory" if directory.exists()
+                                                             else "does not exist"))
     return LocalSource(directory)
 
 

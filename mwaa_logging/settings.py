@@ -160,6 +160,21 @@ def _spill_to(raw: Any) -> str | None:
     return text
 
 
+def check_spill_to(text: str) -> str:
+    """``text`` as the ``spill_to`` setting takes it (``file://`` of this machine without ?query or #fragment, an
+    ``s3://`` bucket name, no other ``scheme://``; a path with ``~`` expanded), else ValueError saying why (for the
+    CLI's spill locations)."""
+    try:
+        value = _spill_to(text)
+    except _Unfit as exc:
+        raise ValueError(f"{exc}, got {text!r}") from None
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValueError(f"expected {SPECS['spill_to'].form}, got {text!r}")
+    return value
+
+
 #: Characters and lengths a bucket name may have at all (3-63 of a-z 0-9 . - today; 255 with A-Z and _ for buckets
 #: made in us-east-1 before 2018, still in use).
 _S3_BUCKET = re.compile(r"[A-Za-z0-9._-]{3,255}")

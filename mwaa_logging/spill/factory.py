@@ -16,9 +16,15 @@ if TYPE_CHECKING:
 
 
 def local_directory_of(spill_to: str) -> str:
-    """The directory a ``spill_to`` value names (a path or a ``file://`` URL)."""
+    """The directory a ``spill_to`` value names (a path or a ``file://`` URL of this machine); ValueError for a
+    ``file://`` URL naming another host or carrying a ?query or #fragment (its path alone was taken: ``file://tmp/x``
+    read ``/x``)."""
     if spill_to.startswith("file://"):
         parsed = urlparse(spill_to)
+        if parsed.netloc.lower() not in ("", "localhost") or parsed.query or parsed.fragment \
+                or spill_to.endswith(("?", "#")):
+            raise ValueError(f"a file:// spill location names a directory of this machine (file:///absolute/path, "
+                             f"no ?query or #fragment), got {spill_to!r}")
         return unquote(parsed.path)
     return spill_to
 

@@ -26,6 +26,16 @@ def mwaa_logging(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     (["read", "g", "s", "--endpoint-url", "localhost:4566"], "argument --endpoint-url: expected an http://"),
     (["read", "g", "s", "--s3-endpoint-url", "ftp://x"], "argument --s3-endpoint-url: expected an http://"),
     (["replay", "s3:///prefix"], "argument SOURCE: expected s3://bucket[/prefix], got 's3:///prefix'"),
+    # as the handler's spill_to takes them (the host, the query, the scheme were dropped: another directory was read)
+    (["replay", "file://tmp/rb/sp1"], "argument SOURCE: a file:// URL names a directory of this machine: "
+                                      "file:///absolute/path, got 'file://tmp/rb/sp1'"),
+    (["replay", "file:///tmp/rb/sp1?x=1"], "argument SOURCE: a file:// spill URL takes no ?query or #fragment"),
+    (["replay", "file:///tmp/rb/sp1#x"], "argument SOURCE: a file:// spill URL takes no ?query or #fragment"),
+    (["replay", "http://x/y"], "argument SOURCE: expected a directory path, a file:// URL or s3://bucket/prefix, "
+                               "got 'http://x/y'"),
+    (["replay", "s3://b"], "argument SOURCE: 'b' is no S3 bucket name"),
+    (["read", "g", "s", "--spill-to", "file://tmp/rb/sp1"], "argument --spill-to: a file:// URL names a directory"),
+    (["read", "g", "s", "--spill-to", "s3://bucket/p?x=1"], "argument --spill-to: an s3:// spill URL takes no ?query"),
     (["replay", "/no/spill", "--max-objects-per-unit", "0"], "--max-objects-per-unit: expected an integer >= 1"),
     (["replay", "/no/spill", "--rate", "nan"], "argument --rate: expected a number > 0, got 'nan'"),
     (["replay", "/no/spill", "--endpoint-url", "notaurl"], "argument --endpoint-url: expected an http://"),
@@ -40,6 +50,43 @@ def test_a_bad_value_is_a_usage_error_not_a_traceback(args: list[str], said: str
     assert done.returncode == 2, done.stderr
     assert said in done.stderr and "usage: mwaa-logging" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_replay_of_a_file_says_it_is_not_a_directory(tmp_path: Path) -> None:
+    a_file = tmp_path / "spill"
+    a_file.write_text("")
+    for source in (str(a_file), f"file://{a_file}", f"file://localhost{a_file}"):
+        done = mwaa_logging("replay", source, "--dry-run", "--no-progress")
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr.strip() == f"replay: spill directory {a_file} is not a directory"
+    done = mwaa_logging("replay", str(tmp_path / "none"), "--dry-run", "--no-progress")
+    assert done.stderr.strip() == f"replay: spill directory {tmp_path / 'none'} does not exist"
+
+
+def test_read_says_a_spill_to_that_is_no_directory_and_exits_1_with_cloudwatchs_lines(
+    aws_in_env: LocalAWS, tmp_path: Path
+) -> None:
+    """A mistyped --spill-to directory read as "nothing spilled there" (exit 0, not a word), while a mistyped
+    bucket was an error."""
+    logs = aws_in_env.client("logs")
+    logs.create_log_group(logGroupName="g")
+    logs.create_log_stream(logGroupName="g", logStreamName="s")
+    logs.put_log_events(logGroupName="g", logStreamName="s",
+                        logEvents=[{"timestamp": int(time.time() * 1000), "message": "in cloudwatch"}])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    env = {**aws_in_env.env(), "XDG_CACHE_HOME": str(tmp_path / "cache"), "TMPDIR": str(tmp_path / "tmp")}
+    for location, said in ((str(tmp_path / "typo-dir"), f"no such directory {tmp_path / 'typo-dir'}"),
+                           (f"file://{tmp_path}/typo-dir", f"no such directory {tmp_path / 'typo-dir'}"),
+                           (str(a_file), f"{a_file} is not a directory")):
+        done = mwaa_logging("read", "g", "s", "--spill-to", location, "--spill-to", str(spill), env=env)
+        assert done.returncode == 1, done.stderr
+        assert done.stdout.endswith(" in cloudwatch\n")
+        assert done.stderr.strip() == f"mwaa-logging read: cannot read spilled lines at {location}: {said}"
+    done = mwaa_logging("read", "g", "s", "--spill-to", str(spill), env=env)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_replay_with_a_profile_that_does_not_exist_says_so(tmp_path: Path) -> None:
