@@ -194,12 +194,12 @@ class DamagedSpill(ValueError):
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """The records of one spill file or object; ``damage`` says, when its data is damaged, what was salvaged (the
-    complete records before the damage, in ``records``) and what was not; ``bad_lines`` names the lines of
-    undamaged data that are not spill records (the others are read)."""
+    complete records before the damage, in ``records``) and what was not; ``bad_lines`` names the complete lines that
+    are not spill records (the others are read)."""
 
     records: list[SpillRecord]
     damage: str | None = None
-    #: In undamaged data, each line that is not a spill record (``"line N is not a spill record: why"``): skipped,
+    #: Each complete line that is not a spill record (``"line N is not a spill record: why"``): skipped,
     #: the other lines are in ``records``.
     bad_lines: tuple[str, ...] = ()
 
@@ -213,10 +213,10 @@ class Decoded:
 def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
     """Like :func:`decode_records`, but of gzip data that ends early (a writer killed, a copy cut short, a tail of
     zero bytes never written) every complete record before that point, and what was salvaged and lost, in
-    ``damage``. A record cut by the end is never returned (a prefix of a JSON object is never one); reading stops
-    at the first line that is not a record. In undamaged data a line that is not a spill record is skipped and named
-    in ``bad_lines`` (the other lines are read). Corrupt gzip data and a gzip bomb raise ``ValueError`` (nothing
-    is salvaged)."""
+    ``damage``. Only the last line, after the last newline, can be cut by the end, and a record cut is never
+    returned (a prefix of a JSON object is never one). A complete line that is not a spill record, in damaged data
+    or not, is skipped and named in ``bad_lines`` (the other lines are read). Corrupt gzip data and a gzip bomb
+    raise ``ValueError`` (nothing is salvaged)."""
     damage = None
     if data[:2] == _GZIP_MAGIC:
         data, damage = _gunzip(data, max_bytes)
@@ -228,17 +228,16 @@ def salvage_records(data: bytes, *, max_bytes: int | None = None) -> Decoded:
     if damage is None:
         parsed, bad_lines = _parse(lines)
         return Decoded(parsed, bad_lines=bad_lines)
-    records: list[SpillRecord] = []
-    for raw in lines:  # the last one may be cut by the end
+    *whole, last = lines  # only the last line, after the last newline, may be cut by the end
+    records, bad_lines = _parse(whole)
+    lost = "whatever followed them"
+    if last.strip():
         try:
-            records.append(SpillRecord.from_json(orjson.loads(raw)))
+            records.append(SpillRecord.from_json(orjson.loads(last)))
         except ValueError:
-            if raw.strip():
-                lost = f"the line after them ({len(raw)} bytes, incomplete) and whatever followed it"
-                break
-    else:
-        lost = "whatever followed them"
-    return Decoded(records, f"{damage}; salvaged its first {len(records)} records (complete), lost {lost}")
+            lost = f"the line after them ({len(last)} bytes, incomplete) and whatever followed it"
+    return Decoded(records, f"{damage}; salvaged its first {len(records)} records (complete), lost {lost}",
+                   bad_lines)
 
 
 def _parse(lines: Iterable[bytes]) -> tuple[list[SpillRecord], tuple[str, ...]]:

@@ -154,5 +154,36 @@ def test_a_line_that_is_not_a_spill_record_is_said_and_the_others_are_read() -> 
         list(decode_records(data))  # the strict reader still refuses it
 
 
+def test_a_line_that_is_not_a_spill_record_in_data_cut_short_is_said_and_the_records_after_it_are_read() -> None:
+    """Data cut short took its first line that was not a record for the cut: a bad line 101 of 301 dropped the 199
+    complete records after it (and the message called that complete line the incomplete one), so replay marked the
+    object with 100 of its records put."""
+    from mwaa_logging.spillformat import salvage_records
+
+    records = many_records(300)
+    lines = gzip_lines(records)
+    data = gzip.compress(b"".join(lines[:100]) + b'{"note": "not a record"}\n' + b"".join(lines[100:]))
+    bad = ("line 101 is not a spill record: no 'timestamp' field",)
+    assert salvage_records(data[:-8]).records == records  # only the trailer is missing
+    assert salvage_records(data[:-8]).bad_lines == bad
+    for cut in range(len(data) // 2, len(data) - 8, 11):  # cuts after the bad line
+        decoded = salvage_records(data[:cut])
+        assert decoded.records == records[:len(decoded.records)], cut
+        assert len(decoded.records) > 100 and decoded.bad_lines == bad, cut
+        assert decoded.damage is not None and f"salvaged its first {len(decoded.records)} records" in decoded.damage
+
+
+def test_only_the_line_cut_by_the_end_of_damaged_data_is_lost_and_said_so() -> None:
+    from mwaa_logging.spillformat import salvage_records
+
+    lines = gzip_lines(many_records(3))
+    stored = gzip.compress(lines[0] + b"\n" + b'"no record"\n' + lines[1] + lines[2], compresslevel=0)
+    decoded = salvage_records(stored[:-8 - 10])  # the trailer and the last 10 bytes of the last line are missing
+    assert decoded.records == many_records(2)
+    assert decoded.bad_lines == ("line 3 is not a spill record: expected a JSON object, got str",)
+    assert decoded.damage == (f"its gzip data ends early (truncated); salvaged its first 2 records (complete), lost "
+                              f"the line after them ({len(lines[2]) - 10} bytes, incomplete) and whatever followed it")
+
+
 def gzip_lines(records: list[SpillRecord]) -> list[bytes]:
     return [line + b"\n" for line in gzip.decompress(encode_records(records)).splitlines()]
