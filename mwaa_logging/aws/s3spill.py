@@ -294,11 +294,12 @@ class S3SpillSink:
         waits for a write with no deadline); none after the write was stopped or ``deadline`` passed.
 
         Retrying is safe: the same key is written again, so an ambiguous attempt (sent, no answer) leaves one
-        object. Given up after one whose connection closed before the answer, or stopped (its records gone on to
-        the next target), the key is looked up: if the object is there, it counts as stored (after a stop, a late
-        store the handler counts); a lookup after a timeout is not made (it would wait as long again).
+        object. Given up after one whose connection closed before the answer (the last attempt, or an earlier one:
+        S3 may have stored it before answering the next ones 503), or stopped (its records gone on to the next
+        target), the key is looked up: if the object is there, it counts as stored (after a stop, a late store the
+        handler counts); a lookup after a timeout is not made (it would wait as long again).
         """
-        slow, ambiguous, timed_out = 0, False, False
+        slow, ambiguous, unanswered, timed_out = 0, False, False, False
         for attempt in range(1, self.put_attempts + 1):
             try:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **options)
@@ -309,25 +310,32 @@ class S3SpillSink:
                 ambiguous = timed_out = False
                 retry = classify_error(code, status) in (Outcome.THROTTLED, Outcome.TRANSIENT)
                 if not retry or attempt == self.put_attempts:
+                    if self._stored_after(key, ambiguous, unanswered, timed_out, progress, deadline):
+                        return
                     raise
             except (HTTPClientError, BotocoreConnectionError) as error:
                 ambiguous = isinstance(error, HTTPClientError)  # sent: S3 may have stored it
+                unanswered = unanswered or ambiguous
                 timed_out = isinstance(error, (ReadTimeoutError, ConnectTimeoutError))
                 slow += timed_out
                 if progress.stopped or attempt == self.put_attempts or slow > 1:
-                    if self._stored_after(key, ambiguous, timed_out, progress):
+                    if self._stored_after(key, ambiguous, unanswered, timed_out, progress, deadline):
                         return
                     raise
             self._sleep(self.retry_pause * attempt)
             if progress.stopped or (deadline is not None and time.monotonic() >= deadline):
-                if self._stored_after(key, ambiguous, timed_out, progress):
+                if self._stored_after(key, ambiguous, unanswered, timed_out, progress, deadline):
                     return
                 raise SpillError(f"{self.description}: stopped at the deadline while retrying")
 
-    def _stored_after(self, key: str, ambiguous: bool, timed_out: bool, progress: _Progress) -> bool:
-        """Whether an attempt that got no answer stored ``key`` after all: looked up unless the attempt timed out on
-        the writer's own thread (the lookup would wait as long again; after a stop, the thread is abandoned)."""
-        return ambiguous and (progress.stopped or not timed_out) and self._stored(key)
+    def _stored_after(self, key: str, ambiguous: bool, unanswered: bool, timed_out: bool, progress: _Progress,
+                      deadline: float | None) -> bool:
+        """Whether an attempt that got no answer (the last one, ``ambiguous``, or any, ``unanswered``) stored ``key``
+        after all: looked up unless the last attempt timed out on the writer's own thread (the lookup would wait as
+        long again; after a stop, the thread is abandoned), nor, for an earlier attempt only, on the calling thread
+        after ``deadline``."""
+        earlier = unanswered and (deadline is None or time.monotonic() < deadline)
+        return (ambiguous or earlier) and (progress.stopped or not timed_out) and self._stored(key)
 
     def _stored(self, key: str) -> bool:
         """Whether ``key`` exists (False if that cannot be told)."""

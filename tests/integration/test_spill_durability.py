@@ -22,6 +22,7 @@ from mwaa_logging.aws.s3spill import S3SpillSink
 from mwaa_logging.protocols import SpillError
 from mwaa_logging.reader import _S3Reader, read_stream, spilled_events
 from mwaa_logging.replay import LocalSource
+from mwaa_logging.spill.fallback import FallbackSpillSink
 from mwaa_logging.spill.local import LocalSpillSink, default_spill_directory
 from mwaa_logging.spillformat import SpillRecord
 from mwaa_logging.testing.local_aws import LocalAWS
@@ -267,6 +268,31 @@ def test_a_spill_object_whose_answer_is_lost_is_written_again_not_also_to_local_
     assert spilled_records(tmp_path) == []
 
 
+def test_an_s3_put_whose_answer_was_lost_then_refused_is_looked_up_not_also_written_to_local_disk(
+        local_aws: LocalAWS, tmp_path: Path) -> None:
+    """S3 stored the object and its answer was lost, then refused the two retries 503: the PUT was given up without
+    looking the key up (the 503 forgot the answer-less attempt), so the 10 records went to the local directory too,
+    stored twice and uncounted (replaying both locations puts every line twice)."""
+    from botocore.config import Config
+
+    client = local_aws.client("s3", config=Config(retries={"total_max_attempts": 1}))  # as the handler's S3 client
+    client.create_bucket(Bucket=BUCKET)
+    sink = FallbackSpillSink([S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0),
+                              LocalSpillSink(tmp_path / "local")])
+    local_aws.faults.inject("lost_reply", api="s3:PUT", count=1)
+    local_aws.faults.inject("unavailable", api="s3:PUT", count=2)
+    try:
+        before = s3_puts(local_aws)
+        location = sink.write([SpillRecord("g", "s", 1_700_000_000_000 + i, f"line {i}", "max_latency")
+                               for i in range(10)])
+        assert s3_puts(local_aws) - before == 3
+    finally:
+        local_aws.faults.clear()
+    assert location.startswith(f"s3://{BUCKET}/p/g/s/")
+    assert s3_lines(local_aws) == [f"line {i}" for i in range(10)]
+    assert spilled_records(tmp_path / "local") == []
+
+
 @pytest.mark.parametrize(("fault", "times"), [("latency", None), ("lost_reply", 1)])
 def test_an_s3_spill_stored_after_the_close_deadline_is_counted_and_said_as_duplicates(
         local_aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
@@ -363,3 +389,26 @@ def test_an_s3_spill_on_the_calling_thread_starts_no_retry_after_its_deadline(
     finally:
         local_aws.faults.clear()
 
+
+
+def test_an_s3_spill_on_the_calling_thread_starts_no_lookup_after_its_deadline(
+        local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no thread can start, a PUT whose answer was lost and whose retry S3 refused (503 after 1 s, past the
+    deadline) is not looked up then: the lookup would keep the closing thread waiting past its deadline too (if
+    S3 stored the object, its records are kept twice then, uncounted: the price of returning by the deadline)."""
+    from botocore.config import Config
+
+    refuse_s3_spill_threads(monkeypatch)
+    client = local_aws.client("s3", config=Config(retries={"total_max_attempts": 1}))
+    client.create_bucket(Bucket=BUCKET)
+    sink = S3SpillSink(BUCKET, "p", client=client, retry_pause=0.0)
+    local_aws.faults.inject("lost_reply", api="s3:PUT", count=1)
+    local_aws.faults.inject("unavailable", api="s3:PUT", delay=1.0)
+    try:
+        calls = dict(local_aws.stats().calls)
+        with pytest.raises(SpillError):
+            sink.write_before([SpillRecord("g", "s", 1, "line", "close_deadline", "", 1)], time.monotonic() + 0.5)
+        made = {api: count - calls.get(api, 0) for api, count in local_aws.stats().calls.items()}
+        assert {api: count for api, count in made.items() if api.startswith("s3:") and count} == {"s3:PUT": 2}
+    finally:
+        local_aws.faults.clear()
