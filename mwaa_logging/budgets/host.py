@@ -1,10 +1,17 @@
 """``host`` scope: one budget shared by every process on this machine, with no server.
 
-The state is a 64-byte record in a small file (``/dev/shm`` when present, else the temp dir),
-memory-mapped by each process and guarded by ``flock``. The kernel releases a ``flock`` when its
+The state is a 64-byte record in a small file (``/dev/shm`` when present, else the temp dir), read
+and written with ``pread``/``pwrite`` under ``flock``. The kernel releases a ``flock`` when its
 holder dies, so a process killed mid-call cannot wedge the others; a CRC over the record turns a
 write torn by such a death into a fresh bucket instead of garbage. Waiting for the lock is bounded
 (``lock_timeout``): past it, acquire answers "wait a little" rather than blocking logging.
+
+The file is not memory-mapped: a mapped file truncated by someone else (``: > /dev/shm/x.budget``, a
+cleanup tool) killed every process using it with SIGBUS at its next acquire; a short read is a fresh
+bucket. A file removed (a cleanup, systemd-logind's ``RemoveIPC``) or replaced while processes have it
+open left them on the old inode while new processes made another: two buckets, each at the full rate.
+So, under the lock, at most every ``path_check_interval`` s, a process compares its open file with the
+one at the path and moves to the latter (creating it with the state it had when it is gone).
 
 ``now`` must be comparable across processes: pass ``time.monotonic()``, which is the system-wide
 ``CLOCK_MONOTONIC`` on Linux (and a system-wide clock on macOS).
@@ -16,7 +23,7 @@ import contextlib
 import errno
 import fcntl
 import logging
-import mmap
+import math
 import os
 import re
 import stat
@@ -67,19 +74,26 @@ def encode(state: BudgetState) -> bytes:
     return (body + _CRC.pack(zlib.crc32(body))).ljust(RECORD_SIZE, b"\0")
 
 
-def decode(record: bytes | bytearray) -> BudgetState:
-    """The state in ``record``; a fresh state when it is new, foreign or torn."""
+def is_valid(record: bytes | bytearray) -> bool:
+    """True when ``record`` holds a state (not new, short, foreign or torn)."""
+    if len(record) < _CRC_OFFSET + _CRC.size:
+        return False
     body = record[:_CRC_OFFSET]
     (crc,) = _CRC.unpack_from(record, _CRC_OFFSET)
-    if not body.startswith(_MAGIC) or zlib.crc32(body) != crc:
+    return body.startswith(_MAGIC) and zlib.crc32(body) == crc
+
+
+def decode(record: bytes | bytearray) -> BudgetState:
+    """The state in ``record``; a fresh state when it is new, short (a truncated file), foreign or torn."""
+    if not is_valid(record):
         return BudgetState()
     return BudgetState(*_FIELDS.unpack_from(record, len(_MAGIC)))
 
 
 def _reserve(fd: int) -> None:
-    """Give the record its pages now (``OSError`` ENOSPC if there is no room). ``ftruncate`` makes a file
-    with none, and storing through a map of it on a full tmpfs or disk (a container's 64 MB ``/dev/shm``
-    filled by another program) is a SIGBUS that kills the process."""
+    """Give the record its pages now (``OSError`` ENOSPC if there is no room, said at the start rather than at
+    some later write). ``ftruncate`` makes a file with none, and writing to it on a full tmpfs or disk (a
+    container's 64 MB ``/dev/shm`` filled by another program) fails."""
     fallocate = getattr(os, "posix_fallocate", None)  # Linux, FreeBSD; not macOS
     if fallocate is not None:
         fallocate(fd, 0, RECORD_SIZE)
@@ -118,7 +132,7 @@ class LockTimeout(Exception):
 
 
 class HostBudget:
-    """A budget shared through a memory-mapped file by all processes of one user on this host."""
+    """A budget shared through a small file by all processes of one user on this host."""
 
     scope = "host"
 
@@ -130,6 +144,7 @@ class HostBudget:
         namespace: str = "mwaa-logging",
         directory: Path | None = None,
         lock_timeout: float = 0.05,
+        path_check_interval: float = 1.0,
     ) -> None:
         self.config = config
         self.name = name
@@ -138,11 +153,16 @@ class HostBudget:
         self._configured = config  # names the file; ``config`` may change later (a fleet budget's host share)
         self.path = budget_path(name, namespace, directory, config=config)
         self.lock_timeout = lock_timeout
+        #: Seconds (of this process's monotonic clock) between checks that the open file is still the one at
+        #: the path (two system calls; one acquire per PutLogEvents call would do with every one).
+        self.path_check_interval = path_check_interval
+        self._next_path_check = -math.inf
+        #: Why the file at the path could not be opened, when that was last tried (said once per reason).
+        self._path_trouble = ""
         self._counters = Counters(config.ceiling)
         self._pid = -1
         self._fd = -1
-        self._map: mmap.mmap | None = None
-        #: The record of this process alone, once the file cannot be had in a forked child.
+        #: The record of this process alone, once the file cannot be had in a forked child (or written).
         self._own: bytearray | None = None
         #: Why, until it is said (in a warning at the next call: not in the at-fork hook).
         self._unsaid: OSError | None = None
@@ -162,12 +182,13 @@ class HostBudget:
         inherited, and says so once, as a process started without the file does."""
         self._thread_lock = threading.Lock()
         self._pid = os.getpid()
-        inherited = bytes(self._map[:RECORD_SIZE]) if self._map is not None else bytes(self._own or b"")
+        inherited = self._read() if self._fd >= 0 or self._own is not None else b""
         self._release()
         if self._own is not None:  # already on its own: so is the child
             self._own = bytearray(inherited)
             return
         self.path = budget_path(self.name, self._namespace, self._directory, config=self._configured)
+        self._next_path_check = -math.inf
         try:
             self._open()
         except OSError as exc:
@@ -180,7 +201,6 @@ class HostBudget:
             if os.fstat(fd).st_size < RECORD_SIZE:
                 os.ftruncate(fd, RECORD_SIZE)  # zero bytes decode as a fresh state
             _reserve(fd)
-            self._map = mmap.mmap(fd, RECORD_SIZE)
         except BaseException:
             os.close(fd)
             raise
@@ -188,14 +208,11 @@ class HostBudget:
         self._pid = os.getpid()
 
     def close(self) -> None:
-        """Unmap and close the file (the shared state stays for the other processes)."""
+        """Close the file (the shared state stays for the other processes)."""
         with self._thread_lock:
             self._release()
 
     def _release(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -204,49 +221,125 @@ class HostBudget:
         log.warning("host budget %r cannot use %s in this forked process (%s): it keeps its own budget, not shared "
                     "with the host's other processes", self.name, self.path, exc.strerror or exc)
 
+    def _read(self) -> bytes:
+        """The record (held under the lock); shorter, or empty, when the file was truncated."""
+        if self._own is not None:
+            return bytes(self._own)
+        if self._fd < 0:
+            raise ValueError("host budget is closed")
+        return os.pread(self._fd, RECORD_SIZE, 0)
+
+    def _write(self, state: BudgetState) -> None:
+        """Store ``state`` (under the lock). A file that cannot be written any more (truncated, then its pages
+        taken on a full ``/dev/shm``) leaves this process with a budget of its own, said in a warning."""
+        record = encode(state)
+        if self._own is not None:
+            self._own[:] = record
+            return
+        try:
+            if os.pwrite(self._fd, record, 0) == RECORD_SIZE:
+                return
+            error = OSError(errno.EIO, "short write")
+        except OSError as exc:
+            error = exc
+        log.warning("host budget %r cannot write %s (%s): this process keeps its own budget, not shared with the "
+                    "host's other processes", self.name, self.path, error.strerror or error)
+        self._own = bytearray(record)  # the descriptor is closed once the lock is released
+
+    def _at_path(self) -> bool:
+        """False when, at a check, the file at the path is not the one open (removed, or replaced)."""
+        clock = time.monotonic()
+        if clock < self._next_path_check:
+            return True
+        self._next_path_check = clock + self.path_check_interval
+        try:
+            there = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell (a directory made unreadable): keep the open file
+        mine = os.fstat(self._fd)
+        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _move_to_path(self) -> bytes | None:
+        """Open the file now at the path in place of the open one (locked by this process); the record of the
+        old one to carry over, or ``None`` when the path cannot be had (the old file is kept, checked again
+        later)."""
+        record = self._read()
+        old = self._fd
+        try:
+            self._open()
+        except OSError as exc:
+            reason = str(exc.strerror or exc)
+            if reason != self._path_trouble:
+                self._path_trouble = reason
+                log.warning("host budget %r: %s was removed or replaced and cannot be opened again (%s); this "
+                            "process keeps the file it had open", self.name, self.path, reason)
+            return None
+        self._path_trouble = ""
+        os.close(old)  # releases its lock
+        log.info("host budget %r: %s was removed or replaced; this process now uses the file at the path",
+                 self.name, self.path)
+        return record
+
+    def _lock_file(self, deadline: float) -> None:
+        """``flock`` the file that is at the path, within ``deadline`` (``LockTimeout``)."""
+        pause = 0.0001
+        carried: bytes | None = None
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    raise
+            else:
+                if self._at_path():
+                    break
+                moved = self._move_to_path()
+                if moved is None:
+                    break  # keep the old file, locked
+                carried = moved
+                continue  # lock the new one
+            if time.monotonic() >= deadline:
+                raise LockTimeout(str(self.path))
+            time.sleep(pause)
+            pause = min(pause * 2, _LOCK_POLL_MAX)
+        if carried is not None and is_valid(carried) and not is_valid(self._read()):
+            # the file was gone and this process made it again: it goes on from the state it had, not a full bucket
+            os.pwrite(self._fd, carried[:RECORD_SIZE], 0)
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[mmap.mmap | bytearray]:
+    def _locked(self) -> Iterator[None]:
         if self._pid != os.getpid():  # forked without Python's fork hooks
             self._reopen()
         deadline = time.monotonic() + self.lock_timeout
         if not self._thread_lock.acquire(timeout=self.lock_timeout):
             raise LockTimeout(str(self.path))
-        if self._own is not None:
-            try:
+        try:
+            if self._own is not None:
                 unsaid, self._unsaid = self._unsaid, None
                 if unsaid is not None:
                     self._say_own_budget(unsaid)
-                yield self._own
-            finally:
-                self._thread_lock.release()
-            return
-        try:
-            pause = 0.0001
-            while True:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                        raise
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(str(self.path))
-                time.sleep(pause)
-                pause = min(pause * 2, _LOCK_POLL_MAX)
+                yield
+                return
+            if self._fd < 0:
+                raise ValueError("host budget is closed")
+            self._lock_file(deadline)
             try:
-                if self._map is None:
-                    raise ValueError("host budget is closed")
-                yield self._map
+                yield
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                if self._own is not None:  # it could not write: on its own from now on
+                    self._release()
+                else:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 
     def acquire(self, now: float, tokens: float = 1.0) -> float:
         try:
-            with self._locked() as record:
-                decision = budget.acquire(self.config, decode(record[:RECORD_SIZE]), now, tokens)
-                record[:RECORD_SIZE] = encode(decision.state)
+            with self._locked():
+                decision = budget.acquire(self.config, decode(self._read()), now, tokens)
+                self._write(decision.state)
         except LockTimeout:
             log.debug("host budget %s busy; asking the caller to retry", self.path)
             self._counters.count_acquire(self.lock_timeout, self._counters.rate)
@@ -256,9 +349,9 @@ class HostBudget:
 
     def on_throttled(self, now: float) -> None:
         try:
-            with self._locked() as record:
-                state = budget.throttled(self.config, decode(record[:RECORD_SIZE]), now)
-                record[:RECORD_SIZE] = encode(state)
+            with self._locked():
+                state = budget.throttled(self.config, decode(self._read()), now)
+                self._write(state)
         except LockTimeout:
             log.debug("host budget %s busy; throttle signal not recorded", self.path)
             self._counters.count_throttle()
@@ -270,8 +363,8 @@ class HostBudget:
 
     def state(self) -> BudgetState:
         """The shared state as it is now (for stats and tests)."""
-        with self._locked() as record:
-            return decode(record[:RECORD_SIZE])
+        with self._locked():
+            return decode(self._read())
 
     def rate(self, now: float) -> float:
         """The shared rate in force at ``now`` (``inf``: unlimited); the last one seen if the lock is busy."""

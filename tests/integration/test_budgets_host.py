@@ -1,7 +1,8 @@
-"""Host scope with real processes sharing one memory-mapped budget file."""
+"""Host scope with real processes sharing one budget file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing
@@ -177,8 +178,8 @@ def test_a_forked_child_gets_its_own_lock(tmp_path: Path) -> None:
     assert shared.acquire(time.monotonic()) == 0.0
 
 
-def test_the_record_has_its_pages_before_it_is_mapped(tmp_path: Path) -> None:
-    # ftruncate alone makes a file with no pages: storing through the map on a full /dev/shm is a SIGBUS.
+def test_the_record_has_its_pages_when_the_file_is_opened(tmp_path: Path) -> None:
+    # ftruncate alone makes a file with no pages: the first write on a full /dev/shm would fail, not the start.
     shared = HostBudget(BudgetConfig(rate=RATE), directory=tmp_path)
     assert shared.path.stat().st_blocks > 0
 
@@ -394,3 +395,75 @@ def test_the_budget_file_names_the_configuration() -> None:
                             BudgetConfig(), BudgetConfig(burst=10))}
     assert names == {f"ns-put-{tag}-uid{os.getuid()}.budget"
                      for tag in ("rate5-burst5", "rate5-burst10", "rate0.5-burst1", "unlimited", "unlimited-burst10")}
+
+
+TRUNCATE = """
+import os, sys, time
+from pathlib import Path
+from mwaa_logging.budget import BudgetConfig
+from mwaa_logging.budgets.host import HostBudget
+
+shared = HostBudget(BudgetConfig(rate=10), namespace="truncated", directory=Path(sys.argv[1]))
+shared.acquire(time.monotonic())
+os.truncate(shared.path, 0)  # an operator's ': > /dev/shm/x.budget', a cleanup tool
+print(shared.acquire(time.monotonic()), shared.path.stat().st_size)
+"""
+
+
+def test_a_budget_file_truncated_under_a_running_process_is_a_fresh_bucket(tmp_path: Path) -> None:
+    """The file was memory-mapped: truncated by someone else, every process using it died of SIGBUS at its next
+    acquire (exit -7). Read with pread, the short record is a fresh bucket and the next write makes it whole."""
+    done = subprocess.run([sys.executable, "-c", TRUNCATE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.split() == ["0.0", str(RECORD_SIZE)]
+
+
+def test_a_process_moves_to_a_budget_file_made_after_its_own_was_removed(tmp_path: Path) -> None:
+    """The file removed under running processes (a cleanup; systemd-logind's RemoveIPC): they kept the old inode and
+    processes started since made a new file, two full buckets (10 + 10 calls at once against a burst of 10)."""
+    config = BudgetConfig(rate=10)
+    old = HostBudget(config, directory=tmp_path, path_check_interval=0.0)
+    assert old.acquire(0.0) == 0.0
+    old.path.unlink()
+    new = HostBudget(config, directory=tmp_path)
+    assert [new.acquire(0.0) for _ in range(10)] == [0.0] * 10
+    assert old.acquire(0.0) > 0.0  # the bucket at the path is empty: was granted from the old file's 9 tokens
+    assert old.stats().scope == "host"
+
+
+def test_a_process_that_finds_its_budget_file_gone_makes_it_again_with_its_state(tmp_path: Path) -> None:
+    config = BudgetConfig(rate=10)
+    old = HostBudget(config, directory=tmp_path, path_check_interval=0.0)
+    assert [old.acquire(0.0) for _ in range(4)] == [0.0] * 4
+    old.path.unlink()
+    assert old.acquire(0.0) == 0.0  # made the file again, carrying its state over: 5 taken
+    assert old.path.stat().st_size == RECORD_SIZE
+    new = HostBudget(config, directory=tmp_path)
+    assert sum(new.acquire(0.0) == 0.0 for _ in range(10)) == 5  # one bucket of 10, not a fresh one
+
+
+def test_the_budget_file_is_checked_at_most_every_path_check_interval(tmp_path: Path) -> None:
+    config = BudgetConfig(rate=10)
+    old = HostBudget(config, directory=tmp_path, path_check_interval=3600.0)
+    assert old.acquire(0.0) == 0.0  # checked at the first call
+    old.path.unlink()
+    assert old.acquire(0.0) == 0.0
+    assert not old.path.exists()  # not checked again within the hour: no stat per acquire
+
+
+def test_a_budget_file_that_cannot_be_written_leaves_the_process_its_own_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Truncated, then its pages taken on a full /dev/shm: the write fails (ENOSPC); logging goes on, with a warning."""
+    shared = HostBudget(BudgetConfig(rate=10, burst=2), directory=tmp_path)
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    assert shared.acquire(0.0) == 0.0
+    monkeypatch.undo()
+    assert [shared.acquire(0.0) for _ in range(2)] == [0.0, pytest.approx(0.1)]  # its own bucket, from that state
+    assert shared.stats().scope == "process"
+    assert "No space left on device" in caplog.text and "keeps its own budget" in caplog.text
