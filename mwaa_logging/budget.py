@@ -252,3 +252,17 @@ def throttled(config: BudgetConfig, state: BudgetState, now: float) -> BudgetSta
     tokens = 0.0 if rate == UNLIMITED else min(0.0, _refilled(state, now, rate, capacity(config, rate)))
     stamp = max(now, state.updated)
     return replace(state, tokens=tokens, updated=stamp, w_max=w_max, throttled_at=now)
+
+
+def drained(config: BudgetConfig, state: BudgetState, now: float) -> BudgetState:
+    """The bucket emptied at ``now`` (a debt stays): the rate in force goes on, with no burst.
+
+    A fleet budget's host fallback, full after a spell unused, would add its whole burst to what the fleet's
+    bucket granted just before Redis failed; it is drained when a process starts using it.
+    """
+    state = same_clock(config, state, now)
+    rate = current_rate(config, state, now)
+    if rate == UNLIMITED:
+        return state
+    level = _refilled(state, now, rate, capacity(config, rate))
+    return replace(state, tokens=min(0.0, level), updated=max(now, state.updated))

@@ -358,6 +358,14 @@ class HostBudget:
             return
         self._counters.count_throttle(budget.current_rate(self.config, state, now))
 
+    def drain(self, now: float) -> None:
+        """Empty the shared bucket (see :func:`mwaa_logging.budget.drained`); nothing if the lock stays busy."""
+        try:
+            with self._locked():
+                self._write(budget.drained(self.config, decode(self._read()), now))
+        except LockTimeout:
+            log.debug("host budget %s busy; not drained", self.path)
+
     def on_success(self, now: float) -> None:
         """Nothing to do: recovery is a function of the time since the last shared throttle."""
 

@@ -38,6 +38,11 @@ class ProcessBudget:
             rate = budget.current_rate(self.config, self._state, now)
         self._counters.count_throttle(rate)
 
+    def drain(self, now: float) -> None:
+        """Empty the bucket (see :func:`mwaa_logging.budget.drained`)."""
+        with self._lock:
+            self._state = budget.drained(self.config, self._state, now)
+
     def on_success(self, now: float) -> None:
         """Nothing to do: recovery is a function of the time since the last throttle."""
 

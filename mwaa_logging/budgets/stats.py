@@ -22,7 +22,7 @@ class BudgetStats:
     throttles: int
     #: The rate in force at the last acquire (calls/s, ``inf``: unlimited).
     rate: float
-    #: Times the fleet budget fell back to host scope (Redis unreachable).
+    #: Times the fleet budget fell back to host scope (Redis failing for ``fallback_after`` s).
     fallbacks: int = 0
 
 

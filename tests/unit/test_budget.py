@@ -462,3 +462,19 @@ def test_the_factory_refuses_a_bad_redis_url_without_showing_its_password() -> N
         build_budget("rediss://user:secret@cache:6380/abc", rate=1, burst=None)
     assert "user:***@cache" in str(raised.value) and "secret" not in str(raised.value)
     assert "/<database number>" in str(raised.value)
+
+
+def test_drained_empties_a_full_bucket_and_the_rate_goes_on() -> None:
+    config = BudgetConfig(rate=10.0)
+    state = budget.drained(config, BudgetState(), 5.0)  # never used: full, then emptied
+    assert budget.acquire(config, state, 5.0).wait == pytest.approx(0.1)
+    assert budget.acquire(config, state, 5.1).wait == 0.0
+
+
+def test_drained_keeps_a_debt_and_leaves_an_unlimited_budget_alone() -> None:
+    config = BudgetConfig(rate=10.0)
+    debt = budget.acquire(config, BudgetState(), 0.0, tokens=25.0).state  # oversized: 15 tokens owed
+    assert budget.drained(config, debt, 0.0).tokens == pytest.approx(-15.0)
+    unlimited = BudgetConfig()
+    fresh = BudgetState()
+    assert budget.drained(unlimited, fresh, 0.0) == fresh
