@@ -42,7 +42,8 @@ def test_a_spill_to_an_unreachable_s3_endpoint_is_said_without_its_password(
     assert not any(SECRET in m for m in said), said
 
 
-@pytest.mark.parametrize("command", [["replay", "s3://spill-bucket/p", "--no-progress"], ["read", "g", "s", "--spill-to", "s3://spill-bucket/p"]])
+@pytest.mark.parametrize("command", [["replay", "s3://spill-bucket/p", "--no-progress"],
+                                     ["read", "g", "s", "--spill-to", "s3://spill-bucket/p"]])
 def test_the_cli_says_an_unreachable_endpoint_without_its_password(command: list[str]) -> None:
     url = f"http://minio:{SECRET}@127.0.0.1:{closed_port()}"
     run = subprocess.run([sys.executable, "-m", "mwaa_logging.cli", *command, "--s3-endpoint-url", url,
