@@ -408,8 +408,8 @@ class CloudWatchLogHandler(logging.Handler):
         if channel.engine.on_own_thread():
             return
         if not channel.flush(self.settings.close_timeout):
-            with channel.locked_within(self.settings.close_timeout) as locked:
-                self._behind = channel.flush_mark() if locked else behind
+            # read without the lock (a signal handler may have interrupted its holder): an estimate will do
+            self._behind = channel.flush_mark()
 
     def _emit_anyway(self, record: logging.LogRecord, exc: Exception) -> bool:
         """Queue a record :meth:`emit` could not take (a ``created`` that is not a finite number, a stream name
