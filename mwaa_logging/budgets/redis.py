@@ -7,9 +7,11 @@ takes from the same bucket and backs off together. Time inside the script is the
 see, and the answer (seconds to wait) is a duration, valid on any client clock. The ``now``
 passed in by callers only schedules reconnection attempts and heartbeats.
 
-When Redis fails (short socket timeouts, no retries inside redis-py), a call answers "wait
-``retry_pause`` s" and the next one asks Redis again: one late reply is not an outage. Only after
-``fallback_after`` s of failures with no answer in between do calls go to the host budget, with one
+When a Redis that answered this process before times out (short socket timeouts, no retries inside redis-py), a
+call answers "wait ``retry_pause`` s" and the next one asks Redis again: one late reply is not an outage. Only after
+``fallback_after`` s of failures with no answer in between do calls go to the host budget; a Redis that refuses
+the connection or the request, or never answered yet (down at start: each of a process's three budgets waiting
+``fallback_after`` in turn held its first line 3.5 s), sends them there at once. With one
 warning per outage, its bucket emptied on entry (full after a spell unused, it added its whole burst
 to what Redis had just granted); Redis is tried again with exponential backoff and used again as
 soon as it answers. (A process sent to the host budget by each timeout, for 1 s or more, while the
@@ -258,6 +260,8 @@ class RedisBudget:
         self._down = False
         #: When the failures began (``now`` of the first one since the last answer); ``None``: Redis answers.
         self._failing_since: float | None = None
+        #: Whether Redis has answered this budget (a timeout of one that has may be one late reply).
+        self._answered = False
         self._retry_at = 0.0
         self._backoff = reconnect_initial
         self._counters = Counters(config.ceiling)
@@ -330,7 +334,8 @@ class RedisBudget:
             else:
                 if self._failing_since is None:
                     self._failing_since = now
-                sustained = now - self._failing_since >= self.fallback_after
+                sustained = (not self._answered or not timed_out(exc)
+                             or now - self._failing_since >= self.fallback_after)
                 first = sustained
                 if sustained:
                     self._down = True
@@ -342,12 +347,11 @@ class RedisBudget:
             self.fallback.drain(now)  # no burst on top of what Redis granted until it failed
             self._counters.count_fallback()
             log.warning(
-                "Redis budget %s at %s %s (%s) for %.1f s; sharing the budget per host until it is back",
+                "Redis budget %s at %s %s (%s); sharing the budget per host until it is back",
                 self.key,
                 self.url,
                 what,
                 exc,
-                self.fallback_after,
             )
         elif self._down:
             log.debug("Redis budget %s still %s (%s); next try in %.1f s", self.key, what, exc, self._backoff)
@@ -358,6 +362,7 @@ class RedisBudget:
         with self._lock:
             was_down, self._down = self._down, False
             self._failing_since = None
+            self._answered = True
         if was_down:
             log.warning("Redis budget %s at %s reachable again; back to fleet scope", self.key, self.url)
 
@@ -398,6 +403,13 @@ class RedisBudget:
         fallback's own ``stats()`` counts only the latter); ``rate`` is the rate in force at the
         last acquire or throttle, the fallback's while Redis is away (scope ``fleet->host``)."""
         return self._counters.snapshot(self.scope if not self._down else "fleet->host")
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a reply that did not come in time (Redis may only be slow), not a refusal."""
+    import redis
+
+    return isinstance(exc, redis.TimeoutError | TimeoutError)
 
 
 def failure(exc: BaseException) -> str:
