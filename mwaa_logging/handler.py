@@ -20,7 +20,14 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from mwaa_logging.build import build_channel
-from mwaa_logging.engine.channel import CHECK_SENDER_MASK, LARGE_EVENT_BYTES, Channel, budget_stats, seq_counter
+from mwaa_logging.engine.channel import (
+    CHECK_SENDER_MASK,
+    LARGE_EVENT_BYTES,
+    Channel,
+    budget_stats,
+    holds_logging_lock,
+    seq_counter,
+)
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
@@ -44,6 +51,9 @@ _LOG_RECORD = logging.LogRecord
 
 #: Stream name templates kept compiled, for all handlers (a triggerer's handler alternates between many streams).
 MAX_COMPILED_NAMES = 256
+#: use_queues=False: how long emit() tries for the channel's lock before it waits for delivery (held for micro- to
+#: milliseconds, unless a signal handler interrupted its holder: then it does not wait)
+LOCK_GLANCE = 0.05
 
 
 class _CompiledName(NamedTuple):
@@ -295,8 +305,8 @@ class CloudWatchLogHandler(logging.Handler):
         )
         super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
-        #: use_queues=False after a wait timed out: the flush mark of the backlog it left (see _wait_delivered)
-        self._behind: tuple[int, int] | None = None
+        #: use_queues=False after a wait timed out: the delivered count then (see _wait_delivered)
+        self._behind: int | None = None
         self.send_interval = self.settings.send_interval
         self.max_batch_size = self.settings.max_batch_size
         self.max_batch_count = self.settings.max_batch_count
@@ -398,18 +408,29 @@ class CloudWatchLogHandler(logging.Handler):
         """``use_queues=False``: as with watchtower, the record is delivered when emit() returns (MWAA's DAG processing
         handler relies on it: those processes may be killed without a flush). Waits until everything queued so far is
         delivered or spilled, at most ``close_timeout``. After a wait that timed out (an outage, a throttle), records
-        are only queued until that backlog is settled: one wait per outage, not one per record. Never waits on the
-        engine's own threads (a record they log would wait for themselves)."""
-        behind = self._behind
-        if behind is not None:
-            if not channel.reached(behind):
+        are only queued until a delivery succeeds again: one wait per outage, not one per record nor per
+        ``max_latency`` spill. Never raises (the record is queued), and does not wait where waiting could not end
+        well: on the engine's own threads (a record they log would wait for themselves), where no sender thread can
+        run (the wait would make calls itself, each as long as the endpoint holds it), with logging's module lock
+        held (dictConfig: the sender logs through it), or when the channel's lock cannot be had at once (a signal
+        handler that interrupted its holder)."""
+        try:
+            behind = self._behind
+            if behind is not None:
+                if channel.counters.delivered <= behind:
+                    return
+                self._behind = None
+            engine = channel.engine
+            if engine.on_own_thread() or engine.sender_missing() or holds_logging_lock():
                 return
-            self._behind = None
-        if channel.engine.on_own_thread():
-            return
-        if not channel.flush(self.settings.close_timeout):
-            # read without the lock (a signal handler may have interrupted its holder): an estimate will do
-            self._behind = channel.flush_mark()
+            if not channel.lock.acquire(timeout=LOCK_GLANCE):
+                return
+            channel.lock.release()
+            delivered = channel.counters.delivered
+            if not channel.flush(self.settings.close_timeout):
+                self._behind = delivered
+        except Exception:
+            pass
 
     def _emit_anyway(self, record: logging.LogRecord, exc: Exception) -> bool:
         """Queue a record :meth:`emit` could not take (a ``created`` that is not a finite number, a stream name

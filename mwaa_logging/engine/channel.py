@@ -445,7 +445,7 @@ class Channel:
         try:
             if self.engine.sender_missing():  # no sender thread can run: do its work here
                 return self.engine.work_inline(lambda: self.reached(mark), timeout)
-            if _holds_logging_lock():
+            if holds_logging_lock():
                 # dictConfig/logging.shutdown hold logging's module lock: waiting here could starve the
                 # sender (botocore logs through that lock). Ask for delivery and return.
                 return False
@@ -499,7 +499,7 @@ class Channel:
             if self.closed and not self.has_work():
                 return True
             self.closed = True
-        holds_logging_lock = _holds_logging_lock()
+        in_logging_lock = holds_logging_lock()
         markers = self.counters.markers
         flushed = self.flush(timeout)
         # the last delivery may have queued a spill marker: flush it too (once per marker: a flush started now also
@@ -508,7 +508,7 @@ class Channel:
             markers = self.counters.markers
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
-        if not flushed and (not holds_logging_lock or self.engine.sender_missing()):
+        if not flushed and (not in_logging_lock or self.engine.sender_missing()):
             with self.locked_within(DEADLINE_SPILL_WAIT) as locked:
                 pass  # a signal handler interrupted this thread in the lock: leave the events pending, not spilled
             if not locked:
@@ -581,7 +581,7 @@ def budget_stats(budgets: Budgets) -> dict[str, Any]:
     return result
 
 
-def _holds_logging_lock() -> bool:
+def holds_logging_lock() -> bool:
     """True when the calling thread holds ``logging``'s module lock (dictConfig, logging.shutdown)."""
     lock = getattr(logging, "_lock", None)
     is_owned = getattr(lock, "_is_owned", None)

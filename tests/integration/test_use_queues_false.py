@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +83,66 @@ def test_an_outage_holds_one_record_not_every_one(local_aws: LocalAWS, sync_logg
     assert local_aws.messages("sync", "s")[-1] == "after"
     expected = ["before", "first during the outage", *(f"queued {i}" for i in range(20)), "after"]
     assert sorted(local_aws.messages("sync", "s")) == sorted(expected)
+
+
+def timed_emits(logger: logging.Logger, count: int, pause: float = 0.0) -> list[float]:
+    durations = []
+    for i in range(count):
+        started = time.monotonic()
+        logger.info("line %d", i)
+        durations.append(time.monotonic() - started)
+        time.sleep(pause)
+    return durations
+
+
+def test_spills_at_max_latency_during_an_outage_do_not_make_emit_wait_again(local_aws: LocalAWS,
+                                                                            spill_dir: Path) -> None:
+    """The backlog a timed-out wait left counted as settled once max_latency spilled it: the next record waited a
+    close_timeout again, once per max_latency for as long as the outage lasted."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="sync-latency", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
+        close_timeout=1, read_timeout=1, max_latency=1.5, spill_to=str(spill_dir))
+    logger = logging.getLogger("use-queues-false.latency")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    local_aws.faults.inject("hang")
+    try:
+        durations = timed_emits(logger, 25, pause=0.2)  # 5 s: spills at max_latency meanwhile
+        assert handler.stats().spilled.get("max_latency", 0) > 0
+    finally:
+        local_aws.faults.clear()
+        logger.handlers[:] = []
+        handler.close(timeout=5)
+    assert [d > 0.5 for d in durations].count(True) == 1, durations
+
+
+@pytest.mark.parametrize("cause", ["logging's lock held", "channel's lock busy", "no sender thread", "wait fails"])
+def test_emit_does_not_wait_where_waiting_cannot_end_well(
+        local_aws: LocalAWS, sync_logger: Synced, monkeypatch: pytest.MonkeyPatch, cause: str) -> None:
+    """Each record is still queued once and delivered; emit() returns at once, and the next record waits again."""
+    logger, handler = sync_logger
+    channel = handler._channel
+    local_aws.faults.inject("hang")  # a wait would last its close_timeout (2 s)
+    started = time.monotonic()
+    if cause == "logging's lock held":  # dictConfig, logging.shutdown: the sender logs through that lock
+        with logging._lock:  # type: ignore[attr-defined]
+            logger.info("the record")
+    elif cause == "channel's lock busy":  # as for a signal handler that interrupted its holder
+        holder_done = threading.Event()
+        with channel.lock:
+            waiter = threading.Thread(target=lambda: (logger.info("the record"), holder_done.set()))
+            waiter.start()
+            assert holder_done.wait(1.0)
+        waiter.join()
+    elif cause == "no sender thread":  # Python 3.12's atexit in a forked child: the wait would make the calls
+        with monkeypatch.context() as patch:
+            patch.setattr(channel.engine, "sender_missing", lambda: True)
+            logger.info("the record")
+    else:
+        with monkeypatch.context() as patch:
+            patch.setattr(channel, "flush", lambda timeout=None: 1 / 0)
+            logger.info("the record")
+    assert time.monotonic() - started < 1.0
+    local_aws.faults.clear()
+    logger.info("next")  # waited for: delivered when emit returns
+    assert local_aws.messages("sync", "s") == ["the record", "next"]
