@@ -105,6 +105,7 @@ def test_spills_at_max_latency_during_an_outage_do_not_make_emit_wait_again(loca
     logger = logging.getLogger("use-queues-false.latency")
     logger.handlers[:] = [handler]
     logger.propagate = False
+    logger.setLevel(logging.INFO)
     local_aws.faults.inject("hang")
     try:
         durations = timed_emits(logger, 25, pause=0.2)  # 5 s: spills at max_latency meanwhile
