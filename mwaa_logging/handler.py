@@ -305,8 +305,8 @@ class CloudWatchLogHandler(logging.Handler):
         )
         super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
-        #: use_queues=False after a wait timed out: the delivered count then (see _wait_delivered)
-        self._behind: int | None = None
+        #: use_queues=False after a wait timed out: (pid, flush mark of the backlog, delivered count) then
+        self._behind: tuple[int, tuple[int, int], int] | None = None
         self.send_interval = self.settings.send_interval
         self.max_batch_size = self.settings.max_batch_size
         self.max_batch_count = self.settings.max_batch_count
@@ -408,18 +408,20 @@ class CloudWatchLogHandler(logging.Handler):
         """``use_queues=False``: as with watchtower, the record is delivered when emit() returns (MWAA's DAG processing
         handler relies on it: those processes may be killed without a flush). Waits until everything queued so far is
         delivered or spilled, at most ``close_timeout``. After a wait that timed out (an outage, a throttle), records
-        are only queued until a delivery succeeds again: one wait per outage, not one per record nor per
-        ``max_latency`` spill. Never raises (the record is queued), and does not wait where waiting could not end
-        well: on the engine's own threads (a record they log would wait for themselves), where no sender thread can
-        run (the wait would make calls itself, each as long as the endpoint holds it), with logging's module lock
-        held (dictConfig: the sender logs through it), or when the channel's lock cannot be had at once (a signal
-        handler that interrupted its holder)."""
+        are only queued until the backlog it left is settled and a delivery has succeeded since: one wait per outage
+        or backlog, not one per record (under a throttle, each delivery re-armed it) nor per ``max_latency`` spill
+        (spilled, the backlog is settled but nothing was delivered). Never raises (the record is queued), and does
+        not wait where waiting could not end well: on the engine's own threads (a record they log would wait for
+        themselves), where no sender thread can run (the wait would make calls itself, each as long as the endpoint
+        holds it), with logging's module lock held (dictConfig: the sender logs through it), or when the channel's
+        lock cannot be had at once (a signal handler that interrupted its holder)."""
         try:
             behind = self._behind
             if behind is not None:
-                if channel.counters.delivered <= behind:
+                pid, mark, delivered = behind
+                if pid == os.getpid() and (not channel.reached(mark) or channel.counters.delivered <= delivered):
                     return
-                self._behind = None
+                self._behind = None  # (a forked child's counters start again: its parent's backlog is not its own)
             engine = channel.engine
             if engine.on_own_thread() or engine.sender_missing() or holds_logging_lock():
                 return
@@ -428,7 +430,8 @@ class CloudWatchLogHandler(logging.Handler):
             channel.lock.release()
             delivered = channel.counters.delivered
             if not channel.flush(self.settings.close_timeout):
-                self._behind = delivered
+                # read without the lock (a signal handler may interrupt its holder): an estimate will do
+                self._behind = (os.getpid(), channel.flush_mark(), delivered)
         except Exception:
             pass
 

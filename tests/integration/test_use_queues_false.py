@@ -147,3 +147,61 @@ def test_emit_does_not_wait_where_waiting_cannot_end_well(
     local_aws.faults.clear()
     logger.info("next")  # waited for: delivered when emit returns
     assert local_aws.messages("sync", "s") == ["the record", "next"]
+
+
+def test_a_throttle_holds_one_record_per_backlog_not_every_record(local_aws: LocalAWS, spill_dir: Path) -> None:
+    """After a timed-out wait, each delivery re-armed the waits: under a throttle, with the backlog of 8 streams
+    taking longer than close_timeout, nearly every record waited its close_timeout (57 of 69 emits, 0.94 s each)."""
+    local_aws.set_quota(put_tps=4)
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="sync-throttle", log_stream_name="{thread_name}", endpoint_url=local_aws.url,
+        use_queues=False, close_timeout=1, spill_to=str(spill_dir))
+    logger = logging.getLogger("use-queues-false.throttle")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    waits: list[float] = []
+
+    def worker() -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            logger.info("a line")
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker, name=f"t{i}") for i in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert handler.flush(30)
+    finally:
+        logger.handlers[:] = []
+        handler.close(timeout=5)
+    long_waits = sum(wait > 0.9 for wait in waits)
+    assert len(waits) > 200 and long_waits < len(waits) / 4, (len(waits), long_waits)
+    stored = sum(len(local_aws.messages("sync-throttle", f"t{i}")) for i in range(8))
+    assert stored + handler.stats().spilled_total == len(waits)
+
+
+def test_a_child_forked_after_an_outage_waits_for_its_own_records(local_aws: LocalAWS, sync_logger: Synced) -> None:
+    """The parent's 'behind' state reached the child, whose counters start again: it never waited, and lost what it
+    logged before it was killed."""
+    logger, handler = sync_logger
+    logger.info("parent before")
+    local_aws.faults.inject("hang")
+    logger.info("parent during the outage")  # times out: the parent is behind
+    local_aws.faults.clear()
+    assert handler.flush(30)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for i in range(5):
+                logger.info("child %d", i)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)  # killed without a flush, as a DAG file processor at its timeout
+    os.waitpid(pid, 0)
+    assert sorted(m for m in local_aws.messages("sync", "s") if m.startswith("child")) == [f"child {i}"
+                                                                                            for i in range(5)]
