@@ -7,11 +7,11 @@ takes from the same bucket and backs off together. Time inside the script is the
 see, and the answer (seconds to wait) is a duration, valid on any client clock. The ``now``
 passed in by callers only schedules reconnection attempts and heartbeats.
 
-When a Redis that answered this process before times out (short socket timeouts, no retries inside redis-py), a
-call answers "wait ``retry_pause`` s" and the next one asks Redis again: one late reply is not an outage. Only after
-``fallback_after`` s of failures with no answer in between do calls go to the host budget; a Redis that refuses
-the connection or the request, or never answered yet (down at start: each of a process's three budgets waiting
-``fallback_after`` in turn held its first line 3.5 s), sends them there at once. With one
+When Redis times out (short socket timeouts, no retries inside redis-py), a call answers "wait ``retry_pause`` s"
+and the next one asks Redis again: one late reply is not an outage. Only after ``fallback_after`` s of failures
+with no answer in between do calls go to the host budget; a Redis that refuses the connection or the request sends
+them there at once. The failures are counted per process and Redis, for all its budgets (PutLogEvents,
+CreateLogGroup, CreateLogStream): each waiting ``fallback_after`` in turn held a first line 3.5 s. With one
 warning per outage, its bucket emptied on entry (full after a spell unused, it added its whole burst
 to what Redis had just granted); Redis is tried again with exponential backoff and used again as
 soon as it answers. (A process sent to the host budget by each timeout, for 1 s or more, while the
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import threading
 from dataclasses import replace
@@ -245,6 +246,7 @@ class RedisBudget:
         self.heartbeat_interval = heartbeat_interval
         self.host_liveness = host_liveness
         self.url = redact(url)
+        self._url_key = url
         self.reconnect_initial = reconnect_initial
         self.reconnect_max = reconnect_max
         #: Seconds of failures, with no answer in between, before calls go to the host budget.
@@ -259,9 +261,7 @@ class RedisBudget:
         after_fork_in_child(self._after_fork)
         self._down = False
         #: When the failures began (``now`` of the first one since the last answer); ``None``: Redis answers.
-        self._failing_since: float | None = None
-        #: Whether Redis has answered this budget (a timeout of one that has may be one late reply).
-        self._answered = False
+        self._health = _health_of(url)
         self._retry_at = 0.0
         self._backoff = reconnect_initial
         self._counters = Counters(config.ceiling)
@@ -273,6 +273,7 @@ class RedisBudget:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a thread of the parent may have held it (redis-py resets its pool itself)
+        self._health = _health_of(self._url_key)
 
     @property
     def available(self) -> bool:
@@ -332,10 +333,10 @@ class RedisBudget:
                 self._retry_at = now + self._backoff
                 first = sustained = False
             else:
-                if self._failing_since is None:
-                    self._failing_since = now
-                sustained = (not self._answered or not timed_out(exc)
-                             or now - self._failing_since >= self.fallback_after)
+                health = self._health
+                if health.failing_since is None:
+                    health.failing_since = now
+                sustained = not timed_out(exc) or now - health.failing_since >= self.fallback_after
                 first = sustained
                 if sustained:
                     self._down = True
@@ -361,8 +362,7 @@ class RedisBudget:
     def _came_back(self) -> None:
         with self._lock:
             was_down, self._down = self._down, False
-            self._failing_since = None
-            self._answered = True
+            self._health.failing_since = None
         if was_down:
             log.warning("Redis budget %s at %s reachable again; back to fleet scope", self.key, self.url)
 
@@ -403,6 +403,24 @@ class RedisBudget:
         fallback's own ``stats()`` counts only the latter); ``rate`` is the rate in force at the
         last acquire or throttle, the fallback's while Redis is away (scope ``fleet->host``)."""
         return self._counters.snapshot(self.scope if not self._down else "fleet->host")
+
+
+class _Health:
+    """What one process knows of one Redis, for all its budgets: since when it fails (``now`` of the first failure
+    since the last answer; ``None``: it answers)."""
+
+    __slots__ = ("failing_since",)
+
+    def __init__(self) -> None:
+        self.failing_since: float | None = None
+
+
+_healths: dict[tuple[str, int], _Health] = {}
+
+
+def _health_of(url: str) -> _Health:
+    """The health of the Redis at ``url`` in this process (a forked child starts its own)."""
+    return _healths.setdefault((url, os.getpid()), _Health())  # atomic: no lock a fork could leave held
 
 
 def timed_out(exc: BaseException) -> bool:

@@ -307,7 +307,7 @@ def test_a_redis_down_at_start_does_not_hold_the_first_lines(aws_in_env: LocalAW
     logger.propagate = False
     try:
         logger.info("first line")
-        assert handler.flush(2.0)
+        assert handler.flush(3.0)  # refused: at once; frozen: one fallback_after (1 s) for the three budgets
         assert aws_in_env.messages("redis-down-at-start", redis_state) == ["first line"]
     finally:
         if redis_state == "frozen":
@@ -502,6 +502,22 @@ def test_one_late_reply_does_not_send_the_process_to_the_host_budget(server: Red
     assert shared.fallback.stats().granted == 0
     stats = shared.stats()
     assert (stats.fallbacks, stats.granted, stats.waited) == (0, 2, 1)
+
+
+def test_a_stalled_redis_is_waited_out_once_for_all_budgets_of_a_process(server: RedisServer, tmp_path: Path) -> None:
+    """A timeout, even before Redis ever answered (a stall as a task process starts), is no outage yet: falling back
+    at once gave new processes the host budget at the whole fleet rate beside Redis's (15 grants in a second against
+    10). And the process's budgets share the wait: the second falls back as soon as the first has waited it out."""
+    put = fleet(server.url, tmp_path)
+    create = fleet(server.url, tmp_path)
+    server.signal(signal.SIGSTOP)
+    try:
+        assert put.acquire(0.0) == put.retry_pause and put.available
+        assert put.acquire(FALLBACK_AFTER) != put.retry_pause and not put.available  # waited out: the host budget
+        create.acquire(FALLBACK_AFTER + 0.1)
+        assert not create.available  # no window of its own
+    finally:
+        server.signal(signal.SIGCONT)
 
 
 def test_the_host_budget_is_emptied_when_a_process_falls_back_to_it(tmp_path: Path) -> None:
