@@ -189,9 +189,10 @@ class HostBudget:
         self._pid = os.getpid()
         inherited = self._read() if self._fd >= 0 or self._own is not None else b""
         self._release()
-        if self._own is not None:  # already on its own: so is the child
+        if self._own is not None and self._rejoin_at == math.inf:  # on its own, without the file: so is the child
             self._own = bytearray(inherited)
             return
+        # (on its own since a write failed: the child opens the file, and shares it again once it can write it)
         self.path = budget_path(self.name, self._namespace, self._directory, config=self._configured)
         self._next_path_check = -math.inf
         try:
