@@ -200,6 +200,8 @@ class HostBudget:
         except OSError as exc:
             self._own = bytearray(inherited.ljust(RECORD_SIZE, b"\0"))
             self._unsaid = exc
+            if self._rejoin_at != math.inf:  # (the space its parent lacked is still lacking: tried again later)
+                self._rejoin_at = time.monotonic() + self.path_check_interval
 
     def _open(self) -> None:
         fd = _open_own_file(self.path)
@@ -267,10 +269,13 @@ class HostBudget:
         self._rejoin_at = time.monotonic() + self.path_check_interval
 
     def _rejoined(self) -> bool:
-        """On a budget of its own since a write failed: whether the file (still open) can be written again now."""
-        if self._fd < 0 or time.monotonic() < self._rejoin_at:
+        """On a budget of its own since a write failed: whether the file can be written again now (opened again
+        first in a child forked meanwhile, whose open failed for the same lack of space)."""
+        if time.monotonic() < self._rejoin_at:
             return False
         try:
+            if self._fd < 0:
+                self._open()
             _reserve(self._fd)
         except OSError:
             self._rejoin_at = time.monotonic() + self.path_check_interval

@@ -517,3 +517,37 @@ def test_a_child_forked_while_its_parent_could_not_write_shares_the_file_once_it
     child.start()
     child.join(30)
     assert result.get(timeout=5) == (0.0, "host")
+
+
+def test_a_child_forked_while_dev_shm_is_still_full_shares_the_file_once_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked while the space its parent lacked was still lacking, the child could not open the file and never
+    tried again (4 such children: 84 grants in 2 s against ~22 allowed)."""
+    from mwaa_logging.budgets import host
+
+    full = [True]
+    reserve = host._reserve
+
+    def reserve_unless_full(fd: int) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        reserve(fd)
+
+    shared = HostBudget(BudgetConfig(rate=10, burst=2), directory=tmp_path, path_check_interval=0.0)
+    monkeypatch.setattr(host, "_reserve", reserve_unless_full)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "pwrite", lambda fd, data, offset: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+        assert shared.acquire(0.0) == 0.0
+    fork = multiprocessing.get_context("fork")
+    result = fork.Queue()
+
+    def child() -> None:
+        before = shared.stats().scope
+        full[0] = False  # room again
+        result.put((before, shared.acquire(0.0), shared.stats().scope))
+
+    process = fork.Process(target=child)
+    process.start()
+    process.join(30)
+    assert result.get(timeout=5) == ("process", 0.0, "host")
