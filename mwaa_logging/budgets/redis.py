@@ -333,10 +333,8 @@ class RedisBudget:
                 self._retry_at = now + self._backoff
                 first = sustained = False
             else:
-                health = self._health
-                if health.failing_since is None:
-                    health.failing_since = now
-                sustained = not timed_out(exc) or now - health.failing_since >= self.fallback_after
+                lasted = self._health.failed(now, self.fallback_after)
+                sustained = not timed_out(exc) or lasted >= self.fallback_after
                 first = sustained
                 if sustained:
                     self._down = True
@@ -407,20 +405,33 @@ class RedisBudget:
 
 class _Health:
     """What one process knows of one Redis, for all its budgets: since when it fails (``now`` of the first failure
-    since the last answer; ``None``: it answers)."""
+    of a run of failures with no answer in between; ``None``: it answers), and when it last failed."""
 
-    __slots__ = ("failing_since",)
+    __slots__ = ("failing_since", "last_failure")
 
     def __init__(self) -> None:
         self.failing_since: float | None = None
+        self.last_failure = -math.inf
+
+    def failed(self, now: float, fallback_after: float) -> float:
+        """Count a failure at ``now``; how long the failures have lasted. A failure more than twice ``fallback_after``
+        after the last one starts a new run: a lone timeout long ago (a throttle signal, which nothing retries) is no
+        reason for another budget to fall back at its first."""
+        if self.failing_since is None or now - self.last_failure > 2 * fallback_after:
+            self.failing_since = now
+        self.last_failure = now
+        return now - self.failing_since
 
 
-_healths: dict[tuple[str, int], _Health] = {}
+_healths: dict[str, _Health] = {}
+if hasattr(os, "register_at_fork"):
+    # before the budgets' own hooks (registered later): a child starts knowing nothing of its parent's failures
+    os.register_at_fork(after_in_child=_healths.clear)
 
 
 def _health_of(url: str) -> _Health:
-    """The health of the Redis at ``url`` in this process (a forked child starts its own)."""
-    return _healths.setdefault((url, os.getpid()), _Health())  # atomic: no lock a fork could leave held
+    """The health of the Redis at ``url`` in this process."""
+    return _healths.setdefault(url, _Health())  # atomic: no lock a fork could leave held
 
 
 def timed_out(exc: BaseException) -> bool:

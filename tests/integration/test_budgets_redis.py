@@ -520,6 +520,21 @@ def test_a_stalled_redis_is_waited_out_once_for_all_budgets_of_a_process(server:
         server.signal(signal.SIGCONT)
 
 
+def test_a_lone_timeout_long_ago_does_not_make_another_budget_fall_back_at_its_first(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """The failures shared by a process's budgets were counted from a lone timeout of a throttle signal (which
+    nothing retries) 100 s before: the put budget's first timeout sent it to the host budget at once."""
+    put = fleet(server.url, tmp_path)
+    create = fleet(server.url, tmp_path)
+    server.signal(signal.SIGSTOP)
+    try:
+        create.on_throttled(100.0)  # a timeout, and nothing after it
+        assert put.acquire(200.0) == put.retry_pause and put.available
+    finally:
+        server.signal(signal.SIGCONT)
+
+
 def test_the_host_budget_is_emptied_when_a_process_falls_back_to_it(tmp_path: Path) -> None:
     """The host bucket, unused while Redis answered, is full: it added its whole burst to what Redis had granted
     just before (a Redis restart: 30 calls in a second against 20 allowed)."""
