@@ -24,7 +24,7 @@ A record is put only into the stream its object's path names (``<group>/<stream>
 that names another stream is exported with reason ``misplaced`` and said, not put.
 A unit that fails (permission, invalid request, retries exhausted) stays unmarked for the next run.
 A damaged object (its gzip data cut short) has its complete records put and is marked like the others; what
-could not be read is said. An object with a line that is not a spill record (in undamaged data) fails: none of it is
+could not be read is said. An object with a complete line that is not a spill record fails: none of it is
 put, it stays unmarked, and the line is named (the reader shows its other lines). Local files a killed writer left
 unfinished (``*.jsonl.gz.tmp``) are replayed too.
 """

@@ -61,7 +61,7 @@ def build_budget(
 
     ``rate`` (calls/s for the whole scope; ``None``: unlimited until throttled) and ``burst``
     (calls; ``None``: one second of ``rate``) should be the same in every participant. A fleet
-    budget falls back to the host budget of the same name while Redis fails (for 1 s or more).
+    budget falls back to the host budget of the same name while Redis fails (refuses, or times out for 1 s or more).
     """
     config = BudgetConfig(rate=rate, burst=burst)
     if validate_scope(scope) == "process":

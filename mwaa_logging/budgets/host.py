@@ -2,13 +2,14 @@
 
 The state is a 64-byte record in a small file (``/dev/shm`` when present, else the temp dir), read
 and written with ``pread``/``pwrite`` under ``flock``. The kernel releases a ``flock`` when its
-holder dies, so a process killed mid-call cannot wedge the others; a CRC over the record turns a
-write torn by such a death into a fresh bucket instead of garbage. Waiting for the lock is bounded
+holder dies, so a process killed mid-call cannot wedge the others; a CRC over the record tells a
+write torn by such a death from a state: each process then goes on from the last state it saw (a fresh bucket
+for one that saw none), not from garbage. Waiting for the lock is bounded
 (``lock_timeout``): past it, acquire answers "wait a little" rather than blocking logging.
 
 The file is not memory-mapped: a mapped file truncated by someone else (``: > /dev/shm/x.budget``, a
-cleanup tool) killed every process using it with SIGBUS at its next acquire; a short read is a fresh
-bucket. A file removed (a cleanup, systemd-logind's ``RemoveIPC``) or replaced while processes have it
+cleanup tool) killed every process using it with SIGBUS at its next acquire; a short read holds no state (as a
+torn one). A file removed (a cleanup, systemd-logind's ``RemoveIPC``) or replaced while processes have it
 open left them on the old inode while new processes made another: two buckets, each at the full rate.
 So, under the lock, at most every ``path_check_interval`` s, a process compares its open file with the
 one at the path and moves to the latter (creating it with the state it had when it is gone).
