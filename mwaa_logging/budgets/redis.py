@@ -260,7 +260,7 @@ class RedisBudget:
         self._lock = threading.Lock()
         after_fork_in_child(self._after_fork)
         self._down = False
-        #: When the failures began (``now`` of the first one since the last answer); ``None``: Redis answers.
+        #: Since when this Redis fails, for all of this process's budgets on it (see ``_Health``).
         self._health = _health_of(url)
         self._retry_at = 0.0
         self._backoff = reconnect_initial
