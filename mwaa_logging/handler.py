@@ -113,6 +113,18 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__} (its message cannot be printed)"
 
 
+def _stacklevel_of_caller() -> int:
+    """The ``stacklevel`` for a warning issued by the caller of this function that names the line that called into
+    ``logging`` (the first frame outside ``logging`` and this package; 3.12's ``skip_file_prefixes`` is not in 3.10)."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _OWN_MODULES:
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+_OWN_MODULES = frozenset({"logging", "mwaa_logging"})
+
+
 def _check_sender(channel: Channel) -> None:
     """``channel.check_sender()`` for a record already queued: if it fails (no thread can be started, late at exit),
     the record is not queued again, and the exit flush still delivers or spills it."""
@@ -383,9 +395,6 @@ class CloudWatchLogHandler(logging.Handler):
                 message = unformattable(record, exc)
             stream = self._static_stream if record.process == self._static_pid else self._stream_namer(record)
             channel = self._channel
-            if channel.closed:
-                self._emit_after_close(record, stream, message)
-                return
             # Channel.append, inlined (queued_event too): size where the message is still in the CPU's cache,
             # then a lock-free deque append; the sender does the rest
             size = len(message) + EVENT_OVERHEAD_BYTES if message.isascii() else counted_size(message)
@@ -394,6 +403,9 @@ class CloudWatchLogHandler(logging.Handler):
             inbox.append((_floor(record.created * 1000), message,
                           size if EVENT_OVERHEAD_BYTES < size <= channel.max_event_size else -size,
                           next(seq_counter), stream))
+            if channel.closed:  # looked at after the append (see _queued_after_close)
+                self._queued_after_close(channel, size)
+                return
             if channel.armed or not len(inbox) & CHECK_SENDER_MASK or size > LARGE_EVENT_BYTES:
                 _check_sender(channel)
             if not self.use_queues:
@@ -456,11 +468,10 @@ class CloudWatchLogHandler(logging.Handler):
             except Exception:
                 stream = self._unnamed_stream()
                 message += f" [mwaa-logging: no stream name from this record ({describe_error(exc)})]"
-            closed = self._channel.closed
-            if closed:
-                self._after_close()
             self._channel.queue(stream, timestamp, message)
-            if closed:
+            if self._channel.closed:  # after the append, as in emit()
+                with contextlib.suppress(Exception):
+                    self._after_close()
                 _serve_after_close(self._channel)
             else:
                 _check_sender(self._channel)
@@ -494,26 +505,28 @@ class CloudWatchLogHandler(logging.Handler):
         self._formatter = fmt
         self._plain_format = type(fmt) is CloudWatchLogFormatter and fmt.is_plain()
 
-    def _emit_after_close(self, record: logging.LogRecord, stream: str, message: str) -> None:
-        """Queue a record that arrived after close() (the channel stays closed: each such record comes here, and is
-        counted). Once the interpreter's exit flush has run, nothing else will send it (an atexit function registered
-        before ``logging`` was imported runs after logging.shutdown(), so do daemon threads): deliver it now, by
-        what is left of one close_timeout for all such records, else spill it.
+    def _queued_after_close(self, channel: Channel, size: int) -> None:
+        """A record was queued on a closed channel (the channel stays closed: each such record comes here, and is
+        counted). Looked at after the append, not before: a close() and the sender's retiring of the emptied channel
+        could run between a look before and the append, leaving the record where nothing serves it. Once the
+        interpreter's exit flush has run, nothing else will send it (an atexit function registered before ``logging``
+        was imported runs after logging.shutdown(), so do daemon threads): deliver it now, by what is left of one
+        close_timeout for all such records, else spill it.
 
-        Once queued, nothing here raises: emit() would queue the record a second time (:meth:`_emit_anyway`)."""
-        self._after_close(stacklevel=4)
-        channel = self._channel
-        queued, size = channel.queue(stream, _floor(record.created * 1000), message)
-        if not queued & CHECK_SENDER_MASK or channel.armed or size > LARGE_EVENT_BYTES:
+        Nothing here raises: emit() would queue the record a second time (:meth:`_emit_anyway`)."""
+        with contextlib.suppress(Exception):  # a warnings filter set to "error"
+            self._after_close()
+        if not len(channel.inbox) & CHECK_SENDER_MASK or channel.armed or size > LARGE_EVENT_BYTES:
             _check_sender(channel)  # as Channel.append does, but never raising: the record is queued
         _serve_after_close(channel)
 
-    def _after_close(self, stacklevel: int = 3) -> None:
-        """A record arrives after close(): warn (once), count it; a later close() flushes again."""
+    def _after_close(self) -> None:
+        """A record arrives after close(): warn (once, at the line that logged it), count it; a later close() flushes
+        again."""
         if not self._warned_after_close:
             self._warned_after_close = True
             warnings.warn("Received message after logging system shutdown; it is delivered anyway",
-                          WatchtowerWarning, stacklevel=stacklevel)
+                          WatchtowerWarning, stacklevel=_stacklevel_of_caller())
         with self._channel.lock:
             self._channel.counters.emitted_after_close += 1
         self.shutting_down = False

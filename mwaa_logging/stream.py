@@ -35,6 +35,8 @@ class LogStream:
             channel.reopen()
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         channel.append(self.log_stream_name, ts, message)
+        if channel.closed:  # closed, and retired once empty, since the look above: served again
+            channel.engine.serve(channel)
         if channel.engine.exited:
             channel.close(channel.engine.late_flush_timeout(channel.settings.close_timeout))
 

@@ -266,7 +266,8 @@ def test_record_after_close_is_delivered_with_a_warning(local_aws: LocalAWS, spi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         logger.info("after close")
-    assert any(issubclass(w.category, mwaa_logging.WatchtowerWarning) for w in caught)
+    warned = [w for w in caught if issubclass(w.category, mwaa_logging.WatchtowerWarning)]
+    assert [w.filename for w in warned] == [__file__]  # the line that logged it, not the library's
     assert handler.flush(10)
     assert local_aws.messages("late", "s") == ["before close", "after close"]
     assert handler.stats().emitted_after_close == 1
@@ -794,3 +795,68 @@ def test_a_stream_refuses_a_message_that_is_not_text_and_keeps_delivering(local_
     stream.write("after")
     assert stream.close(10)
     assert user_lines(local_aws.messages("typed", "s")) == ["before", "after"]
+
+
+class _PausingRecord(logging.LogRecord):
+    """A record whose ``created``, read inside emit() once :attr:`pause` is set, pauses there until told to go on (a
+    thread that lost the GIL in the middle of emit())."""
+
+    entered = threading.Event()
+    proceed = threading.Event()
+    pause = False
+
+    @property  # type: ignore[override]
+    def created(self) -> float:
+        if self.pause and not type(self).entered.is_set():
+            type(self).entered.set()
+            assert type(self).proceed.wait(10)
+        return self._created
+
+    @created.setter
+    def created(self, value: float) -> None:
+        self._created = value
+
+
+@pytest.mark.parametrize("api", ["handler", "stream"])
+def test_a_record_racing_close_and_the_retiring_of_its_channel_is_delivered(local_aws: LocalAWS, spill_dir: Path,
+                                                                            api: str) -> None:
+    # emit() looked at `closed` before its lock-free append: a close() and the sender's retiring of the emptied channel
+    # in between left the record in a channel nothing served (not delivered, not spilled, not counted by the process)
+    _PausingRecord.entered.clear()
+    _PausingRecord.proceed.clear()
+    group = f"race-{api}"
+    if api == "handler":
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name=group, log_stream_name="s",
+                                                    endpoint_url=local_aws.url, send_interval=0.1)
+        channel = handler._channel
+        logger = make_logger(group, handler)
+        logger.info("before")
+        assert handler.flush(10)
+        record = _PausingRecord(group, logging.INFO, __file__, 1, "the racing record", None, None)
+        record.pause = True
+        racer = threading.Thread(target=logger.handle, args=(record,))
+        close = handler.close
+    else:
+        stream = mwaa_logging.open_stream(group, "s", endpoint_url=local_aws.url, send_interval=0.1)
+        channel = stream._channel
+        stream.write("before")
+        assert stream.flush(10)
+
+        class PausingTime(float):  # write() converts its timestamp after its check of `closed`
+            def __int__(self) -> int:
+                _PausingRecord.entered.set()
+                assert _PausingRecord.proceed.wait(10)
+                return int(float(self))
+
+        racer = threading.Thread(target=stream.write, args=("the racing record", PausingTime(time.time() * 1000)))
+        close = stream.close  # type: ignore[assignment]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mwaa_logging.WatchtowerWarning)
+        racer.start()
+        assert _PausingRecord.entered.wait(10)
+        close(5)
+        wait_until(lambda: channel not in channel.engine.channels(), timeout=10)  # retired: closed and empty
+        _PausingRecord.proceed.set()
+        racer.join(10)
+    wait_until(lambda: local_aws.messages(group, "s") == ["before", "the racing record"], timeout=10)
+    assert channel.flush(5)
