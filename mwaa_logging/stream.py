@@ -8,8 +8,9 @@ from typing import Any
 from mwaa_logging.build import build_channel
 from mwaa_logging.engine.channel import Channel
 from mwaa_logging.engine.stats import Stats
-from mwaa_logging.handler import validate_group_name
-from mwaa_logging.settings import Settings, wait_timeout
+from mwaa_logging.errors import WatchtowerError
+from mwaa_logging.handler import check_flags, validate_group_name
+from mwaa_logging.settings import Settings, SettingsError, wait_timeout
 from mwaa_logging.streamnames import sanitize
 
 
@@ -56,11 +57,17 @@ class LogStream:
 def open_stream(log_group_name: str, log_stream_name: str, *, boto3_client: Any = None,
                 boto3_profile_name: str | None = None, create_log_group: bool = True,
                 create_log_stream: bool = True, **settings: Any) -> LogStream:
-    """A :class:`LogStream`; ``settings`` as for the handler (keywords > ``MWAA_LOGGING_*`` > defaults)."""
+    """A :class:`LogStream`; ``settings`` as for the handler (keywords > ``MWAA_LOGGING_*`` > defaults), and the
+    handler's checks of its other arguments."""
+    if not isinstance(log_stream_name, str):
+        raise SettingsError(f"invalid setting log_stream_name={log_stream_name!r}: expected a string")
+    if boto3_client is not None and boto3_profile_name is not None:
+        raise WatchtowerError("Either boto3_client or boto3_profile_name can be specified, but not both")
+    flags = check_flags(create_log_group=create_log_group, create_log_stream=create_log_stream)
     channel = build_channel(
         log_group_name=validate_group_name(log_group_name), settings=Settings.resolve(settings),
         boto3_client=boto3_client, boto3_profile_name=boto3_profile_name,
-        create_log_group=create_log_group, create_log_stream=create_log_stream,
+        create_log_group=flags["create_log_group"], create_log_stream=flags["create_log_stream"],
     )
     channel.engine.attach(channel)
     return LogStream(channel, log_stream_name)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mwaa_logging import errors as mwaa_logging_errors
 from mwaa_logging.handler import CloudWatchLogHandler
 from mwaa_logging.settings import SPECS, Settings, SettingsError, env_var
 
@@ -306,3 +307,29 @@ def test_a_spill_directory_under_home_is_expanded_and_a_non_path_refused(monkeyp
     assert Settings.resolve({}, environ={"MWAA_LOGGING_SPILL_TO": "~/spill"}).spill_to == "/home/airflow/spill"
     with pytest.raises(SettingsError, match="invalid setting spill_to=5"):
         Settings.resolve({"spill_to": 5}, environ={})
+
+
+@pytest.mark.parametrize(("arguments", "error", "named"), [
+    ({"create_log_group": "sometimes"}, SettingsError, "invalid setting create_log_group="),
+    ({"create_log_stream": 2}, SettingsError, "invalid setting create_log_stream="),
+    ({"log_stream_name": 123}, SettingsError, "invalid setting log_stream_name=123"),
+    ({"boto3_profile_name": "p", "boto3_client": object()}, mwaa_logging_errors.WatchtowerError, "not both"),
+])
+def test_open_stream_checks_its_arguments_as_the_handler_does(arguments: dict[str, object], error: type[Exception],
+                                                              named: str) -> None:
+    """open_stream took "false" as true (the group was created) and any value at all; a stream name that is not a
+    string failed with an AttributeError."""
+    from mwaa_logging import open_stream
+
+    given: dict[str, Any] = {"log_stream_name": "s", **arguments}
+    with pytest.raises(error, match=named):
+        open_stream("g", region_name="us-east-1", **given)
+
+
+def test_open_stream_reads_text_flags_as_a_config_file_means_them() -> None:
+    from mwaa_logging import open_stream
+
+    stream = open_stream("g", "s", region_name="us-east-1", create_log_group="false", create_log_stream="no")
+    destination = stream._channel.destination
+    assert (destination.create_log_group, destination.create_log_stream) == (False, False)
+    stream.close(0)
