@@ -174,6 +174,7 @@ class LocalAWS:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._owner_pid = os.getpid()
         self.set_quota(put_tps=put_quota_tps)
         if create_quotas:
             for api, tps in CREATE_QUOTAS.items():
@@ -196,6 +197,7 @@ class LocalAWS:
         )
         server = _Server(self.host, self.port, app, self._stats)
         self._server = server
+        self._owner_pid = os.getpid()
         self.port = server.server_address[1]
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.01},
@@ -211,6 +213,10 @@ class LocalAWS:
         """
         server, thread = self._server, self._thread
         if server is None:
+            return
+        if os.getpid() != self._owner_pid:  # a forked child leaving the `with` block: the server is its parent's
+            self._server = self._thread = None  # (shutdown() would wait forever for a thread the child lacks)
+            server.socket.close()
             return
         self._stopping.set()
         server.shutdown()

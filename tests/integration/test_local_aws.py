@@ -663,3 +663,26 @@ def test_an_ipv6_loopback_endpoint_has_a_url_botocore_takes() -> None:
         assert [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]] == ["v6"]
     finally:
         aws.stop()
+
+
+FORKED_CHILD_LEAVES_THE_BLOCK = """
+import os, sys
+from mwaa_logging.testing import LocalAWS
+with LocalAWS() as aws:
+    if os.fork() == 0:
+        sys.exit(0)  # leaves the `with` block in the child
+    _, status = os.wait()
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    assert aws.running and aws.client("logs").describe_log_groups()["logGroups"] == []
+print("served on")
+"""
+
+
+def test_a_forked_child_leaving_the_with_block_does_not_hang_nor_stop_the_parents_server() -> None:
+    """The child's stop() waited forever in server.shutdown() for a serving thread that exists only in the parent."""
+    environ = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", FORKED_CHILD_LEAVES_THE_BLOCK], capture_output=True, text=True,
+                            timeout=60, env=environ)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "served on"
