@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -682,7 +684,12 @@ def test_a_forked_child_leaving_the_with_block_does_not_hang_nor_stop_the_parent
     """The child's stop() waited forever in server.shutdown() for a serving thread that exists only in the parent."""
     environ = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                "AWS_DEFAULT_REGION": "us-east-1"}
-    result = subprocess.run([sys.executable, "-c", FORKED_CHILD_LEAVES_THE_BLOCK], capture_output=True, text=True,
-                            timeout=60, env=environ)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "served on"
+    process = subprocess.Popen([sys.executable, "-c", FORKED_CHILD_LEAVES_THE_BLOCK], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=environ, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a hung child too
+    assert process.returncode == 0, err
+    assert out.strip() == "served on"
