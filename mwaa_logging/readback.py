@@ -58,7 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=parse_time, metavar="TIME", help="last time, ISO 8601 or ms (exclusive)")
     parser.add_argument("--json", action="store_true", help="one JSON object a line, with source and spill reason")
     parser.add_argument("--dedupe", choices=("exact", "across_sources", "off"), default="exact",
-                        help="duplicates of at-least-once delivery (default %(default)s)")
+                        help="duplicates of at-least-once delivery: exact drops whole deliveries stored again "
+                             "(a line logged twice in one millisecond and sent in one call stays twice), "
+                             "across_sources only spilled copies of lines CloudWatch holds, off none "
+                             "(default %(default)s)")
     parser.add_argument("--spilled-only", action="store_true", help="do not read CloudWatch")
     parser.add_argument("--endpoint-url", type=endpoint_url,
                         help="CloudWatch Logs endpoint (default: AWS configuration)")

@@ -8,10 +8,16 @@
 
 Then, in this order:
 
-1. **Duplicates** from at-least-once delivery are dropped. ``dedupe="exact"`` (default): events
-   with the same timestamp (ms) and the same message are one event, whatever their source — an
-   ambiguous retry puts a whole batch twice, and a line may be both delivered and spilled. The
-   cost: a line genuinely logged twice in the same millisecond with identical text shows once.
+1. **Duplicates** from at-least-once delivery are dropped. They are whole deliveries stored again: an
+   ambiguous retry puts a batch twice (CloudWatch gives every event of one PutLogEvents call the same
+   ingestion time, the retry another one), a batch may be both delivered and spilled, a spill stored in
+   two objects, a replayed spill object read beside its replayed copy in CloudWatch.
+   ``dedupe="exact"`` (default): within one millisecond, each message is kept as many times as the one
+   delivery that holds it most often, a delivery being a CloudWatch event's ingestion time or a spilled
+   event's spill object; so a line logged twice in one millisecond (an ASCII table's border) is kept
+   twice when both copies went in one call or one spill object. CloudWatch's copies are kept first, then
+   spilled ones, each the earliest in merged order, and what is kept stays in merged order. The cost:
+   identical lines of one millisecond sent in different calls (or spilled in different objects) show once.
    ``dedupe="across_sources"`` only drops spilled copies of lines CloudWatch holds (a line is kept
    as many times as the source that has it most often); ``dedupe="off"`` keeps every copy (the parts of
    a split message are put together once).
@@ -434,13 +440,35 @@ def drop_duplicates(events: Iterable[ReadEvent], dedupe: Dedupe = "exact") -> It
         raise ValueError(f"dedupe must be 'exact', 'across_sources' or 'off', not {dedupe!r}")
     for _, same_ms in itertools.groupby(events, key=lambda e: e.timestamp):
         if dedupe == "exact":
-            seen: set[str] = set()
-            for event in same_ms:
-                if event.message not in seen:
-                    seen.add(event.message)
-                    yield event
+            yield from _exact(list(same_ms))
         else:
             yield from _across_sources(list(same_ms))
+
+
+def _delivery_of(event: ReadEvent) -> tuple[str, int | None]:
+    """The delivery that holds ``event``: a CloudWatch event's PutLogEvents call (CloudWatch gives every event of one
+    call the same ingestion time; an unknown one counts as one delivery), a spilled event's spill object."""
+    if event.source == CLOUDWATCH:
+        return CLOUDWATCH, event.ingestion_time
+    return event.source, None
+
+
+def _exact(events: list[ReadEvent]) -> Iterator[ReadEvent]:
+    """Keep each message of one millisecond as many times as the delivery that holds it most often: copies come
+    from whole deliveries repeated, repeats within one delivery were logged. CloudWatch copies are kept first,
+    then spilled ones, each the earliest in merged order; what is kept stays in merged order."""
+    per_delivery = Counter((_delivery_of(e), e.message) for e in events)
+    wanted: Counter[str] = Counter()
+    for (_, message), count in per_delivery.items():
+        wanted[message] = max(wanted[message], count)
+    in_cloudwatch = Counter(e.message for e in events if not e.spilled)
+    cloudwatch_left = Counter({m: min(n, in_cloudwatch[m]) for m, n in wanted.items()})
+    spilled_left = wanted - cloudwatch_left
+    for event in events:
+        left = spilled_left if event.spilled else cloudwatch_left
+        if left[event.message] > 0:
+            left[event.message] -= 1
+            yield event
 
 
 def _across_sources(events: list[ReadEvent]) -> Iterator[ReadEvent]:

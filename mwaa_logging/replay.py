@@ -16,7 +16,7 @@ four full PutLogEvents batches, at most ``--max-objects-per-unit`` objects). For
    (copy + delete), local files are renamed to ``<name>.replayed``.
 
 A second run finds nothing left to replay. A crash between step 2 and step 4 replays that one
-unit again (its events may then appear twice in CloudWatch; the reader drops exact duplicates).
+unit again (its events may then appear twice in CloudWatch, put by two calls; the reader shows them once).
 Two runs over the same files at once do not both put them: each holds a stream's directory (``flock``) or
 S3 prefix (a lease object written with ``If-None-Match``) while it replays it, and skips a stream another run holds
 (said, with the lease's age and expiry on S3; exit 3: those lines are not known to be replayed).

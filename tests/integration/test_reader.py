@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from mwaa_logging import CloudWatchLogHandler
 from mwaa_logging.aws.clients import make_logs_client
 from mwaa_logging.aws.s3spill import S3SpillSink
 from mwaa_logging.batching import cut_batches
@@ -50,9 +52,12 @@ def test_one_log_from_cloudwatch_s3_and_local_spill(aws: LocalAWS, tmp_path: Pat
     chunks = split_message(big, split_id="feedbeef")
     assert len(chunks) == 2
     big_ts = base + 55_555
-    # CloudWatch has most lines, one chunk, and (ambiguous retry) a few lines twice.
+    # CloudWatch has most lines, one chunk, and (ambiguous retry: a batch stored again by a later call) a few
+    # lines twice.
     delivered = [e for i, e in enumerate(logged) if i % 7 != 3]
-    put(aws, [*delivered, (big_ts, chunks[0]), *logged[100:110]])
+    put(aws, [*delivered, (big_ts, chunks[0])])
+    time.sleep(0.01)  # a retry's ingestion time is another millisecond
+    put(aws, logged[100:110])
     # S3 took the lines CloudWatch never got, the other chunk, and (close deadline) a few delivered lines.
     s3 = S3SpillSink("spill", "env", client=aws.client("s3"))
     missing = [e for i, e in enumerate(logged) if i % 7 == 3]
@@ -269,3 +274,54 @@ def test_a_stream_name_over_512_characters_is_written_and_read_back_by_the_name_
     assert stream.stats().spilled_total == 1, stream.stats()
     assert len(sanitize(spilled_name)) == 512
     assert [e.message for e in read_stream(GROUP, spilled_name, spill_to=tmp_path)] == ["kept on disk"]
+
+
+TABLE = ["+---+", "| a |", "+---+", "| b |", "+---+", "retry", "retry"]
+
+
+def table_logger(aws: LocalAWS, stream: str, spill_to: Path) -> tuple[CloudWatchLogHandler, logging.Logger]:
+    """A handler that sends only when flushed (send_interval=60): lines logged before a flush go in one call."""
+    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name=stream, endpoint_url=aws.url,
+                                   spill_to=str(spill_to), send_interval=60)
+    logger = logging.getLogger(f"reader-test.{stream}")
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.level = False, logging.INFO
+    return handler, logger
+
+
+def log_in_one_millisecond(logger: logging.Logger, lines: list[str]) -> None:
+    created = time.time()
+    for line in lines:
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, line, (), None)
+        record.created = created
+        logger.handle(record)
+
+
+def test_an_ascii_table_logged_in_one_millisecond_reads_back_whole(aws: LocalAWS, tmp_path: Path) -> None:
+    """Lines logged twice in one millisecond (a table's border, a repeated message) are lines, not duplicates."""
+    handler, logger = table_logger(aws, "table", tmp_path)
+    try:
+        log_in_one_millisecond(logger, TABLE)
+        assert handler.flush(10)
+    finally:
+        handler.close()
+    assert aws.messages(GROUP, "table") == TABLE
+    assert [e.message for e in read_stream(GROUP, "table", spill_to=tmp_path)] == TABLE
+
+
+def test_a_batch_an_ambiguous_retry_stored_twice_reads_back_once(aws: LocalAWS, tmp_path: Path) -> None:
+    """The endpoint stores a call and drops its answer: the handler sends the batch again, CloudWatch holds it
+    twice (another ingestion time); read back, it is there once, its repeated lines too."""
+    handler, logger = table_logger(aws, "retried", tmp_path)
+    try:
+        logger.info("the stream exists")
+        assert handler.flush(10)
+        aws.faults.inject("lost_reply", count=1)
+        log_in_one_millisecond(logger, TABLE)
+        assert handler.flush(30)
+    finally:
+        handler.close()
+    stats = handler.stats()
+    assert stats.ambiguous_failures == 1 and not stats.spilled, stats
+    assert aws.messages(GROUP, "retried") == ["the stream exists", *TABLE, *TABLE]
+    assert [e.message for e in read_stream(GROUP, "retried", spill_to=tmp_path)] == ["the stream exists", *TABLE]

@@ -16,6 +16,7 @@ from mwaa_logging.reader import (
     ReadEvent,
     cloudwatch_events,
     drop_duplicates,
+    event_order,
     merge_sources,
     reassemble_events,
     spilled_events,
@@ -26,12 +27,15 @@ from mwaa_logging.splitting import split_message
 S3 = "s3://b/p/g/s/obj.jsonl.gz"
 
 
-def cw(ts: int, message: str) -> ReadEvent:
-    return ReadEvent(ts, message, CLOUDWATCH)
+S3_AGAIN = "s3://b/p/g/s/other.jsonl.gz"
 
 
-def sp(ts: int, message: str, where: str = S3) -> ReadEvent:
-    return ReadEvent(ts, message, where, reason="max_latency")
+def cw(ts: int, message: str, ingestion_time: int | None = None) -> ReadEvent:
+    return ReadEvent(ts, message, CLOUDWATCH, ingestion_time=ingestion_time)
+
+
+def sp(ts: int, message: str, where: str = S3, spilled_at: int | None = None) -> ReadEvent:
+    return ReadEvent(ts, message, where, reason="max_latency", spilled_at=spilled_at)
 
 
 def pairs(events: Any) -> list[tuple[int, str, str]]:
@@ -63,10 +67,37 @@ def test_spill_objects_of_one_millisecond_merge_by_spill_time() -> None:
     assert found == [("early 0", 3), ("early 1", 3), ("late 0", 9), ("late 1", 9)]
 
 
-def test_exact_dedupe_keeps_one_copy_of_same_timestamp_and_message() -> None:
-    events = [cw(1, "a"), cw(1, "a"), cw(1, "b"), sp(1, "a"), cw(2, "a"), sp(2, "a"), sp(3, "z"), sp(3, "z")]
+def test_exact_dedupe_drops_whole_deliveries_repeated() -> None:
+    """An ambiguous retry stores a batch again (another ingestion time), a batch both delivered and spilled, a
+    spill stored twice in two objects: one copy each."""
+    events = [cw(1, "a", 10), cw(1, "b", 10), cw(1, "a", 25), cw(1, "b", 25), sp(1, "a"),
+              cw(2, "a", 10), sp(2, "a"), sp(3, "z"), sp(3, "z", S3_AGAIN)]
     assert pairs(drop_duplicates(events, "exact")) == [
         (1, "a", CLOUDWATCH), (1, "b", CLOUDWATCH), (2, "a", CLOUDWATCH), (3, "z", S3)]
+
+
+TABLE = ["+---+", "| a |", "+---+", "| b |", "+---+", "retry", "retry"]
+
+
+def test_exact_dedupe_keeps_lines_logged_twice_in_one_millisecond() -> None:
+    """An ASCII table logged in one millisecond repeats its border: it comes back whole, also when its batch was
+    stored twice, or spilled into two objects."""
+    sent = [cw(1, line, 10) for line in TABLE]
+    retried = [cw(1, line, 30) for line in TABLE]
+    assert [e.message for e in drop_duplicates([*sent, cw(2, "next", 10)], "exact")] == [*TABLE, "next"]
+    assert pairs(drop_duplicates([*sent, *retried], "exact")) == pairs(sent)
+    spilled = [sp(1, line) for line in TABLE] + [sp(1, line, S3_AGAIN) for line in TABLE]
+    assert pairs(drop_duplicates(spilled, "exact")) == pairs(spilled[:7])
+    assert pairs(drop_duplicates(merge_sources(sent, spilled), "exact")) == pairs(sent)  # CloudWatch's copies
+
+
+def test_exact_dedupe_prefers_cloudwatch_copies_and_keeps_the_merged_order() -> None:
+    """A line both spilled and delivered (spilled first: a replay racing the read) is kept as CloudWatch's copy;
+    a line only some delivery holds twice is made up from the spilled copies."""
+    events = [sp(1, "x", spilled_at=5), cw(1, "y", 10), cw(1, "x", 20),
+              sp(1, "z", spilled_at=25), sp(1, "z", spilled_at=25), cw(1, "z", 30)]
+    assert pairs(drop_duplicates(merge_sources(events), "exact")) == [
+        (1, "y", CLOUDWATCH), (1, "x", CLOUDWATCH), (1, "z", S3), (1, "z", CLOUDWATCH)]
 
 
 def test_across_sources_keeps_genuine_repeats_and_drops_spilled_copies() -> None:
@@ -100,21 +131,63 @@ lines = st.lists(st.tuples(st.integers(0, 20), st.sampled_from("abcdef")), max_s
 def test_exact_merge_yields_every_distinct_line_once_in_order(
     logged: list[tuple[int, str]], placement: list[str]
 ) -> None:
+    """Each line is sent in a call (or spilled in an object) of its own: identical lines of one millisecond show
+    once, the cost of ``exact``. Stored twice (an ambiguous retry) or also spilled, a line still shows once."""
     cloud: list[ReadEvent] = []
     spill: list[ReadEvent] = []
-    for (ts, message), where in zip(logged, placement, strict=False):
+    for call, ((ts, message), where) in enumerate(zip(logged, placement, strict=False)):
         if where in ("cw", "both", "cw-twice"):
-            cloud.append(cw(ts, message))
+            cloud.append(cw(ts, message, call))
         if where == "cw-twice":
-            cloud.append(cw(ts, message))
+            cloud.append(cw(ts, message, 1000 + call))
         if where in ("spill", "both"):
-            spill.append(sp(ts, message))
-    cloud.sort(key=lambda e: e.timestamp)
-    spill.sort(key=lambda e: e.timestamp)
+            spill.append(sp(ts, message, f"s3://b/p/g/s/{call}.jsonl.gz"))
+    cloud.sort(key=event_order)
+    spill.sort(key=event_order)
     result = [(e.timestamp, e.message) for e in drop_duplicates(merge_sources(cloud, spill), "exact")]
     assert set(result) == set(logged)
     assert [ts for ts, _ in result] == sorted(ts for ts, _ in result)
     assert len(result) == len(set(result))
+
+
+#: One delivery: the lines of one PutLogEvents call (or one spill object), where it was stored first, and where
+#: it was stored again (an ambiguous retry: CloudWatch again; spilled too; a spill object written twice).
+deliveries = st.lists(
+    st.tuples(st.lists(st.sampled_from(["+---+", "| a |", "retry"]), min_size=1, max_size=8),
+              st.sampled_from(["cw", "spill"]),
+              st.lists(st.sampled_from(["cw", "spill"]), max_size=3)),
+    min_size=1, max_size=5)
+
+
+@given(deliveries, st.randoms(use_true_random=False))
+def test_exact_keeps_each_line_of_a_millisecond_as_often_as_one_delivery_holds_it(
+    sent: list[tuple[list[str], str, list[str]]], rng: Any
+) -> None:
+    stored: list[tuple[str, list[str]]] = [(where, lines) for lines, first, again in sent
+                                           for where in (first, *again)]
+    times = rng.sample(range(1_000), len(stored))  # when each copy was stored: any interleaving
+    cloud: list[ReadEvent] = []
+    spill: list[ReadEvent] = []
+    for n, ((where, lines), at) in enumerate(zip(stored, times, strict=True)):
+        if where == "cw":
+            cloud += [cw(7, line, at) for line in lines]
+        else:
+            spill += [sp(7, line, f"s3://b/p/g/s/{n}.jsonl.gz", spilled_at=at) for line in lines]
+    cloud.sort(key=event_order)
+    spill.sort(key=event_order)
+    merged = list(merge_sources(cloud, spill))
+    kept = list(drop_duplicates(merged, "exact"))
+
+    most = Counter[str]()
+    for lines, _, _ in sent:
+        for line, count in Counter(lines).items():
+            most[line] = max(most[line], count)
+    assert Counter(e.message for e in kept) == most
+    positions = [next(i for i, m in enumerate(merged) if m is e) for e in kept]
+    assert positions == sorted(positions)  # in merged order
+    in_cloudwatch = Counter(e.message for e in cloud)
+    assert Counter(e.message for e in kept if e.spilled) == most - in_cloudwatch  # CloudWatch copies first
+    assert Counter(e.message for e in drop_duplicates(merged, "off")) == Counter(e.message for e in merged)
 
 
 class FakeLogs:
