@@ -119,7 +119,8 @@ def read_stream(
     ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks). Given as a
     URL or path, as in the handler's setting, the handler's last resort is searched too: the default local
     spill directories (where lines go when the target itself fails: the cache one and the temp one), those that
-    exist on this machine.
+    exist on this machine. ``None`` (the default), like a handler without ``spill_to``, searches those default
+    directories; sinks, or an empty list, name exactly where to look.
     ``stream`` may be the name as the handler was given it: it is made the name written to (``:`` and ``*``
     replaced, a name over 512 characters shortened with a hash), as the handler does.
     A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
@@ -127,7 +128,7 @@ def read_stream(
     is given: then it is called and the rest of the log is still returned.
     """
     stream = sanitize(stream)  # the name the handler wrote to (':' and '*' replaced, a long name shortened)
-    sources = [] if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
+    sources = default_readers() if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
     spilled = spilled_events(sources, group, stream, start_time, end_time, on_error=on_spill_error)
     if include_cloudwatch:
         if logs_client is None:
@@ -289,11 +290,19 @@ def spill_readers(
     )
     readers = _readers_of(items, s3_client)
     if any(isinstance(item, (str, os.PathLike)) for item in items):
-        listed = {Path(r.directory).resolve() for r in readers if isinstance(r, _LocalReader)}
-        for fallback in default_spill_directories():
-            if fallback.is_dir() and fallback.resolve() not in listed:
-                readers.append(_LocalReader(fallback))
-                listed.add(fallback.resolve())
+        readers += default_readers(readers)
+    return readers
+
+
+def default_readers(listed: Sequence[SpillReader] = ()) -> list[SpillReader]:
+    """Readers for the default local spill directories that exist (the handler's last resort, and where a handler
+    without ``spill_to`` spills), but those ``listed`` already reads."""
+    seen = {Path(r.directory).resolve() for r in listed if isinstance(r, _LocalReader)}
+    readers: list[SpillReader] = []
+    for fallback in default_spill_directories():
+        if fallback.is_dir() and fallback.resolve() not in seen:
+            readers.append(_LocalReader(fallback))
+            seen.add(fallback.resolve())
     return readers
 
 

@@ -352,7 +352,7 @@ class Run:
         checks = []
         for plan in self.config.plans():
             checks.append(check_stream(plan.task_id, self.group, plan.stream, expected_messages(plan, formatter),
-                                       logs_client=logs, spill_to=spill_locations or None, s3_client=s3))
+                                       logs_client=logs, spill_to=spill_locations, s3_client=s3))
         return checks
 
 

@@ -325,3 +325,44 @@ def test_a_batch_an_ambiguous_retry_stored_twice_reads_back_once(aws: LocalAWS, 
     assert stats.ambiguous_failures == 1 and not stats.spilled, stats
     assert aws.messages(GROUP, "retried") == ["the stream exists", *TABLE, *TABLE]
     assert [e.message for e in read_stream(GROUP, "retried", spill_to=tmp_path)] == ["the stream exists", *TABLE]
+
+
+def test_without_spill_to_the_reader_finds_what_a_handler_without_it_spilled(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler without spill_to spills to the default local directory: read_stream without spill_to searches it,
+    as `mwaa-logging read` and the Airflow reader do, and naming that directory does not read it twice."""
+    import io
+
+    from mwaa_logging.airflow.reading import read_events
+    from mwaa_logging.cli import build_parser
+    from mwaa_logging.readback import run
+    from mwaa_logging.spill.local import default_spill_directory
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a default directory of this test's own
+    (tmp_path / "cache").mkdir()
+    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name="default-spill", endpoint_url=aws.url,
+                                   close_timeout=1)
+    logger = logging.getLogger("reader-test.default-spill")
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.level = False, logging.INFO
+    try:
+        logger.info("ok")
+        assert handler.flush(10)
+        aws.faults.inject("unavailable")
+        for i in range(3):
+            logger.info("spilled %d", i)
+    finally:
+        handler.close(1)
+    assert handler.stats().spilled == {"close_deadline": 3}, handler.stats()
+    assert aws.messages(GROUP, "default-spill") == ["ok"]
+    everything = ["ok", "spilled 0", "spilled 1", "spilled 2"]
+
+    assert [e.message for e in read_stream(GROUP, "default-spill")] == everything
+    assert [e.message for e in read_stream(GROUP, "default-spill", spill_to=default_spill_directory())] == everything
+    assert [e.message for e in read_stream(GROUP, "default-spill", spill_to=[])] == ["ok"]  # nothing searched
+    out = io.StringIO()
+    assert run(build_parser("read").parse_args(["read", GROUP, "default-spill"]), out, io.StringIO()) == 0
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == everything
+    client = make_logs_client(endpoint_url=aws.url)
+    assert [e.message for e in read_events(client, GROUP, "default-spill")] == everything
