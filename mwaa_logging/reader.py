@@ -17,7 +17,8 @@ Then, in this order:
    event's spill object; so a line logged twice in one millisecond (an ASCII table's border) is kept
    twice when both copies went in one call or one spill object. CloudWatch's copies are kept first, then
    spilled ones, each the earliest in merged order, and what is kept stays in merged order. The cost:
-   identical lines of one millisecond sent in different calls (or spilled in different objects) show once.
+   identical lines of one millisecond sent in different calls (or spilled in different objects) show once;
+   two spill objects holding the same lines, replayed together (one PutLogEvents call), show twice.
    ``dedupe="across_sources"`` only drops spilled copies of lines CloudWatch holds (a line is kept
    as many times as the source that has it most often); ``dedupe="off"`` keeps every copy (the parts of
    a split message are put together once).
