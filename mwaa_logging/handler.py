@@ -47,6 +47,8 @@ from mwaa_logging.streamnames import (
 SKIPPED_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "mwaa_logging", "redis")
 _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 _LOG_RECORD = logging.LogRecord
+#: watchtower's default log group name (its module's ``__name__``).
+DEFAULT_LOG_GROUP_NAME = "watchtower"
 
 
 #: Stream name templates kept compiled, for all handlers (a triggerer's handler alternates between many streams).
@@ -263,7 +265,7 @@ class CloudWatchLogHandler(logging.Handler):
 
     def __init__(
         self,
-        log_group_name: str = "watchtower",
+        log_group_name: str = DEFAULT_LOG_GROUP_NAME,
         log_stream_name: str = DEFAULT_LOG_STREAM_NAME,
         use_queues: bool = True,
         send_interval: Any = None,
@@ -285,10 +287,15 @@ class CloudWatchLogHandler(logging.Handler):
         # Everything that can fail is checked before logging.Handler.__init__ registers the handler,
         # so a bad setting never leaves a half-built handler for logging.shutdown() to trip over.
         handler_kwargs = {k: kwargs.pop(k) for k in ("level",) if k in kwargs}
+        # as watchtower 3.4: a deprecated name given with a new name that is not its default is refused
         if log_group is not None:
+            if log_group_name != DEFAULT_LOG_GROUP_NAME:
+                raise WatchtowerError("Both log_group_name and deprecated log_group parameter specified")
             warnings.warn("Please use log_group_name instead of log_group", DeprecationWarning, stacklevel=2)
             log_group_name = log_group
         if stream_name is not None:
+            if log_stream_name != DEFAULT_LOG_STREAM_NAME:
+                raise WatchtowerError("Both log_stream_name and deprecated stream_name parameter specified")
             warnings.warn("Please use log_stream_name instead of stream_name", DeprecationWarning, stacklevel=2)
             log_stream_name = stream_name
         if boto3_client is not None and boto3_profile_name is not None:

@@ -194,3 +194,26 @@ def test_record_message_is_set_as_watchtower_sets_it(fmt: str | None) -> None:
             assert record.message == expected.message
     finally:
         handler.close(timeout=0)
+
+
+@pytest.mark.parametrize(("new", "old"), [("log_group_name", "log_group"), ("log_stream_name", "stream_name")])
+def test_a_deprecated_name_with_its_new_name_is_refused_as_watchtower_refuses_it(new: str, old: str) -> None:
+    """watchtower 3.4 raises WatchtowerError when both are given; the deprecated one was used silently."""
+    arguments = {new: "explicit", old: "old"}
+    with pytest.raises(watchtower.WatchtowerError) as theirs:
+        watchtower.CloudWatchLogHandler(**arguments)  # raises before it builds a client
+    with pytest.raises(mwaa_logging.WatchtowerError) as ours:
+        mwaa_logging.CloudWatchLogHandler(endpoint_url="http://127.0.0.1:9", **arguments)
+    assert str(ours.value) == str(theirs.value) == f"Both {new} and deprecated {old} parameter specified"
+
+
+def test_a_deprecated_name_alone_or_with_the_default_new_name_is_used_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning) as warned:
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="watchtower", log_group="old",
+                                                    stream_name="s", endpoint_url="http://127.0.0.1:9")
+    assert [str(w.message) for w in warned] == ["Please use log_group_name instead of log_group",
+                                                "Please use log_stream_name instead of stream_name"]
+    try:
+        assert (handler.log_group_name, handler.log_stream_name) == ("old", "s")
+    finally:
+        handler.close(timeout=0)
