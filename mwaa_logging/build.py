@@ -46,9 +46,7 @@ def build_channel(
     budgets: Budgets | None = None,
 ) -> Channel:
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
-    if isinstance(log_group_retention_days, str) and log_group_retention_days.strip().isascii() \
-            and log_group_retention_days.strip().isdigit():
-        log_group_retention_days = int(log_group_retention_days)  # a config file's "7"
+    log_group_retention_days = retention_days(log_group_retention_days)
     check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
     if boto3_client is not None:
         _say_unused_client_settings(settings, boto3_client)
@@ -115,6 +113,34 @@ RETENTION_DAYS = frozenset({1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
                             2922, 3288, 3653})
 
 
+def retention_days(value: Any) -> Any:
+    """``log_group_retention_days`` as the int CloudWatch takes: a whole number given as a float (``7.0``) or as
+    text (a config file's ``"7"`` or ``"7.0"``) is that int; 0 is None (no policy), as watchtower skips a falsy
+    value. Another float or number text is refused, naming the setting; anything else is left to
+    :func:`check_watchtower_arguments`."""
+    given = value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii():
+            return given
+        try:
+            value = int(text) if text.isdigit() else float(text)
+        except ValueError:
+            return given
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise SettingsError(f"invalid setting log_group_retention_days={given!r}: expected a whole number of "
+                                f"days, one of CloudWatch's retention periods ({_retention_periods()})")
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return None
+    return value
+
+
+def _retention_periods() -> str:
+    return f"{', '.join(map(str, sorted(RETENTION_DAYS)))} days"
+
+
 def check_watchtower_arguments(boto3_client: Any, log_group_tags: Any, log_group_retention_days: Any) -> None:
     """Refuse, naming the argument, what CloudWatch or we would only refuse later, in the sender."""
     if boto3_client is not None and not callable(getattr(boto3_client, "put_log_events", None)):
@@ -126,9 +152,11 @@ def check_watchtower_arguments(boto3_client: Any, log_group_tags: Any, log_group
         raise SettingsError(f"invalid setting log_group_tags={log_group_tags!r}: expected a mapping of at most 50 "
                             "tags, str keys of 1-128 characters to str values of at most 256")
     if log_group_retention_days is not None and (
-            isinstance(log_group_retention_days, bool) or log_group_retention_days not in RETENTION_DAYS):
+            not isinstance(log_group_retention_days, int) or isinstance(log_group_retention_days, bool)
+            or log_group_retention_days not in RETENTION_DAYS):
+        # (an int: 7.0 == 7 is in RETENTION_DAYS, and failed in the sender with a ParamValidationError)
         raise SettingsError(f"invalid setting log_group_retention_days={log_group_retention_days!r}: expected one "
-                            f"of CloudWatch's retention periods ({', '.join(map(str, sorted(RETENTION_DAYS)))} days)")
+                            f"of CloudWatch's retention periods ({_retention_periods()})")
 
 
 #: Settings that configure the CloudWatch Logs client we build, and so do nothing when the caller passes one.

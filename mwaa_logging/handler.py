@@ -332,7 +332,7 @@ class CloudWatchLogHandler(logging.Handler):
         self.max_message_size = self.settings.max_message_size
         self.create_log_group = create_log_group
         self.create_log_stream = create_log_stream
-        self.log_group_retention_days = log_group_retention_days
+        self.log_group_retention_days = self._channel.destination.log_group_retention_days  # 7 for 7.0 or "7"
         self.json_serialize_default = json_serialize_default
         self.shutting_down = False
         self._warned_after_close = False

@@ -103,6 +103,10 @@ def test_bad_arguments_fail_at_construction_with_the_setting_named() -> None:
     ({"use_queues": "maybe"}, "use_queues='maybe': expected True or False"),
     ({"create_log_stream": None}, "create_log_stream=None: expected True or False"),
     ({"log_group_retention_days": "8"}, "log_group_retention_days=8: expected one of CloudWatch's retention periods"),
+    ({"log_group_retention_days": 7.5}, "log_group_retention_days=7.5: expected a whole number of days"),
+    ({"log_group_retention_days": "7.5"}, "log_group_retention_days='7.5': expected a whole number of days"),
+    ({"log_group_retention_days": 8.0}, "log_group_retention_days=8: expected one of CloudWatch's retention periods"),
+    ({"log_group_retention_days": "seven"}, "log_group_retention_days='seven': expected one of CloudWatch's"),
     ({"endpoint_url": "http://127.0.0.1:99999"}, "endpoint_url='http://127.0.0.1:99999': expected an http:// or "
                                                  "https:// URL (its port is not a number from 0 to 65535)"),
     ({"spill_to": "/dev/null"}, "spill_to='/dev/null': '/dev/null' is not a directory"),
@@ -216,4 +220,26 @@ def test_a_deprecated_name_alone_or_with_the_default_new_name_is_used_with_a_war
     try:
         assert (handler.log_group_name, handler.log_stream_name) == ("old", "s")
     finally:
+        handler.close(timeout=0)
+
+
+@pytest.mark.parametrize(("given", "days"), [(7.0, 7), ("7.0", 7), (" 14 ", 14), (0, None), (0.0, None), ("0", None)])
+def test_a_whole_number_of_retention_days_is_taken_as_that_int(given: object, days: int | None,
+                                                                local_aws: LocalAWS) -> None:
+    """7.0 passed the construction check (7.0 == 7) and failed every PutRetentionPolicy in the sender with a
+    ParamValidationError; 0 is no policy, as watchtower sets none for a falsy value."""
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="whole-days", log_stream_name="s", boto3_client=client,
+                                                log_group_retention_days=given, send_interval=0.1)
+    logger = logging.getLogger("whole-days")
+    logger.addHandler(handler)
+    try:
+        assert handler.log_group_retention_days == days and type(handler.log_group_retention_days) is type(days)
+        logger.warning("kept for a week")
+        assert handler.flush(10)
+        group = client.describe_log_groups(logGroupNamePrefix="whole-days")["logGroups"][0]
+        assert group.get("retentionInDays") == days
+        assert handler.stats().delivered == 1
+    finally:
+        logger.removeHandler(handler)
         handler.close(timeout=0)
