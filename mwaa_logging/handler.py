@@ -77,16 +77,20 @@ def _remember_skipped(name: str) -> bool:
 
 
 def _compile_name(template: str) -> _CompiledName:
+    # rendered once from a probe record, whatever the template depends on: a format spec its value cannot take
+    # (``{logger_name:d}``, ``{thread_name:%Y}``) is refused here, not met by every record (each went to the
+    # handler's fallback stream with a note)
+    probe = logging.LogRecord("probe", 0, "", 0, "", None, None)
     try:
         namer: StreamNamer = compile_stream_name(template)
-    except (ValueError, TypeError, AttributeError) as exc:
+        probe_stream = namer(probe)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
         raise SettingsError(f"invalid setting log_stream_name={template!r}: {exc}") from exc
     # a name that depends only on the process is computed once per pid, not per record
     static_pid: int | None = -1
     static_stream = ""
     if is_static(template):
-        probe = logging.LogRecord("", 0, "", 0, "", None, None)
-        static_pid, static_stream = probe.process, namer(probe)
+        static_pid, static_stream = probe.process, probe_stream
     if len(_compiled_names) >= MAX_COMPILED_NAMES:
         _compiled_names.clear()
     compiled = _compiled_names[template] = _CompiledName(namer, static_pid, static_stream, os.getpid())

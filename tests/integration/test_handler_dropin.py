@@ -243,3 +243,20 @@ def test_a_whole_number_of_retention_days_is_taken_as_that_int(given: object, da
     finally:
         logger.removeHandler(handler)
         handler.close(timeout=0)
+
+
+@pytest.mark.parametrize("template", ["{logger_name:d}", "{thread_name:%Y}", "{process_id:%Y}",
+                                      "{strftime:%Y}/{logger_name!x}", "{machine_name}/{logger_name:>{width}}"])
+def test_a_stream_template_no_record_can_render_is_refused_at_construction(template: str) -> None:
+    """It was accepted, and every record then went to the handler's fallback stream with a note."""
+    with pytest.raises(mwaa_logging.SettingsError, match=r"invalid setting log_stream_name="):
+        mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name=template,
+                                          endpoint_url="http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("template", ["{strftime:%Y-%m-%d}/{logger_name}", "{process_id}", "{strftime:%H:%M}",
+                                      "{machine_name:.5}/{thread_name:>10}/{process_id:08d}", "plain"])
+def test_stream_templates_records_can_render_are_taken(template: str) -> None:
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name=template,
+                                                endpoint_url="http://127.0.0.1:9")
+    handler.close(timeout=0)
