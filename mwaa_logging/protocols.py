@@ -30,6 +30,10 @@ class Transport(Protocol):
 
     def put_retention_policy(self, group: str, days: int) -> CallResult: ...
 
+    def tag_log_group(self, group: str, tags: Mapping[str, str]) -> CallResult:
+        """Add ``tags`` to an existing group (TagResource, as watchtower does): NO_RESOURCE if it does not exist."""
+        ...
+
 
 @runtime_checkable
 class SpillSink(Protocol):

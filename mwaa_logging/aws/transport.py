@@ -235,6 +235,21 @@ class BotocoreTransport:
             return _error_result(error, 0)[0]
         return CallResult(Outcome.OK)
 
+    def tag_log_group(self, group: str, tags: Mapping[str, str]) -> CallResult:
+        """TagResource on the group's ARN, as watchtower 3.4 does for every group, existing or not. The ARN is read
+        with DescribeLogGroups (from the same client and endpoint; watchtower asks STS for the account, from the
+        default session): the group named is the first of those its name prefixes."""
+        try:
+            found = self._client.describe_log_groups(logGroupNamePrefix=group, limit=1).get("logGroups", [])
+            if not found or found[0].get("logGroupName") != group:
+                return CallResult(Outcome.NO_RESOURCE, error_code="ResourceNotFoundException",
+                                  message=f"log group {group} does not exist")
+            arn = found[0].get("logGroupArn") or str(found[0].get("arn", "")).removesuffix(":*")
+            self._client.tag_resource(resourceArn=arn, tags=dict(tags))
+        except (ClientError, BotoCoreError) as error:
+            return _error_result(error, 0)[0]
+        return CallResult(Outcome.OK)
+
     def _wants_gzip(self) -> bool:
         if self._compression == "none":
             return False

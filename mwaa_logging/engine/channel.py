@@ -72,6 +72,22 @@ DEADLINE_SPILL_WAIT = 1.0
 _timestamp_of = itemgetter(TIMESTAMP)
 
 
+@dataclass
+class GroupSettingsOwed:
+    """What watchtower applies to the group whether or not it creates it, not yet applied by a channel:
+    ``"retention"`` (``log_group_retention_days``), ``"tags"`` (``log_group_tags``); and its failed calls so far
+    (see ``delivery.settle_group``)."""
+
+    settings: list[str]
+    failures: int = 0
+
+
+#: Channels that owe their group a setting (see :class:`GroupSettingsOwed`): the sender applies it before the
+#: channel's next put, or creating the group does. Not a channel attribute (emit() reads a channel's attributes
+#: inline only while it has at most 30); kept across a fork (calls made are not made again).
+group_settings_owed: weakref.WeakKeyDictionary[Channel, GroupSettingsOwed] = weakref.WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where a channel's streams go and what may be created there."""
@@ -197,6 +213,10 @@ class Channel:
         #: sender is busy.
         self.inbox_alarm = max(INBOX_ALARM_MIN, settings.max_buffer_bytes // INBOX_ALARM_BYTES_PER_EVENT)
         self.inbox_alarm_bytes = settings.max_buffer_bytes // INBOX_ALARM_SHARE
+        owed = [name for name, value in (("retention", destination.log_group_retention_days),
+                                         ("tags", destination.log_group_tags)) if value]
+        if owed:
+            group_settings_owed[self] = GroupSettingsOwed(owed)
         self._init_state()
 
     def _init_state(self) -> None:

@@ -25,6 +25,7 @@ from mwaa_logging.engine.channel import (
     Held,
     InFlight,
     StreamBuffer,
+    group_settings_owed,
     settle_watchers,
 )
 from mwaa_logging.engine.diagnostics import report
@@ -122,6 +123,8 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             if not _create_owed(channel, buffer, ctx):
                 pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
                 continue
+        if group_settings_owed and channel in group_settings_owed:  # an existing group gets them all the same
+            settle_group(channel, ctx)
         # the time now, after the creates and expiry spills above (network and disk): a host budget takes a reading
         # more than a second older than another process's for another clock, and starts over with a full bucket
         now = ctx.clock()
@@ -742,6 +745,7 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: C
         if created is not True:
             buffer.missing = "group" if created is False else None
             return created
+        _settled_group(channel, "tags")  # (given to CreateLogGroup)
         stage = "retention" if destination.log_group_retention_days else "stream"
     if stage == "retention":  # before the stream: a retention never set would keep the group's logs for good
         days = destination.log_group_retention_days or 0
@@ -749,6 +753,7 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: C
                    lambda: transport.put_retention_policy(destination.group, days), buffer) is False:
             buffer.missing = "retention"
             return False  # (refused for good: said, and the stream is made all the same)
+        _settled_group(channel, "retention")
     if not destination.create_log_stream:
         report(f"a log stream of {destination.group} does not exist and create_log_stream is false: its events are "
                f"spilled to {channel.spill.description}")
@@ -767,6 +772,64 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: C
     if created is False:
         buffer.missing = "stream"
     return created
+
+
+#: A retention policy or tags call for a group that exists is made at most this many times (each failure said).
+GROUP_SETTING_TRIES = 3
+
+
+def settle_group(channel: Channel, ctx: Context) -> None:
+    """Apply the ``log_group_retention_days`` and ``log_group_tags`` the channel owes (see
+    :class:`GroupSettingsOwed`) to its group, as watchtower 3.4 does in its constructor for a group that exists
+    too; the sender calls this before a put while some are owed, never the constructor.
+
+    PutRetentionPolicy, and TagResource (see ``BotocoreTransport.tag_log_group``), under the CreateLogGroup budget.
+    The put never waits for them: without a token now, they are tried before a later put. A group that does not
+    exist (yet) is left to the create path, which applies both when it creates it. A throttled or failed call is
+    tried again before a later put, :data:`GROUP_SETTING_TRIES` calls in all; refused (access denied, an invalid
+    value), it is not. Every failure is said, as a failed create is."""
+    owed = group_settings_owed.get(channel)
+    if owed is None:
+        return
+    destination = channel.destination
+    transport = channel.transport()
+    budget = channel.budgets.create_group
+    for setting in list(owed.settings):
+        if budget.acquire(ctx.clock()) > 0:
+            return
+        if setting == "retention":
+            what = f"PutRetentionPolicy {destination.group}"
+            answer = transport.put_retention_policy(destination.group, destination.log_group_retention_days or 0)
+        else:
+            what = f"TagResource {destination.group}"
+            answer = transport.tag_log_group(destination.group, destination.log_group_tags or {})
+        with channel.lock:
+            channel.counters.create_calls += 1
+        outcome = answer.outcome
+        if outcome is Outcome.OK:
+            budget.on_success(ctx.clock())
+        elif outcome is Outcome.NO_RESOURCE:  # the put's ResourceNotFound leads to the create, which applies it
+            if not destination.create_log_group:
+                report(f"{what} failed: {answer.error_code} {answer.message}")
+        else:
+            if outcome is Outcome.THROTTLED:
+                budget.on_throttled(ctx.clock())
+            owed.failures += 1
+            final = outcome in (Outcome.AUTH, Outcome.INVALID) or owed.failures >= GROUP_SETTING_TRIES
+            report(f"{what} failed: {answer.error_code} {answer.message}"
+                   + ("" if final else "; tried again before a later PutLogEvents"))
+            if not final:
+                continue
+        _settled_group(channel, setting)
+
+
+def _settled_group(channel: Channel, setting: str) -> None:
+    """``setting`` (``"retention"``, ``"tags"``) is no longer owed to the channel's group."""
+    owed = group_settings_owed.get(channel)
+    if owed is not None and setting in owed.settings:
+        owed.settings = [name for name in owed.settings if name != setting]
+        if not owed.settings:
+            group_settings_owed.pop(channel, None)
 
 
 #: Per create budget, the engine time of the last turn given to a stream waiting for one of its tokens.

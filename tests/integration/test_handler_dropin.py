@@ -260,3 +260,58 @@ def test_stream_templates_records_can_render_are_taken(template: str) -> None:
     handler = mwaa_logging.CloudWatchLogHandler(log_group_name="g", log_stream_name=template,
                                                 endpoint_url="http://127.0.0.1:9")
     handler.close(timeout=0)
+
+
+def _log_one(handler: mwaa_logging.CloudWatchLogHandler, name: str, line: str) -> None:
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        logger.warning(line)
+        assert handler.flush(10)
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_an_existing_group_gets_the_retention_and_tags_as_with_watchtower(local_aws: LocalAWS) -> None:
+    """watchtower 3.4 calls PutRetentionPolicy and TagResource in its constructor for a group that exists too; they
+    were only applied when we created the group (retention None here). The sender applies them before its first
+    put, the constructor still makes no call."""
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    client.create_log_group(logGroupName="existing")
+    client.tag_log_group(logGroupName="existing", tags={"owner": "ops"})
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="existing", log_stream_name="s", boto3_client=client, log_group_retention_days=14,
+        log_group_tags={"team": "a"}, send_interval=0.1)
+    try:
+        assert local_aws.stats().calls.get("PutRetentionPolicy") is None
+        _log_one(handler, "existing-group", "hello")
+        group = client.describe_log_groups(logGroupNamePrefix="existing")["logGroups"][0]
+        assert group.get("retentionInDays") == 14
+        assert client.list_tags_log_group(logGroupName="existing")["tags"] == {"owner": "ops", "team": "a"}
+        calls = local_aws.stats().calls
+        _log_one(handler, "existing-group", "again")  # once per handler
+        assert local_aws.stats().calls.get("PutRetentionPolicy") == calls.get("PutRetentionPolicy") == 1
+        assert local_aws.stats().calls.get("TagResource") == calls.get("TagResource") == 1
+        assert local_aws.messages("existing", "s") == ["hello", "again"]
+    finally:
+        handler.close(timeout=0)
+
+
+def test_a_refused_retention_policy_loses_no_line_and_is_said_once(local_aws: LocalAWS,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    client.create_log_group(logGroupName="no-policy-rights")
+    local_aws.faults.inject("denied", api="PutRetentionPolicy")
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="no-policy-rights", log_stream_name="s", boto3_client=client, log_group_retention_days=7,
+        send_interval=0.1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+            for line in ("one", "two", "three"):
+                _log_one(handler, "no-policy-rights", line)
+        assert local_aws.messages("no-policy-rights", "s") == ["one", "two", "three"]
+        said = [r.getMessage() for r in caplog.records if "PutRetentionPolicy" in r.getMessage()]
+        assert len(said) == 1 and "AccessDenied" in said[0], said
+        assert local_aws.stats().calls.get("PutRetentionPolicy") == 1  # refused for good: not asked again
+    finally:
+        handler.close(timeout=0)

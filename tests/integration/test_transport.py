@@ -279,6 +279,17 @@ def test_retention_policy(moto_url: str) -> None:
     assert groups[0]["retentionInDays"] == 7
 
 
+def test_tagging_an_existing_group(moto_url: str) -> None:
+    """TagResource on the ARN DescribeLogGroups gives, not on a longer name the group's name prefixes."""
+    transport = transport_for(moto_url)
+    transport.create_log_group("tagged-longer")
+    assert transport.tag_log_group("tagged", {"team": "a"}).outcome is Outcome.NO_RESOURCE
+    transport.create_log_group("tagged", {"kept": "yes"})
+    assert transport.tag_log_group("tagged", {"team": "a"}).outcome is Outcome.OK
+    assert transport.client.list_tags_log_group(logGroupName="tagged")["tags"] == {"kept": "yes", "team": "a"}
+    assert transport.client.list_tags_log_group(logGroupName="tagged-longer")["tags"] == {}
+
+
 def test_concurrent_puts_on_one_client_keep_their_own_bodies(moto_url: str) -> None:
     transport = transport_for(moto_url, "gzip")
     streams = [f"s{n}" for n in range(8)]

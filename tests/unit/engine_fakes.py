@@ -81,6 +81,10 @@ class ScriptedTransport:
         self.calls.append(Call("retention", group))
         return OK
 
+    def tag_log_group(self, group: str, tags: Mapping[str, str]) -> CallResult:
+        self.calls.append(Call("tags", group))
+        return OK
+
     @property
     def puts(self) -> list[Call]:
         return [c for c in self.calls if c.op == "put"]
