@@ -141,3 +141,11 @@ def test_name_shortening_and_split_sizes_are_as_the_readme_says() -> None:
     assert "A message over 1,048,550 UTF-8 bytes" in text and MAX_EVENT_MESSAGE_BYTES == 1_048_550
     assert "every 64th record" in text and CHECK_SENDER_MASK + 1 == 64
     assert "(up to 20 s after repeated throttles)" in text and Backoff().cap == 20
+
+
+def test_the_empty_message_difference_is_listed_with_the_text_sent() -> None:
+    """watchtower drops a record whose message is empty; we send a placeholder: a difference README must list."""
+    from mwaa_logging.engine.channel import EMPTY_MESSAGE
+
+    differences = _section("- Differences that only remove loss:", "- `handler.cwl_client`")
+    assert "watchtower drops" in differences and f"`{EMPTY_MESSAGE}`" in differences
