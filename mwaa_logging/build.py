@@ -6,6 +6,7 @@ The only place that chooses concrete transports, spill targets and budgets.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 from mwaa_logging.aws.clients import forget_pooled_connections, make_logs_client
 from mwaa_logging.aws.transport import BotocoreTransport
+from mwaa_logging.budgets.urls import redact
 from mwaa_logging.engine.channel import Budgets, Channel, Destination
 from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.engine import Engine, get_engine
@@ -201,6 +203,18 @@ def _check_spill_directory(spill_to: str) -> None:
                 return
     except OSError:  # cannot be looked at from here (permissions, a long name): the first spill will tell
         return
+
+
+def check_buildable(settings: Settings) -> None:
+    """Refuse, naming the setting, what building a handler from ``settings`` would refuse, without building one: a
+    local ``spill_to`` that can never be a directory, a Redis ``rate_limit_scope`` without redis-py. For integrations
+    that build their handlers later (Airflow 2 at each task's ``set_context``): checked where they are configured,
+    every task failed with the setting's error instead."""
+    if settings.spill_to is not None and not is_s3_url(settings.spill_to):
+        _check_spill_directory(settings.spill_to)
+    if settings.rate_limit_scope not in ("process", "host") and importlib.util.find_spec("redis") is None:
+        raise SettingsError(f"invalid setting rate_limit_scope={redact(settings.rate_limit_scope)!r}: a Redis scope "
+                            "needs redis-py, which is not installed (pip install 'mwaa-logging[redis]')")
 
 
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:

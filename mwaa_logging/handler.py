@@ -531,10 +531,13 @@ class CloudWatchLogHandler(logging.Handler):
             _check_sender(channel)  # as Channel.append does, but never raising: the record is queued
         _serve_after_close(channel)
 
+    #: Whether a record after close() warns (``WatchtowerWarning``), as watchtower's does.
+    warns_after_close = True
+
     def _after_close(self) -> None:
         """A record arrives after close(): warn (once, at the line that logged it), count it; a later close() flushes
         again."""
-        if not self._warned_after_close:
+        if not self._warned_after_close and self.warns_after_close:
             self._warned_after_close = True
             warnings.warn("Received message after logging system shutdown; it is delivered anyway",
                           WatchtowerWarning, stacklevel=_stacklevel_of_caller())

@@ -31,6 +31,7 @@ from mwaa_logging.airflow.messages import (
 )
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
+from mwaa_logging.build import check_buildable
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.reader import ReadEvent
 from mwaa_logging.settings import Settings
@@ -101,6 +102,7 @@ class CloudWatchRemoteLogIO:
         self.target = LogGroupTarget.from_arn(log_group_arn)
         self.conn_id = conn_id
         self.settings = Settings.resolve(settings)  # validate now: a typo fails at startup, not per line
+        check_buildable(self.settings)
         self._overrides = {k: v for k, v in (settings or {}).items() if v is not None}
         self.json_default: JsonDefault = json_default or json_serialize_legacy
         self._open_stream = open_stream

@@ -27,6 +27,7 @@ from mwaa_logging.airflow.clients import UNSETTLED_READ_CLIENT_SECONDS, read_cli
 from mwaa_logging.airflow.naming import LogGroupTarget, stream_name_for
 from mwaa_logging.airflow.reading import is_missing_stream, read_events
 from mwaa_logging.airflow.wal import WAL_DIRECTORY, WriteAheadLog, queue_dead_logs, remove, wal_key, write_ahead
+from mwaa_logging.build import check_buildable
 from mwaa_logging.handler import (
     _LOGGING_SHUTDOWN_CODE,
     CloudWatchLogHandler,
@@ -64,6 +65,7 @@ class CloudwatchTaskHandler(FileTaskHandler):  # type: ignore[misc]
         # AttributeError: ... no attribute 'closed'" after the setting's own error).
         target = LogGroupTarget.from_arn(log_group_arn)
         resolved = Settings.resolve(settings)
+        check_buildable(resolved)  # (the inner handlers are built at each task's set_context)
         rotation = {"max_bytes": max_bytes, "backup_count": backup_count, "delay": delay}
         super().__init__(base_log_folder=base_log_folder,  # Airflow before 2.10 has no rotation keywords
                          **{k: v for k, v in rotation.items() if k in _FILE_HANDLER_PARAMETERS})
@@ -234,7 +236,12 @@ class _StreamHandler(CloudWatchLogHandler):
     """The inner handler of a task try's stream. A close that comes before an earlier close's deadline shares that
     deadline (after it, a close gets its own close_timeout: with none left, pending lines were spilled unsent):
     logging.shutdown() closes it (it is a registered handler), a record logged by another thread after that reopens
-    it, and the task handler's close() then closed it again with a full close_timeout of its own."""
+    it, and the task handler's close() then closed it again with a full close_timeout of its own.
+
+    A record after close() does not warn: Airflow's own threads log after its supervisor closed the handler (a
+    metrics thread's "Process not found"), and Airflow shows warnings in the task's log."""
+
+    warns_after_close = False
 
     def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
         pid, now = os.getpid(), time.monotonic()
@@ -265,7 +272,10 @@ def _wal_modes() -> dict[str, int]:
 
 
 def _zulu(timestamp_ms: int) -> str:
-    return datetime.fromtimestamp(timestamp_ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The event's time for the UI's line, to the millisecond: Airflow 2 sorts the lines it shows by it and drops a
+    line equal to the one before (to the second, a line logged five times within one second showed once)."""
+    moment = datetime.fromtimestamp(timestamp_ms // 1000, tz=timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{timestamp_ms % 1000:03d}Z"
 
 
 def _remote_log_conn_id() -> str | None:

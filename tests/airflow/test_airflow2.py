@@ -115,16 +115,65 @@ def test_airflow2_watchtower_shim_puts_the_stock_provider_handler_on_our_engine(
     assert not wal_files(airflow2)  # the raw task removed its write-ahead file (mwaa_logging.airflow.shim_wal)
 
 
-def test_airflow2_task_handler_with_a_bad_setting_says_only_what_is_wrong(airflow2: AirflowEnv) -> None:
+@pytest.mark.parametrize(("env", "error"), [
+    ({"AIRFLOW__LOGGING__REMOTE_TASK_HANDLER_KWARGS": '{"close_timeout": "ten"}'}, "close_timeout='ten'"),
+    # refused when each task built its stream (set_context): Airflow started, and every task failed before it ran
+    ({"MWAA_LOGGING_SPILL_TO": "/dev/null"}, "spill_to='/dev/null'"),
+])
+def test_airflow2_task_handler_with_a_bad_setting_says_only_what_is_wrong(airflow2: AirflowEnv, env: dict[str, str],
+                                                                          error: str) -> None:
     """A bad ``remote_task_handler_kwargs`` value fails Airflow's logging config with our SettingsError, and only
     that: FileTaskHandler.__init__ had registered the handler before the setting was resolved, and logging.shutdown()
     then closed the half-built handler ("Exception ignored in atexit callback ... no attribute 'closed'")."""
     out = subprocess.run(
         [str(airflow2.venv / "bin" / "python"), "-c", "import airflow"], cwd=airflow2.home, capture_output=True,
-        text=True, timeout=120,
-        env=airflow2.env({"AIRFLOW__LOGGING__REMOTE_TASK_HANDLER_KWARGS": '{"close_timeout": "ten"}'}),
+        text=True, timeout=120, env=airflow2.env(env),
     )
     output = out.stdout + out.stderr
     assert out.returncode != 0, output[-3000:]
-    assert "SettingsError: invalid setting close_timeout='ten'" in output, output[-3000:]
+    assert f"SettingsError: invalid setting {error}" in output, output[-3000:]
     assert "Exception ignored" not in output and "AttributeError" not in output, output[-3000:]
+
+
+INTERLEAVE_READ_LINES = """
+from airflow.utils.log.file_task_handler import _interleave_logs
+from mwaa_logging.airflow.task_handler import _zulu
+assert _zulu(1700000000005) == "2023-11-14T22:13:20.005Z", _zulu(1700000000005)
+lines = [f"[{_zulu(ms)}] same-line" for ms in (1700000000001, 1700000000002, 1700000000002, 1700000000999)]
+print(len(list(_interleave_logs("\\n".join(lines)))))
+"""
+
+
+def test_airflow2_ui_keeps_a_line_logged_again_within_the_second(airflow2: AirflowEnv) -> None:
+    """Airflow 2 sorts the lines the UI shows by their time and drops a line equal to the one before: rendered to
+    the second, a line logged five times within one second showed once (only a repeat within one millisecond
+    does now, as Airflow's own timestamps in the line would make it too)."""
+    out = subprocess.run([str(airflow2.venv / "bin" / "python"), "-c", INTERLEAVE_READ_LINES], cwd=airflow2.home,
+                         capture_output=True, text=True, timeout=120, env=airflow2.env({}))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "3"
+
+
+AFTER_CLOSE_WITHOUT_WARNING = """
+import logging, warnings
+from mwaa_logging.airflow.task_handler import _StreamHandler
+handler = _StreamHandler(log_group_name="after-close", log_stream_name="s")
+handler.close()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    handler.handle(logging.makeLogRecord({"msg": "after close", "levelno": 20, "levelname": "INFO"}))
+assert not caught, [str(w.message) for w in caught]
+assert handler.stats().emitted_after_close == 1
+print(handler.flush(20))
+"""
+
+
+def test_airflow2_a_record_after_the_inner_handler_closed_is_delivered_without_a_warning(
+        airflow2: AirflowEnv, airflow_aws: LocalAWS) -> None:
+    """Airflow's metrics thread logs after the supervisor closed the handler: the WatchtowerWarning about it landed
+    in the task's log (Airflow captures warnings there) during an outage."""
+    out = subprocess.run([str(airflow2.venv / "bin" / "python"), "-c", AFTER_CLOSE_WITHOUT_WARNING],
+                         cwd=airflow2.home, capture_output=True, text=True, timeout=120, env=airflow2.env({}))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "True"
+    assert airflow_aws.messages("after-close", "s") == ["after close"]

@@ -252,9 +252,13 @@ def test_a_failing_stream_never_breaks_the_task_logging(tmp_path: Path, capsys: 
     assert remote.errors == 1 and "boom" in capsys.readouterr().err
 
 
-def test_a_bad_setting_fails_at_startup(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="max_latency"):
-        CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, settings={"max_latency": -1})
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"max_latency": -1}, "max_latency"),
+    ({"spill_to": "/dev/null"}, "spill_to='/dev/null'"),  # refused when a stream was built, in every task
+])
+def test_a_bad_setting_fails_at_startup(tmp_path: Path, settings: dict[str, object], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        CloudWatchRemoteLogIO(base_log_folder=tmp_path, log_group_arn=ARN, settings=settings)
 
 
 def test_read_and_stream_return_every_event_as_airflow_lines(tmp_path: Path) -> None:

@@ -333,3 +333,23 @@ def test_open_stream_reads_text_flags_as_a_config_file_means_them() -> None:
     destination = stream._channel.destination
     assert (destination.create_log_group, destination.create_log_stream) == (False, False)
     stream.close(0)
+
+
+def test_what_only_building_a_handler_refused_is_checked_where_integrations_are_configured(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 2 builds its inner handlers at each task's set_context: a spill_to of /dev/null, or a Redis scope
+    without redis-py, passed startup and then failed every task before it ran."""
+    import importlib.util
+
+    from mwaa_logging.build import check_buildable
+
+    with pytest.raises(SettingsError, match="invalid setting spill_to='/dev/null'"):
+        check_buildable(Settings.resolve({"spill_to": "/dev/null"}, environ={}))
+    redis_scope = Settings.resolve({"rate_limit_scope": "redis://:s3cret@cache:6379/0"}, environ={})
+    check_buildable(redis_scope)  # redis-py is installed here
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real_find_spec(name))
+    with pytest.raises(SettingsError, match=r"invalid setting rate_limit_scope=.*needs redis-py") as refused:
+        check_buildable(redis_scope)
+    assert "s3cret" not in str(refused.value)
+    check_buildable(Settings.resolve({"rate_limit_scope": "host", "spill_to": "/tmp/x/y"}, environ={}))
