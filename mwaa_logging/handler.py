@@ -29,6 +29,7 @@ from mwaa_logging.engine.channel import (
     seq_counter,
 )
 from mwaa_logging.engine.diagnostics import report
+from mwaa_logging.engine.engine import BEHIND_CLOSE_WAIT, note_timed_out_wait, still_behind
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.events import counted_size
@@ -129,6 +130,7 @@ def _stacklevel_of_caller() -> int:
 
 
 _OWN_MODULES = frozenset({"logging", "mwaa_logging"})
+
 
 
 def _check_sender(channel: Channel) -> None:
@@ -455,6 +457,7 @@ class CloudWatchLogHandler(logging.Handler):
             if not channel.flush(self.settings.close_timeout):
                 # read without the lock (a signal handler may interrupt its holder): an estimate will do
                 self._behind = (os.getpid(), channel.flush_mark(), delivered)
+                note_timed_out_wait(channel, delivered)
         except Exception:
             pass
 
@@ -563,6 +566,8 @@ class CloudWatchLogHandler(logging.Handler):
             if timeout is None:
                 timeout = self.settings.close_timeout
             shared = _shutdown_deadlines.remaining(_logging_shutdown_frame(), self.settings.close_timeout)
+            if still_behind(self._channel):  # its wait timed out, nothing delivered since: spill soon, not wait again
+                timeout = min(timeout, BEHIND_CLOSE_WAIT)
             self._channel.close(min(timeout, shared))
         super().close()
 

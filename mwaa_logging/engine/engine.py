@@ -38,6 +38,26 @@ from mwaa_logging.retry import Random
 
 #: Longest the sender sleeps without a reason: a backstop against a missed wake-up.
 _MAX_IDLE = 1.0
+
+#: How long closing a channel, or the exit flush, waits for delivery when a wait for it timed out in this process and
+#: nothing was delivered since (see :func:`still_behind`), before spilling what is left.
+BEHIND_CLOSE_WAIT = 1.0
+#: Channels whose wait for delivery timed out (``use_queues=False``), with the process and the delivered count then.
+_timed_out_waits: weakref.WeakKeyDictionary[Channel, tuple[int, int]] = weakref.WeakKeyDictionary()
+
+
+def note_timed_out_wait(channel: Channel, delivered: int) -> None:
+    """A wait for ``channel``'s delivery timed out when it had delivered ``delivered`` events (see
+    :func:`still_behind`)."""
+    _timed_out_waits[channel] = (os.getpid(), delivered)
+
+
+def still_behind(channel: Channel) -> bool:
+    """Whether a wait for ``channel``'s delivery timed out in this process and nothing was delivered since: the
+    endpoint most likely still fails, and closing it waits :data:`BEHIND_CLOSE_WAIT`, not a full close_timeout again
+    (a DAG file processor, a new process for each file, took 2 x close_timeout a file while CloudWatch hung)."""
+    noted = _timed_out_waits.get(channel)
+    return noted is not None and noted[0] == os.getpid() and channel.counters.delivered <= noted[1]
 #: Longest a thread doing the sender's work (no sender thread can run) sleeps between passes.
 _INLINE_PAUSE = 0.05
 
@@ -310,7 +330,7 @@ class Engine:
         channels = self.channels()
         if not channels:
             return
-        timeout = max(c.settings.close_timeout for c in channels)
+        timeout = max(BEHIND_CLOSE_WAIT if still_behind(c) else c.settings.close_timeout for c in channels)
         if not self.flush_all(timeout):
             spill_by = time.monotonic() + DEADLINE_SPILL_WAIT  # one wait for S3, whatever the number of channels
             for channel in self.channels():

@@ -21,6 +21,7 @@ import pytest
 
 import mwaa_logging
 from mwaa_logging.testing.local_aws import LocalAWS
+from tests.integration.spill_reading import spilled_records
 
 Synced = tuple[logging.Logger, mwaa_logging.CloudWatchLogHandler]
 
@@ -205,3 +206,60 @@ def test_a_child_forked_after_an_outage_waits_for_its_own_records(local_aws: Loc
     os.waitpid(pid, 0)
     assert sorted(m for m in local_aws.messages("sync", "s") if m.startswith("child")) == [f"child {i}"
                                                                                             for i in range(5)]
+
+
+def test_close_after_a_timed_out_wait_spills_soon_instead_of_waiting_again(local_aws: LocalAWS,
+                                                                            spill_dir: Path) -> None:
+    """A DAG file processor's first record waited close_timeout while CloudWatch hung, and its exit waited a full
+    close_timeout again: each file took 2 x close_timeout to parse (each processor is a new process)."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="sync-close", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
+        close_timeout=6, read_timeout=30, spill_to=str(spill_dir))
+    logger = logging.getLogger("use-queues-false.close")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    local_aws.faults.inject("hang", api="PutLogEvents")
+    try:
+        started = time.monotonic()
+        logger.info("waits, then times out")
+        waited = time.monotonic() - started
+        logger.info("queued only")
+        started = time.monotonic()
+        handler.close()
+        closing = time.monotonic() - started
+    finally:
+        logger.handlers[:] = []
+        local_aws.faults.clear()
+    assert waited >= 5.5, waited
+    assert closing < 4, closing  # BEHIND_CLOSE_WAIT, then the local spill; not another 6 s
+    assert handler.stats().spilled_total == 2 and handler.stats().pending == 0
+
+
+def test_a_process_exiting_after_a_timed_out_wait_spills_soon_instead_of_waiting_again(local_aws: LocalAWS,
+                                                                                       spill_dir: Path) -> None:
+    """The exit flush (a multiprocessing child's too, where logging.shutdown() does not run) waited a full
+    close_timeout again after the record's own wait had timed out."""
+    script = textwrap.dedent("""
+        import logging, time
+        import mwaa_logging
+        handler = mwaa_logging.CloudWatchLogHandler(log_group_name="sync-exit", log_stream_name="dag-file",
+                                                    use_queues=False, close_timeout=6, read_timeout=30)
+        logger = logging.getLogger("dag-processing")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.info("waits, then times out")
+        logger.info("queued only")
+        print(time.monotonic(), flush=True)
+    """)
+    env = {**os.environ, **local_aws.env(), "MWAA_LOGGING_SPILL_TO": str(spill_dir)}
+    local_aws.faults.inject("hang", api="PutLogEvents")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        exited = time.monotonic()  # CLOCK_MONOTONIC: the same clock in both processes
+    finally:
+        local_aws.faults.clear()
+    assert done.returncode == 0, done.stderr
+    exiting = exited - float(done.stdout.split()[-1])
+    assert exiting < 4, exiting  # BEHIND_CLOSE_WAIT, then the local spill; not another 6 s
+    assert sorted(r.message for r in spilled_records(spill_dir)) == ["queued only", "waits, then times out"]
