@@ -65,8 +65,11 @@ def _seconds(text: str) -> float:
 
 def _spill_to(text: str) -> str:
     """A local path made absolute, ``~`` expanded (the handler expands it, the read-back and the replay, run
-    from another directory, must see the same directory); URLs as given."""
-    if "://" in text or not text.strip():
+    from another directory, must see the same directory); URLs as given. A blank value is refused: the handler
+    would read it as unset and spill to its default directory instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be blank (a directory, a file:// URL or s3://bucket/prefix)")
+    if "://" in text:
         return text
     return os.path.abspath(os.path.expanduser(text))
 

@@ -218,7 +218,7 @@ class Run:
         counts = endpoint_counts()
         target.remove_own_faults()  # the replay must not be throttled
         read_started = time.monotonic()
-        checks = self._verify(self.spill_to)
+        checks = self._verify(with_spill=True)
         statuses = read_statuses(self.status_dir)
         for index, status in statuses.items():
             if "closed_at" in status and index in exited:
@@ -237,7 +237,7 @@ class Run:
                     result.failures.append(problem)
             result.replay_output = "\n".join(outputs)
             if not any(f.startswith("replay ") for f in result.failures):
-                result.after_replay = self._verify(None)
+                result.after_replay = self._verify(with_spill=False)
             result.replay_seconds = time.monotonic() - replay_started
         if target.url is None:  # real AWS: the group stays; its events expire after a day
             self._set_retention()
@@ -253,13 +253,18 @@ class Run:
                                markup=False, highlight=False, soft_wrap=True)
 
     def spill_locations(self) -> list[str]:
-        """Where this handler's spilled lines may be: ``spill_to``, and the default spill directory (S3 falls
-        back to it when S3 fails)."""
-        if not self.spill_to:
+        """Where this handler's spilled lines may be: ``spill_to`` (when set), and always the default local spill
+        directory the handler falls back to (when ``spill_to`` fails, or is unset). None for a handler that does
+        not spill."""
+        if self.handler != MWAA_LOGGING:
             return []
         from mwaa_logging.spill.local import default_spill_directory
 
-        return [self.spill_to, str(default_spill_directory())]
+        locations = [self.spill_to] if self.spill_to else []
+        default = str(default_spill_directory())
+        if default not in locations:
+            locations.append(default)
+        return locations
 
     def replay_sources(self, checks: list[TaskCheck]) -> list[str]:
         """The prefixes (directories) under the spill locations that hold this run's spill objects: its log
@@ -343,12 +348,12 @@ class Run:
             time.sleep(0.05)
         return failures, exited
 
-    def _verify(self, spill_to: str | None) -> list[TaskCheck]:
-        """Read every stream back (CloudWatch, plus ``spill_to`` when given) and compare."""
+    def _verify(self, with_spill: bool) -> list[TaskCheck]:
+        """Read every stream back (CloudWatch, plus every spill location when ``with_spill``) and compare."""
         logs = self.target.logs_client()
-        s3 = self.target.s3_client() if spill_to and spill_to.startswith("s3://") else None
+        spill_locations = self.spill_locations() if with_spill else []
+        s3 = self.target.s3_client() if any(loc.startswith("s3://") for loc in spill_locations) else None
         formatter = formatter_for(self.handler)
-        spill_locations = self.spill_locations() if spill_to else []
         checks = []
         for plan in self.config.plans():
             checks.append(check_stream(plan.task_id, self.group, plan.stream, expected_messages(plan, formatter),
