@@ -31,25 +31,59 @@ __all__ = ["add_arguments", "run"]
 DEFAULT_CHART = Path("artifacts") / "demo-compare.html"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
+#: Upper bounds of the numeric options (a usage error beyond them): enough for any demo on one machine, and
+#: no fork bomb (``--tasks``), no value orjson cannot pass to the task processes (``--lines``, ``--seed``).
+MAX_TASKS = 64
+MAX_LINES = 1_000_000
+MAX_BIG_EVENTS = 100
+MAX_SEED = 2**63 - 1
+MAX_TPS = 1000.0  # --neighbour-tps (a thread of the demo making the calls)
+MAX_QUOTA_TPS = 10_000.0  # --quota, --rate-limit (CloudWatch's own PutLogEvents quota is 5,000 calls/s)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _bounded_int(low: int, high: int, what: str = "") -> Any:
+    """A converter of whole numbers in ``low..high`` (the message names the limits)."""
+    def convert(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}{what}")
+        return value
+
+    return convert
 
 
 def _non_negative(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
+
+
+def _neighbour_tps(text: str) -> float:
+    value = _non_negative(text)
+    if value > MAX_TPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TPS:g} calls/s")
+    return value
+
+
+def _max_latency(text: str) -> float:
+    return _float(text)  # checked against send_interval by check_options (Settings.resolve)
 
 
 #: Upper bound of ``--duration`` and ``--storm`` (a day; 1e300 s would overflow the task processes' sleeps).
@@ -77,9 +111,11 @@ def _spill_to(text: str) -> str:
 def _optional_tps(text: str) -> float | None:
     if text.lower() in ("none", "off"):
         return None
-    value = float(text)
+    value = _float(text)
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError("must be > 0 (or 'none')")
+    if value > MAX_QUOTA_TPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_QUOTA_TPS:g} calls/s (or 'none')")
     return value
 
 
@@ -99,30 +135,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DemoConfig()
     parser.set_defaults(_parser=parser)  # for run()'s checks that need every option (usage errors)
     workload = parser.add_argument_group("workload (a simulated Airflow worker)")
-    workload.add_argument("--tasks", type=_positive_int, default=defaults.tasks,
-                          help="task processes (default %(default)s)")
-    workload.add_argument("--lines", type=_positive_int, default=defaults.lines,
-                          help="log lines per task (default %(default)s)")
-    workload.add_argument("--big-events", type=_non_negative_int, default=defaults.big_events, metavar="N",
-                          help="of those lines, events over 1 MB (default %(default)s; at most --lines minus "
-                               f"{FRAME_LINES})")
+    workload.add_argument("--tasks", type=_bounded_int(1, MAX_TASKS), default=defaults.tasks,
+                          help=f"task processes (default %(default)s; at most {MAX_TASKS})")
+    workload.add_argument("--lines", type=_bounded_int(1, MAX_LINES, " per task"), default=defaults.lines,
+                          help=f"log lines per task (default %(default)s; at most {MAX_LINES:,})")
+    workload.add_argument("--big-events", type=_bounded_int(0, MAX_BIG_EVENTS), default=defaults.big_events,
+                          metavar="N", help="of those lines, events over 1 MB (default %(default)s; at most "
+                                            f"{MAX_BIG_EVENTS}, and at most --lines minus {FRAME_LINES})")
     workload.add_argument("--duration", type=_seconds, default=defaults.duration, metavar="SECONDS",
-                          help="time each task spends logging, in bursts (default %(default)s)")
-    workload.add_argument("--seed", type=int, default=defaults.seed, help="workload seed (default %(default)s)")
+                          help="time each task spends logging, in bursts (default %(default)s; at most "
+                               f"{MAX_SECONDS:g})")
+    workload.add_argument("--seed", type=_bounded_int(0, MAX_SEED, " (2**63-1)"), default=defaults.seed,
+                          help="workload seed, 0 to 2**63-1 (default %(default)s)")
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
     cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
                        help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; "
-                            "'none'); an endpoint given with --endpoint-url gets its own back at the end, unless "
-                            "another client changed it meanwhile")
-    cloud.add_argument("--neighbour-tps", type=_non_negative, default=defaults.neighbour_tps, metavar="TPS",
-                       help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s)")
+                            f"at most {MAX_QUOTA_TPS:g}; 'none'); an endpoint given with --endpoint-url gets its "
+                            "own back at the end, unless another client changed it meanwhile")
+    cloud.add_argument("--neighbour-tps", type=_neighbour_tps, default=defaults.neighbour_tps, metavar="TPS",
+                       help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s; at "
+                            f"most {MAX_TPS:g})")
     cloud.add_argument("--storm", type=_seconds, default=defaults.storm, metavar="SECONDS",
                        help="throttle every PutLogEvents call for this long, starting 30%% of --duration "
-                            "after the first line is logged (default %(default)s; 0: none)")
+                            "after the first line is logged (default %(default)s; 0: none; at most "
+                            f"{MAX_SECONDS:g})")
     ours = parser.add_argument_group("mwaa-logging settings")
     ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
-                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; 'none')")
-    ours.add_argument("--max-latency", type=float, default=defaults.max_latency, metavar="SECONDS",
+                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; at "
+                           f"most {MAX_QUOTA_TPS:g}; 'none')")
+    ours.add_argument("--max-latency", type=_max_latency, default=defaults.max_latency, metavar="SECONDS",
                       help="max_latency: older undelivered events are spilled (default %(default)s; more than "
                            "the handler's send_interval)")
     ours.add_argument("--spill-to", type=_spill_to, default=None, metavar="URL",

@@ -46,3 +46,43 @@ def test_the_read_back_always_searches_the_default_spill_directory_the_handler_f
     assert _run(tmp_path, MWAA_LOGGING, None).spill_locations() == [default]
     assert _run(tmp_path, MWAA_LOGGING, default).spill_locations() == [default]
     assert _run(tmp_path, WATCHTOWER, None).spill_locations() == []  # watchtower does not spill
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--tasks", "99999999999999999999", "must be at most 64"),  # no fork bomb
+    ("--tasks", "65", "must be at most 64"),
+    ("--tasks", "0", "must be >= 1"),
+    ("--lines", "99999999999999999999", "must be at most 1,000,000 per task"),  # orjson: TypeError at the tasks
+    ("--lines", "0", "must be >= 1"),
+    ("--big-events", "99999999999999999999", "must be at most 100"),
+    ("--big-events", "-1", "must be >= 0"),
+    ("--seed", "99999999999999999999", "must be at most 9,223,372,036,854,775,807 (2**63-1)"),
+    ("--seed", "-1", "must be >= 0"),
+    ("--neighbour-tps", "1e9", "must be at most 1000 calls/s"),
+    ("--neighbour-tps", "nan", "must be >= 0"),
+    ("--quota", "1e300", "must be at most 10000 calls/s (or 'none')"),
+    ("--rate-limit", "1e300", "must be at most 10000 calls/s (or 'none')"),
+    # not a number: the message says what was expected, not an internal converter's name
+    ("--tasks", "abc", "expected a whole number, got 'abc'"),
+    ("--lines", "1.5", "expected a whole number, got '1.5'"),
+    ("--seed", "x", "expected a whole number, got 'x'"),
+    ("--duration", "abc", "expected a number, got 'abc'"),
+    ("--storm", "abc", "expected a number, got 'abc'"),
+    ("--quota", "abc", "expected a number, got 'abc'"),
+    ("--rate-limit", "abc", "expected a number, got 'abc'"),
+    ("--neighbour-tps", "abc", "expected a number, got 'abc'"),
+    ("--max-latency", "abc", "expected a number, got 'abc'"),
+])
+def test_numeric_options_are_bounded_and_their_errors_name_the_option_and_the_limit(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(capsys, option, value)
+    assert f"argument {option}: {message}" in err, err
+    assert "invalid" not in err and "_int" not in err and "_non_negative" not in err, err
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    args = parse("--tasks", "64", "--lines", "1000000", "--big-events", "100", "--seed", str(2**63 - 1),
+                 "--neighbour-tps", "1000")
+    assert (args.tasks, args.lines, args.big_events, args.seed, args.neighbour_tps) == (
+        64, 1_000_000, 100, 2**63 - 1, 1000.0)
