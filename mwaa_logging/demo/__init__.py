@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_CHART = Path("artifacts") / "demo-compare.html"
+#: The chart is written as HTML (with inline SVG) only: a PNG would need a plotting library the package lacks.
+CHART_SUFFIXES = (".html", ".htm")
 
 
 #: Upper bounds of the numeric options (a usage error beyond them): enough for any demo on one machine, and
@@ -183,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--compare", choices=["watchtower"], default=None,
                         help="also run the same workload through watchtower and compare")
     output.add_argument("--chart", type=Path, default=None, metavar="PATH",
-                        help=f"chart file for --compare (default {DEFAULT_CHART}; needs --compare)")
+                        help=f"chart file for --compare: an HTML page with inline SVG, PATH ending in .html or .htm "
+                             f"(default {DEFAULT_CHART}; needs --compare)")
     output.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -252,6 +255,8 @@ def chart_problem(path: Path) -> str | None:
     """Why the chart could not be written at ``path`` (None: it can, as far as can be told up front)."""
     if path.is_dir():
         return "is a directory"
+    if path.suffix.lower() not in CHART_SUFFIXES:
+        return "must end in .html or .htm (the chart is an HTML page with inline SVG, no image format)"
     if path.exists() and not os.access(path, os.W_OK):
         return "not writable"
     parent = path.absolute().parent

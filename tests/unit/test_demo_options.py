@@ -33,6 +33,19 @@ def test_a_blank_spill_to_is_a_usage_error_naming_the_option(blank: str, capsys:
     assert "argument --spill-to: must not be blank" in err, err
 
 
+def no_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make starting an endpoint or a run fail the test (a usage error must come before either)."""
+    from mwaa_logging.demo import runner
+    from mwaa_logging.demo.endpoint import Target
+
+    def must_not_start(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("started before the options were checked")
+
+    for name in ("embedded", "remote", "real_aws"):
+        monkeypatch.setattr(Target, name, must_not_start)
+    monkeypatch.setattr(runner, "run_handlers", must_not_start)
+
+
 def _run(tmp_path: Path, handler: str, spill_to: str | None) -> Run:
     config = DemoConfig(spill_to=spill_to)
     return Run(config, target=Any, handler=handler, console=Any, workdir=tmp_path)  # type: ignore[arg-type]
@@ -86,3 +99,26 @@ def test_the_limits_themselves_are_accepted() -> None:
                  "--neighbour-tps", "1000")
     assert (args.tasks, args.lines, args.big_events, args.seed, args.neighbour_tps) == (
         64, 1_000_000, 100, 2**63 - 1, 1000.0)
+
+
+@pytest.mark.parametrize("chart", ["x.png", "chart.svg", "chart", "out/chart.HTML.txt"])
+def test_a_chart_path_not_ending_in_html_is_a_usage_error(chart: str, capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chart is an HTML page: written into x.png it would be HTML in a .png.
+    from mwaa_logging.cli import main
+
+    no_start(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--quiet", "--compare", "watchtower", "--chart", chart])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --chart: {chart}: must end in .html or .htm" in err, err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("chart", ["x.html", "x.htm", "X.HTML"])
+def test_html_chart_paths_are_accepted(chart: str, tmp_path: Path) -> None:
+    from mwaa_logging.demo import chart_problem
+
+    assert chart_problem(tmp_path / chart) is None
