@@ -230,6 +230,10 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace, con
         parser.error("--real-aws needs --spill-to (an s3://bucket/prefix you own, or a directory)")
     if args.real_aws and args.endpoint_url:
         parser.error("argument --endpoint-url: not allowed with --real-aws (one or the other)")
+    if args.real_aws:
+        for option in conditions_given(args):
+            parser.error(f"argument {option}: not allowed with --real-aws (the account's own quota applies; no "
+                         "storm or neighbour is simulated there)")
     if args.s3_endpoint_url and not args.endpoint_url:
         parser.error("argument --s3-endpoint-url: needs --endpoint-url (the embedded endpoint has its own S3)")
     if args.chart is not None:
@@ -249,6 +253,24 @@ def check_options(parser: argparse.ArgumentParser, args: argparse.Namespace, con
         Settings.resolve(settings)
     except SettingsError as error:
         parser.error(str(error))
+
+
+#: Options of the simulated CloudWatch conditions, which need the admin API of our own endpoint.
+CONDITION_OPTIONS = {"quota": "--quota", "storm": "--storm", "neighbour_tps": "--neighbour-tps"}
+
+
+def conditions_given(args: argparse.Namespace) -> list[str]:
+    """The condition options given a value other than their default (``--storm 0`` and ``--neighbour-tps 0``,
+    which ask for nothing, are not counted)."""
+    from mwaa_logging.demo.runner import DemoConfig
+
+    defaults = DemoConfig()
+    given = []
+    for name, option in CONDITION_OPTIONS.items():
+        value = getattr(args, name)
+        if value != getattr(defaults, name) and not (name != "quota" and value == 0):
+            given.append(option)
+    return given
 
 
 def chart_problem(path: Path) -> str | None:
@@ -337,6 +359,10 @@ def _run(args: argparse.Namespace) -> int:
         target = make_target(args)
         if not target.observable:  # no admin API: no storm, no neighbour to count
             config = dataclasses.replace(config, neighbour_tps=0.0, storm=0.0)
+            ignored = conditions_given(args)
+            if ignored and target.url is not None:  # (with --real-aws they are usage errors)
+                print(f"mwaa-logging demo: {', '.join(ignored)} ignored: {target.url} has no mwaa-logging admin "
+                      "API (its own quota applies; no storm or neighbour is simulated)", file=sys.stderr)
         if args.spill_to is None:
             target.ensure_bucket(DEMO_BUCKET)
         console.print(_intro(config, target.description), markup=False, highlight=False, soft_wrap=True)

@@ -122,3 +122,52 @@ def test_html_chart_paths_are_accepted(chart: str, tmp_path: Path) -> None:
     from mwaa_logging.demo import chart_problem
 
     assert chart_problem(tmp_path / chart) is None
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    (["--quota", "3"], "--quota"), (["--quota", "none"], "--quota"), (["--storm", "5"], "--storm"),
+    (["--neighbour-tps", "2"], "--neighbour-tps"),
+])
+def test_simulated_conditions_with_real_aws_are_usage_errors(
+    options: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mwaa_logging.cli import main
+
+    no_start(monkeypatch)
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--quiet", "--real-aws", "--spill-to", str(tmp_path), *options])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {named}: not allowed with --real-aws" in err, err
+
+
+def test_conditions_that_ask_for_nothing_are_not_counted_as_given() -> None:
+    from mwaa_logging.demo import conditions_given
+
+    assert conditions_given(parse()) == []
+    assert conditions_given(parse("--storm", "0", "--neighbour-tps", "0")) == []
+    assert conditions_given(parse("--quota", "3", "--storm", "1", "--neighbour-tps", "2")) == [
+        "--quota", "--storm", "--neighbour-tps"]
+
+
+def test_on_an_endpoint_without_the_admin_api_the_ignored_conditions_are_said_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mwaa_logging.cli import main
+    from mwaa_logging.demo import runner
+    from mwaa_logging.demo.endpoint import Target
+
+    url = "http://127.0.0.1:9"
+    other = Target(f"endpoint at {url}", {}, url, None)  # answers, but is not a mwaa-logging local endpoint
+    monkeypatch.setattr(Target, "remote", lambda *args, **kwargs: other)
+    monkeypatch.setattr(Target, "probe", lambda self: None, raising=False)
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_handlers", stopped)
+    assert main(["demo", "--quiet", "--endpoint-url", url, "--storm", "4", "--quota", "2"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--quota, --storm ignored: {url} has no mwaa-logging admin API" in err, err
