@@ -347,7 +347,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from mwaa_logging.demo.endpoint import DEMO_BUCKET, EndpointError
-    from mwaa_logging.demo.runner import RunResult, run_handlers
+    from mwaa_logging.demo.runner import ReadBackError, RunResult, run_handlers
     from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 
     parser = getattr(args, "_parser", None) or argparse.ArgumentParser(prog="mwaa-logging demo")
@@ -357,6 +357,7 @@ def _run(args: argparse.Namespace) -> int:
     target: Target | None = None
     try:
         target = make_target(args)
+        target.probe()
         if not target.observable:  # no admin API: no storm, no neighbour to count
             config = dataclasses.replace(config, neighbour_tps=0.0, storm=0.0)
             ignored = conditions_given(args)
@@ -382,6 +383,9 @@ def _run(args: argparse.Namespace) -> int:
     except EndpointError as error:
         print(f"mwaa-logging demo: {error}", file=sys.stderr)
         return 2
+    except ReadBackError as error:
+        print(f"mwaa-logging demo: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         console.print(f"{what}: task processes stopped, nothing verified")

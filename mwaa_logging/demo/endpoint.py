@@ -27,8 +27,19 @@ REDIRECTING_VARIABLES = frozenset({"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"})
 PREFLIGHT_TIMEOUT = 3.0
 
 
+#: How long the probe (one DescribeLogGroups call) may take to connect, and to read the answer.
+PROBE_TIMEOUT = 10.0
+
+
 class EndpointError(Exception):
     """The endpoint the demo was pointed at cannot be used (a one-line message for the user)."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``error`` as one line of at most about ``limit`` characters (botocore's messages may carry a whole
+    response body, an HTML page, over several)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def url_problem(url: str) -> str | None:
@@ -195,8 +206,9 @@ class Target:
     def s3_client(self) -> Any:
         return self.client("s3")
 
-    def client(self, service: str, attempts: int = 3) -> Any:
-        """A boto3 client with this target's endpoint and credentials (the default chain for real AWS)."""
+    def client(self, service: str, attempts: int = 3, timeout: float | None = None) -> Any:
+        """A boto3 client with this target's endpoint and credentials (the default chain for real AWS);
+        ``timeout``: for connecting and for each read (else botocore's)."""
         import boto3
         from botocore.config import Config
 
@@ -206,8 +218,23 @@ class Target:
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
         )
-        return session.client(service, endpoint_url=endpoint,
-                              config=Config(retries={"mode": "standard", "total_max_attempts": attempts}))
+        config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
+        if timeout is not None:
+            config = config.merge(Config(connect_timeout=timeout, read_timeout=timeout))
+        return session.client(service, endpoint_url=endpoint, config=config)
+
+    def probe(self) -> None:
+        """One cheap CloudWatch Logs call (``DescribeLogGroups``, limit 1) before anything starts: raises
+        :class:`EndpointError` (one line) when the endpoint does not answer it as CloudWatch Logs would (an
+        HTTP server that is something else, wrong credentials)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client("logs", attempts=1, timeout=PROBE_TIMEOUT).describe_log_groups(limit=1)
+        except (BotoCoreError, ClientError) as error:
+            where = self.url or "the real AWS account"
+            raise EndpointError(f"{where} does not answer as CloudWatch Logs (DescribeLogGroups): "
+                                f"{one_line(error)}") from None
 
     def ensure_bucket(self, bucket: str) -> None:
         with contextlib.suppress(Exception):  # exists already (or the run will say where it spilled)

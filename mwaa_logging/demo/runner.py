@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from mwaa_logging.demo.endpoint import EndpointCounts, Neighbour, Storm, Target
+from mwaa_logging.demo.endpoint import EndpointCounts, Neighbour, Storm, Target, one_line
 from mwaa_logging.demo.progress import Monitor, Sample, make_display, read_statuses
 from mwaa_logging.demo.verify import TaskCheck, check_stream
 from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
@@ -26,6 +26,10 @@ from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, big_event_count, ex
 RETENTION_DAYS = 1
 #: Time allowed after the logging duration for the task processes to close their handlers and exit.
 EXIT_GRACE = 120.0
+
+
+class ReadBackError(Exception):
+    """The streams could not be read back (a one-line message: the endpoint's error)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ class Run:
         counts = endpoint_counts()
         target.remove_own_faults()  # the replay must not be throttled
         read_started = time.monotonic()
-        checks = self._verify(with_spill=True)
+        checks = self._read_back(with_spill=True)
         statuses = read_statuses(self.status_dir)
         for index, status in statuses.items():
             if "closed_at" in status and index in exited:
@@ -237,7 +241,10 @@ class Run:
                     result.failures.append(problem)
             result.replay_output = "\n".join(outputs)
             if not any(f.startswith("replay ") for f in result.failures):
-                result.after_replay = self._verify(with_spill=False)
+                try:
+                    result.after_replay = self._read_back(with_spill=False)
+                except ReadBackError as error:
+                    result.failures.append(f"after the replay: {error}")
             result.replay_seconds = time.monotonic() - replay_started
         if target.url is None:  # real AWS: the group stays; its events expire after a day
             self._set_retention()
@@ -347,6 +354,15 @@ class Run:
                 break
             time.sleep(0.05)
         return failures, exited
+
+    def _read_back(self, with_spill: bool) -> list[TaskCheck]:
+        """:meth:`_verify`, an AWS error (botocore's) raised as :class:`ReadBackError` (one line)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._verify(with_spill)
+        except (BotoCoreError, ClientError) as error:
+            raise ReadBackError(f"cannot read back the streams of {self.group}: {one_line(error)}") from None
 
     def _verify(self, with_spill: bool) -> list[TaskCheck]:
         """Read every stream back (CloudWatch, plus every spill location when ``with_spill``) and compare."""

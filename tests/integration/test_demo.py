@@ -287,3 +287,78 @@ def test_the_exit_code_says_a_line_was_lost(
     monkeypatch.setattr(runner, "run_handlers", lossy_run)
     assert main(["demo", "--quiet", "--storm", "0", "--tasks", "1"]) == 1
     assert "RESULT (mwaa-logging): FAILED: 1 lost" in capsys.readouterr().out
+
+
+def test_an_http_server_that_is_not_cloudwatch_is_a_one_line_error_before_any_task_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `python -m http.server`: it answers (the preflight passes) but not as CloudWatch Logs. The run ended in a
+    # botocore traceback from the read-back, after the tasks had spilled everything to the default directory.
+    import functools
+    import http.server
+    import threading
+
+    from mwaa_logging.demo import runner
+    from mwaa_logging.spill.local import default_spill_directory
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = []
+    monkeypatch.setattr(runner.Run, "_spawn", lambda *args: started.append(args) or None)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(["demo", "--quiet", "--tasks", "1", "--lines", "200", "--duration", "2",
+                     "--endpoint-url", url]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    captured = capsys.readouterr()
+    assert captured.err.strip().count("\n") == 0 and "Traceback" not in captured.err + captured.out, captured
+    assert f"mwaa-logging demo: {url} does not answer as CloudWatch Logs (DescribeLogGroups): " in captured.err
+    assert started == []  # no task process
+    assert not default_spill_directory().exists() or not any(default_spill_directory().rglob("airflow-demo-*"))
+
+
+def test_a_read_back_that_fails_is_a_one_line_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from mwaa_logging.demo import runner
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no\nway"}}, "GetLogEvents")
+
+    monkeypatch.setattr(runner, "check_stream", refused)
+    run = runner.Run(runner.DemoConfig(tasks=1, lines=20), target=_NoAWS(), handler="mwaa-logging",  # type: ignore[arg-type]
+                     console=None, workdir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(runner.ReadBackError) as raised:
+        run._read_back(with_spill=True)
+    message = str(raised.value)
+    assert "\n" not in message and "cannot read back the streams of airflow-demo-" in message, message
+    assert "AccessDeniedException" in message
+
+    def failing_run(*args: Any, **kwargs: Any) -> Any:
+        raise runner.ReadBackError("cannot read back the streams of g: denied")
+
+    monkeypatch.setattr(runner, "run_handlers", failing_run)
+    assert main(["demo", "--quiet", "--tasks", "1", "--lines", "200", "--duration", "2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "mwaa-logging demo: cannot read back the streams of g: denied\n", captured
+
+
+class _NoAWS:
+    """A target whose clients are never called (check_stream is replaced)."""
+
+    env: dict[str, str] = {}
+
+    def logs_client(self) -> None:
+        return None
+
+    def s3_client(self) -> None:
+        return None
