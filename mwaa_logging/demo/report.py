@@ -155,13 +155,31 @@ def print_summary(console: Console, result: RunResult, config: DemoConfig, targe
         console.print("handler warnings: " + ", ".join(f"{kind} {n:,}" for kind, n in warned.items()))
 
 
+def duplicates_text(result: RunResult) -> str:
+    """The duplicates the verdict names: in CloudWatch alone after the replay, else those the read-back found
+    (and removed). Not a failure: delivery is at least once (a PutLogEvents call whose reply was lost, its
+    events stored, is sent again; such a line may also be spilled, then replayed)."""
+    if result.after_replay is not None:
+        n = sum(c.duplicates for c in result.after_replay)
+        where = " in CloudWatch after the replay"
+    else:
+        n = result.total("duplicates")
+        where = " (removed by the reader)"
+    if not n:
+        return "0 duplicates"
+    return (f"{n:,} duplicates{where} (not a failure: delivery is at least once, a call whose reply was lost "
+            "is sent again)")
+
+
 def verdict(result: RunResult) -> str:
     if result.ok:
         replayed = " and replayed" if result.after_replay is not None else ""
         return (f"RESULT ({result.handler}): all {result.expected:,} lines verified, 0 lost"
                 f" ({result.total('in_cloudwatch'):,} in CloudWatch, {result.total('spilled_total'):,} spilled"
-                f"{replayed})")
+                f"{replayed}); {duplicates_text(result)}")
     problems = [f"{result.lost:,} lost"]
+    if duplicates_text(result) != "0 duplicates":
+        problems.append(duplicates_text(result))
     if result.after_replay is not None and any(not c.ok for c in result.after_replay):
         problems.append("replay left lines missing from CloudWatch")
     if result.total("unexpected"):

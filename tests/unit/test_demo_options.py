@@ -171,3 +171,31 @@ def test_on_an_endpoint_without_the_admin_api_the_ignored_conditions_are_said_in
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"--quota, --storm ignored: {url} has no mwaa-logging admin API" in err, err
+
+
+def _result(*, lost: int = 0, duplicates: int = 0, after_replay: bool = True) -> Any:
+    from mwaa_logging.demo.runner import RunResult
+    from mwaa_logging.demo.verify import TaskCheck
+
+    check = TaskCheck("t", "s", 1000, arrived=1000 - lost, in_cloudwatch=600 - lost, lost=lost)
+    check.spilled["max_latency"] = 400
+    replayed = TaskCheck("t", "s", 1000, arrived=1000 - lost, in_cloudwatch=1000 - lost, lost=lost,
+                         duplicates=duplicates)
+    return RunResult(MWAA_LOGGING, "g", "s3://b/p", [check], {}, [], None, 1.0, 0.1,
+                     after_replay=[replayed] if after_replay else None)
+
+
+def test_the_verdict_names_the_duplicates_left_in_cloudwatch_after_the_replay() -> None:
+    # 489 duplicates (a lost_reply fault on half the PutLogEvents calls) gave "RESULT ... success" without a
+    # word on them. Delivery is at least once: they are named, and only loss fails the run.
+    from mwaa_logging.demo.report import verdict
+
+    result = _result(duplicates=489)
+    assert result.ok
+    line = verdict(result)
+    assert line.startswith("RESULT (mwaa-logging): all 1,000 lines verified, 0 lost (600 in CloudWatch, "
+                           "400 spilled and replayed); 489 duplicates in CloudWatch after the replay"), line
+    assert "at least once" in line
+    assert verdict(_result()).endswith("spilled and replayed); 0 duplicates")
+    failed = verdict(_result(lost=3, duplicates=2))
+    assert failed.startswith("RESULT (mwaa-logging): FAILED: 3 lost; 2 duplicates in CloudWatch after the replay")
