@@ -291,6 +291,13 @@ def chart_problem(path: Path) -> str | None:
     return None
 
 
+def spill_bucket(spill_to: str | None) -> str | None:
+    """The bucket of an ``s3://bucket/prefix`` spill target (None: not one)."""
+    if not spill_to or not spill_to.startswith("s3://"):
+        return None
+    return spill_to[len("s3://"):].split("/", 1)[0] or None
+
+
 def environment_note(config: DemoConfig, environ: Mapping[str, str] | None = None) -> str:
     """One line on the inherited ``MWAA_LOGGING_*`` variables: which the demo overrides, which the task
     processes honour ("" when none is set)."""
@@ -346,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mwaa_logging.demo.endpoint import DEMO_BUCKET, EndpointError
+    from mwaa_logging.demo.endpoint import EndpointError
     from mwaa_logging.demo.runner import ReadBackError, RunResult, run_handlers
     from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 
@@ -364,8 +371,11 @@ def _run(args: argparse.Namespace) -> int:
             if ignored and target.url is not None:  # (with --real-aws they are usage errors)
                 print(f"mwaa-logging demo: {', '.join(ignored)} ignored: {target.url} has no mwaa-logging admin "
                       "API (its own quota applies; no storm or neighbour is simulated)", file=sys.stderr)
-        if args.spill_to is None:
-            target.ensure_bucket(DEMO_BUCKET)
+        bucket = spill_bucket(config.spill_to)
+        if bucket is not None and (args.spill_to is None or target.owned):
+            # the demo's bucket anywhere; any bucket on our own endpoint (an empty S3 of this run): without it
+            # every spill would fall back to the default local directory
+            target.ensure_bucket(bucket)
         console.print(_intro(config, target.description), markup=False, highlight=False, soft_wrap=True)
         note = environment_note(config)
         if note:

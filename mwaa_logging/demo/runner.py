@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,8 @@ from mwaa_logging.demo.progress import Monitor, Sample, make_display, read_statu
 from mwaa_logging.demo.verify import TaskCheck, check_stream
 from mwaa_logging.demo.worker import MWAA_LOGGING, WATCHTOWER
 from mwaa_logging.demo.workload import LOG_FORMAT, TaskPlan, big_event_count, expected_messages, plan_task
+from mwaa_logging.spill.factory import local_directory_of
+from mwaa_logging.spill.local import default_spill_directories
 
 #: Retention set on the log groups a ``--real-aws`` run created (they are left behind for a look).
 RETENTION_DAYS = 1
@@ -160,6 +164,10 @@ class Run:
         self.status_dir.mkdir(parents=True, exist_ok=True)
         self.group = config.group(handler)
         self.spill_to = config.spill_to if handler == MWAA_LOGGING else None
+        #: The default spill directories (and their parents) that existed before the run: those it made
+        #: itself are removed again when empty.
+        self._existing = {path for directory in default_spill_directories()
+                          for path in (directory, directory.parent) if path.exists()}
 
     def _worker_config(self) -> Path:
         path = self.workdir / "config.json"
@@ -245,6 +253,9 @@ class Run:
                     result.after_replay = self._read_back(with_spill=False)
                 except ReadBackError as error:
                     result.failures.append(f"after the replay: {error}")
+            if result.after_replay is not None and not result.failures \
+                    and all(check.lost == 0 for check in result.after_replay):
+                self.remove_fallback_spill()
             result.replay_seconds = time.monotonic() - replay_started
         if target.url is None:  # real AWS: the group stays; its events expire after a day
             self._set_retention()
@@ -272,6 +283,25 @@ class Run:
         if default not in locations:
             locations.append(default)
         return locations
+
+    def remove_fallback_spill(self) -> None:
+        """Remove this run's files (spill files, their ``.replayed`` names, replay locks) from the default local
+        spill directories, once CloudWatch alone holds every line: the log group's directory there is this run's
+        only (its name carries the run's time and pid). A directory the user named with ``--spill-to`` is left
+        as it is; a default directory the run made is removed when empty."""
+        from mwaa_logging.spill.layout import quote_name
+
+        named = os.path.abspath(local_directory_of(self.spill_to)) \
+            if self.spill_to and not self.spill_to.startswith("s3://") else None
+        for directory in default_spill_directories():
+            if str(directory) == named:
+                continue
+            shutil.rmtree(directory / quote_name(self.group), ignore_errors=True)
+            made = [directory] + ([directory.parent] if directory.parent.name == "mwaa-logging" else [])
+            for path in made:
+                if path not in self._existing:
+                    with contextlib.suppress(OSError):  # not empty (another run's files), or gone
+                        path.rmdir()
 
     def replay_sources(self, checks: list[TaskCheck]) -> list[str]:
         """The prefixes (directories) under the spill locations that hold this run's spill objects: its log

@@ -362,3 +362,17 @@ class _NoAWS:
 
     def s3_client(self) -> None:
         return None
+
+
+def test_on_the_embedded_endpoint_the_bucket_of_any_s3_spill_target_is_made(tmp_path: Path) -> None:
+    # s3://no-such-bucket/x fell back to the default local directory without a word (and left its files there).
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    done = demo("--tasks", "1", "--lines", "200", "--big-events", "0", "--duration", "2", "--storm", "4",
+                "--max-latency", "3", "--quiet", "--spill-to", "s3://no-such-bucket/x", cwd=tmp_path,
+                env={"XDG_CACHE_HOME": str(xdg)})
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert re.search(r"spilled where\s*│\s*\d+ objects under s3://no-such-bucket/x\b", out), out
+    assert "cannot read spill location" not in out
+    assert not list(xdg.rglob("*")), list(xdg.rglob("*"))

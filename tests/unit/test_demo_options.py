@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,45 @@ def test_the_verdict_names_the_duplicates_left_in_cloudwatch_after_the_replay() 
     assert verdict(_result()).endswith("spilled and replayed); 0 duplicates")
     failed = verdict(_result(lost=3, duplicates=2))
     assert failed.startswith("RESULT (mwaa-logging): FAILED: 3 lost; 2 duplicates in CloudWatch after the replay")
+
+
+def test_after_a_good_replay_the_run_removes_its_files_from_the_default_spill_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 failing (or a bucket that does not exist) makes the handler spill to the default local directory; the
+    # replay renames the files *.replayed and leaves its lock: they stayed in ~/.cache after every such run.
+    from mwaa_logging.spill.layout import quote_name
+    from mwaa_logging.spill.local import default_spill_directory
+
+    (tmp_path / "xdg").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    run = _run(tmp_path / "work", MWAA_LOGGING, "s3://b/p")
+    default = default_spill_directory()
+    assert default == tmp_path / "xdg" / "mwaa-logging" / "spill" and not default.exists()
+
+    def spill(group: str) -> Path:
+        directory = default / group / "stream"
+        directory.mkdir(parents=True)
+        (directory / "20261208T000000-vm-1-00000001.jsonl.gz.replayed").write_bytes(b"x")
+        (directory / ".mwaa-logging-replay.lock").write_bytes(b"")
+        return default / group
+
+    ours, theirs = spill(quote_name(run.group)), spill("airflow-other-Task")
+    run.remove_fallback_spill()
+    assert not ours.exists()
+    assert (theirs / "stream" / ".mwaa-logging-replay.lock").exists()  # another group's: kept
+    shutil.rmtree(theirs)
+    spill(quote_name(run.group))
+    run.remove_fallback_spill()
+    assert not (tmp_path / "xdg" / "mwaa-logging").exists()  # made by this run, now empty
+    spill("airflow-other-Task")
+    later = _run(tmp_path / "work2", MWAA_LOGGING, "s3://b/p")
+    ours = spill(quote_name(later.group))
+    shutil.rmtree(theirs)
+    later.remove_fallback_spill()
+    assert not ours.exists() and default.is_dir()  # there before this run: left, even empty
+    # a directory named with --spill-to is the user's: left as it is
+    named = _run(tmp_path / "work3", MWAA_LOGGING, str(default))
+    ours = spill(quote_name(named.group))
+    named.remove_fallback_spill()
+    assert ours.exists()
