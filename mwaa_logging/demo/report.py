@@ -77,7 +77,10 @@ def task_table(result: RunResult) -> Table:
         status = result.statuses.get(index, {})
         puts = (status.get("stats") or {}).get("put_calls")
         lost = f"{check.lost:,}" + (f" ({check.truncated} truncated)" if check.truncated else "")
-        table.add_row(check.task_id, _n(status.get("logged")), _n(check.arrived), _n(check.in_cloudwatch),
+        never = check.expected - result.logged_by(index)
+        if never:
+            lost += f" ({never:,} never logged)"
+        table.add_row(check.task_id, _n(result.logged_by(index)), _n(check.arrived), _n(check.in_cloudwatch),
                       spilled_text(check.spilled), _n(check.duplicates), lost,
                       f"{_n(puts)} ({check.min_put_calls})", _seconds(status.get("close_seconds")),
                       _seconds(status.get("exit_seconds")))
@@ -104,14 +107,17 @@ def facts(result: RunResult, config: DemoConfig, target_description: str) -> lis
                      f"{config.big_events_generated} events > 1 MB each, seed {config.seed}"),
         ("throttle storm (every PutLogEvents refused)",
          "none" if result.storm is None else f"{result.storm[0]:.1f} s to {result.storm[1]:.1f} s"),
-        ("lines logged", _n(result.expected)),
+        ("lines planned", _n(result.expected)),
+        ("lines logged (by the tasks)", _n(result.logged)),
         ("verified exactly", f"{result.total('arrived'):,} / {result.expected:,}"
                              f" ({'in order' if order else 'NOT in logging order'})"),
         ("delivered to CloudWatch", _n(result.total("in_cloudwatch"))),
         ("spilled", spilled_text(reasons)),
         ("spilled where", where),
         ("duplicates (removed by the reader)", _n(result.total("duplicates"))),
-        ("lost", _n(result.lost) + (f" ({result.total('truncated')} truncated)" if result.total("truncated") else "")),
+        ("lost after logging", _n(result.lost_after_logging)
+         + (f" ({result.total('truncated')} truncated)" if result.total("truncated") else "")),
+        ("never logged (task died)", _n(result.never_logged)),
         ("log call -> CloudWatch p50 / p95 / max", latency_text(result)),
         ("PutLogEvents calls (minimum)", f"{_n(calls)} ({minimum:,}{ratio})"),
         ("throttled calls", _n(throttled(result))),
@@ -177,7 +183,9 @@ def verdict(result: RunResult) -> str:
         return (f"RESULT ({result.handler}): all {result.expected:,} lines verified, 0 lost"
                 f" ({result.total('in_cloudwatch'):,} in CloudWatch, {result.total('spilled_total'):,} spilled"
                 f"{replayed}); {duplicates_text(result)}")
-    problems = [f"{result.lost:,} lost"]
+    problems = [f"{result.lost_after_logging:,} lost"]
+    if result.never_logged:
+        problems[0] += f" after logging, {result.never_logged:,} never logged (task died)"
     if duplicates_text(result) != "0 duplicates":
         problems.append(duplicates_text(result))
     if result.after_replay is not None and any(not c.ok for c in result.after_replay):
@@ -194,12 +202,14 @@ def compare_table(results: list[RunResult]) -> Table:
     for result in results:
         table.add_column(result.handler, justify="right")
     rows: list[tuple[str, Callable[[RunResult], str]]] = [
-        ("lines logged", lambda r: _n(r.expected)),
+        ("lines logged", lambda r: _n(r.logged)),
         ("lines delivered exactly", lambda r: _n(r.total("arrived"))),
         ("  in CloudWatch", lambda r: _n(r.total("in_cloudwatch"))),
         ("  spilled to S3 (read back; replayable)", lambda r: _n(r.total("spilled_total"))),
-        ("lines lost", lambda r: _n(r.lost)),
+        ("lines lost", lambda r: _n(r.lost_after_logging)),
         ("  of which truncated", lambda r: _n(r.total("truncated"))),
+        *([("lines never logged (task died)", lambda r: _n(r.never_logged))]
+          if any(r.never_logged for r in results) else []),
         ("in CloudWatch after replay", in_cloudwatch_after_replay),
         ("duplicates", lambda r: _n(r.total("duplicates"))),
         ("log call -> CloudWatch p50/p95/max", latency_text),

@@ -98,7 +98,32 @@ class RunResult:
 
     @property
     def lost(self) -> int:
+        """Expected lines not found, whether logged or not (see :meth:`never_logged`)."""
         return sum(c.lost for c in self.checks)
+
+    def logged_by(self, index: int) -> int:
+        """Lines task ``index`` really logged: all of them once it finished (or when it left no status at all);
+        else the more of its last status (written 4 times a second) and the last of its lines found: a task
+        killed midway logged only so many."""
+        check = self.checks[index]
+        status = self.statuses.get(index)
+        if not status or status.get("done"):
+            return check.expected
+        return min(check.expected, max(int(status.get("logged") or 0), check.found_through))
+
+    @property
+    def logged(self) -> int:
+        """Lines the tasks really logged (:attr:`expected` are the planned ones)."""
+        return sum(self.logged_by(index) for index in range(len(self.checks)))
+
+    @property
+    def never_logged(self) -> int:
+        """Lost lines a task never logged (it died first): not the handler's loss."""
+        return self.expected - self.logged
+
+    @property
+    def lost_after_logging(self) -> int:
+        return self.lost - self.never_logged
 
     def total(self, name: str) -> int:
         return sum(int(getattr(c, name)) for c in self.checks)

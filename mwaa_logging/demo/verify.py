@@ -40,6 +40,8 @@ class TaskCheck:
     latencies_ms: list[int] = field(default_factory=list, repr=False)
     #: Fewest PutLogEvents calls that could carry this stream (every line at once, full batches).
     min_put_calls: int = 0
+    #: 1 + the position (in logging order) of the last expected line found: the task logged at least that many.
+    found_through: int = 0
 
     @property
     def spilled_total(self) -> int:
@@ -92,12 +94,16 @@ def compare(check: TaskCheck, expected: Sequence[str], found: Sequence[ReadEvent
     """Fill ``check`` from the lines ``found`` against ``expected`` (multiset and order)."""
     wanted = Counter(expected)
     missing = Counter(expected)
+    positions: dict[str, list[int]] = {}
+    for position in range(len(expected) - 1, -1, -1):  # each message's positions, first one last (popped first)
+        positions.setdefault(expected[position], []).append(position)
     matched: list[str] = []
     strays: list[str] = []
     for event in found:
         if missing[event.message] > 0:
             missing[event.message] -= 1
             matched.append(event.message)
+            check.found_through = max(check.found_through, positions[event.message].pop() + 1)
             if event.spilled:
                 check.spilled[event.reason or "unknown"] += 1
                 check.spill_objects.add(event.source)

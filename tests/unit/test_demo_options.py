@@ -242,3 +242,34 @@ def test_after_a_good_replay_the_run_removes_its_files_from_the_default_spill_di
     ours = spill(quote_name(named.group))
     named.remove_fallback_spill()
     assert ours.exists()
+
+
+def test_a_task_killed_midway_counts_its_unlogged_lines_apart_from_the_lost_ones() -> None:
+    # Task 0 was killed after logging 600 of 1,000 lines (its last status said 590; its line 600 was read back),
+    # 5 of those never arrived. The totals said "lines logged 1,000" and "lost 405".
+    from mwaa_logging.demo.report import compare_table, facts, verdict
+    from mwaa_logging.demo.runner import RunResult
+    from mwaa_logging.demo.verify import TaskCheck, compare
+    from mwaa_logging.reader import CLOUDWATCH, ReadEvent
+
+    expected = [f"line {i}" for i in range(1000)]
+    arrived = [m for i, m in enumerate(expected[:600]) if i not in (3, 50, 51, 52, 400)]
+    killed = TaskCheck("t0", "s0", 1000)
+    compare(killed, expected, [ReadEvent(i, m, CLOUDWATCH) for i, m in enumerate(arrived)])
+    assert killed.found_through == 600
+    whole = TaskCheck("t1", "s1", 1000)
+    compare(whole, expected, [ReadEvent(i, m, CLOUDWATCH) for i, m in enumerate(expected)])
+    statuses = {0: {"logged": 590, "done": False}, 1: {"logged": 1000, "done": True}}
+    result = RunResult(MWAA_LOGGING, "g", None, [killed, whole], statuses, [], None, 1.0, 0.1,
+                       failures=["task 0 exited with -9: "])
+    assert (result.expected, result.logged, result.never_logged, result.lost_after_logging) == (2000, 1600, 400, 5)
+    rows = dict(facts(result, DemoConfig(tasks=2, lines=1000), "endpoint"))
+    assert rows["lines planned"] == "2,000" and rows["lines logged (by the tasks)"] == "1,600"
+    assert rows["lost after logging"] == "5" and rows["never logged (task died)"] == "400"
+    assert "lines logged" not in rows and "lost" not in rows
+    assert verdict(result).startswith("RESULT (mwaa-logging): FAILED: 5 lost after logging, 400 never logged "
+                                      "(task died)")
+    table = compare_table([result])
+    labels = list(table.columns[0].cells)
+    logged = list(table.columns[1].cells)[labels.index("lines logged")]
+    assert logged == "1,600" and "lines never logged (task died)" in labels
