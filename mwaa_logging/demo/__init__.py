@@ -398,7 +398,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt as interrupt:
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
-        console.print(f"{what}: task processes stopped, nothing verified")
+        stopped = getattr(interrupt, "demo_stopped", None) or "task processes stopped, nothing verified"
+        console.print(f"{what}: {stopped}", markup=False, highlight=False, soft_wrap=True)
         return 143 if isinstance(interrupt, Terminated) else 130
     finally:  # also on failure, Ctrl-C and SIGTERM: stop our endpoint, put back what we changed on another one
         if target is not None:

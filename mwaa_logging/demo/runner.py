@@ -189,6 +189,9 @@ class Run:
         self.status_dir.mkdir(parents=True, exist_ok=True)
         self.group = config.group(handler)
         self.spill_to = config.spill_to if handler == MWAA_LOGGING else None
+        #: How far the run got ("tasks", "read-back", "replay"), and the first read-back's checks: for Ctrl-C.
+        self._stage = "tasks"
+        self._checks: list[TaskCheck] | None = None
         #: The default spill directories (and their parents) that existed before the run: those it made
         #: itself are removed again when empty.
         self._existing = {path for directory in default_spill_directories()
@@ -215,6 +218,27 @@ class Run:
         return settings
 
     def execute(self) -> RunResult:
+        """The run; a Ctrl-C (or SIGTERM) is raised on with ``demo_stopped`` set on it: what was done by then."""
+        try:
+            return self._execute()
+        except KeyboardInterrupt as interrupt:
+            setattr(interrupt, "demo_stopped", self.stopped_text())  # noqa: B010 -- an attribute of our own
+            raise
+
+    def stopped_text(self) -> str:
+        """What was done when the run was stopped, in one line."""
+        if self._stage == "tasks":
+            return f"{self.handler}: task processes stopped, nothing verified"
+        if self._stage == "read-back" or self._checks is None:
+            return f"{self.handler}: the task processes had finished; read-back stopped, nothing verified"
+        arrived = sum(c.arrived for c in self._checks)
+        expected = sum(c.expected for c in self._checks)
+        lost = sum(c.lost for c in self._checks)
+        return (f"{self.handler}: read back, {arrived:,} of {expected:,} lines verified ({lost:,} lost); "
+                "`mwaa-logging replay` stopped, CloudWatch alone not checked (its spilled lines may be partly "
+                "replayed: run the replay again to finish)")
+
+    def _execute(self) -> RunResult:
         config, target = self.config, self.target
         neighbour = Neighbour(target, config.neighbour_tps)
         neighbour.prepare()
@@ -253,9 +277,10 @@ class Run:
             monitor.stop()
             neighbour.stop()
         counts = endpoint_counts()
+        self._stage = "read-back"
         target.remove_own_faults()  # the replay must not be throttled
         read_started = time.monotonic()
-        checks = self._read_back(with_spill=True)
+        checks = self._checks = self._read_back(with_spill=True)
         statuses = read_statuses(self.status_dir)
         for index, status in statuses.items():
             if "closed_at" in status and index in exited:
@@ -265,6 +290,12 @@ class Run:
                            storm=storm.window)
         sources = self.replay_sources(checks)
         if config.replay and sources:
+            self._stage = "replay"
+            timeout = self.replay_timeout(checks)
+            # one line first: at a low --rate-limit or quota the replay takes minutes, with nothing else shown
+            self.console.print(f"{self.handler}: replaying {sum(len(c.spill_objects) for c in checks):,} spill "
+                               f"objects with `mwaa-logging replay` (at most {timeout:.0f} s) ...",
+                               markup=False, highlight=False, soft_wrap=True)
             replay_started = time.monotonic()
             outputs = []
             for source in sources:

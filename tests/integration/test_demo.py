@@ -43,7 +43,8 @@ def test_demo_through_a_throttle_storm_verifies_every_line_with_spilled_ones_rea
     spilled = re.search(r"(\d[\d,]*) spilled and replayed\)", out)
     assert spilled is not None and int(spilled.group(1).replace(",", "")) > 0, out
     assert "max_latency" in out and "s3://mwaa-logging-demo/" in out
-    # Then `mwaa-logging replay` puts the spilled lines into CloudWatch: all there, once.
+    # Then `mwaa-logging replay` puts the spilled lines into CloudWatch (said before it starts): all there, once.
+    assert re.search(r"mwaa-logging: replaying \d+ spill objects with `mwaa-logging replay` \(at most \d+ s\)", out)
     assert re.search(r"after `mwaa-logging replay` \(CloudWatch alone\)\s*│\s*400 / 400 lines, 0 missing, "
                      r"0 duplicates", out), out
     throttled = re.search(r"throttled calls\s*│\s*(\d+)", out)

@@ -273,3 +273,33 @@ def test_a_task_killed_midway_counts_its_unlogged_lines_apart_from_the_lost_ones
     labels = list(table.columns[0].cells)
     logged = list(table.columns[1].cells)[labels.index("lines logged")]
     assert logged == "1,600" and "lines never logged (task died)" in labels
+
+
+def test_ctrl_c_during_the_replay_says_the_streams_were_read_back(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "task processes stopped, nothing verified" though every line had been read back and verified.
+    from mwaa_logging.cli import main
+    from mwaa_logging.demo import runner
+    from mwaa_logging.demo.verify import TaskCheck
+
+    def stopped_in_the_replay(self: Run) -> Any:
+        self._stage = "replay"
+        self._checks = [TaskCheck("t", "s", 200, arrived=200)]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.Run, "_execute", stopped_in_the_replay)
+    assert main(["demo", "--quiet", "--tasks", "1", "--lines", "200", "--duration", "2"]) == 130
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("interrupted: mwaa-logging: read back, 200 of 200 lines verified (0 lost); `mwaa-logging replay` "
+            "stopped, CloudWatch alone not checked") in out, out
+    assert "nothing verified" not in out
+
+
+@pytest.mark.parametrize(("stage", "said"), [("tasks", "task processes stopped, nothing verified"),
+                                             ("read-back", "read-back stopped, nothing verified")])
+def test_ctrl_c_before_the_read_back_ended_says_nothing_was_verified(tmp_path: Path, stage: str, said: str) -> None:
+    run = _run(tmp_path, MWAA_LOGGING, "s3://b/p")
+    run._stage = stage
+    finished = "the task processes had finished; " if stage != "tasks" else ""
+    assert run.stopped_text() == f"mwaa-logging: {finished}{said}"
