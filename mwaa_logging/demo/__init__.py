@@ -411,8 +411,7 @@ def _run(args: argparse.Namespace) -> int:
         console.print(compare_table(results))
         path = args.chart or DEFAULT_CHART
         try:
-            chart = write_chart(path, results, "mwaa-logging demo: mwaa-logging vs watchtower",
-                                storm=results[0].storm)
+            chart = write_chart(path, results, "mwaa-logging demo: mwaa-logging vs watchtower")
         except OSError as error:
             print(f"mwaa-logging demo: cannot write the chart {path}: {error}", file=sys.stderr)
         else:

@@ -25,9 +25,10 @@ def _text(x: float, y: float, content: str, anchor: str = "start", size: int = 1
             f'font-family="sans-serif">{html.escape(content)}</text>')
 
 
-def timeline_svg(results: Sequence[RunResult], storm: tuple[float, float] | None = None) -> str:
-    """Cumulative lines logged (dashed) and events stored in CloudWatch (solid), per handler; the throttle
-    storm (start, end in seconds) shaded."""
+def timeline_svg(results: Sequence[RunResult]) -> str:
+    """Cumulative lines logged (dashed) and events stored in CloudWatch (solid), per handler; every run's
+    throttle storm (start, end in seconds on its own clock, as its timeline) shaded, in the run's colour when
+    there are several."""
     samples = [s for r in results for s in r.timeline]
     t_max = max((s.t for s in samples), default=1.0) or 1.0
     y_max = max([max(s.logged, s.delivered or 0) for s in samples] + [1])
@@ -40,12 +41,17 @@ def timeline_svg(results: Sequence[RunResult], storm: tuple[float, float] | None
              f'<rect x="{PAD}" y="{PAD}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
              _text(WIDTH / 2, 20, "Lines logged (dashed), events stored in CloudWatch (solid),", "middle", 14),
              _text(WIDTH / 2, 38, "stored or spilled to S3 (dotted), over time", "middle", 14)]
-    if storm is not None and storm[1] > storm[0]:
-        x0 = PAD + min(storm[0], t_max) / t_max * plot_w
-        x1 = PAD + min(storm[1], t_max) / t_max * plot_w
-        parts.append(f'<rect x="{x0:.1f}" y="{PAD}" width="{x1 - x0:.1f}" height="{plot_h}" fill="#fdd" '
-                     f'fill-opacity="0.6"><title>every PutLogEvents call throttled</title></rect>')
-        parts.append(_text((x0 + x1) / 2, PAD + plot_h - 8, "throttle storm", "middle", 11))
+    storms = [(i, r.handler, r.storm) for i, r in enumerate(results) if r.storm is not None and r.storm[1] > r.storm[0]]
+    for row, (i, handler, (begin, end)) in enumerate(storms):
+        x0 = PAD + min(begin, t_max) / t_max * plot_w
+        x1 = PAD + min(end, t_max) / t_max * plot_w
+        fill = "#fdd" if len(storms) == 1 else COLOURS[i % len(COLOURS)]
+        opacity = "0.6" if len(storms) == 1 else "0.12"
+        label = "throttle storm" if len(storms) == 1 else f"storm ({handler})"
+        parts.append(f'<rect x="{x0:.1f}" y="{PAD}" width="{x1 - x0:.1f}" height="{plot_h}" fill="{fill}" '
+                     f'fill-opacity="{opacity}"><title>{html.escape(label)}: every PutLogEvents call throttled'
+                     '</title></rect>')
+        parts.append(_text((x0 + x1) / 2, PAD + plot_h - 8 - 14 * row, label, "middle", 11))
     for k in range(5):
         value = y_max * k / 4
         y = HEIGHT - PAD - k / 4 * plot_h
@@ -118,15 +124,14 @@ def loss_svg(results: Sequence[RunResult]) -> str:
     return "\n".join(parts)
 
 
-def write_chart(path: Path, results: Sequence[RunResult], title: str,
-                storm: tuple[float, float] | None = None) -> Path:
+def write_chart(path: Path, results: Sequence[RunResult], title: str) -> Path:
     """Write the HTML page to ``path`` (parent directories created) and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = "".join(f"<li>{html.escape(r.handler)}: {r.expected:,} lines logged, {r.total('arrived'):,} arrived "
                    f"exactly, {r.lost:,} lost; tasks start -> all exited {r.wall_seconds:.1f} s</li>" for r in results)
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
             f"<body style=\"font-family: sans-serif\">\n<h1>{html.escape(title)}</h1>\n<ul>{rows}</ul>\n"
-            f"{timeline_svg(results, storm)}\n<br/>\n{outcome_svg(results)}\n<br/>\n{loss_svg(results)}\n"
+            f"{timeline_svg(results)}\n<br/>\n{outcome_svg(results)}\n<br/>\n{loss_svg(results)}\n"
             "</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return path

@@ -303,3 +303,18 @@ def test_ctrl_c_before_the_read_back_ended_says_nothing_was_verified(tmp_path: P
     run._stage = stage
     finished = "the task processes had finished; " if stage != "tasks" else ""
     assert run.stopped_text() == f"mwaa-logging: {finished}{said}"
+
+
+def test_the_chart_shades_every_runs_storm(tmp_path: Path) -> None:
+    # Only the first run's storm window was shaded; watchtower's run had its own, at another time.
+    from mwaa_logging.demo.chart import write_chart
+    from mwaa_logging.demo.progress import Sample
+
+    ours, theirs = _result(), _result()
+    theirs.handler = WATCHTOWER
+    for result, storm in ((ours, (3.0, 9.0)), (theirs, (5.0, 11.0))):
+        result.storm = storm
+        result.timeline = [Sample(float(t), 10 * t, 8 * t, 0, 0, t, 0) for t in range(15)]
+    page = write_chart(tmp_path / "c.html", [ours, theirs], "t").read_text()
+    assert page.count("every PutLogEvents call throttled") == 2, page
+    assert "storm (mwaa-logging)" in page and "storm (watchtower)" in page
