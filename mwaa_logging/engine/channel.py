@@ -80,10 +80,12 @@ class GroupSettingsOwed:
 
     settings: list[str]
     failures: int = 0
+    #: After a failed call, not before this time (the engine's clock).
+    retry_at: float = 0.0
 
 
-#: Channels that owe their group a setting (see :class:`GroupSettingsOwed`): the sender applies it before the
-#: channel's next put, or creating the group does. Not a channel attribute (emit() reads a channel's attributes
+#: Channels that owe their group a setting (see :class:`GroupSettingsOwed`): the sender applies it at its next pass
+#: over the channel with a CreateLogGroup token (``delivery.settle_group``), or creating the group does. Not a channel attribute (emit() reads a channel's attributes
 #: inline only while it has at most 30); kept across a fork (calls made are not made again).
 group_settings_owed: weakref.WeakKeyDictionary[Channel, GroupSettingsOwed] = weakref.WeakKeyDictionary()
 

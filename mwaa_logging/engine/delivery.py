@@ -89,6 +89,8 @@ def service_channel(channel: Channel, ctx: Context) -> float:
     (see :func:`_forget_idle`): a process that writes to ever new streams does not keep them all.
     """
     channel.drain_inbox()
+    # an existing group gets them all the same (see settle_group); also once every line is sent
+    owed_at = settle_group(channel, ctx) if group_settings_owed and channel in group_settings_owed else math.inf
     now = ctx.clock()
     with channel.lock:
         buffers: list[StreamBuffer] = []
@@ -103,7 +105,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         if channel.inbox:  # raced with an append: come back at once
             channel.armed = False
             return now
-        return math.inf
+        return owed_at
     _enforce_memory_cap(channel, buffers)
     for buffer in buffers:
         _expire(channel, buffer, ctx)
@@ -123,15 +125,13 @@ def service_channel(channel: Channel, ctx: Context) -> float:
             if not _create_owed(channel, buffer, ctx):
                 pass_.consider(buffer)  # not due until its create budget has a token or its backoff ends
                 continue
-        if group_settings_owed and channel in group_settings_owed:  # an existing group gets them all the same
-            settle_group(channel, ctx)
         # the time now, after the creates and expiry spills above (network and disk): a host budget takes a reading
         # more than a second older than another process's for another clock, and starts over with a full bucket
         now = ctx.clock()
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
-            return min(pass_.next_wake, now + wait)
+            return min(pass_.next_wake, now + wait, owed_at)
         if buffer.retry_at > now:  # the last call before a flush deadline: only one per deadline
             buffer.last_call_for = pass_.last_call
         _send_one(channel, buffer, ctx)
@@ -139,7 +139,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         pass_.look_again()
         pass_.consider(buffer)
     # a stream that appeared during this pass gets looked at now, not after the idle backstop
-    return pass_.now if len(channel.buffers) != known_streams else pass_.next_wake
+    return pass_.now if len(channel.buffers) != known_streams else min(pass_.next_wake, owed_at)
 
 
 #: An empty stream that failed its last call is forgotten only after this many seconds without events (longer than
@@ -774,29 +774,37 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: C
     return created
 
 
-#: A retention policy or tags call for a group that exists is made at most this many times (each failure said).
+#: A retention policy or tags call for a group that exists is made at most this many times (each failure said),
+#: this many seconds apart.
 GROUP_SETTING_TRIES = 3
+GROUP_SETTING_RETRY = 1.0
 
 
-def settle_group(channel: Channel, ctx: Context) -> None:
+def settle_group(channel: Channel, ctx: Context) -> float:
     """Apply the ``log_group_retention_days`` and ``log_group_tags`` the channel owes (see
     :class:`GroupSettingsOwed`) to its group, as watchtower 3.4 does in its constructor for a group that exists
-    too; the sender calls this before a put while some are owed, never the constructor.
+    too; the sender calls this at the start of its passes over the channel while some are owed (so also once its
+    lines are all sent), never the constructor. Returns when it next needs to run (inf: nothing owed).
 
     PutRetentionPolicy, and TagResource (see ``BotocoreTransport.tag_log_group``), under the CreateLogGroup budget.
-    The put never waits for them: without a token now, they are tried before a later put. A group that does not
-    exist (yet) is left to the create path, which applies both when it creates it. A throttled or failed call is
-    tried again before a later put, :data:`GROUP_SETTING_TRIES` calls in all; refused (access denied, an invalid
-    value), it is not. Every failure is said, as a failed create is."""
+    Puts never wait for them: without a token now, they are tried again once the budget has one. A group that does
+    not exist (yet) is left to the create path, which applies both when it creates it. A throttled or failed call is
+    tried again :data:`GROUP_SETTING_RETRY` s later, :data:`GROUP_SETTING_TRIES` calls in all; refused (access
+    denied, an invalid value), it is not. Every failure is said, as a failed create is."""
     owed = group_settings_owed.get(channel)
     if owed is None:
-        return
+        return math.inf
+    now = ctx.clock()
+    if now < owed.retry_at:
+        return owed.retry_at
     destination = channel.destination
     transport = channel.transport()
     budget = channel.budgets.create_group
     for setting in list(owed.settings):
-        if budget.acquire(ctx.clock()) > 0:
-            return
+        now = ctx.clock()
+        wait = budget.acquire(now)
+        if wait > 0:
+            return now + wait
         if setting == "retention":
             what = f"PutRetentionPolicy {destination.group}"
             answer = transport.put_retention_policy(destination.group, destination.log_group_retention_days or 0)
@@ -817,10 +825,12 @@ def settle_group(channel: Channel, ctx: Context) -> None:
             owed.failures += 1
             final = outcome in (Outcome.AUTH, Outcome.INVALID) or owed.failures >= GROUP_SETTING_TRIES
             report(f"{what} failed: {answer.error_code} {answer.message}"
-                   + ("" if final else "; tried again before a later PutLogEvents"))
+                   + ("" if final else f"; tried again in {GROUP_SETTING_RETRY:g} s"))
             if not final:
-                continue
+                owed.retry_at = ctx.clock() + GROUP_SETTING_RETRY
+                return owed.retry_at
         _settled_group(channel, setting)
+    return math.inf
 
 
 def _settled_group(channel: Channel, setting: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ import watchtower
 
 import mwaa_logging
 from mwaa_logging.testing.local_aws import LocalAWS
+from tests.waiting import wait_until
 
 
 def test_every_watchtower_argument_is_accepted() -> None:
@@ -285,9 +287,10 @@ def test_an_existing_group_gets_the_retention_and_tags_as_with_watchtower(local_
     try:
         assert local_aws.stats().calls.get("PutRetentionPolicy") is None
         _log_one(handler, "existing-group", "hello")
-        group = client.describe_log_groups(logGroupNamePrefix="existing")["logGroups"][0]
-        assert group.get("retentionInDays") == 14
-        assert client.list_tags_log_group(logGroupName="existing")["tags"] == {"owner": "ops", "team": "a"}
+        # (before the put when the process's CreateLogGroup budget has a token, else as soon as it has one)
+        wait_until(lambda: _retention(client, "existing") == 14)
+        wait_until(lambda: client.list_tags_log_group(logGroupName="existing")["tags"] == {"owner": "ops",
+                                                                                           "team": "a"})
         calls = local_aws.stats().calls
         _log_one(handler, "existing-group", "again")  # once per handler
         assert local_aws.stats().calls.get("PutRetentionPolicy") == calls.get("PutRetentionPolicy") == 1
@@ -309,9 +312,36 @@ def test_a_refused_retention_policy_loses_no_line_and_is_said_once(local_aws: Lo
         with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
             for line in ("one", "two", "three"):
                 _log_one(handler, "no-policy-rights", line)
-        assert local_aws.messages("no-policy-rights", "s") == ["one", "two", "three"]
+            wait_until(lambda: local_aws.stats().calls.get("PutRetentionPolicy") == 1)
+            _log_one(handler, "no-policy-rights", "four")
+        assert local_aws.messages("no-policy-rights", "s") == ["one", "two", "three", "four"]
         said = [r.getMessage() for r in caplog.records if "PutRetentionPolicy" in r.getMessage()]
         assert len(said) == 1 and "AccessDenied" in said[0], said
         assert local_aws.stats().calls.get("PutRetentionPolicy") == 1  # refused for good: not asked again
+    finally:
+        handler.close(timeout=0)
+
+
+def _retention(client: Any, group: str) -> int | None:
+    found: int | None = client.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0].get("retentionInDays")
+    return found
+
+
+def test_the_retention_is_applied_when_the_create_budget_has_a_token_again_without_another_line(
+        local_aws: LocalAWS) -> None:
+    """The sender applied the retention only just before a put: a handler whose lines were sent while the process's
+    CreateLogGroup budget had no token (many tasks starting at once) never applied it."""
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    client.create_log_group(logGroupName="busy-creates")
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="busy-creates", log_stream_name="s", boto3_client=client, log_group_retention_days=30,
+        send_interval=0.1)
+    budget = handler._channel.budgets.create_group
+    try:
+        while budget.acquire(time.monotonic()) == 0:  # what other handlers of the process took
+            pass
+        _log_one(handler, "busy-creates", "the only line")
+        wait_until(lambda: _retention(client, "busy-creates") == 30, timeout=10)
+        assert local_aws.messages("busy-creates", "s") == ["the only line"]
     finally:
         handler.close(timeout=0)
