@@ -155,9 +155,10 @@ def test_airflow2_ui_keeps_a_line_logged_again_within_the_second(airflow2: Airfl
 
 
 AFTER_CLOSE_WITHOUT_WARNING = """
-import logging, warnings
+import logging, sys, warnings
+import airflow  # configures logging with our task handler first, as in Airflow's processes
 from mwaa_logging.airflow.task_handler import _StreamHandler
-handler = _StreamHandler(log_group_name="after-close", log_stream_name="s")
+handler = _StreamHandler(log_group_name="after-close", log_stream_name=sys.argv[1])
 handler.close()
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -172,8 +173,9 @@ def test_airflow2_a_record_after_the_inner_handler_closed_is_delivered_without_a
         airflow2: AirflowEnv, airflow_aws: LocalAWS) -> None:
     """Airflow's metrics thread logs after the supervisor closed the handler: the WatchtowerWarning about it landed
     in the task's log (Airflow captures warnings there) during an outage."""
-    out = subprocess.run([str(airflow2.venv / "bin" / "python"), "-c", AFTER_CLOSE_WITHOUT_WARNING],
+    stream = airflow2.venv.name  # one per Airflow version: the endpoint is the session's
+    out = subprocess.run([str(airflow2.venv / "bin" / "python"), "-c", AFTER_CLOSE_WITHOUT_WARNING, stream],
                          cwd=airflow2.home, capture_output=True, text=True, timeout=120, env=airflow2.env({}))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == "True"
-    assert airflow_aws.messages("after-close", "s") == ["after close"]
+    assert out.stdout.splitlines()[-1] == "True"  # (Airflow logs botocore's lines to stdout before it)
+    assert airflow_aws.messages("after-close", stream) == ["after close"]
