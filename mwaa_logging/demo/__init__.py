@@ -77,11 +77,18 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _neighbour_tps(text: str) -> float:
-    value = _non_negative(text)
-    if value > MAX_TPS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TPS:g} calls/s")
-    return value
+def _non_negative_at_most(high: float, what: str) -> Any:
+    """A converter of numbers in ``0..high`` (the message names the limit, and ``what`` it is)."""
+    def convert(text: str) -> float:
+        value = _non_negative(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}{what}")
+        return value
+
+    return convert
+
+
+_neighbour_tps = _non_negative_at_most(MAX_TPS, " calls/s")
 
 
 def _max_latency(text: str) -> float:
@@ -92,11 +99,7 @@ def _max_latency(text: str) -> float:
 MAX_SECONDS = 86_400.0
 
 
-def _seconds(text: str) -> float:
-    value = _non_negative(text)
-    if value > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:g} (a day)")
-    return value
+_seconds = _non_negative_at_most(MAX_SECONDS, " (a day)")
 
 
 def _spill_to(text: str) -> str:

@@ -85,8 +85,9 @@ class GroupSettingsOwed:
 
 
 #: Channels that owe their group a setting (see :class:`GroupSettingsOwed`): the sender applies it at its next pass
-#: over the channel with a CreateLogGroup token (``delivery.settle_group``), or creating the group does. Not a channel attribute (emit() reads a channel's attributes
-#: inline only while it has at most 30); kept across a fork (calls made are not made again).
+#: over the channel with a CreateLogGroup token (``delivery.settle_group``), or creating the group does. Not a
+#: channel attribute (emit() reads a channel's attributes inline only while it has at most 30); kept across a fork
+#: (calls made are not made again).
 group_settings_owed: weakref.WeakKeyDictionary[Channel, GroupSettingsOwed] = weakref.WeakKeyDictionary()
 
 

@@ -26,15 +26,21 @@ from tests.integration.spill_reading import spilled_records
 Synced = tuple[logging.Logger, mwaa_logging.CloudWatchLogHandler]
 
 
+def only_to(handler: logging.Handler, name: str) -> logging.Logger:
+    """The logger ``name``, logging INFO and above to ``handler`` alone."""
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
 @pytest.fixture
 def sync_logger(local_aws: LocalAWS, spill_dir: Path) -> Iterator[Synced]:
     handler = mwaa_logging.CloudWatchLogHandler(
         log_group_name="sync", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
         close_timeout=2, read_timeout=1, spill_to=str(spill_dir))
-    logger = logging.getLogger("use-queues-false")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = only_to(handler, "use-queues-false")
     yield logger, handler
     logger.handlers[:] = []
     handler.close(timeout=5)
@@ -103,10 +109,7 @@ def test_spills_at_max_latency_during_an_outage_do_not_make_emit_wait_again(loca
     handler = mwaa_logging.CloudWatchLogHandler(
         log_group_name="sync-latency", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
         close_timeout=1, read_timeout=1, max_latency=1.5, spill_to=str(spill_dir))
-    logger = logging.getLogger("use-queues-false.latency")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = only_to(handler, "use-queues-false.latency")
     local_aws.faults.inject("hang")
     try:
         durations = timed_emits(logger, 25, pause=0.2)  # 5 s: spills at max_latency meanwhile
@@ -157,10 +160,7 @@ def test_a_throttle_holds_one_record_per_backlog_not_every_record(local_aws: Loc
     handler = mwaa_logging.CloudWatchLogHandler(
         log_group_name="sync-throttle", log_stream_name="{thread_name}", endpoint_url=local_aws.url,
         use_queues=False, close_timeout=1, spill_to=str(spill_dir))
-    logger = logging.getLogger("use-queues-false.throttle")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = only_to(handler, "use-queues-false.throttle")
     waits: list[float] = []
 
     def worker() -> None:
@@ -215,10 +215,7 @@ def test_close_after_a_timed_out_wait_spills_soon_instead_of_waiting_again(local
     handler = mwaa_logging.CloudWatchLogHandler(
         log_group_name="sync-close", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
         close_timeout=6, read_timeout=30, spill_to=str(spill_dir))
-    logger = logging.getLogger("use-queues-false.close")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = only_to(handler, "use-queues-false.close")
     local_aws.faults.inject("hang", api="PutLogEvents")
     try:
         started = time.monotonic()
