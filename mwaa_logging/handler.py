@@ -540,13 +540,13 @@ class CloudWatchLogHandler(logging.Handler):
     def _after_close(self) -> None:
         """A record arrives after close(): warn (once, at the line that logged it), count it; a later close() flushes
         again."""
+        with self._channel.lock:
+            self._channel.counters.emitted_after_close += 1
+        self.shutting_down = False  # before the warning: a warnings filter set to "error" raises it
         if not self._warned_after_close and self.warns_after_close:
             self._warned_after_close = True
             warnings.warn("Received message after logging system shutdown; it is delivered anyway",
                           WatchtowerWarning, stacklevel=_stacklevel_of_caller())
-        with self._channel.lock:
-            self._channel.counters.emitted_after_close += 1
-        self.shutting_down = False
 
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver (or spill) everything emitted so far; returns False if ``timeout`` (default
@@ -565,9 +565,9 @@ class CloudWatchLogHandler(logging.Handler):
             timeout = wait_timeout(timeout)
             if timeout is None:
                 timeout = self.settings.close_timeout
+                if still_behind(self._channel):  # its wait timed out, nothing delivered since: spill soon
+                    timeout = min(timeout, BEHIND_CLOSE_WAIT)
             shared = _shutdown_deadlines.remaining(_logging_shutdown_frame(), self.settings.close_timeout)
-            if still_behind(self._channel):  # its wait timed out, nothing delivered since: spill soon, not wait again
-                timeout = min(timeout, BEHIND_CLOSE_WAIT)
             self._channel.close(min(timeout, shared))
         super().close()
 

@@ -24,6 +24,7 @@ from operator import itemgetter
 from time import sleep as _sleep
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mwaa_logging.engine.diagnostics import report
 from mwaa_logging.engine.stats import Counters, Stats
 from mwaa_logging.events import (
     MESSAGE,
@@ -84,11 +85,20 @@ class GroupSettingsOwed:
     retry_at: float = 0.0
 
 
+#: How often close() looks whether the sender applied what a channel owes its group (see ``await_group_settings``).
+GROUP_SETTINGS_POLL = 0.01
+
 #: Channels that owe their group a setting (see :class:`GroupSettingsOwed`): the sender applies it at its next pass
 #: over the channel with a CreateLogGroup token (``delivery.settle_group``), or creating the group does. Not a
 #: channel attribute (emit() reads a channel's attributes inline only while it has at most 30); kept across a fork
 #: (calls made are not made again).
 group_settings_owed: weakref.WeakKeyDictionary[Channel, GroupSettingsOwed] = weakref.WeakKeyDictionary()
+
+
+def owes_group_settings(channel: Channel) -> bool:
+    """Whether ``channel`` owes its group a setting the sender can apply now: it has delivered (its group exists;
+    a new group gets them from the create path). The sender keeps such a channel, closed and empty, until then."""
+    return bool(group_settings_owed) and channel in group_settings_owed and bool(channel.counters.delivered)
 
 
 @dataclass(frozen=True)
@@ -531,6 +541,8 @@ class Channel:
             markers = self.counters.markers
             remaining = deadline - time.monotonic()
             flushed = remaining > 0 and self.flush(remaining)
+        if flushed:
+            self.await_group_settings(deadline)
         if not flushed and (not in_logging_lock or self.engine.sender_missing()):
             with self.locked_within(DEADLINE_SPILL_WAIT) as locked:
                 pass  # a signal handler interrupted this thread in the lock: leave the events pending, not spilled
@@ -539,6 +551,21 @@ class Channel:
             self.engine.spill_at_deadline(self, "close()")
         self.engine.wake()
         return flushed
+
+    def await_group_settings(self, deadline: float) -> None:
+        """Wait until ``deadline`` (``time.monotonic()``) for the sender to apply the retention and tags this channel
+        owes its group (``delivery.settle_group``, once the channel has delivered: its group exists); say what is
+        left then. watchtower applies them in its constructor: a handler closed before its sender had a
+        CreateLogGroup token never applied them."""
+        if not owes_group_settings(self) or self.engine.sender_missing():
+            return
+        self.engine.wake()
+        while self in group_settings_owed and time.monotonic() < deadline:
+            _sleep(GROUP_SETTINGS_POLL)
+        owed = group_settings_owed.get(self)
+        if owed is not None:
+            report(f"{' and '.join(owed.settings)} of log group {self.destination.group} not applied yet at the close "
+                   "deadline: the sender applies them if this process lives on")
 
     def reopen(self) -> None:
         """Accept events again after close() (they are delivered, not dropped)."""

@@ -26,6 +26,7 @@ from mwaa_logging.engine.channel import (
     InFlight,
     StreamBuffer,
     group_settings_owed,
+    owes_group_settings,
     settle_watchers,
 )
 from mwaa_logging.engine.diagnostics import report
@@ -89,8 +90,6 @@ def service_channel(channel: Channel, ctx: Context) -> float:
     (see :func:`_forget_idle`): a process that writes to ever new streams does not keep them all.
     """
     channel.drain_inbox()
-    # an existing group gets them all the same (see settle_group); also once every line is sent
-    owed_at = settle_group(channel, ctx) if group_settings_owed and channel in group_settings_owed else math.inf
     now = ctx.clock()
     with channel.lock:
         buffers: list[StreamBuffer] = []
@@ -105,7 +104,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         if channel.inbox:  # raced with an append: come back at once
             channel.armed = False
             return now
-        return owed_at
+        return _settle_owed(channel, ctx)
     _enforce_memory_cap(channel, buffers)
     for buffer in buffers:
         _expire(channel, buffer, ctx)
@@ -131,7 +130,7 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         wait = channel.budgets.put.acquire(now)
         if wait > 0:
             channel.scarce_until = now + SCARCE_WINDOW
-            return min(pass_.next_wake, now + wait, owed_at)
+            return min(pass_.next_wake, now + wait)
         if buffer.retry_at > now:  # the last call before a flush deadline: only one per deadline
             buffer.last_call_for = pass_.last_call
         _send_one(channel, buffer, ctx)
@@ -139,7 +138,14 @@ def service_channel(channel: Channel, ctx: Context) -> float:
         pass_.look_again()
         pass_.consider(buffer)
     # a stream that appeared during this pass gets looked at now, not after the idle backstop
+    owed_at = _settle_owed(channel, ctx)
     return pass_.now if len(channel.buffers) != known_streams else min(pass_.next_wake, owed_at)
+
+
+def _settle_owed(channel: Channel, ctx: Context) -> float:
+    """:func:`settle_group` once the channel has delivered (its group exists: a new group gets its settings from
+    the create path, and asking before would cost calls answered ResourceNotFound); when it next needs to run."""
+    return settle_group(channel, ctx) if owes_group_settings(channel) else math.inf
 
 
 #: An empty stream that failed its last call is forgotten only after this many seconds without events (longer than
@@ -740,12 +746,19 @@ def _create_resources(channel: Channel, buffer: StreamBuffer, stage: str, ctx: C
             report(f"log group {destination.group} does not exist and create_log_group is false: its events are "
                    f"spilled to {channel.spill.description}")
             return None
+        answers: list[CallResult] = []
+
+        def create_group() -> CallResult:
+            answers.append(transport.create_log_group(destination.group, destination.log_group_tags))
+            return answers[-1]
+
         created = _create(channel, channel.budgets.create_group, ctx, f"CreateLogGroup {destination.group}",
-                          lambda: transport.create_log_group(destination.group, destination.log_group_tags), buffer)
+                          create_group, buffer)
         if created is not True:
             buffer.missing = "group" if created is False else None
             return created
-        _settled_group(channel, "tags")  # (given to CreateLogGroup)
+        if answers and answers[-1].error_code is None:  # made by this call, with the tags; not one another made
+            _settled_group(channel, "tags")
         stage = "retention" if destination.log_group_retention_days else "stream"
     if stage == "retention":  # before the stream: a retention never set would keep the group's logs for good
         days = destination.log_group_retention_days or 0
@@ -783,14 +796,16 @@ GROUP_SETTING_RETRY = 1.0
 def settle_group(channel: Channel, ctx: Context) -> float:
     """Apply the ``log_group_retention_days`` and ``log_group_tags`` the channel owes (see
     :class:`GroupSettingsOwed`) to its group, as watchtower 3.4 does in its constructor for a group that exists
-    too; the sender calls this at the start of its passes over the channel while some are owed (so also once its
-    lines are all sent), never the constructor. Returns when it next needs to run (inf: nothing owed).
+    too; the sender calls this at the end of its passes over the channel while some are owed, once the channel has
+    delivered (so also once its lines are all sent), never the constructor. Returns when it next needs to run (inf:
+    nothing owed). close() and the exit flush wait for it within their deadline (``Channel.await_group_settings``).
 
     PutRetentionPolicy, and TagResource (see ``BotocoreTransport.tag_log_group``), under the CreateLogGroup budget.
     Puts never wait for them: without a token now, they are tried again once the budget has one. A group that does
-    not exist (yet) is left to the create path, which applies both when it creates it. A throttled or failed call is
-    tried again :data:`GROUP_SETTING_RETRY` s later, :data:`GROUP_SETTING_TRIES` calls in all; refused (access
-    denied, an invalid value), it is not. Every failure is said, as a failed create is."""
+    not exist (any more) is left to the create path, which applies both when it creates it. A throttled or failed
+    call is tried again :data:`GROUP_SETTING_RETRY` s later, :data:`GROUP_SETTING_TRIES` calls in all; refused
+    (access denied, an invalid value, a client without the call), it is not. Every failure is said, as a failed
+    create is."""
     owed = group_settings_owed.get(channel)
     if owed is None:
         return math.inf
@@ -805,12 +820,14 @@ def settle_group(channel: Channel, ctx: Context) -> float:
         wait = budget.acquire(now)
         if wait > 0:
             return now + wait
-        if setting == "retention":
-            what = f"PutRetentionPolicy {destination.group}"
-            answer = transport.put_retention_policy(destination.group, destination.log_group_retention_days or 0)
-        else:
-            what = f"TagResource {destination.group}"
-            answer = transport.tag_log_group(destination.group, destination.log_group_tags or {})
+        what = f"{'PutRetentionPolicy' if setting == 'retention' else 'TagResource'} {destination.group}"
+        try:
+            if setting == "retention":
+                answer = transport.put_retention_policy(destination.group, destination.log_group_retention_days or 0)
+            else:
+                answer = transport.tag_log_group(destination.group, destination.log_group_tags or {})
+        except Exception as exc:  # a client that lacks the call (a wrapper given as boto3_client): never stops puts
+            answer = CallResult(Outcome.INVALID, error_code=type(exc).__name__, message=str(exc))
         with channel.lock:
             channel.counters.create_calls += 1
         outcome = answer.outcome

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from functools import partial
 from types import FrameType
 
-from mwaa_logging.engine.channel import Channel
+from mwaa_logging.engine.channel import Channel, owes_group_settings
 from mwaa_logging.engine.delivery import (
     DEADLINE_SPILL_WAIT,
     Context,
@@ -251,7 +251,7 @@ class Engine:
             # the sender must survive anything: what it held is rescued, the rest stays buffered
             due = rescuing(channel, partial(service_channel, channel, self._ctx), "the sender")
             next_wake = min(next_wake, self.clock() + 1.0 if due is None else due)
-            if channel.closed and not channel.has_work():
+            if channel.closed and not channel.has_work() and not owes_group_settings(channel):
                 self._retire(channel)
         return next_wake - self.clock()
 
@@ -331,7 +331,11 @@ class Engine:
         if not channels:
             return
         timeout = max(BEHIND_CLOSE_WAIT if still_behind(c) else c.settings.close_timeout for c in channels)
-        if not self.flush_all(timeout):
+        deadline = time.monotonic() + timeout
+        if self.flush_all(timeout):
+            for channel in channels:
+                channel.await_group_settings(deadline)
+        else:
             spill_by = time.monotonic() + DEADLINE_SPILL_WAIT  # one wait for S3, whatever the number of channels
             for channel in self.channels():
                 failures = channel.counters.spill_failures

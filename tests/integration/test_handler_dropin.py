@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -341,7 +342,85 @@ def test_the_retention_is_applied_when_the_create_budget_has_a_token_again_witho
         while budget.acquire(time.monotonic()) == 0:  # what other handlers of the process took
             pass
         _log_one(handler, "busy-creates", "the only line")
-        wait_until(lambda: _retention(client, "busy-creates") == 30, timeout=10)
+        handler.close()  # waits for them too (an Airflow 2 task's handler is closed right after its lines)
+        assert _retention(client, "busy-creates") == 30
         assert local_aws.messages("busy-creates", "s") == ["the only line"]
+    finally:
+        handler.close(timeout=0)
+
+
+def test_tags_reach_a_group_another_process_created_first(local_aws: LocalAWS) -> None:
+    """CreateLogGroup answered ResourceAlreadyExists (another task process won the race, without tags) counted as
+    made with our tags: they were never applied."""
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    other = boto3.client("logs", endpoint_url=local_aws.url)
+
+    def another_process_first(**_: Any) -> None:
+        other.create_log_group(logGroupName="raced")
+
+    client.meta.events.register("before-call.cloudwatch-logs.CreateLogGroup", another_process_first)
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="raced", log_stream_name="s", boto3_client=client, log_group_retention_days=7,
+        log_group_tags={"team": "a"}, send_interval=0.1)
+    try:
+        _log_one(handler, "raced", "line")
+        handler.close()
+        assert other.list_tags_log_group(logGroupName="raced")["tags"] == {"team": "a"}
+        assert _retention(other, "raced") == 7
+    finally:
+        handler.close(timeout=0)
+
+
+class _ClientWithoutDescribe:
+    """A client wrapper (the handler only asks a ``boto3_client`` for put_log_events) without DescribeLogGroups."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meta = client.meta
+        self.exceptions = client.exceptions
+        self.put_log_events = client.put_log_events
+        self.create_log_stream = client.create_log_stream
+        self.create_log_group = client.create_log_group
+        self.put_retention_policy = client.put_retention_policy
+
+
+def test_a_tagging_call_the_client_lacks_is_said_and_costs_no_line(local_aws: LocalAWS, spill_dir: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The AttributeError from a wrapper without describe_log_groups ended every sender pass before its puts: every
+    line was spilled, none delivered."""
+    client = boto3.client("logs", endpoint_url=local_aws.url)
+    client.create_log_group(logGroupName="wrapped")
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="wrapped", log_stream_name="s", boto3_client=_ClientWithoutDescribe(client),
+        log_group_tags={"team": "a"}, send_interval=0.1, spill_to=str(spill_dir))
+    try:
+        with caplog.at_level(logging.WARNING, logger="mwaa_logging"):
+            _log_one(handler, "wrapped", "one")
+            _log_one(handler, "wrapped", "two")
+            handler.close()
+        assert local_aws.messages("wrapped", "s") == ["one", "two"]
+        assert handler.stats().spilled_total == 0
+        said = [r.getMessage() for r in caplog.records if "TagResource wrapped" in r.getMessage()]
+        assert len(said) == 1 and "AttributeError" in said[0], said
+    finally:
+        handler.close(timeout=0)
+
+
+def test_a_group_the_handler_creates_costs_no_extra_calls_for_its_retention_and_tags(local_aws: LocalAWS) -> None:
+    """Applied before the first put, a new group's settings cost a PutRetentionPolicy answered ResourceNotFound
+    (and a DescribeLogGroups for the tags) before the create path applied them anyway."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="brand-new", log_stream_name="s", endpoint_url=local_aws.url, log_group_retention_days=7,
+        log_group_tags={"team": "a"}, send_interval=0.1)
+    try:
+        _log_one(handler, "brand-new", "line")
+        _log_one(handler, "brand-new", "again")
+        handler.close()
+        calls = local_aws.stats().calls
+        assert (calls.get("CreateLogGroup"), calls.get("PutRetentionPolicy")) == (1, 1), calls
+        assert calls.get("DescribeLogGroups") is None and calls.get("TagResource") is None, calls
+        client = boto3.client("logs", endpoint_url=local_aws.url)
+        assert _retention(client, "brand-new") == 7
+        assert client.list_tags_log_group(logGroupName="brand-new")["tags"] == {"team": "a"}
     finally:
         handler.close(timeout=0)

@@ -861,3 +861,21 @@ def test_a_record_racing_close_and_the_retiring_of_its_channel_is_delivered(loca
         racer.join(10)
     wait_until(lambda: local_aws.messages(group, "s") == ["before", "the racing record"], timeout=10)
     assert channel.flush(5)
+
+
+def test_a_record_after_close_with_warnings_as_errors_is_still_delivered_by_the_next_close(
+        local_aws: LocalAWS, spill_dir: Path) -> None:
+    """With warnings made errors (pytest's filterwarnings = error), the warning raised before the record was
+    counted and before the handler was marked open again: the next close() did nothing and the record stayed
+    pending."""
+    handler = mwaa_logging.CloudWatchLogHandler(log_group_name="late-strict", log_stream_name="s",
+                                                endpoint_url=local_aws.url, send_interval=5)
+    logger = make_logger("late-strict", handler)
+    logger.info("before")
+    handler.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logger.info("after close")
+    handler.close()
+    assert local_aws.messages("late-strict", "s") == ["before", "after close"]
+    assert handler.stats().emitted_after_close == 1 and handler.stats().pending == 0

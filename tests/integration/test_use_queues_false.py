@@ -260,3 +260,23 @@ def test_a_process_exiting_after_a_timed_out_wait_spills_soon_instead_of_waiting
     exiting = exited - float(done.stdout.split()[-1])
     assert exiting < 4, exiting  # BEHIND_CLOSE_WAIT, then the local spill; not another 6 s
     assert sorted(r.message for r in spilled_records(spill_dir)) == ["queued only", "waits, then times out"]
+
+
+def test_an_explicit_close_timeout_after_a_timed_out_wait_is_kept(local_aws: LocalAWS, spill_dir: Path) -> None:
+    """Only close() without a timeout (logging.shutdown's) is cut short after a timed-out wait: a caller that gives
+    one means it."""
+    handler = mwaa_logging.CloudWatchLogHandler(
+        log_group_name="sync-explicit", log_stream_name="s", endpoint_url=local_aws.url, use_queues=False,
+        close_timeout=1, read_timeout=30, spill_to=str(spill_dir))
+    logger = only_to(handler, "use-queues-false.explicit")
+    local_aws.faults.inject("hang", api="PutLogEvents")
+    try:
+        logger.info("waits, then times out")
+        started = time.monotonic()
+        handler.close(timeout=3)
+        closing = time.monotonic() - started
+    finally:
+        logger.handlers[:] = []
+        local_aws.faults.clear()
+    assert closing >= 2.9, closing
+    assert handler.stats().spilled_total == 1
