@@ -41,6 +41,8 @@ MAX_BIG_EVENTS = 100
 MAX_SEED = 2**63 - 1
 MAX_TPS = 1000.0  # --neighbour-tps (a thread of the demo making the calls)
 MAX_QUOTA_TPS = 10_000.0  # --quota, --rate-limit (CloudWatch's own PutLogEvents quota is 5,000 calls/s)
+#: Lower bound of --quota and --rate-limit: a call a minute and a bit (1e-300 made the replay's time limit overflow).
+MIN_QUOTA_TPS = 0.01
 
 
 def _int(text: str) -> int:
@@ -117,8 +119,8 @@ def _optional_tps(text: str) -> float | None:
     if text.lower() in ("none", "off"):
         return None
     value = _float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0 (or 'none')")
+    if not math.isfinite(value) or value < MIN_QUOTA_TPS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_QUOTA_TPS:g} calls/s (or 'none')")
     if value > MAX_QUOTA_TPS:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_QUOTA_TPS:g} calls/s (or 'none')")
     return value
@@ -155,8 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
     cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
                        help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; "
-                            f"at most {MAX_QUOTA_TPS:g}; 'none'); an endpoint given with --endpoint-url gets its "
-                            "own back at the end, unless another client changed it meanwhile")
+                            f"{MIN_QUOTA_TPS:g} to {MAX_QUOTA_TPS:g}; 'none'); an endpoint given with --endpoint-url "
+                            "gets its own back at the end, unless another client changed it meanwhile")
     cloud.add_argument("--neighbour-tps", type=_neighbour_tps, default=defaults.neighbour_tps, metavar="TPS",
                        help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s; at "
                             f"most {MAX_TPS:g})")
@@ -166,8 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             f"{MAX_SECONDS:g})")
     ours = parser.add_argument_group("mwaa-logging settings")
     ours.add_argument("--rate-limit", type=_optional_tps, default=defaults.rate_limit, metavar="TPS",
-                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; at "
-                           f"most {MAX_QUOTA_TPS:g}; 'none')")
+                      help="put_rate_limit for the whole host (rate_limit_scope=host) (default %(default)s; "
+                           f"{MIN_QUOTA_TPS:g} to {MAX_QUOTA_TPS:g}; 'none')")
     ours.add_argument("--max-latency", type=_max_latency, default=defaults.max_latency, metavar="SECONDS",
                       help="max_latency: older undelivered events are spilled (default %(default)s; more than "
                            "the handler's send_interval)")

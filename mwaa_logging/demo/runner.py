@@ -30,6 +30,8 @@ from mwaa_logging.spill.local import default_spill_directories
 RETENTION_DAYS = 1
 #: Time allowed after the logging duration for the task processes to close their handlers and exit.
 EXIT_GRACE = 120.0
+#: Upper bound of the time allowed to ``mwaa-logging replay`` (a day, as ``--duration``).
+MAX_REPLAY_SECONDS = 86_400.0
 
 
 class ReadBackError(Exception):
@@ -382,11 +384,12 @@ class Run:
 
     def replay_timeout(self, checks: list[TaskCheck]) -> float:
         """Time allowed to ``mwaa-logging replay``: :data:`EXIT_GRACE`, plus a few PutLogEvents calls per spill
-        object at the slower of ``--rate-limit`` and the quota (a replay of 100 objects at 1 call/s needs minutes)."""
+        object at the slower of ``--rate-limit`` and the quota (a replay of 100 objects at 1 call/s needs minutes);
+        at most :data:`MAX_REPLAY_SECONDS` (a larger timeout overflows ``subprocess.run``)."""
         objects = sum(len(check.spill_objects) for check in checks)
         rates = [r for r in (self.config.rate_limit, self.config.quota) if r]
         rate = min(rates) if rates else 4.0
-        return EXIT_GRACE + 4.0 * objects / rate
+        return min(MAX_REPLAY_SECONDS, EXIT_GRACE + 4.0 * objects / rate)
 
     def _replay(self, source: str, env: dict[str, str], checks: list[TaskCheck]) -> tuple[str, str | None]:
         """``mwaa-logging replay SOURCE`` as a user would run it: its output, and what went wrong (None: nothing)."""

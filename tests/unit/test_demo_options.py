@@ -76,6 +76,9 @@ def test_the_read_back_always_searches_the_default_spill_directory_the_handler_f
     ("--neighbour-tps", "nan", "must be >= 0"),
     ("--quota", "1e300", "must be at most 10000 calls/s (or 'none')"),
     ("--rate-limit", "1e300", "must be at most 10000 calls/s (or 'none')"),
+    # a rate above 0 but tiny made the replay's time limit overflow subprocess.run (OverflowError)
+    ("--rate-limit", "1e-300", "must be at least 0.01 calls/s (or 'none')"),
+    ("--quota", "0.009", "must be at least 0.01 calls/s (or 'none')"),
     # not a number: the message says what was expected, not an internal converter's name
     ("--tasks", "abc", "expected a whole number, got 'abc'"),
     ("--lines", "1.5", "expected a whole number, got '1.5'"),
@@ -97,9 +100,21 @@ def test_numeric_options_are_bounded_and_their_errors_name_the_option_and_the_li
 
 def test_the_limits_themselves_are_accepted() -> None:
     args = parse("--tasks", "64", "--lines", "1000000", "--big-events", "100", "--seed", str(2**63 - 1),
-                 "--neighbour-tps", "1000")
-    assert (args.tasks, args.lines, args.big_events, args.seed, args.neighbour_tps) == (
-        64, 1_000_000, 100, 2**63 - 1, 1000.0)
+                 "--neighbour-tps", "1000", "--quota", "0.01", "--rate-limit", "0.01")
+    assert (args.tasks, args.lines, args.big_events, args.seed, args.neighbour_tps, args.quota, args.rate_limit) == (
+        64, 1_000_000, 100, 2**63 - 1, 1000.0, 0.01, 0.01)
+
+
+def test_the_replay_time_limit_is_capped_at_a_day(tmp_path: Path) -> None:
+    # At the slowest rates and many spill objects EXIT_GRACE + 4 * objects / rate grows without bound; a huge
+    # timeout overflows subprocess.run (OverflowError: timestamp too large).
+    from mwaa_logging.demo.runner import MAX_REPLAY_SECONDS
+    from mwaa_logging.demo.verify import TaskCheck
+
+    run = Run(DemoConfig(quota=0.01, rate_limit=0.01), target=Any, handler=MWAA_LOGGING, console=Any,  # type: ignore[arg-type]
+              workdir=tmp_path)
+    check = TaskCheck("t", "s", 1, spill_objects={f"s3://b/p/{n}" for n in range(10_000)})
+    assert run.replay_timeout([check]) == MAX_REPLAY_SECONDS == 86_400.0
 
 
 @pytest.mark.parametrize("chart", ["x.png", "chart.svg", "chart", "out/chart.HTML.txt"])
