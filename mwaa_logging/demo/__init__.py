@@ -126,6 +126,20 @@ def _optional_tps(text: str) -> float | None:
     return value
 
 
+#: The namespace attribute listing the options given on the command line (see :class:`_Given`).
+GIVEN = "_given"
+
+
+class _Given(argparse.Action):
+    """Stores the value as ``store`` does, and notes that the option was given on the command line (a value equal
+    to the default, too): :func:`conditions_given` must not compare with the defaults."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, {*getattr(namespace, GIVEN, ()), self.dest})
+
+
 def _endpoint_url(text: str) -> str:
     from mwaa_logging.demo.endpoint import url_problem
 
@@ -155,14 +169,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     workload.add_argument("--seed", type=_bounded_int(0, MAX_SEED, " (2**63-1)"), default=defaults.seed,
                           help="workload seed, 0 to 2**63-1 (default %(default)s)")
     cloud = parser.add_argument_group("CloudWatch conditions (embedded endpoint, or a `mwaa-logging local-aws` one)")
-    cloud.add_argument("--quota", type=_optional_tps, default=defaults.quota, metavar="TPS",
+    cloud.add_argument("--quota", type=_optional_tps, action=_Given, default=defaults.quota, metavar="TPS",
                        help="account-wide PutLogEvents quota of the endpoint, calls/s (default %(default)s; "
                             f"{MIN_QUOTA_TPS:g} to {MAX_QUOTA_TPS:g}; 'none'); an endpoint given with --endpoint-url "
                             "gets its own back at the end, unless another client changed it meanwhile")
-    cloud.add_argument("--neighbour-tps", type=_neighbour_tps, default=defaults.neighbour_tps, metavar="TPS",
+    cloud.add_argument("--neighbour-tps", type=_neighbour_tps, action=_Given, default=defaults.neighbour_tps,
+                       metavar="TPS",
                        help="PutLogEvents calls/s of another workload sharing the quota (default %(default)s; at "
                             f"most {MAX_TPS:g})")
-    cloud.add_argument("--storm", type=_seconds, default=defaults.storm, metavar="SECONDS",
+    cloud.add_argument("--storm", type=_seconds, action=_Given, default=defaults.storm, metavar="SECONDS",
                        help="throttle every PutLogEvents call for this long, starting 30%% of --duration "
                             "after the first line is logged (default %(default)s; 0: none; at most "
                             f"{MAX_SECONDS:g})")
@@ -265,15 +280,12 @@ CONDITION_OPTIONS = {"quota": "--quota", "storm": "--storm", "neighbour_tps": "-
 
 
 def conditions_given(args: argparse.Namespace) -> list[str]:
-    """The condition options given a value other than their default (``--storm 0`` and ``--neighbour-tps 0``,
-    which ask for nothing, are not counted)."""
-    from mwaa_logging.demo.runner import DemoConfig
-
-    defaults = DemoConfig()
+    """The condition options given on the command line, whatever their value, their default too (``--storm 0``
+    and ``--neighbour-tps 0``, which ask for nothing, are not counted)."""
+    named = getattr(args, GIVEN, set())
     given = []
     for name, option in CONDITION_OPTIONS.items():
-        value = getattr(args, name)
-        if value != getattr(defaults, name) and not (name != "quota" and value == 0):
+        if name in named and not (name != "quota" and getattr(args, name) == 0):
             given.append(option)
     return given
 

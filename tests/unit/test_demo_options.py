@@ -143,6 +143,8 @@ def test_html_chart_paths_are_accepted(chart: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "named"), [
     (["--quota", "3"], "--quota"), (["--quota", "none"], "--quota"), (["--storm", "5"], "--storm"),
     (["--neighbour-tps", "2"], "--neighbour-tps"),
+    # their default values, given on the command line, were accepted silently (compared with the defaults)
+    (["--quota", "5"], "--quota"), (["--storm", "12"], "--storm"), (["--neighbour-tps", "1.5"], "--neighbour-tps"),
 ])
 def test_simulated_conditions_with_real_aws_are_usage_errors(
     options: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -165,6 +167,11 @@ def test_conditions_that_ask_for_nothing_are_not_counted_as_given() -> None:
     assert conditions_given(parse("--storm", "0", "--neighbour-tps", "0")) == []
     assert conditions_given(parse("--quota", "3", "--storm", "1", "--neighbour-tps", "2")) == [
         "--quota", "--storm", "--neighbour-tps"]
+    # given on the command line at their default values: given
+    assert conditions_given(parse("--neighbour-tps", "1.5", "--quota", "5", "--storm", "12")) == [
+        "--quota", "--storm", "--neighbour-tps"]
+    args = parse("--storm", "12")
+    assert args.storm == 12.0 and args.quota == DemoConfig().quota  # the others still get their defaults
 
 
 def test_on_an_endpoint_without_the_admin_api_the_ignored_conditions_are_said_in_one_line(
@@ -187,6 +194,10 @@ def test_on_an_endpoint_without_the_admin_api_the_ignored_conditions_are_said_in
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"--quota, --storm ignored: {url} has no mwaa-logging admin API" in err, err
+    # the default value given on the command line is ignored too, and said
+    assert main(["demo", "--quiet", "--endpoint-url", url, "--quota", "5"]) == 130
+    err = capsys.readouterr().err
+    assert f"--quota ignored: {url} has no mwaa-logging admin API" in err, err
 
 
 def _result(*, lost: int = 0, duplicates: int = 0, after_replay: bool = True) -> Any:
