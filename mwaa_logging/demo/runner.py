@@ -93,6 +93,8 @@ class RunResult:
     after_replay: list[TaskCheck] | None = None
     replay_seconds: float = 0.0
     replay_output: str = ""
+    #: Tasks that exited with an error (or were killed): without a status they logged what was read back.
+    failed_tasks: frozenset[int] = frozenset()
 
     @property
     def expected(self) -> int:
@@ -104,12 +106,15 @@ class RunResult:
         return sum(c.lost for c in self.checks)
 
     def logged_by(self, index: int) -> int:
-        """Lines task ``index`` really logged: all of them once it finished (or when it left no status at all);
-        else the more of its last status (written 4 times a second) and the last of its lines found: a task
-        killed midway logged only so many."""
+        """Lines task ``index`` really logged: all of them once it finished (or when it exited 0 leaving no
+        status); else the more of its last status (written 4 times a second, the first one before its handler
+        is built) and the last of its lines found: a task killed midway logged only so many."""
         check = self.checks[index]
         status = self.statuses.get(index)
-        if not status or status.get("done"):
+        if not status and index not in self.failed_tasks:
+            return check.expected
+        status = status or {}
+        if status.get("done"):
             return check.expected
         return min(check.expected, max(int(status.get("logged") or 0), check.found_through))
 
@@ -194,6 +199,8 @@ class Run:
         #: How far the run got ("tasks", "read-back", "replay"), and the first read-back's checks: for Ctrl-C.
         self._stage = "tasks"
         self._checks: list[TaskCheck] | None = None
+        #: Tasks that exited non-zero or were killed (:meth:`_wait`).
+        self._failed_tasks: set[int] = set()
         #: The default spill directories (and their parents) that existed before the run: those it made
         #: itself are removed again when empty.
         self._existing = {path for directory in default_spill_directories()
@@ -289,7 +296,7 @@ class Run:
                 status["exit_seconds"] = max(0.0, exited[index] - float(status["closed_at"]))
         result = RunResult(self.handler, self.group, self.spill_to, checks, statuses,
                            monitor.timeline, counts, wall, time.monotonic() - read_started, failures,
-                           storm=storm.window)
+                           storm=storm.window, failed_tasks=frozenset(self._failed_tasks))
         sources = self.replay_sources(checks)
         if config.replay and sources:
             self._stage = "replay"
@@ -433,10 +440,12 @@ class Run:
                 exited[index] = time.monotonic()
                 del running[index]
                 if code != 0:
+                    self._failed_tasks.add(index)
                     tail = (self.workdir / f"task-{index}.stderr").read_text(errors="replace")[-2000:]
                     failures.append(f"task {index} exited with {code}: {tail}")
             if running and time.monotonic() > deadline:
                 for index, process in running.items():
+                    self._failed_tasks.add(index)
                     process.kill()
                     process.wait(10)
                     failures.append(f"task {index} did not finish in time (killed)")

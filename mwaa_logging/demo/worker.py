@@ -160,6 +160,11 @@ def main(argv: list[str]) -> int:
     config: dict[str, Any] = orjson.loads(Path(argv[0]).read_bytes())
     index = int(argv[1])
     plan = plan_task(config["seed"], index, config["lines"], config["big_events"], config["run_id"])
+    # "nothing logged yet" before the handler is built (a second or so of imports and clients): a task that dies
+    # before its first status is not counted as having logged every line (then lost by the handler)
+    write_json_atomically(status_path(config["status_dir"], index),
+                          {"task": index, "pid": os.getpid(), "logged": 0, "stats": None, "warnings": {},
+                           "done": False})
     handler = build_handler(config, plan)
     logger = logging.getLogger(TASK_LOGGER)
     logger.addHandler(handler)

@@ -344,3 +344,40 @@ def test_the_chart_shades_every_runs_storm(tmp_path: Path) -> None:
     page = write_chart(tmp_path / "c.html", [ours, theirs], "t").read_text()
     assert page.count("every PutLogEvents call throttled") == 2, page
     assert "storm (mwaa-logging)" in page and "storm (watchtower)" in page
+
+
+def test_a_task_that_died_before_its_first_status_counts_as_never_logged_not_lost() -> None:
+    # kill -9 of a task ~0.1 s after its start (no status file yet) was reported as "lost after logging 500,
+    # never logged 0": a task with no status counted as having logged every line.
+    from mwaa_logging.demo.runner import RunResult
+    from mwaa_logging.demo.verify import TaskCheck
+
+    died = TaskCheck("t0", "s0", 500, lost=500)
+    whole = TaskCheck("t1", "s1", 500, arrived=500, in_cloudwatch=500, found_through=500)
+    result = RunResult(MWAA_LOGGING, "g", None, [died, whole], {1: {"logged": 500, "done": True}}, [], None, 1.0,
+                       0.1, failures=["task 0 exited with -9: "], failed_tasks=frozenset({0}))
+    assert (result.logged, result.never_logged, result.lost_after_logging) == (500, 500, 0)
+    # a task that exited 0 without a status file still counts as having logged every line
+    clean = RunResult(MWAA_LOGGING, "g", None, [died, whole], {1: {"logged": 500, "done": True}}, [], None, 1.0, 0.1)
+    assert (clean.logged, clean.lost_after_logging) == (1000, 500)
+
+
+def test_the_task_process_says_it_logged_nothing_before_it_builds_its_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+
+    from mwaa_logging.demo import worker
+
+    config = tmp_path / "config.json"
+    config.write_bytes(orjson.dumps({"handler": MWAA_LOGGING, "group": "g", "seed": 1, "lines": 50, "big_events": 0,
+                                     "run_id": "r", "duration": 0.0, "status_dir": str(tmp_path), "settings": {}}))
+
+    def dies(*args: Any) -> Any:
+        raise SystemExit(137)  # killed while building the handler
+
+    monkeypatch.setattr(worker, "build_handler", dies)
+    with pytest.raises(SystemExit):
+        worker.main([str(config), "3"])
+    status = orjson.loads(worker.status_path(tmp_path, 3).read_bytes())
+    assert (status["task"], status["logged"], status["done"]) == (3, 0, False)
