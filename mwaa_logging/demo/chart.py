@@ -1,5 +1,5 @@
 """A self-contained HTML page with inline SVG (no network, no extra dependency): lines delivered over time
-per handler, and where every logged line ended up (CloudWatch, spill, lost)."""
+per handler, and where every planned line ended up (CloudWatch, spill, lost after logging, never logged)."""
 
 from __future__ import annotations
 
@@ -75,13 +75,14 @@ def timeline_svg(results: Sequence[RunResult]) -> str:
 
 
 def outcome_svg(results: Sequence[RunResult]) -> str:
-    """One bar per handler: lines in CloudWatch, spilled (recoverable) and lost."""
+    """One bar per handler: the planned lines in CloudWatch, spilled (recoverable), lost after logging and never
+    logged (a task died first: not the handler's loss), the numbers of the verdict and the tables."""
     bar_h, gap = 34, 24
     height = PAD + len(results) * (bar_h + gap) + 30
     plot_w = WIDTH - 2 * PAD - 60
     total = max([r.expected for r in results] + [1])
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}">',
-             _text(WIDTH / 2, 24, "Where every logged line ended up", "middle", 14)]
+             _text(WIDTH / 2, 24, "Where every planned line ended up", "middle", 14)]
     for i, result in enumerate(results):
         y = PAD + i * (bar_h + gap)
         x = float(PAD + 60)
@@ -89,36 +90,43 @@ def outcome_svg(results: Sequence[RunResult]) -> str:
         segments = (("in CloudWatch", result.total("in_cloudwatch"), "#2ca02c"),
                     ("spilled to S3" + (" (then replayed)" if result.after_replay is not None else ""),
                      result.total("spilled_total"), "#1f77b4"),
-                    ("lost", result.lost, "#d62728"))
+                    ("lost after logging", result.lost_after_logging, "#d62728"),
+                    ("never logged (task died)", result.never_logged, "#bbbbbb"))
         for label, value, colour in segments:
             width = value / total * plot_w
             if width > 0:
                 parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(width, 2):.1f}" height="{bar_h}" '
                              f'fill="{colour}"><title>{label}: {value:,}</title></rect>')
             x += width
-        summary = ", ".join(f"{label} {value:,}" for label, value, _ in segments)
+        summary = ", ".join(f"{label} {value:,}" for label, value, _ in segments
+                            if value or not label.startswith("never"))
         parts.append(_text(PAD + 60, y + bar_h + 14, summary, size=11))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
 def loss_svg(results: Sequence[RunResult]) -> str:
-    """Lines lost per handler, on their own scale (a few lines are invisible next to 40,000)."""
+    """Lines lost after logging per handler, on their own scale (a few lines are invisible next to 40,000); lines
+    a task never logged (it died first) are named apart, not counted."""
     bar_h, gap = 28, 16
     height = PAD + len(results) * (bar_h + gap) + 10
     plot_w = WIDTH - 2 * PAD - 160
-    most = max([r.lost for r in results] + [1])
+    most = max([r.lost_after_logging for r in results] + [1])
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}">',
-             _text(WIDTH / 2, 24, "Lines lost (not in CloudWatch nor in a spill target, or truncated)", "middle", 14)]
+             _text(WIDTH / 2, 24, "Lines lost after logging (not in CloudWatch nor in a spill target, or truncated)",
+                   "middle", 14)]
     for i, result in enumerate(results):
         y = PAD + i * (bar_h + gap)
         x = PAD + 60
         parts.append(_text(x - 8, y + bar_h / 2 + 4, result.handler, "end"))
-        width = result.lost / most * plot_w
-        if result.lost:
+        lost = result.lost_after_logging
+        width = lost / most * plot_w
+        if lost:
             parts.append(f'<rect x="{x}" y="{y}" width="{max(width, 2):.1f}" height="{bar_h}" fill="#d62728"/>')
         truncated = result.total("truncated")
-        label = f"{result.lost:,}" + (f" ({truncated:,} truncated)" if truncated else "")
+        label = f"{lost:,}" + (f" ({truncated:,} truncated)" if truncated else "")
+        if result.never_logged:
+            label += f"; {result.never_logged:,} never logged (task died)"
         parts.append(_text(x + width + 8, y + bar_h / 2 + 4, label))
     parts.append("</svg>")
     return "\n".join(parts)
@@ -127,8 +135,10 @@ def loss_svg(results: Sequence[RunResult]) -> str:
 def write_chart(path: Path, results: Sequence[RunResult], title: str) -> Path:
     """Write the HTML page to ``path`` (parent directories created) and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"<li>{html.escape(r.handler)}: {r.expected:,} lines logged, {r.total('arrived'):,} arrived "
-                   f"exactly, {r.lost:,} lost; tasks start -> all exited {r.wall_seconds:.1f} s</li>" for r in results)
+    rows = "".join(f"<li>{html.escape(r.handler)}: {r.expected:,} lines planned, {r.logged:,} logged, "
+                   f"{r.total('arrived'):,} arrived exactly, {r.lost_after_logging:,} lost after logging"
+                   + (f", {r.never_logged:,} never logged (task died)" if r.never_logged else "")
+                   + f"; tasks start -> all exited {r.wall_seconds:.1f} s</li>" for r in results)
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
             f"<body style=\"font-family: sans-serif\">\n<h1>{html.escape(title)}</h1>\n<ul>{rows}</ul>\n"
             f"{timeline_svg(results)}\n<br/>\n{outcome_svg(results)}\n<br/>\n{loss_svg(results)}\n"

@@ -381,3 +381,26 @@ def test_the_task_process_says_it_logged_nothing_before_it_builds_its_handler(
         worker.main([str(config), "3"])
     status = orjson.loads(worker.status_path(tmp_path, 3).read_bytes())
     assert (status["task"], status["logged"], status["done"]) == (3, 0, False)
+
+
+def test_the_chart_counts_never_logged_lines_apart_from_the_lost_ones(tmp_path: Path) -> None:
+    # Task 0 died after logging 600 of 1,000 lines, 5 of them lost: the chart said "2,000 lines logged, 405 lost"
+    # where the verdict said "5 lost after logging, 400 never logged".
+    from mwaa_logging.demo.chart import write_chart
+    from mwaa_logging.demo.runner import RunResult
+    from mwaa_logging.demo.verify import TaskCheck
+
+    killed = TaskCheck("t0", "s0", 1000, arrived=595, in_cloudwatch=595, lost=405, found_through=600)
+    whole = TaskCheck("t1", "s1", 1000, arrived=1000, in_cloudwatch=1000, found_through=1000)
+    statuses = {0: {"logged": 590, "done": False}, 1: {"logged": 1000, "done": True}}
+    ours = RunResult(MWAA_LOGGING, "g", None, [killed, whole], statuses, [], None, 1.0, 0.1)
+    theirs = _result()
+    theirs.handler = WATCHTOWER
+    page = " ".join(write_chart(tmp_path / "c.html", [ours, theirs], "t").read_text().split())
+    assert "mwaa-logging: 2,000 lines planned, 1,600 logged, 1,595 arrived exactly, 5 lost after logging, 400 " \
+           "never logged (task died);" in page, page
+    assert "watchtower: 1,000 lines planned, 1,000 logged, 1,000 arrived exactly, 0 lost after logging;" in page
+    assert "lost after logging: 5</title>" in page and "never logged (task died): 400</title>" in page
+    assert "lost after logging 5, never logged (task died) 400" in page
+    assert ">5; 400 never logged (task died)</text>" in page
+    assert "lines logged" not in page and "405" not in page
