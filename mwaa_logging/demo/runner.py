@@ -245,7 +245,15 @@ class Run:
         lost = sum(c.lost for c in self._checks)
         return (f"{self.handler}: read back, {arrived:,} of {expected:,} lines verified ({lost:,} lost); "
                 "`mwaa-logging replay` stopped, CloudWatch alone not checked (its spilled lines may be partly "
-                "replayed: run the replay again to finish)")
+                f"replayed{self._replay_again()})")
+
+    def _replay_again(self, source: str = "") -> str:
+        """What to do about a replay cut short: run it again, on an endpoint that outlives the demo; nothing on
+        the embedded one, which stops with the demo (its CloudWatch and S3, the run's data, are gone with it)."""
+        if self.target.owned:
+            return "; the embedded endpoint stops with the demo: this run's log group and S3 spill are gone with it"
+        command = f"`mwaa-logging replay {source}`" if source else "the replay"
+        return f": run {command} again to finish"
 
     def _execute(self) -> RunResult:
         config, target = self.config, self.target
@@ -412,8 +420,8 @@ class Run:
                                   timeout=timeout, cwd=self.workdir)
         except subprocess.TimeoutExpired as expired:
             output = _text(expired.stdout) + _text(expired.stderr)
-            return output.strip(), (f"replay of {source} did not finish in {timeout:.0f} s (stopped; run "
-                                    f"`mwaa-logging replay {source}` to finish it)")
+            return output.strip(), (f"replay of {source} did not finish in {timeout:.0f} s (stopped"
+                                    f"{self._replay_again(source)})")
         output = (done.stdout + done.stderr).strip()
         if done.returncode != 0:
             return output, f"replay of {source} exited with {done.returncode}"

@@ -175,11 +175,16 @@ def test_a_replay_past_its_time_limit_is_a_failure_said_in_one_line(
         raise subprocess.TimeoutExpired(command, float(str(kwargs["timeout"])), output="replay: 3 of 9 objects\n")
 
     monkeypatch.setattr(runner.subprocess, "run", too_slow)
-    target = SimpleNamespace(env={}, url=None)
+    target = SimpleNamespace(env={}, url=None, owned=False)
     run = runner.Run(DemoConfig(quota=1.0, rate_limit=4.0), target, "mwaa-logging", Console(), tmp_path)  # type: ignore[arg-type]
     check = TaskCheck("t", "s", 1, spill_objects={f"s3://b/p/{n}" for n in range(100)})
     output, problem = run._replay("s3://b/p/g/", {}, [check])
     assert output == "replay: 3 of 9 objects"
     # the limit grows with the objects to replay at the slower of the rate limit and the quota
-    assert problem == ("replay of s3://b/p/g/ did not finish in 520 s (stopped; run `mwaa-logging replay "
-                       "s3://b/p/g/` to finish it)")
+    assert problem == ("replay of s3://b/p/g/ did not finish in 520 s (stopped: run `mwaa-logging replay "
+                       "s3://b/p/g/` again to finish)")
+    # on the embedded endpoint nothing is left to replay into once the demo exits: no advice to run it again
+    target.owned = True
+    _, problem = run._replay("s3://b/p/g/", {}, [check])
+    assert problem == ("replay of s3://b/p/g/ did not finish in 520 s (stopped; the embedded endpoint stops with "
+                       "the demo: this run's log group and S3 spill are gone with it)")

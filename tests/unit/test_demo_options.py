@@ -322,6 +322,30 @@ def test_ctrl_c_during_the_replay_says_the_streams_were_read_back(
     assert "nothing verified" not in out
 
 
+@pytest.mark.parametrize("owned", [True, False])
+def test_ctrl_c_during_the_replay_advises_running_it_again_only_on_an_endpoint_that_outlives_the_demo(
+    tmp_path: Path, owned: bool
+) -> None:
+    # "run the replay again to finish" was said on the embedded endpoint too, whose CloudWatch and S3 are gone
+    # once the demo exits.
+    from types import SimpleNamespace
+
+    from mwaa_logging.demo.verify import TaskCheck
+
+    run = Run(DemoConfig(spill_to="s3://b/p"), target=SimpleNamespace(owned=owned), handler=MWAA_LOGGING,  # type: ignore[arg-type]
+              console=Any, workdir=tmp_path)  # type: ignore[arg-type]
+    run._stage, run._checks = "replay", [TaskCheck("t", "s", 200, arrived=200)]
+    said = run.stopped_text()
+    assert said.startswith("mwaa-logging: read back, 200 of 200 lines verified (0 lost); `mwaa-logging replay` "
+                           "stopped, CloudWatch alone not checked (its spilled lines may be partly replayed"), said
+    if owned:
+        assert "again" not in said
+        assert said.endswith("; the embedded endpoint stops with the demo: this run's log group and S3 spill are "
+                             "gone with it)"), said
+    else:
+        assert said.endswith(": run the replay again to finish)"), said
+
+
 @pytest.mark.parametrize(("stage", "said"), [("tasks", "task processes stopped, nothing verified"),
                                              ("read-back", "read-back stopped, nothing verified")])
 def test_ctrl_c_before_the_read_back_ended_says_nothing_was_verified(tmp_path: Path, stage: str, said: str) -> None:
