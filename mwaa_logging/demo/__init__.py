@@ -282,7 +282,7 @@ CONDITION_OPTIONS = {"quota": "--quota", "storm": "--storm", "neighbour_tps": "-
 def conditions_given(args: argparse.Namespace) -> list[str]:
     """The condition options given on the command line, whatever their value, their default too (``--storm 0``
     and ``--neighbour-tps 0``, which ask for nothing, are not counted)."""
-    named = getattr(args, GIVEN, set())
+    named: set[str] = getattr(args, GIVEN, set())
     given = []
     for name, option in CONDITION_OPTIONS.items():
         if name in named and not (name != "quota" and getattr(args, name) == 0):
