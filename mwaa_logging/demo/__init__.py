@@ -381,7 +381,7 @@ def _run(args: argparse.Namespace) -> int:
     target: Target | None = None
     try:
         target = make_target(args)
-        target.probe()
+        target.probe(config.group(MWAA_LOGGING))
         if not target.observable:  # no admin API: no storm, no neighbour to count
             config = dataclasses.replace(config, neighbour_tps=0.0, storm=0.0)
             ignored = conditions_given(args)

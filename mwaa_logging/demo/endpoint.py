@@ -27,8 +27,15 @@ REDIRECTING_VARIABLES = frozenset({"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"})
 PREFLIGHT_TIMEOUT = 3.0
 
 
-#: How long the probe (one DescribeLogGroups call) may take to connect, and to read the answer.
+#: How long the probe (one GetLogEvents call) may take to connect, and to read the answer.
 PROBE_TIMEOUT = 10.0
+
+
+#: The stream the probe reads (no task writes it: the answer is ResourceNotFoundException).
+PROBE_STREAM = "mwaa-logging-demo-probe"
+#: Error codes of a CloudWatch Logs that refuses the caller (credentials or permission), not of another server.
+REFUSALS = frozenset({"AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+                      "InvalidSignatureException", "ExpiredTokenException", "IncompleteSignatureException"})
 
 
 class EndpointError(Exception):
@@ -216,24 +223,44 @@ class Target:
         endpoint = env.get("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS" if service == "logs" else "AWS_ENDPOINT_URL_S3")
         session: Any = boto3.session.Session(
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"), aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
-            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+            # AWS_REGION too (this botocore reads only AWS_DEFAULT_REGION; the probe's message names both)
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None,
         )
         config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
         if timeout is not None:
             config = config.merge(Config(connect_timeout=timeout, read_timeout=timeout))
         return session.client(service, endpoint_url=endpoint, config=config)
 
-    def probe(self) -> None:
-        """One cheap CloudWatch Logs call (``DescribeLogGroups``, limit 1) before anything starts: raises
-        :class:`EndpointError` (one line) when the endpoint does not answer it as CloudWatch Logs would (an
-        HTTP server that is something else, wrong credentials)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+    def probe(self, group: str) -> None:
+        """One cheap CloudWatch Logs call before anything starts: ``GetLogEvents`` on a stream of the run's own
+        log group ``group`` that does not exist, a call (and a permission) the read-back needs anyway (the library
+        makes no ``Describe*`` call; a least-privilege role may not allow one). ResourceNotFoundException is the
+        answer of CloudWatch Logs. Raises :class:`EndpointError` (one line) when no region or no credentials are
+        configured, when the call is refused, or when the endpoint does not answer as CloudWatch Logs would (an
+        HTTP server that is something else)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+        where = self.url or "the real AWS account"
         try:
-            self.client("logs", attempts=1, timeout=PROBE_TIMEOUT).describe_log_groups(limit=1)
-        except (BotoCoreError, ClientError) as error:
-            where = self.url or "the real AWS account"
-            raise EndpointError(f"{where} does not answer as CloudWatch Logs (DescribeLogGroups): "
+            self.client("logs", attempts=1, timeout=PROBE_TIMEOUT).get_log_events(
+                logGroupName=group, logStreamName=PROBE_STREAM, limit=1)
+        except NoRegionError:
+            raise EndpointError("no AWS region configured (set AWS_REGION or AWS_DEFAULT_REGION, or a region in the "
+                                "AWS config file); no call was made") from None
+        except NoCredentialsError:
+            raise EndpointError("no AWS credentials found by the default credential chain (environment, AWS config "
+                                "files, instance or container role); no call was made") from None
+        except ClientError as error:
+            code = str((error.response.get("Error") or {}).get("Code") or "")
+            if code == "ResourceNotFoundException":
+                return  # CloudWatch Logs: no such group or stream (yet)
+            if code in REFUSALS:
+                raise EndpointError(f"{where} refused GetLogEvents on {group} (the read-back needs it): "
+                                    f"{one_line(error)}") from None
+            raise EndpointError(f"{where} does not answer as CloudWatch Logs (GetLogEvents): "
+                                f"{one_line(error)}") from None
+        except BotoCoreError as error:
+            raise EndpointError(f"{where} does not answer as CloudWatch Logs (GetLogEvents): "
                                 f"{one_line(error)}") from None
 
     def ensure_bucket(self, bucket: str) -> None:

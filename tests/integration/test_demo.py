@@ -320,7 +320,7 @@ def test_an_http_server_that_is_not_cloudwatch_is_a_one_line_error_before_any_ta
         server.server_close()
     captured = capsys.readouterr()
     assert captured.err.strip().count("\n") == 0 and "Traceback" not in captured.err + captured.out, captured
-    assert f"mwaa-logging demo: {url} does not answer as CloudWatch Logs (DescribeLogGroups): " in captured.err
+    assert f"mwaa-logging demo: {url} does not answer as CloudWatch Logs (GetLogEvents): " in captured.err
     assert started == []  # no task process
     assert not default_spill_directory().exists() or not any(default_spill_directory().rglob("airflow-demo-*"))
 

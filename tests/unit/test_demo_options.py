@@ -184,7 +184,7 @@ def test_on_an_endpoint_without_the_admin_api_the_ignored_conditions_are_said_in
     url = "http://127.0.0.1:9"
     other = Target(f"endpoint at {url}", {}, url, None)  # answers, but is not a mwaa-logging local endpoint
     monkeypatch.setattr(Target, "remote", lambda *args, **kwargs: other)
-    monkeypatch.setattr(Target, "probe", lambda self: None, raising=False)
+    monkeypatch.setattr(Target, "probe", lambda self, group: None, raising=False)
 
     def stopped(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
@@ -428,3 +428,54 @@ def test_the_chart_counts_never_logged_lines_apart_from_the_lost_ones(tmp_path: 
     assert "lost after logging 5, never logged (task died) 400" in page
     assert ">5; 400 never logged (task died)</text>" in page
     assert "lines logged" not in page and "405" not in page
+
+
+def test_the_endpoint_probe_reads_a_stream_of_the_run_and_makes_no_describe_call(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It called DescribeLogGroups, a permission the demo never needs otherwise (the library makes no Describe*
+    # call): a least-privilege role on real AWS was refused before anything started.
+    from botocore.exceptions import ClientError
+
+    from mwaa_logging.demo.endpoint import EndpointError, Target
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Logs:
+        def __init__(self, code: str) -> None:
+            self.code = code
+
+        def get_log_events(self, **kwargs: Any) -> Any:
+            calls.append(("GetLogEvents", kwargs))
+            raise ClientError({"Error": {"Code": self.code, "Message": "m"}}, "GetLogEvents")
+
+        def describe_log_groups(self, **kwargs: Any) -> Any:
+            raise AssertionError("DescribeLogGroups called")
+
+    target = Target.real_aws()
+    monkeypatch.setattr(target, "client", lambda *args, **kwargs: Logs("ResourceNotFoundException"))
+    target.probe("airflow-demo-x-Task")
+    assert calls[0][0] == "GetLogEvents" and calls[0][1]["logGroupName"] == "airflow-demo-x-Task"
+    monkeypatch.setattr(target, "client", lambda *args, **kwargs: Logs("AccessDeniedException"))
+    with pytest.raises(EndpointError, match=r"^the real AWS account refused GetLogEvents on airflow-demo-x-Task"):
+        target.probe("airflow-demo-x-Task")
+
+
+def test_a_missing_region_or_missing_credentials_are_said_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both were "does not answer as CloudWatch Logs (DescribeLogGroups)", though no call was made.
+    from mwaa_logging.demo.endpoint import EndpointError, Target
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(EndpointError, match=r"^no AWS region configured .*no call was made$"):
+        Target.real_aws().probe("g")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with pytest.raises(EndpointError, match=r"^no AWS credentials found .*no call was made$"):
+        Target.real_aws().probe("g")
