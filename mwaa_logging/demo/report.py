@@ -161,16 +161,19 @@ def print_summary(console: Console, result: RunResult, config: DemoConfig, targe
         console.print("handler warnings: " + ", ".join(f"{kind} {n:,}" for kind, n in warned.items()))
 
 
+def duplicate_count(result: RunResult) -> int:
+    """The duplicates the verdict counts: in CloudWatch alone after the replay, else the read-back's."""
+    if result.after_replay is not None:
+        return sum(c.duplicates for c in result.after_replay)
+    return result.total("duplicates")
+
+
 def duplicates_text(result: RunResult) -> str:
     """The duplicates the verdict names: in CloudWatch alone after the replay, else those the read-back found
     (and removed). Not a failure: delivery is at least once (a PutLogEvents call whose reply was lost, its
     events stored, is sent again; such a line may also be spilled, then replayed)."""
-    if result.after_replay is not None:
-        n = sum(c.duplicates for c in result.after_replay)
-        where = " in CloudWatch after the replay"
-    else:
-        n = result.total("duplicates")
-        where = " (removed by the reader)"
+    n = duplicate_count(result)
+    where = " in CloudWatch after the replay" if result.after_replay is not None else " (removed by the reader)"
     if not n:
         return "0 duplicates"
     return (f"{n:,} duplicates{where} (not a failure: delivery is at least once, a call whose reply was lost "
@@ -211,7 +214,7 @@ def compare_table(results: list[RunResult]) -> Table:
         *([("lines never logged (task died)", lambda r: _n(r.never_logged))]
           if any(r.never_logged for r in results) else []),
         ("in CloudWatch after replay", in_cloudwatch_after_replay),
-        ("duplicates", lambda r: _n(r.total("duplicates"))),
+        ("duplicates (after replay, as the verdict)", lambda r: _n(duplicate_count(r))),
         ("log call -> CloudWatch p50/p95/max", latency_text),
         ("PutLogEvents calls", lambda r: _n(put_calls(r))),
         ("  minimum (all lines at once, lossless)", lambda r: _n(r.total("min_put_calls"))),

@@ -479,3 +479,16 @@ def test_a_missing_region_or_missing_credentials_are_said_as_such(
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     with pytest.raises(EndpointError, match=r"^no AWS credentials found .*no call was made$"):
         Target.real_aws().probe("g")
+
+
+def test_the_compare_tables_duplicates_are_the_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
+    # The row showed the first read-back's duplicates (removed by the reader) while the verdict counted those in
+    # CloudWatch after the replay.
+    from mwaa_logging.demo.report import compare_table
+
+    result = _result(duplicates=489)
+    result.checks[0].duplicates = 7
+    table = compare_table([result])
+    labels = list(table.columns[0].cells)
+    row = next(i for i, label in enumerate(labels) if label.startswith("duplicates"))
+    assert list(table.columns[1].cells)[row] == "489"
