@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stream", metavar="STREAM", help="log stream name")
     parser.add_argument("--spill-to", action="append", default=[], metavar="LOCATION", type=spill_location,
                         help="where the handler spilled (its spill_to: s3://bucket/prefix or a directory; "
-                             "repeatable); the default local spill directory is always searched too")
+                             "repeatable; default: MWAA_LOGGING_SPILL_TO when set); the default local spill "
+                             "directory is always searched too")
     parser.add_argument("--start", type=parse_time, metavar="TIME", help="first time, ISO 8601 or ms (inclusive)")
     parser.add_argument("--end", type=parse_time, metavar="TIME", help="last time, ISO 8601 or ms (exclusive)")
     parser.add_argument("--json", action="store_true", help="one JSON object a line, with source and spill reason")
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
     from mwaa_logging.aws.clients import make_logs_client, make_s3_client
     from mwaa_logging.engine.diagnostics import redact_urls
-    from mwaa_logging.reader import read_stream
+    from mwaa_logging.reader import configured_spill_to, read_stream
+    from mwaa_logging.settings import env_var
     from mwaa_logging.spill.factory import is_s3_url, local_directory_of
     from mwaa_logging.spill.local import default_spill_directories
     from mwaa_logging.spillformat import DamagedSpill
@@ -95,6 +97,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         trouble = "damaged spill object" if isinstance(error, DamagedSpill) else "cannot read spilled lines at"
         print(redact_urls(f"mwaa-logging read: {trouble} {location}: {error}"), file=err)
 
+    if not args.spill_to:  # where this environment's handlers spill when not told otherwise
+        try:
+            args.spill_to = [location] if (location := configured_spill_to()) else []
+        except ValueError as error:
+            print(f"mwaa-logging read: {env_var('spill_to')}: {error}", file=err)
+            return 2
     for location in args.spill_to:  # a mistyped one read as "nothing spilled there"
         if not is_s3_url(location) and not (root := Path(local_directory_of(location))).is_dir():
             spill_error(location, NotADirectoryError(f"{root} is not a directory") if root.exists()

@@ -120,8 +120,9 @@ def read_stream(
     ``spill_to`` names the spill targets to search (``s3://bucket/prefix``, a directory, sinks). Given as a
     URL or path, as in the handler's setting, the handler's last resort is searched too: the default local
     spill directories (where lines go when the target itself fails: the cache one and the temp one), those that
-    exist on this machine. ``None`` (the default), like a handler without ``spill_to``, searches those default
-    directories; sinks, or an empty list, name exactly where to look.
+    exist on this machine. ``None`` (the default), like a handler without ``spill_to``, searches
+    ``MWAA_LOGGING_SPILL_TO`` when it is set (and those default directories), else those default directories;
+    sinks, or an empty list, name exactly where to look.
     ``stream`` may be the name as the handler was given it: it is made the name written to (``:`` and ``*``
     replaced, a name over 512 characters shortened with a hash), as the handler does.
     A missing group or stream reads as no CloudWatch events (spilled ones are still returned).
@@ -129,6 +130,8 @@ def read_stream(
     is given: then it is called and the rest of the log is still returned.
     """
     stream = sanitize(stream)  # the name the handler wrote to (':' and '*' replaced, a long name shortened)
+    if spill_to is None:  # where a handler without spill_to spills: MWAA_LOGGING_SPILL_TO, else the default
+        spill_to = configured_spill_to()
     sources = default_readers() if spill_to is None else spill_readers(spill_to, s3_client=s3_client)
     spilled = spilled_events(sources, group, stream, start_time, end_time, on_error=on_spill_error)
     if include_cloudwatch:
@@ -293,6 +296,15 @@ def spill_readers(
     if any(isinstance(item, (str, os.PathLike)) for item in items):
         readers += default_readers(readers)
     return readers
+
+
+def configured_spill_to() -> str | None:
+    """``MWAA_LOGGING_SPILL_TO``, where the handlers of this environment spill when not told otherwise (checked as
+    the setting is); None when it is not set."""
+    from mwaa_logging.settings import check_spill_to, env_var
+
+    configured = os.environ.get(env_var("spill_to"), "").strip()
+    return check_spill_to(configured) if configured else None
 
 
 def default_readers(listed: Sequence[SpillReader] = ()) -> list[SpillReader]:

@@ -366,3 +366,39 @@ def test_without_spill_to_the_reader_finds_what_a_handler_without_it_spilled(
     assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == everything
     client = make_logs_client(endpoint_url=aws.url)
     assert [e.message for e in read_events(client, GROUP, "default-spill")] == everything
+
+
+def test_without_spill_to_the_reader_searches_where_the_environment_makes_handlers_spill(
+    aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler reads MWAA_LOGGING_SPILL_TO; read_stream and `mwaa-logging read` without a spill location searched
+    only the default directory, and missed what such a handler spilled."""
+    import io
+
+    from mwaa_logging.cli import build_parser
+    from mwaa_logging.readback import run
+
+    spill = tmp_path / "configured"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(spill))
+    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name="env-spill", endpoint_url=aws.url,
+                                   close_timeout=1)
+    logger = logging.getLogger("reader-test.env-spill")
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.level = False, logging.INFO
+    try:
+        logger.info("ok")
+        assert handler.flush(10)
+        aws.faults.inject("unavailable")
+        logger.info("spilled")
+    finally:
+        handler.close(1)
+    assert handler.stats().spilled == {"close_deadline": 1} and any(spill.rglob("*.jsonl.gz"))
+    assert [e.message for e in read_stream(GROUP, "env-spill")] == ["ok", "spilled"]
+    out = io.StringIO()
+    assert run(build_parser("read").parse_args(["read", GROUP, "env-spill"]), out, io.StringIO()) == 0
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == ["ok", "spilled"]
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", "ftp://nowhere")
+    err = io.StringIO()
+    assert run(build_parser("read").parse_args(["read", GROUP, "env-spill"]), io.StringIO(), err) == 2
+    assert "MWAA_LOGGING_SPILL_TO" in err.getvalue()
