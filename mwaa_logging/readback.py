@@ -97,16 +97,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         trouble = "damaged spill object" if isinstance(error, DamagedSpill) else "cannot read spilled lines at"
         print(redact_urls(f"mwaa-logging read: {trouble} {location}: {error}"), file=err)
 
-    if not args.spill_to:  # where this environment's handlers spill when not told otherwise
+    for location in args.spill_to:  # a mistyped one read as "nothing spilled there"
+        if not is_s3_url(location) and not (root := Path(local_directory_of(location))).is_dir():
+            spill_error(location, NotADirectoryError(f"{root} is not a directory") if root.exists()
+                        else FileNotFoundError(f"no such directory {root}"))
+    if not args.spill_to:  # where this environment's handlers spill when not told otherwise (made at the first spill)
         try:
             args.spill_to = [location] if (location := configured_spill_to()) else []
         except ValueError as error:
             print(f"mwaa-logging read: {env_var('spill_to')}: {error}", file=err)
             return 2
-    for location in args.spill_to:  # a mistyped one read as "nothing spilled there"
-        if not is_s3_url(location) and not (root := Path(local_directory_of(location))).is_dir():
-            spill_error(location, NotADirectoryError(f"{root} is not a directory") if root.exists()
-                        else FileNotFoundError(f"no such directory {root}"))
     try:
         logs = None if args.spilled_only else make_logs_client(
             None, args.profile, region_name=args.region, endpoint_url=args.endpoint_url)

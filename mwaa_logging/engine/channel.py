@@ -83,6 +83,9 @@ class GroupSettingsOwed:
     failures: int = 0
     #: After a failed call, not before this time (the engine's clock).
     retry_at: float = 0.0
+    #: A close() or the exit flush waited for them until its deadline: none waits again (the sender still applies
+    #: them if the process lives on).
+    waited_out: bool = False
 
 
 #: How often close() looks whether the sender applied what a channel owes its group (see ``await_group_settings``).
@@ -557,13 +560,14 @@ class Channel:
         owes its group (``delivery.settle_group``, once the channel has delivered: its group exists); say what is
         left then. watchtower applies them in its constructor: a handler closed before its sender had a
         CreateLogGroup token never applied them."""
-        if not owes_group_settings(self) or self.engine.sender_missing():
+        owed = group_settings_owed.get(self)
+        if owed is None or owed.waited_out or not owes_group_settings(self) or self.engine.sender_missing():
             return
         self.engine.wake()
         while self in group_settings_owed and time.monotonic() < deadline:
             _sleep(GROUP_SETTINGS_POLL)
-        owed = group_settings_owed.get(self)
-        if owed is not None:
+        if self in group_settings_owed:
+            owed.waited_out = True  # one wait per process: close() then the exit flush did not wait twice
             report(f"{' and '.join(owed.settings)} of log group {self.destination.group} not applied yet at the close "
                    "deadline: the sender applies them if this process lives on")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -424,3 +427,40 @@ def test_a_group_the_handler_creates_costs_no_extra_calls_for_its_retention_and_
         assert client.list_tags_log_group(logGroupName="brand-new")["tags"] == {"team": "a"}
     finally:
         handler.close(timeout=0)
+
+
+EXITS_OWING_THE_RETENTION = """
+import logging, sys, time
+import mwaa_logging
+handler = mwaa_logging.CloudWatchLogHandler(log_group_name="hung-policy", log_stream_name="s",
+                                            log_group_retention_days=7, close_timeout=3, read_timeout=30)
+logger = logging.getLogger("owing")
+logger.addHandler(handler)
+logger.setLevel(logging.INFO)
+logger.info("line")
+assert handler.flush(10)
+print(time.monotonic(), flush=True)
+if sys.argv[1] == "close":
+    handler.close()
+"""
+
+
+@pytest.mark.parametrize("closes", ["close", "exit"])
+def test_a_retention_call_that_hangs_holds_the_exit_one_close_timeout_not_two(local_aws: LocalAWS, spill_dir: Path,
+                                                                              closes: str) -> None:
+    """The exit flush waited close_timeout for the owed retention, then logging.shutdown()'s close() waited a
+    whole one again (or close() first, then the exit flush)."""
+    boto3.client("logs", endpoint_url=local_aws.url).create_log_group(logGroupName="hung-policy")
+    local_aws.faults.inject("hang", api="PutRetentionPolicy")
+    env = {**os.environ, **local_aws.env(), "MWAA_LOGGING_SPILL_TO": str(spill_dir)}
+    try:
+        done = subprocess.run([sys.executable, "-c", EXITS_OWING_THE_RETENTION, closes], env=env,
+                              capture_output=True, text=True, timeout=60)
+        ended = time.monotonic()
+    finally:
+        local_aws.faults.clear()
+    assert done.returncode == 0, done.stderr
+    closing = ended - float(done.stdout.split()[-1])  # CLOCK_MONOTONIC: the same clock in both processes
+    assert 2.9 < closing < 5, closing  # one close_timeout (3 s), then the process ends; not two
+    assert local_aws.messages("hung-policy", "s") == ["line"]
+    assert "not applied yet at the close deadline" in done.stderr

@@ -398,6 +398,10 @@ def test_without_spill_to_the_reader_searches_where_the_environment_makes_handle
     out = io.StringIO()
     assert run(build_parser("read").parse_args(["read", GROUP, "env-spill"]), out, io.StringIO()) == 0
     assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == ["ok", "spilled"]
+    monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(tmp_path / "not-made-yet"))  # made at the first spill
+    out = io.StringIO()
+    assert run(build_parser("read").parse_args(["read", GROUP, "env-spill"]), out, io.StringIO()) == 0
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == ["ok"]
     monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", "ftp://nowhere")
     err = io.StringIO()
     assert run(build_parser("read").parse_args(["read", GROUP, "env-spill"]), io.StringIO(), err) == 2
