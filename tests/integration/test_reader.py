@@ -327,6 +327,25 @@ def test_a_batch_an_ambiguous_retry_stored_twice_reads_back_once(aws: LocalAWS, 
     assert [e.message for e in read_stream(GROUP, "retried", spill_to=tmp_path)] == ["the stream exists", *TABLE]
 
 
+def deliver_then_spill_at_close(aws: LocalAWS, stream: str, spilled: list[str]) -> CloudWatchLogHandler:
+    """A handler without spill_to that delivers "ok", then logs ``spilled`` while CloudWatch refuses every call,
+    and is closed (they are spilled at its deadline)."""
+    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name=stream, endpoint_url=aws.url,
+                                   close_timeout=1)
+    logger = logging.getLogger(f"reader-test.{stream}")
+    logger.handlers[:] = [handler]
+    logger.propagate, logger.level = False, logging.INFO
+    try:
+        logger.info("ok")
+        assert handler.flush(10)
+        aws.faults.inject("unavailable")
+        for line in spilled:
+            logger.info(line)
+    finally:
+        handler.close(1)
+    return handler
+
+
 def test_without_spill_to_the_reader_finds_what_a_handler_without_it_spilled(
     aws: LocalAWS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -341,19 +360,7 @@ def test_without_spill_to_the_reader_finds_what_a_handler_without_it_spilled(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a default directory of this test's own
     (tmp_path / "cache").mkdir()
-    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name="default-spill", endpoint_url=aws.url,
-                                   close_timeout=1)
-    logger = logging.getLogger("reader-test.default-spill")
-    logger.handlers[:] = [handler]
-    logger.propagate, logger.level = False, logging.INFO
-    try:
-        logger.info("ok")
-        assert handler.flush(10)
-        aws.faults.inject("unavailable")
-        for i in range(3):
-            logger.info("spilled %d", i)
-    finally:
-        handler.close(1)
+    handler = deliver_then_spill_at_close(aws, "default-spill", [f"spilled {i}" for i in range(3)])
     assert handler.stats().spilled == {"close_deadline": 3}, handler.stats()
     assert aws.messages(GROUP, "default-spill") == ["ok"]
     everything = ["ok", "spilled 0", "spilled 1", "spilled 2"]
@@ -381,18 +388,7 @@ def test_without_spill_to_the_reader_searches_where_the_environment_makes_handle
     spill = tmp_path / "configured"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("MWAA_LOGGING_SPILL_TO", str(spill))
-    handler = CloudWatchLogHandler(log_group_name=GROUP, log_stream_name="env-spill", endpoint_url=aws.url,
-                                   close_timeout=1)
-    logger = logging.getLogger("reader-test.env-spill")
-    logger.handlers[:] = [handler]
-    logger.propagate, logger.level = False, logging.INFO
-    try:
-        logger.info("ok")
-        assert handler.flush(10)
-        aws.faults.inject("unavailable")
-        logger.info("spilled")
-    finally:
-        handler.close(1)
+    handler = deliver_then_spill_at_close(aws, "env-spill", ["spilled"])
     assert handler.stats().spilled == {"close_deadline": 1} and any(spill.rglob("*.jsonl.gz"))
     assert [e.message for e in read_stream(GROUP, "env-spill")] == ["ok", "spilled"]
     out = io.StringIO()
