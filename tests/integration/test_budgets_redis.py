@@ -178,7 +178,11 @@ def test_killing_redis_mid_run_falls_back_to_the_host_budget_without_blocking(
     assert [float(row[2]) for row in rows if row[1] == "1" and float(row[2]) > killed_at + 0.05] == []
     assert min(fallback) < killed_at + FALLBACK_AFTER  # refused connections: no "ask again soon" window
     assert len(fallback) >= 0.5 * RATE * 0.5  # the host budget took over for the rest of the run
-    assert_within_budget(fallback, burst=2.0)  # one budget for this host's processes, emptied on entry (was 20)
+    assert_within_budget(fallback)  # one budget for this host's processes
+    # emptied on entry (it started full: 20 at once); not a burst bound of 2 over the whole run: where the three
+    # processes all paused (a loaded CI machine), the bucket refilled meanwhile, as it should
+    early = [stamp for stamp in fallback if stamp < min(fallback) + 0.05]
+    assert len(early) <= 2 + RATE * 0.05, len(early)
 
 
 def test_unreachable_redis_warns_once_and_the_fleet_returns(
