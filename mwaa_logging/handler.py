@@ -29,7 +29,13 @@ from mwaa_logging.engine.channel import (
     seq_counter,
 )
 from mwaa_logging.engine.diagnostics import report
-from mwaa_logging.engine.engine import BEHIND_CLOSE_WAIT, note_timed_out_wait, still_behind
+from mwaa_logging.engine.engine import (
+    BEHIND_CLOSE_WAIT,
+    forget_timed_out_wait,
+    note_timed_out_wait,
+    still_behind,
+    timed_out_wait,
+)
 from mwaa_logging.engine.stats import Stats
 from mwaa_logging.errors import WatchtowerError, WatchtowerWarning
 from mwaa_logging.events import counted_size
@@ -330,8 +336,6 @@ class CloudWatchLogHandler(logging.Handler):
         )
         super().__init__(*args, **handler_kwargs)
         self.use_queues = use_queues
-        #: use_queues=False after a wait timed out: (pid, flush mark of the backlog, delivered count) then
-        self._behind: tuple[int, tuple[int, int], int] | None = None
         self.send_interval = self.settings.send_interval
         self.max_batch_size = self.settings.max_batch_size
         self.max_batch_count = self.settings.max_batch_count
@@ -441,12 +445,12 @@ class CloudWatchLogHandler(logging.Handler):
         holds it), with logging's module lock held (dictConfig: the sender logs through it), or when the channel's
         lock cannot be had at once (a signal handler that interrupted its holder)."""
         try:
-            behind = self._behind
+            behind = timed_out_wait(channel)
             if behind is not None:
-                pid, mark, delivered = behind
-                if pid == os.getpid() and (not channel.reached(mark) or channel.counters.delivered <= delivered):
+                mark, delivered = behind
+                if not channel.reached(mark) or channel.counters.delivered <= delivered:
                     return
-                self._behind = None  # (a forked child's counters start again: its parent's backlog is not its own)
+                forget_timed_out_wait(channel)
             engine = channel.engine
             if engine.on_own_thread() or engine.sender_missing() or holds_logging_lock():
                 return
@@ -456,8 +460,7 @@ class CloudWatchLogHandler(logging.Handler):
             delivered = channel.counters.delivered
             if not channel.flush(self.settings.close_timeout):
                 # read without the lock (a signal handler may interrupt its holder): an estimate will do
-                self._behind = (os.getpid(), channel.flush_mark(), delivered)
-                note_timed_out_wait(channel, delivered)
+                note_timed_out_wait(channel, channel.flush_mark(), delivered)
         except Exception:
             pass
 

@@ -42,22 +42,36 @@ _MAX_IDLE = 1.0
 #: How long closing a channel, or the exit flush, waits for delivery when a wait for it timed out in this process and
 #: nothing was delivered since (see :func:`still_behind`), before spilling what is left.
 BEHIND_CLOSE_WAIT = 1.0
-#: Channels whose wait for delivery timed out (``use_queues=False``), with the process and the delivered count then.
-_timed_out_waits: weakref.WeakKeyDictionary[Channel, tuple[int, int]] = weakref.WeakKeyDictionary()
+#: Channels whose wait for delivery timed out (``use_queues=False``): the process, the flush mark of the backlog it
+#: left, and the delivered count then.
+_timed_out_waits: weakref.WeakKeyDictionary[Channel, tuple[int, tuple[int, int], int]] = weakref.WeakKeyDictionary()
 
 
-def note_timed_out_wait(channel: Channel, delivered: int) -> None:
-    """A wait for ``channel``'s delivery timed out when it had delivered ``delivered`` events (see
-    :func:`still_behind`)."""
-    _timed_out_waits[channel] = (os.getpid(), delivered)
+def note_timed_out_wait(channel: Channel, mark: tuple[int, int], delivered: int) -> None:
+    """A wait for ``channel``'s delivery timed out, leaving the backlog up to ``mark`` when it had delivered
+    ``delivered`` events (see :func:`timed_out_wait`, :func:`still_behind`)."""
+    _timed_out_waits[channel] = (os.getpid(), mark, delivered)
+
+
+def timed_out_wait(channel: Channel) -> tuple[tuple[int, int], int] | None:
+    """The backlog mark and delivered count of ``channel``'s last timed-out wait in this process (a forked child's
+    counters start again: its parent's backlog is not its own), until :func:`forget_timed_out_wait`."""
+    noted = _timed_out_waits.get(channel)
+    return None if noted is None or noted[0] != os.getpid() else (noted[1], noted[2])
+
+
+def forget_timed_out_wait(channel: Channel) -> None:
+    _timed_out_waits.pop(channel, None)
 
 
 def still_behind(channel: Channel) -> bool:
     """Whether a wait for ``channel``'s delivery timed out in this process and nothing was delivered since: the
     endpoint most likely still fails, and closing it waits :data:`BEHIND_CLOSE_WAIT`, not a full close_timeout again
     (a DAG file processor, a new process for each file, took 2 x close_timeout a file while CloudWatch hung)."""
-    noted = _timed_out_waits.get(channel)
-    return noted is not None and noted[0] == os.getpid() and channel.counters.delivered <= noted[1]
+    noted = timed_out_wait(channel)
+    return noted is not None and channel.counters.delivered <= noted[1]
+
+
 #: Longest a thread doing the sender's work (no sender thread can run) sleeps between passes.
 _INLINE_PAUSE = 0.05
 
