@@ -50,6 +50,7 @@ def build_channel(
     """Everything one handler needs, with no network I/O (clients connect on first use)."""
     log_group_retention_days = retention_days(log_group_retention_days)
     check_watchtower_arguments(boto3_client, log_group_tags, log_group_retention_days)
+    check_buildable(settings)
     if boto3_client is not None:
         _say_unused_client_settings(settings, boto3_client)
     given = transport
@@ -218,8 +219,6 @@ def check_buildable(settings: Settings) -> None:
 
 
 def _spill_sink(settings: Settings, profile_name: str | None) -> SpillSink:
-    if settings.spill_to is not None and not is_s3_url(settings.spill_to):
-        _check_spill_directory(settings.spill_to)
     if settings.spill_to is None and not _said_default_spill.is_set():
         _said_default_spill.set()
         report(f"spill_to is not set: events CloudWatch cannot take in time go to {default_spill_directory()}",
