@@ -364,10 +364,10 @@ class Run:
         as it is; a default directory the run made is removed when empty."""
         from mwaa_logging.spill.layout import quote_name
 
-        named = os.path.abspath(local_directory_of(self.spill_to)) \
+        named = os.path.realpath(local_directory_of(self.spill_to)) \
             if self.spill_to and not self.spill_to.startswith("s3://") else None
         for directory in default_spill_directories():
-            if str(directory) == named:
+            if os.path.realpath(directory) == named:  # (also when named through a symbolic link)
                 continue
             shutil.rmtree(directory / quote_name(self.group), ignore_errors=True)
             made = [directory] + ([directory.parent] if directory.parent.name == "mwaa-logging" else [])

@@ -268,6 +268,13 @@ def test_after_a_good_replay_the_run_removes_its_files_from_the_default_spill_di
     ours = spill(quote_name(named.group))
     named.remove_fallback_spill()
     assert ours.exists()
+    # also when named through a symbolic link to it
+    shutil.rmtree(ours)
+    (tmp_path / "link").symlink_to(default)
+    linked = _run(tmp_path / "work4", MWAA_LOGGING, str(tmp_path / "link"))
+    ours = spill(quote_name(linked.group))
+    linked.remove_fallback_spill()
+    assert ours.exists()
 
 
 def test_a_task_killed_midway_counts_its_unlogged_lines_apart_from_the_lost_ones() -> None:
